@@ -1,0 +1,23 @@
+# Sensorcast: the user's front door. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SETUP := $(VENV)/.installed
+
+.PHONY: help run test
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(SETUP): pyproject.toml tools/fetch_assets.py
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) tools/fetch_assets.py
+	touch $@
+
+run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
+	$(PY) -m tools.run
+
+test: $(SETUP)  ## run every test
+	$(PY) -m pytest

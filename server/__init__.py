@@ -1,0 +1,67 @@
+"""Sensorcast's server: readings in over HTTP, kept in Redis, out to browsers as live events.
+
+Configuration flows one way: the defaults below, then the environment (``REDIS_URL``,
+and every ``SENSORCAST_<NAME>`` as ``<NAME>``, its value read as JSON where it parses),
+then ``test_config``. The README's configuration table lists each name.
+"""
+import logging
+import os
+import pathlib
+
+import redis
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "var"
+
+DEFAULTS = {
+    "REDIS_URL": f"unix://{DATA_DIR / 'redis.sock'}",
+    "AUTH": True,
+    "RETENTION": 7 * 24 * 3600,
+    "STREAM_MAXLEN": 100_000,
+    "OFFLINE_AFTER": 600,
+    "HEARTBEAT": 15,
+    "RETRY_MS": 3000,
+    "CLIENT_QUEUE": 256,
+    "MAX_BATCH": 500,
+    "MAX_FUTURE": 300,
+    "MAX_CONTENT_LENGTH": 256 * 1024,
+    "RETRY_AFTER": 5,
+}
+
+
+def create_app(test_config=None):
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    if os.environ.get("REDIS_URL"):
+        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    app.config.from_prefixed_env("SENSORCAST")
+    if test_config:
+        app.config.from_mapping(test_config)
+    logging.basicConfig(level=logging.INFO)
+
+    from . import api, dashboard, ingest
+    from .auth import devices_cli
+    from .stream import sse
+
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(sse, url_prefix="/stream")
+    app.cli.add_command(devices_cli)
+    _answer_errors_in_json(app)
+    return app
+
+
+def _answer_errors_in_json(app):
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        return {"error": error.description}, error.code
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def redis_away(error):
+        app.logger.warning("Redis is unreachable: %s", error)
+        return ({"error": "the database is unreachable; try again shortly"}, 503,
+                {"Retry-After": str(app.config["RETRY_AFTER"])})

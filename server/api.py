@@ -1,0 +1,67 @@
+"""Read-only JSON behind the dashboard, and ``/healthz`` for monitors.
+
+``GET /api/devices``: every device with its latest values, newest first.
+``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first.
+``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
+then excludes that id, for paging); each reading carries its own measured ``ts``.
+"""
+import time
+
+from flask import Blueprint, abort, current_app, request
+
+from .readings import decode_fields
+from .store import DEVICES, device_key, device_readings, get_redis
+
+bp = Blueprint("api", __name__)
+
+MAX_LIMIT = 10000
+
+
+@bp.get("/api/devices")
+def list_devices():
+    client = get_redis()
+    ids = client.zrevrange(DEVICES, 0, -1)
+    with client.pipeline(transaction=False) as pipe:
+        for device in ids:
+            pipe.hgetall(device_key(device))
+        latest = pipe.execute()
+    return {"devices": [_device(fields) for fields in latest if fields]}
+
+
+def _device(fields):
+    state = decode_fields({k: v for k, v in fields.items() if k != "status"})
+    state["online"] = time.time() - state["last_seen"] <= current_app.config["OFFLINE_AFTER"]
+    return state
+
+
+@bp.get("/api/devices/<device>/readings")
+def device_history(device):
+    client = get_redis()
+    if client.zscore(DEVICES, device) is None:
+        abort(404, f"no device {device!r} has sent a reading")
+    limit = request.args.get("limit", 500, type=int)
+    if not 0 < limit <= MAX_LIMIT:
+        abort(400, f"limit: must be from 1 to {MAX_LIMIT}")
+    newest_first = client.xrevrange(device_readings(device), _bound("until", "+", ""),
+                                    _bound("since", "-", "("), count=limit)
+    return {"device": device,
+            "readings": [dict(decode_fields(fields), id=entry_id)
+                         for entry_id, fields in reversed(newest_first)]}
+
+
+def _bound(name, default, exclusive):
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if "-" in value:
+        return exclusive + value
+    try:
+        return str(int(float(value) * 1000))
+    except ValueError:
+        abort(400, f"{name}: must be Unix seconds or a stream id")
+
+
+@bp.get("/healthz")
+def healthz():
+    get_redis().ping()
+    return {"status": "ok"}

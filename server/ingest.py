@@ -1,0 +1,56 @@
+"""Readings in: ``POST /api/readings`` and the original tutorial's ``POST /therm/push``.
+
+Input is checked here, at the edge, and refused whole with a message naming the field;
+a batch is stored all or nothing, so a refused request loses nothing already accepted.
+"""
+import json
+import time
+
+from flask import Blueprint, abort, current_app, request
+
+from .auth import authenticate
+from .readings import InvalidReading, validate
+from .store import add_readings, get_redis
+
+bp = Blueprint("ingest", __name__)
+
+LEGACY_DEVICE = "therm"
+
+
+@bp.post("/api/readings")
+def post_readings():
+    device = authenticate()
+    if not request.is_json:
+        abort(415, "send the readings as JSON with 'Content-Type: application/json'")
+    return _store(_parse(request.get_data()), device)
+
+
+@bp.post("/therm/push")
+def therm_push():
+    """The tutorial's push: a body such as ``{"temperature":56}`` or ``56``, any content type."""
+    device = authenticate() or LEGACY_DEVICE
+    payload = _parse(request.get_data())
+    if not isinstance(payload, dict):
+        payload = {"temperature": payload}
+    return _store(payload, device)
+
+
+def _parse(body):
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        abort(400, f"body: not valid JSON ({error})")
+
+
+def _store(payload, device):
+    config = current_app.config
+    now = time.time()
+    try:
+        readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
+    except InvalidReading as error:
+        return {"error": str(error), "field": error.field}, 400
+    except PermissionError as error:
+        abort(403, str(error))
+    ids = add_readings(get_redis(), readings, now, config)
+    stored = [entry_id for entry_id in ids if entry_id]
+    return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids}, 201

@@ -1,0 +1,130 @@
+"""The reading payload: the one definition that the server, the simulator and the tests share.
+
+A payload is one object or a JSON array of them (a batch)::
+
+    {"device": "kitchen", "temperature": 21.4, "humidity": 40.2,
+     "ts": 1764000000.5, "seq": 118, "boot": "a81f", "rssi": -61}
+
+Every key that is not one of the fields below is a metric: a finite number, with a
+unit and a plausible range when it is one of ``METRICS``. ``validate`` turns a decoded
+payload into clean readings or raises ``InvalidReading`` naming the offending field.
+"""
+import math
+import re
+
+DEVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BOOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+FIRMWARE_VERSION = re.compile(r"^[A-Za-z0-9_.+-]{1,32}$")
+
+# name: (unit, lowest plausible, highest plausible)
+METRICS = {
+    "temperature": ("°C", -60.0, 150.0),
+    "humidity": ("%RH", 0.0, 100.0),
+    "pressure": ("hPa", 300.0, 1100.0),
+    "battery": ("V", 0.0, 15.0),
+    "rssi": ("dBm", -120.0, 0.0),
+    "uptime": ("s", 0.0, 1e10),
+    "heap": ("B", 0.0, 1e9),
+    "dropped": ("readings", 0.0, 1e9),
+}
+STRING_FIELDS = ("device", "boot", "fw")
+MAX_METRICS = 16
+EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set
+
+
+class InvalidReading(ValueError):
+    """A payload the server refuses; ``field`` names where, e.g. ``[2].humidity``."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def validate(payload, now, max_batch, max_future, device=None):
+    """Return the payload's readings as clean dicts, or raise ``InvalidReading``.
+
+    ``device`` is the id the caller's token is bound to: it fills a missing ``device``
+    and must match a given one (a mismatch is a ``PermissionError``).
+    """
+    batch = payload if isinstance(payload, list) else [payload]
+    if not batch:
+        raise InvalidReading("body", "an empty batch holds no reading")
+    if len(batch) > max_batch:
+        raise InvalidReading("body", f"a batch holds at most {max_batch} readings")
+    prefix = "[{}]." if isinstance(payload, list) else ""
+    return [_validate_one(item, prefix.format(i), now, max_future, device)
+            for i, item in enumerate(batch)]
+
+
+def _validate_one(item, where, now, max_future, bound_device):
+    if not isinstance(item, dict):
+        raise InvalidReading(where.rstrip(".") or "body", "a reading is a JSON object")
+    reading = dict(item)
+    device = reading.setdefault("device", bound_device)
+    if not isinstance(device, str) or not DEVICE_ID.match(device):
+        raise InvalidReading(where + "device", "must be 1-32 characters of a-z 0-9 _ -")
+    if bound_device is not None and device != bound_device:
+        raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
+    _check_text(reading, where, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
+    _check_text(reading, where, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
+    if "seq" in reading and not (_is_number(reading["seq"]) and reading["seq"] == int(reading["seq"])
+                                 and 0 <= reading["seq"] < 2**53):
+        raise InvalidReading(where + "seq", "must be a whole number from 0")
+    if "seq" in reading:
+        reading["seq"] = int(reading["seq"])
+    reading["ts"] = _timestamp(reading.get("ts"), where, now, max_future)
+    metrics = [name for name in reading if name not in STRING_FIELDS + ("seq", "ts")]
+    if not metrics:
+        raise InvalidReading(where.rstrip(".") or "body", "a reading needs at least one metric")
+    if len(metrics) > MAX_METRICS:
+        raise InvalidReading(where.rstrip(".") or "body", f"at most {MAX_METRICS} metrics")
+    for name in metrics:
+        _check_metric(name, reading[name], where)
+    return reading
+
+
+def _check_text(reading, where, field, pattern, rule):
+    value = reading.get(field)
+    if value is not None and not (isinstance(value, str) and pattern.match(value)):
+        raise InvalidReading(where + field, f"must be {rule}")
+    if value is None:
+        reading.pop(field, None)
+
+
+def _timestamp(ts, where, now, max_future):
+    if ts is None:
+        return now
+    if not _is_number(ts):
+        raise InvalidReading(where + "ts", "must be Unix seconds")
+    if ts > now + max_future:
+        raise InvalidReading(where + "ts", f"is more than {max_future:g} s in the future")
+    return ts if ts >= EARLIEST_SYNCED_TS else now
+
+
+def _check_metric(name, value, where):
+    if not METRIC_NAME.match(name):
+        raise InvalidReading(where + name, "a metric name is 1-32 characters of a-z 0-9 _")
+    if not _is_number(value):
+        raise InvalidReading(where + name, "must be a finite number")
+    if name in METRICS:
+        unit, low, high = METRICS[name]
+        if not low <= value <= high:
+            raise InvalidReading(where + name, f"{value:g} {unit} is outside {low:g}..{high:g}")
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def decode_fields(fields):
+    """Turn a stream entry's flat fields (strings, as Redis keeps them) back into a reading."""
+    return {name: value if name in STRING_FIELDS else _number(value)
+            for name, value in fields.items()}
+
+
+def _number(text):
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text and "e" not in text else number

@@ -1,0 +1,116 @@
+"""Everything the server keeps in Redis: key names, the one pooled client, and the writes.
+
+The keys are a public interface (see the README): third parties XREAD ``readings``
+or SUBSCRIBE ``sse``. A request stores its whole batch in one Lua call, so a reading's
+event id and its place in the history never disagree, however large the batch.
+"""
+import json
+
+import redis
+from flask import current_app
+
+from .readings import STRING_FIELDS
+
+READINGS = "readings"
+DEVICES = "devices"
+TOKENS = "tokens"
+CHANNEL = "sse"
+
+
+def device_readings(device):
+    return f"readings:{device}"
+
+
+def device_key(device):
+    return f"device:{device}"
+
+
+def get_redis():
+    """The process's one Redis client (a connection pool), made on first use."""
+    client = current_app.extensions.get("sensorcast.redis")
+    if client is None:
+        client = connect(current_app.config["REDIS_URL"])
+        current_app.extensions["sensorcast.redis"] = client
+    return client
+
+
+def connect(url):
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
+                                socket_timeout=10, health_check_interval=30)
+
+
+# KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
+# retention in seconds, readings stream cap, channel, offline_after in seconds, and the
+# readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}].
+# Returns each reading's stream id, or nil for a retried (already stored) one.
+_ADD_READINGS = """
+local now, retention, cap, channel, offline_after =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+local min_id = string.format('%d', math.floor((now - retention) * 1000))
+local ids = {}
+for i, r in ipairs(cjson.decode(ARGV[6])) do
+  local key = 'device:' .. r.device
+  local known = redis.call('HMGET', key, 'boot', 'seq', 'status')
+  if r.seq and r.boot and known[1] == r.boot
+     and known[2] and tonumber(known[2]) >= r.seq then
+    ids[i] = false
+  else
+    local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
+    redis.call('XADD', 'readings:' .. r.device, 'MINID', '~', min_id, id, unpack(r.fields))
+    local last_seen = redis.call('ZSCORE', 'devices', r.device)
+    local status = nil
+    if not last_seen then status = 'new'
+    elseif known[3] == 'offline' or now - tonumber(last_seen) > offline_after then status = 'online' end
+    if status then
+      redis.call('PUBLISH', channel, cjson.encode({type = 'device',
+        data = {device = r.device, status = status, last_seen = now}}))
+    end
+    redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online', unpack(r.fields))
+    redis.call('ZADD', 'devices', ARGV[1], r.device)
+    redis.call('PUBLISH', channel, '{"data":' .. r.json .. ',"type":"reading","id":"' .. id .. '"}')
+    ids[i] = id
+  end
+end
+return ids
+"""
+
+# ARGV: the previous sweep's cutoff and this one's (seconds). Marks devices last seen
+# between them offline once, whichever process sweeps first, and announces it.
+_MARK_OFFLINE = """
+local gone = {}
+for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. ARGV[1], ARGV[2])) do
+  local key = 'device:' .. device
+  if redis.call('HGET', key, 'status') ~= 'offline' then
+    redis.call('HSET', key, 'status', 'offline')
+    redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'device', data = {device = device,
+      status = 'offline', last_seen = tonumber(redis.call('ZSCORE', 'devices', device))}}))
+    gone[#gone + 1] = device
+  end
+end
+return gone
+"""
+
+
+def add_readings(client, readings, now, config):
+    """Store clean readings atomically; return their stream ids (None for a retry)."""
+    rows = [_row(reading) for reading in readings]
+    script = client.register_script(_ADD_READINGS)
+    return script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
+                        config["OFFLINE_AFTER"], json.dumps(rows)], client=client)
+
+
+def _row(reading):
+    row = {"device": reading["device"], "json": json.dumps(reading, separators=(",", ":")),
+           "fields": [part for name, value in reading.items() for part in (name, _text(name, value))]}
+    if "seq" in reading and "boot" in reading:
+        row.update(seq=reading["seq"], boot=reading["boot"])
+    return row
+
+
+def _text(name, value):
+    return value if name in STRING_FIELDS else json.dumps(value)
+
+
+def mark_offline(client, previous_cutoff, cutoff):
+    script = client.register_script(_MARK_OFFLINE)
+    return script(args=[repr(previous_cutoff), repr(cutoff), CHANNEL], client=client)

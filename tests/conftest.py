@@ -1,0 +1,140 @@
+"""Fixtures that give every test real parts: a real Redis server, the real app, real
+gunicorn processes, and an EventSource-like reader of ``/stream``."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from server import ROOT, create_app
+from server.auth import issue_token
+from server.embedded_redis import EmbeddedRedis
+from server.store import connect
+from tools.run import gunicorn_command
+
+TEST_SETTINGS = {"HEARTBEAT": 1, "OFFLINE_AFTER": 600}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = connect(redis_server.url)
+    client.flushall()
+    return client
+
+
+@pytest.fixture
+def app(redis_client, redis_server):
+    return create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def token_for(redis_client):
+    """A device token, made as ``flask devices add`` makes it."""
+    return lambda device: issue_token(redis_client, device)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """A real gunicorn + gevent server process on loopback."""
+
+    def __init__(self, redis_url, workers=1, **settings):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = dict(os.environ, REDIS_URL=redis_url)
+        env.update({f"SENSORCAST_{name}": json.dumps(value)
+                    for name, value in dict(TEST_SETTINGS, **settings).items()})
+        host, port = self.url.rsplit("//", 1)[1].split(":")
+        self.process = subprocess.Popen(gunicorn_command(host, port, workers), cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            assert self.process.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+    def _ready(self):
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def post(self, path, token=None, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.post(self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def stream(self, **headers):
+        return EventStream(self.url + "/stream", headers)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_server(redis_server, redis_client):
+    servers = []
+
+    def start(**kwargs):
+        servers.append(LiveServer(redis_server.url, **kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(start_server):
+    return start_server()
+
+
+class EventStream:
+    """Reads ``text/event-stream`` the way a browser's EventSource does."""
+
+    def __init__(self, url, headers, timeout=10):
+        self.response = requests.get(url, headers=headers, stream=True, timeout=(3, timeout))
+        self.lines = self.response.iter_lines(chunk_size=None, decode_unicode=True)
+        self.comments = 0
+
+    def next_event(self):
+        """The next event as a dict with ``event``, ``data`` (parsed JSON) and ``id``."""
+        event = {}
+        for line in self.lines:
+            if not line:
+                if "data" in event:
+                    event["data"] = json.loads(event["data"])
+                    return event
+                event = {}
+                continue
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            name, _, value = line.partition(":")
+            event[name] = value.lstrip(" ")
+        raise EOFError("the stream ended")
+
+    def next_reading(self):
+        while True:
+            event = self.next_event()
+            if event.get("event") == "reading":
+                return event
+
+    def close(self):
+        self.response.close()

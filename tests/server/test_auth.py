@@ -1,0 +1,47 @@
+"""Only a device's own token writes as that device; tokens come from the CLI."""
+from server.store import TOKENS
+
+
+def post(client, token, device="kitchen"):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/api/readings", json={"device": device, "temperature": 20}, headers=headers)
+
+
+def test_a_missing_token_is_401(client):
+    answer = post(client, None)
+    assert answer.status_code == 401 and "Bearer" in answer.json["error"]
+
+
+def test_a_wrong_token_is_401(client, token_for):
+    token_for("kitchen")
+    assert post(client, "not-a-token").status_code == 401
+
+
+def test_another_devices_token_is_403(client, token_for):
+    answer = post(client, token_for("garage"), device="kitchen")
+    assert answer.status_code == 403 and "garage" in answer.json["error"]
+
+
+def test_the_cli_makes_a_token_shown_once_and_stored_hashed(app, client, redis_client):
+    token = app.test_cli_runner().invoke(args=["devices", "add", "kitchen"]).output.strip()
+
+    assert post(client, token).status_code == 201
+    assert token not in str(redis_client.hgetall(TOKENS))
+
+
+def test_a_revoked_token_is_401(app, client):
+    runner = app.test_cli_runner()
+    token = runner.invoke(args=["devices", "add", "kitchen"]).output.strip()
+
+    assert "revoked 1" in runner.invoke(args=["devices", "revoke", "kitchen"]).output
+    assert post(client, token).status_code == 401
+
+
+def test_the_cli_refuses_a_bad_device_id(app):
+    result = app.test_cli_runner().invoke(args=["devices", "add", "Bad Name"])
+    assert result.exit_code != 0 and "a-z 0-9" in result.output
+
+
+def test_auth_can_be_turned_off_for_a_trusted_lan(app, client):
+    app.config["AUTH"] = False
+    assert post(client, None).status_code == 201

@@ -1,0 +1,121 @@
+"""A device owner posts readings: what is stored, what is refused, and why."""
+import pytest
+
+from server.store import READINGS, device_key, device_readings
+
+
+def post(client, body, token=None, **kwargs):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/api/readings", json=body, headers=headers, **kwargs)
+
+
+def test_one_reading_is_stored_in_history_latest_and_firehose(client, token_for, redis_client):
+    answer = post(client, {"device": "kitchen", "temperature": 21.4, "humidity": 40}, token_for("kitchen"))
+
+    assert answer.status_code == 201
+    [entry_id] = answer.json["ids"]
+    assert redis_client.xrange(READINGS)[0][0] == entry_id
+    assert redis_client.xrange(device_readings("kitchen"))[0][0] == entry_id
+    latest = redis_client.hgetall(device_key("kitchen"))
+    assert (latest["temperature"], latest["humidity"]) == ("21.4", "40")
+    assert redis_client.zscore("devices", "kitchen") is not None
+
+
+def test_a_batch_is_stored_in_order_in_one_request(client, token_for, redis_client):
+    batch = [{"temperature": 20 + i, "seq": i, "boot": "b1"} for i in range(50)]
+
+    answer = post(client, batch, token_for("kitchen"))
+
+    assert answer.json["stored"] == 50
+    history = redis_client.xrange(device_readings("kitchen"))
+    assert [fields["temperature"] for _, fields in history] == [str(20 + i) for i in range(50)]
+
+
+def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
+    token = token_for("kitchen")
+    batch = [{"temperature": 20, "seq": 1, "boot": "b1"}, {"temperature": 21, "seq": 2, "boot": "b1"}]
+    post(client, batch, token)
+
+    retry = post(client, batch + [{"temperature": 22, "seq": 3, "boot": "b1"}], token)
+
+    assert retry.json["stored"] == 1 and retry.json["duplicates"] == 2
+    assert retry.json["ids"][:2] == [None, None]
+    assert redis_client.xlen(device_readings("kitchen")) == 3
+
+
+def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)
+
+    after_reboot = post(client, {"temperature": 20, "seq": 1, "boot": "b2"}, token)
+
+    assert after_reboot.json["stored"] == 1
+
+
+def test_a_missing_or_unsynced_time_is_stamped_on_arrival(client, token_for, redis_client):
+    token = token_for("kitchen")
+    post(client, [{"temperature": 20}, {"temperature": 21, "ts": 12.5}], token)
+
+    stamps = [float(fields["ts"]) for _, fields in redis_client.xrange(device_readings("kitchen"))]
+    assert all(stamp > 1.7e9 for stamp in stamps)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"device": "Kitchen!", "temperature": 20}, "device"),
+    ({"temperature": "warm"}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"temperature": 900}, "temperature"),
+    ({"humidity": -3}, "humidity"),
+    ({"temperature": 20, "ts": 4102444800}, "ts"),
+    ({"temperature": 20, "seq": -1}, "seq"),
+    ({"temperature": 20, "boot": ""}, "boot"),
+    ({"ts": 1764000000}, "body"),
+    ([{"temperature": 20}, {"temperature": None}], "[1].temperature"),
+    ([], "body"),
+    (["not an object"], "[0]"),
+])
+def test_invalid_readings_are_refused_naming_the_field(client, token_for, body, field):
+    answer = post(client, body, token_for("kitchen"))
+
+    assert answer.status_code == 400
+    assert answer.json["field"] == field
+    assert answer.json["error"].startswith(field)
+
+
+def test_nan_and_infinity_are_refused(client, token_for):
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        answer = client.post("/api/readings", data='{"temperature": %s}' % literal,
+                             content_type="application/json",
+                             headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+        assert answer.status_code == 400 and answer.json["field"] == "temperature"
+
+
+def test_a_refused_batch_stores_nothing_and_loses_nothing_stored_before(client, token_for, redis_client):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20}, token)
+
+    post(client, [{"temperature": 21}, {"temperature": "oops"}], token)
+
+    assert redis_client.xlen(device_readings("kitchen")) == 1
+
+
+def test_broken_json_oversized_bodies_and_other_content_types_are_refused(client, token_for):
+    auth = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    broken = client.post("/api/readings", data="{", content_type="application/json", headers=auth)
+    form = client.post("/api/readings", data={"temperature": "20"}, headers=auth)
+    huge = client.post("/api/readings", data="[" + "1," * 200_000 + "1]",
+                       content_type="application/json", headers=auth)
+
+    assert broken.status_code == 400 and "not valid JSON" in broken.json["error"]
+    assert form.status_code == 415 and "application/json" in form.json["error"]
+    assert huge.status_code == 413
+
+
+def test_the_tutorials_push_still_works(client, token_for, redis_client):
+    token = token_for("therm")
+    for body in ('{"temperature":56}', "56"):
+        answer = client.post("/therm/push", data=body, content_type="text/plain",
+                             headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 201
+    temperatures = [f["temperature"] for _, f in redis_client.xrange(device_readings("therm"))]
+    assert temperatures == ["56", "56"]
