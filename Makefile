@@ -17,7 +17,7 @@ $(SETUP): pyproject.toml tools/fetch_assets.py
 	touch $@
 
 run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
-	$(PY) -m tools.run
+	$(PY) -m tools.run $(RUN_ARGS)
 
 test: $(SETUP)  ## run every test
 	$(PY) -m pytest

@@ -63,5 +63,7 @@ def _bound(name, default, exclusive):
 
 @bp.get("/healthz")
 def healthz():
+    """Redis answers; ``streams`` counts this process's open live streams."""
     get_redis().ping()
-    return {"status": "ok"}
+    hub = current_app.extensions.get("sensorcast.hub")
+    return {"status": "ok", "streams": hub.client_count() if hub else 0}

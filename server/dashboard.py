@@ -14,5 +14,5 @@ DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")
 
 @bp.get("/")
 def index():
-    units = {name: unit for name, (unit, _, _) in METRICS.items()}
-    return render_template("index.html", units=units, diagnostics=DIAGNOSTICS)
+    metrics = [(name, unit) for name, (unit, _, _) in METRICS.items()]
+    return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS)

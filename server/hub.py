@@ -52,6 +52,7 @@ class Hub:
         self._subscribed = {}
         self._lock = threading.Lock()
         self._thread = None
+        self._stopping = threading.Event()
 
     def join(self, channel):
         """Register a client on ``channel``; returns once Redis delivers that channel to it."""
@@ -71,12 +72,17 @@ class Hub:
         with self._lock:
             self._clients.get(client.channel, set()).discard(client)
 
-    def subscriptions(self):
+    def client_count(self):
         with self._lock:
             return sum(len(clients) for clients in self._clients.values())
 
+    def stop(self):
+        """Close every client and end the subscription within ``poll_seconds``."""
+        self._stopping.set()
+        self._close_everyone()
+
     def _run(self):
-        while True:
+        while not self._stopping.is_set():
             try:
                 self._listen()
             except redis.exceptions.RedisError as error:
@@ -88,7 +94,7 @@ class Hub:
         pubsub = self.redis.pubsub()
         cutoff = time.time() - self.offline_after
         try:
-            while True:
+            while not self._stopping.is_set():
                 self._subscribe_new_channels(pubsub)
                 message = pubsub.get_message(timeout=self.poll_seconds)
                 if message and message["type"] == "subscribe":

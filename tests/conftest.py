@@ -2,6 +2,7 @@
 gunicorn processes, and an EventSource-like reader of ``/stream``."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -75,15 +76,18 @@ class LiveServer:
         except requests.ConnectionError:
             return False
 
-    def post(self, path, token=None, **kwargs):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def health(self):
+        return requests.get(self.url + "/healthz", timeout=5).json()
+
+    def post(self, path, token=None, headers=(), **kwargs):
+        headers = dict(headers, **({"Authorization": f"Bearer {token}"} if token else {}))
         return requests.post(self.url + path, headers=headers, timeout=10, **kwargs)
 
     def stream(self, **headers):
         return EventStream(self.url + "/stream", headers)
 
     def stop(self):
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=10)
 
 
@@ -129,6 +133,13 @@ class EventStream:
             name, _, value = line.partition(":")
             event[name] = value.lstrip(" ")
         raise EOFError("the stream ended")
+
+    def skip_comments(self, count):
+        """Read until ``count`` comment lines (heartbeats) have arrived."""
+        for line in self.lines:
+            self.comments += line.startswith(":")
+            if self.comments >= count:
+                return
 
     def next_reading(self):
         while True:

@@ -57,12 +57,15 @@ def main(argv=None):
             auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"])}"'
         print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
               f" -d '{{\"temperature\":56}}' {base}/therm/push\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers))
         try:
             return server.wait()
         except KeyboardInterrupt:
-            server.send_signal(signal.SIGTERM)
-            return server.wait()
+            return 0
+        finally:
+            server.terminate()
+            server.wait()
 
 
 if __name__ == "__main__":

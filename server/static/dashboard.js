@@ -1,7 +1,8 @@
 // The dashboard: cards seeded from /api, kept live by /stream, charts drawn by uPlot.
 "use strict";
 
-const { units, diagnostics } = window.SENSORCAST;
+const { metrics, diagnostics } = window.SENSORCAST;
+const units = Object.fromEntries(metrics);
 const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "last_seen", "online"];
 const CHART_POINTS = 500;
 const devices = new Map();
@@ -13,8 +14,12 @@ function newer(a, b) {
   return am > bm || (am === bm && as > bs);
 }
 
+const KNOWN = metrics.map(([name]) => name);
+const rank = (name) => (KNOWN.includes(name) ? KNOWN.indexOf(name) : KNOWN.length);
+
 function metricsOf(reading) {
-  return Object.keys(reading).filter((name) => !NOT_METRICS.includes(name));
+  return Object.keys(reading).filter((name) => !NOT_METRICS.includes(name))
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
 function format(name, value) {
@@ -69,7 +74,7 @@ function chartData(device) {
 
 function drawChart(device) {
   if (!window.uPlot) return;
-  const series = [...new Set(device.readings.flatMap(metricsOf))].filter((n) => !diagnostics.includes(n));
+  const series = metricsOf(Object.assign({}, ...device.readings)).filter((n) => !diagnostics.includes(n));
   const box = device.node.querySelector(".chart");
   if (!device.chart || series.join() !== device.series.join()) {
     device.chart?.destroy();

@@ -1,0 +1,57 @@
+"""The JSON the dashboard (and anyone) reads: devices, their history, and health."""
+import time
+
+import pytest
+
+
+@pytest.fixture
+def kitchen(client, token_for):
+    """A device that has sent five readings, one every few milliseconds."""
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    ids = []
+    for value in range(5):
+        ids += client.post("/api/readings", json={"temperature": 20 + value, "rssi": -60},
+                           headers=headers).json["ids"]
+        time.sleep(0.002)
+    return ids
+
+
+def test_devices_list_their_latest_values_and_whether_they_are_online(client, kitchen):
+    [device] = client.get("/api/devices").json["devices"]
+
+    assert device["device"] == "kitchen" and device["temperature"] == 24 and device["rssi"] == -60
+    assert device["online"] is True and device["last_seen"] > time.time() - 60
+
+
+def test_history_comes_oldest_first_with_ids_and_limits(client, kitchen):
+    every = client.get("/api/devices/kitchen/readings").json["readings"]
+    newest_two = client.get("/api/devices/kitchen/readings?limit=2").json["readings"]
+    after_second = client.get(f"/api/devices/kitchen/readings?since={kitchen[1]}").json["readings"]
+
+    assert [r["temperature"] for r in every] == [20, 21, 22, 23, 24]
+    assert [r["id"] for r in every] == kitchen
+    assert [r["temperature"] for r in newest_two] == [23, 24]
+    assert [r["temperature"] for r in after_second] == [22, 23, 24]
+
+
+def test_history_by_unix_time(client, kitchen):
+    until = int(kitchen[2].split("-")[0]) / 1000
+    early = client.get(f"/api/devices/kitchen/readings?since=0&until={until}").json["readings"]
+    assert [r["temperature"] for r in early] == [20, 21, 22]
+
+
+def test_unknown_devices_and_bad_queries_get_clear_errors(client, kitchen):
+    assert client.get("/api/devices/nobody/readings").status_code == 404
+    assert "limit" in client.get("/api/devices/kitchen/readings?limit=0").json["error"]
+    assert "since" in client.get("/api/devices/kitchen/readings?since=soon").json["error"]
+
+
+def test_health_reports_redis(client):
+    assert client.get("/healthz").json["status"] == "ok"
+
+
+def test_the_dashboard_page_is_served_with_its_chart_library(client):
+    page = client.get("/").get_data(as_text=True)
+
+    assert "Sensorcast" in page and "uPlot.iife.min.js" in page and "humidity" in page
+    assert client.get("/static/vendor/uPlot.iife.min.js").status_code == 200

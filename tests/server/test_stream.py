@@ -1,0 +1,125 @@
+"""Browsers watch /stream: live readings, replay after a reconnect, one subscription per process."""
+from flask_sse import sse as stock_sse
+
+from server.store import connect
+
+
+def test_the_tutorials_curl_reaches_a_watching_browser(live_server, token_for):
+    browser = live_server.stream()
+    live_server.post("/therm/push", token_for("therm"), data='{"temperature":56}',
+                     headers={"Content-Type": "text/plain"})
+
+    event = browser.next_reading()
+
+    assert event["data"]["device"] == "therm" and event["data"]["temperature"] == 56
+    assert event["id"].count("-") == 1
+
+
+def test_headers_arrive_at_once_and_heartbeats_keep_an_idle_stream_alive(live_server):
+    browser = live_server.stream()
+
+    assert browser.response.headers["Content-Type"].startswith("text/event-stream")
+    assert browser.response.headers["X-Accel-Buffering"] == "no"
+    browser.skip_comments(2)
+
+
+def test_a_closed_browser_is_forgotten_by_the_next_heartbeat(live_server):
+    browsers = [live_server.stream() for _ in range(3)]
+    assert live_server.health()["streams"] == 3
+
+    for browser in browsers[1:]:
+        browser.close()
+    browsers[0].skip_comments(3)
+
+    assert live_server.health()["streams"] == 1
+
+
+def test_a_silent_device_is_announced_offline_then_online_again(start_server, token_for):
+    server = start_server(OFFLINE_AFTER=1)
+    token = token_for("attic")
+    browser = server.stream()
+    server.post("/api/readings", token, json={"temperature": 3})
+
+    statuses = [browser.next_event()["data"].get("status") for _ in range(3)]
+    server.post("/api/readings", token, json={"temperature": 4})
+
+    assert statuses == ["new", None, "offline"]
+    assert browser.next_event()["data"]["status"] == "online"
+
+
+def test_a_reconnecting_browser_gets_exactly_what_it_missed_then_live(live_server, token_for):
+    token = token_for("kitchen")
+    browser = live_server.stream()
+    live_server.post("/api/readings", token, json={"temperature": 1})
+    last_seen = browser.next_reading()["id"]
+    browser.close()
+    for value in (2, 3, 4):
+        live_server.post("/api/readings", token, json={"temperature": value})
+
+    again = live_server.stream(**{"Last-Event-ID": last_seen})
+    replayed = [again.next_reading()["data"]["temperature"] for _ in range(3)]
+    live_server.post("/api/readings", token, json={"temperature": 5})
+
+    assert replayed == [2, 3, 4]
+    assert again.next_reading()["data"]["temperature"] == 5
+
+
+def test_a_first_seen_device_is_announced(live_server, token_for):
+    browser = live_server.stream()
+    live_server.post("/api/readings", token_for("garage"), json={"temperature": 3})
+
+    event = browser.next_event()
+
+    assert event["event"] == "device"
+    assert event["data"]["device"] == "garage" and event["data"]["status"] == "new"
+
+
+def test_a_reading_posted_to_one_process_reaches_a_browser_of_another(start_server, token_for):
+    first, second = start_server(), start_server()
+    browser = second.stream()
+
+    first.post("/api/readings", token_for("kitchen"), json={"temperature": 19.5})
+
+    assert browser.next_reading()["data"]["temperature"] == 19.5
+
+
+def test_many_browsers_on_one_worker_share_one_redis_subscription(live_server, redis_client, token_for):
+    browsers = [live_server.stream() for _ in range(5)]
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 7})
+
+    assert all(b.next_reading()["data"]["temperature"] == 7 for b in browsers)
+    subscribers = [c for c in redis_client.client_list() if int(c["sub"]) or int(c["psub"])]
+    assert len(subscribers) == 1
+
+
+def test_anything_published_with_flask_sse_reaches_our_browsers(app, live_server):
+    browser = live_server.stream()
+
+    with app.app_context():
+        stock_sse.publish({"note": "hello"}, type="greeting")
+
+    assert browser.next_event() == {"event": "greeting", "data": {"note": "hello"}}
+
+
+def test_redis_down_is_503_with_retry_after_and_recovers_without_restart(start_server, token_for,
+                                                                         redis_server):
+    token = token_for("kitchen")
+    server = start_server()
+    redis_server.stop()
+    try:
+        answer = server.post("/api/readings", token, json={"temperature": 20})
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+        assert "unreachable" in answer.json()["error"]
+    finally:
+        redis_server.start()
+    assert server.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+
+
+def test_embedded_redis_keeps_history_across_a_restart(redis_server, client, token_for):
+    client.post("/api/readings", json={"temperature": 20},
+                headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    redis_server.stop()
+    redis_server.start()
+
+    assert connect(redis_server.url).xlen("readings:kitchen") == 1
