@@ -48,6 +48,14 @@ def token_for(redis_client):
     return lambda device: issue_token(redis_client, device)
 
 
+def eventually(check, timeout=20):
+    """Wait until ``check()`` is true (it is asked every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.1)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -57,8 +65,8 @@ def free_port():
 class LiveServer:
     """A real gunicorn + gevent server process on loopback."""
 
-    def __init__(self, redis_url, workers=1, **settings):
-        self.url = f"http://127.0.0.1:{free_port()}"
+    def __init__(self, redis_url, workers=1, port=None, **settings):
+        self.url = f"http://127.0.0.1:{port or free_port()}"
         env = dict(os.environ, REDIS_URL=redis_url)
         env.update({f"SENSORCAST_{name}": json.dumps(value)
                     for name, value in dict(TEST_SETTINGS, **settings).items()})
@@ -82,6 +90,10 @@ class LiveServer:
     def post(self, path, token=None, headers=(), **kwargs):
         headers = dict(headers, **({"Authorization": f"Bearer {token}"} if token else {}))
         return requests.post(self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def history(self, device):
+        answer = requests.get(f"{self.url}/api/devices/{device}/readings?limit=10000", timeout=5)
+        return answer.json()["readings"] if answer.ok else []
 
     def stream(self, **headers):
         return EventStream(self.url + "/stream", headers)

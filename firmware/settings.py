@@ -1,0 +1,47 @@
+"""The node's settings: one JSON file on the board's flash, checked before anything runs."""
+import json
+
+PATH = "settings.json"
+REQUIRED = ("wifi_ssid", "server", "device", "sensor")
+SENSORS = ("dht11", "dht22", "thermistor")
+DEFAULTS = {
+    "wifi_password": "", "token": "", "pin": 4, "interval": 30, "heartbeat": 300,
+    "delta": {"temperature": 0.2, "humidity": 1.0}, "samples": 3, "deep_sleep": False,
+    "led_pin": 2, "led_active_low": True, "watchdog": 60, "buffer": 0, "timeout": 10,
+    "chip": None,
+    "thermistor": {"series": 10000, "r0": 10000, "t0": 25.0, "beta": 3950,
+                   "ntc_to_ground": True, "vcc": 3.3, "full_scale": None},
+}
+
+
+class SettingsError(Exception):
+    pass
+
+
+def load(path=PATH):
+    """The settings as a dict with defaults filled in, or SettingsError saying what to fix."""
+    try:
+        with open(path) as f:
+            given = json.load(f)
+    except OSError:
+        raise SettingsError("no %s on the board: copy settings.example.json, fill it in, deploy it" % path)
+    except ValueError:
+        raise SettingsError("%s is not valid JSON" % path)
+    if not isinstance(given, dict):
+        raise SettingsError("%s must hold one JSON object" % path)
+    for name in REQUIRED:
+        if not given.get(name):
+            raise SettingsError("%s: '%s' is missing" % (path, name))
+    settings = dict(DEFAULTS)
+    settings.update(given)
+    thermistor = dict(DEFAULTS["thermistor"])
+    thermistor.update(given.get("thermistor") or {})
+    settings["thermistor"] = thermistor
+    if settings["sensor"] not in SENSORS:
+        raise SettingsError("%s: 'sensor' must be one of %s" % (path, ", ".join(SENSORS)))
+    if not settings["server"].startswith("http://") and not settings["server"].startswith("https://"):
+        raise SettingsError("%s: 'server' must start with http:// or https://" % path)
+    for name in ("interval", "heartbeat", "samples", "timeout"):
+        if not isinstance(settings[name], (int, float)) or settings[name] <= 0:
+            raise SettingsError("%s: '%s' must be a number above 0" % (path, name))
+    return settings

@@ -1,0 +1,68 @@
+"""Readings up to the server, exactly once: a bounded buffer, batches, and retries that the
+server recognises by ``boot`` + ``seq``. While the server or Wi-Fi is away readings wait
+here; the oldest are dropped (and counted) only when the buffer is full."""
+import gc
+import json
+
+try:
+    import requests
+except ImportError:
+    import urequests as requests
+
+BATCH = 20
+REFUSED = (400, 413, 415, 422)  # the server will never take these readings: drop them
+AUTH_FAULT = (401, 403)
+
+
+class Uplink:
+    def __init__(self, server, token, capacity, timeout, log):
+        self.url = server.rstrip("/") + "/api/readings"
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = "Bearer " + token
+        self.capacity = capacity
+        self.timeout = timeout
+        self.log = log
+        self.pending = []
+        self.dropped = 0
+        self.auth_refused = False
+
+    def add(self, reading):
+        self.pending.append(reading)
+        if len(self.pending) > self.capacity:
+            self.pending.pop(0)
+            self.dropped += 1
+            self.log("buffer full: dropped the oldest reading (%d so far)" % self.dropped)
+
+    def send(self):
+        """Upload what is pending, oldest first; True when nothing is left."""
+        while self.pending:
+            batch = self.pending[:BATCH]
+            status = self._post(batch)
+            if status == 400 and len(batch) > 1:
+                batch = batch[:1]
+                status = self._post(batch)
+            if status is None or not (200 <= status < 300 or status in REFUSED):
+                self.auth_refused = status in AUTH_FAULT
+                return False
+            if status in REFUSED:
+                self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
+            self.pending = self.pending[len(batch):]
+        self.auth_refused = False
+        return True
+
+    def _post(self, batch):
+        response = None
+        try:
+            response = requests.post(self.url, data=json.dumps(batch).encode(),
+                                     headers=self.headers, timeout=self.timeout)
+            if response.status_code >= 300:
+                self.log("server answered %d: %s" % (response.status_code, response.text[:120]))
+            return response.status_code
+        except (OSError, ValueError) as error:
+            self.log("upload failed: %r" % error)
+            return None
+        finally:
+            if response is not None:
+                response.close()
+            gc.collect()

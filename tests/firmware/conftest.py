@@ -1,0 +1,121 @@
+"""A sensor node without hardware: the real ``firmware/`` files, copied to a folder that
+stands for the board's flash, run by the real MicroPython Unix port, with host fakes of
+``machine``, ``network``, ``dht`` and ``ntptime`` in front of them on MICROPYPATH."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from server import ROOT
+
+FIRMWARE = ROOT / "firmware"
+FAKES = pathlib.Path(__file__).parent / "fakes"
+MICROPYTHON = pathlib.Path(sys.executable).parent / "micropython"
+HARDWARE = {"wifi": True, "ntp": True, "rssi": -61, "adc": [2048], "fail_reads": 0,
+            "dht": [{"temperature": 21.5, "humidity": 40.0}]}
+
+
+class Board:
+    def __init__(self, flash):
+        self.flash = flash
+        flash.mkdir()
+        for source in FIRMWARE.glob("*.py"):
+            shutil.copy(source, flash)
+        self.hardware_file = flash.parent / "hardware.json"
+        self.set(**HARDWARE)
+        self.process = None
+        self.lines = []
+        self.changed = threading.Condition()
+
+    def env(self):
+        return dict(os.environ, MICROPYPATH=f"{FAKES}:{self.flash}:.frozen",
+                    FAKE_HARDWARE=str(self.hardware_file))
+
+    def configure(self, **settings):
+        (self.flash / "settings.json").write_text(json.dumps(settings))
+
+    def set(self, **hardware):
+        """Change the fake hardware while the firmware runs (written whole, then renamed)."""
+        state = json.loads(self.hardware_file.read_text()) if self.hardware_file.exists() else {}
+        state.update(hardware)
+        partial = self.hardware_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        partial.replace(self.hardware_file)
+
+    def start(self, *args):
+        self.lines = []
+        self.process = subprocess.Popen([str(MICROPYTHON), *args, "main.py"], cwd=self.flash,
+                                        env=self.env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._collect, args=(self.process,), daemon=True).start()
+        return self
+
+    def _collect(self, process):
+        for line in process.stdout:
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_for(self, text, timeout=20, count=1):
+        """The console so far, once ``text`` has appeared ``count`` times in it."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while sum(text in line for line in self.lines) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self.changed.wait(0.2)):
+                    raise AssertionError(f"no {text!r} on the console:\n" + self.console())
+                self.changed.wait(min(left, 0.5))
+        return self.console()
+
+    def console(self):
+        return "\n".join(self.lines)
+
+    def run_to_end(self, timeout=30):
+        """Run main.py until it exits by itself (a deep sleep), as one wake of the board."""
+        self.start()
+        self.process.wait(timeout=timeout)
+        time.sleep(0.1)
+        return self.console()
+
+    def stop(self):
+        """Ctrl-C, as mpremote sends it."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def python(self, code):
+        """Run a snippet under MicroPython beside the firmware; its output."""
+        result = subprocess.run([str(MICROPYTHON), "-c", code], cwd=self.flash, env=self.env(),
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+
+@pytest.fixture
+def board(tmp_path):
+    node = Board(tmp_path / "flash")
+    yield node
+    node.stop()
+
+
+def node_settings(server_url, token, **overrides):
+    """Settings for a fast thermistor node on the test's server."""
+    settings = {"wifi_ssid": "lab", "wifi_password": "secret", "server": server_url,
+                "device": "kitchen", "token": token, "sensor": "thermistor", "pin": 34,
+                "chip": "esp32", "interval": 0.2, "heartbeat": 0.1, "samples": 1, "timeout": 3,
+                "watchdog": 30}
+    settings.update(overrides)
+    return settings

@@ -1,0 +1,135 @@
+"""A maker flashes the node: readings reach the dashboard, and nothing is lost on the way."""
+import json
+import time
+
+from tests.conftest import eventually, free_port
+from tests.firmware.conftest import node_settings
+
+
+def test_the_nodes_readings_arrive_on_the_stream(board, live_server, token_for):
+    board.configure(**node_settings(live_server.url, token_for("kitchen")))
+    browser = live_server.stream()
+
+    board.start()
+    reading = browser.next_reading()["data"]
+
+    assert reading["device"] == "kitchen" and abs(reading["temperature"] - 25.0) < 0.1
+    assert reading["rssi"] == -61 and reading["fw"] and reading["heap"] > 0 and "uptime" in reading
+    assert reading["seq"] == 1 and len(reading["boot"]) == 8 and reading["ts"] > 1.7e9
+
+
+def test_readings_wait_while_the_server_is_away_then_arrive_once_each_in_order(board, start_server,
+                                                                               token_for):
+    port = free_port()
+    board.configure(**node_settings(f"http://127.0.0.1:{port}", token_for("kitchen")))
+    board.start()
+    board.wait_for("upload failed", count=5)
+
+    server = start_server(port=port)
+    board.wait_for("led: ok")
+    board.stop()
+
+    seqs = [reading["seq"] for reading in server.history("kitchen")]
+    assert len(seqs) >= 5 and seqs == list(range(1, len(seqs) + 1))
+
+
+def test_readings_wait_while_wifi_is_down(board, live_server, token_for):
+    board.configure(**node_settings(live_server.url, token_for("kitchen")))
+    board.set(wifi=False)
+    board.start()
+    console = board.wait_for("next try in 2 s")
+    assert "led: trouble" in console
+
+    board.set(wifi=True)
+    board.wait_for("wifi: connected")
+    board.wait_for("led: ok")
+    board.stop()
+
+    seqs = [reading["seq"] for reading in live_server.history("kitchen")]
+    assert len(seqs) >= 2 and seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_failed_sensor_read_is_retried_then_the_sample_is_skipped(board):
+    board.configure(**node_settings("http://127.0.0.1:9", "", sensor="dht11", pin=4, samples=1))
+    board.set(fail_reads=4)
+
+    board.start()
+    console = board.wait_for("upload failed")
+
+    assert "sensor read failed (try 3 of 3)" in console
+    assert "no good sample this time; skipped" in console
+    assert console.index("skipped") < console.index("upload failed")
+
+
+def test_the_median_of_samples_is_sent_and_implausible_values_dropped(board, live_server, token_for):
+    board.configure(**node_settings(live_server.url, token_for("kitchen"), sensor="dht22", samples=3))
+    board.set(dht=[{"temperature": 21.0, "humidity": 40.0}, {"temperature": 85.0, "humidity": 140.0},
+                   {"temperature": 21.4, "humidity": 42.0}])
+    browser = live_server.stream()
+
+    board.start()
+    reading = browser.next_reading()["data"]
+
+    assert reading["temperature"] == 21.4 and reading["humidity"] == 41.0
+    assert "dropped implausible humidity 140.0" in board.console()
+
+
+def test_only_changes_and_heartbeats_are_reported(board, live_server, token_for):
+    board.configure(**node_settings(live_server.url, token_for("kitchen"), heartbeat=600,
+                                    delta={"temperature": 1.0}))
+    board.start()
+    eventually(lambda: live_server.history("kitchen"))
+    time.sleep(1)
+    board.set(adc=[1500])
+    eventually(lambda: len(live_server.history("kitchen")) == 2)
+    time.sleep(1)
+    board.stop()
+
+    temperatures = [reading["temperature"] for reading in live_server.history("kitchen")]
+    assert len(temperatures) == 2 and abs(temperatures[0] - 25) < 0.1 and temperatures[1] > 30
+
+
+def test_a_refused_token_is_a_fault_the_user_must_fix(board, live_server):
+    board.configure(**node_settings(live_server.url, "wrong"))
+    board.start()
+    console = board.wait_for("led: fault")
+    assert "provision this device again" in console
+
+
+def test_an_unexpected_error_is_logged_and_the_loop_goes_on(board, live_server, token_for):
+    board.configure(**node_settings(live_server.url, token_for("kitchen")))
+    board.set(adc=["garbage"])
+    board.start()
+    board.wait_for("cycle failed", count=2)
+
+    board.set(adc=[2048])
+    board.wait_for("led: ok")
+
+
+def test_ctrl_c_stops_the_node_cleanly(board):
+    board.configure(**node_settings("http://127.0.0.1:9", ""))
+    board.start()
+    board.wait_for("sensorcast")
+
+    board.stop()
+
+    assert board.process.returncode == 0 and "stopped" in board.console()
+
+
+def test_deep_sleep_keeps_readings_and_seq_in_flash_until_the_server_is_back(board, start_server,
+                                                                             token_for):
+    port = free_port()
+    board.configure(**node_settings(f"http://127.0.0.1:{port}", token_for("kitchen"), deep_sleep=True))
+    first = board.run_to_end()
+    assert "deepsleep 200" in first
+    board.set(reset_cause="deepsleep")
+    for _ in range(2):
+        board.run_to_end()
+    state = json.loads((board.flash / "state.json").read_text())
+    assert [reading["seq"] for reading in state["pending"]] == [1, 2, 3]
+
+    server = start_server(port=port)
+    board.run_to_end()
+
+    assert [reading["seq"] for reading in server.history("kitchen")] == [1, 2, 3, 4]
+    assert json.loads((board.flash / "state.json").read_text())["pending"] == []
