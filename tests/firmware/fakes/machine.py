@@ -19,8 +19,10 @@ def hardware():
 
 
 def failing_read():
-    """Raise the sensor timeout the test asked for, as many times as it asked."""
-    hardware()
+    """Raise the sensor failure the test asked for, as many times as it asked."""
+    if hardware().get("fail_kind") == "checksum" and _file["failures"] > 0:
+        _file["failures"] -= 1
+        raise Exception("checksum error")  # as MicroPython's dht driver raises it
     if _file["failures"] > 0:
         _file["failures"] -= 1
         raise OSError(errno.ETIMEDOUT)

