@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.installed
 
-.PHONY: help run test
+.PHONY: help run simulate test
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -18,6 +18,9 @@ $(SETUP): pyproject.toml tools/fetch_assets.py
 
 run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
 	$(PY) -m tools.run $(RUN_ARGS)
+
+simulate: $(SETUP)  ## fake devices posting to the running server (SIM_ARGS="--devices 5 --speed 60")
+	$(PY) -m simulator $(SIM_ARGS)
 
 test: $(SETUP)  ## run every test
 	$(PY) -m pytest

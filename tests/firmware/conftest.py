@@ -115,6 +115,9 @@ class Board:
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
+    def python_last_line(self, code):
+        return self.python(code).splitlines()[-1]
+
 
 @pytest.fixture
 def board(tmp_path):

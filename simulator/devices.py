@@ -1,0 +1,119 @@
+"""Fake sensor nodes that behave like the firmware: same payload, same ``boot``/``seq``,
+same bounded buffer sent as one batch after a Wi-Fi dropout or a server outage.
+
+Signals are believable: a daily temperature curve with noise and a per-device offset,
+humidity moving against it, the odd failed sensor read, and Wi-Fi dropouts.
+"""
+import math
+
+import requests
+
+from server.readings import validate
+
+FIRMWARE_VERSION = "sim-0.1.0"
+DAY = 24 * 3600
+BATCH = 20
+REFUSED = (400, 413, 415, 422)  # as the firmware does: never accepted, so dropped
+
+
+class AuthRefused(Exception):
+    """The server refused a token: no retry will help."""
+
+
+class Device:
+    buffer_size = 300
+    sensor_fault_rate = 0.02
+    dropout_rate = 0.01
+    dropout_steps = (3, 12)
+
+    def __init__(self, name, token, rng):
+        self.name = name
+        self.token = token
+        self.rng = rng
+        self.boot = "%08x" % rng.getrandbits(32)
+        self.seq = 0
+        self.offset = rng.uniform(-3, 3)
+        self.pending = []
+        self.dropped = 0
+        self.offline_steps = 0
+        self.resume_at = 0.0
+
+    def measure(self, clock):
+        """Temperature and humidity at simulated time ``clock``, or None for a failed read."""
+        if self.rng.random() < self.sensor_fault_rate:
+            return None
+        day = math.sin(2 * math.pi * ((clock % DAY) / DAY - 0.375))  # warmest mid-afternoon
+        temperature = 21 + self.offset + 4 * day + self.rng.gauss(0, 0.15)
+        humidity = min(100.0, max(0.0, 50 - 2.5 * (temperature - 21) + self.rng.gauss(0, 0.8)))
+        return {"temperature": round(temperature, 2), "humidity": round(humidity, 2)}
+
+    def reading(self, values, now, uptime):
+        """The firmware's payload for one reading (see firmware/node.py)."""
+        self.seq += 1
+        reading = {"device": self.name, "boot": self.boot, "seq": self.seq, "fw": FIRMWARE_VERSION,
+                   "uptime": int(uptime), "heap": 30000 + self.rng.randrange(2000), **values,
+                   "ts": round(now, 3), "rssi": self.rng.randrange(-80, -45)}
+        if self.dropped:
+            reading["dropped"] = self.dropped
+        return reading
+
+    def keep(self, reading):
+        self.pending.append(reading)
+        if len(self.pending) > self.buffer_size:
+            self.pending.pop(0)
+            self.dropped += 1
+
+    def wifi_up(self):
+        """False for this step when Wi-Fi is away (``offline_steps`` more steps to go)."""
+        if not self.offline_steps and self.rng.random() < self.dropout_rate:
+            self.offline_steps = self.rng.randint(*self.dropout_steps)
+        if self.offline_steps:
+            self.offline_steps -= 1
+            return False
+        return True
+
+
+class Fleet:
+    """N devices posting to one server; counts what was sent, is buffered, and failed."""
+
+    def __init__(self, url, tokens, rng, session=None, timeout=10):
+        self.url = url.rstrip("/") + "/api/readings"
+        self.devices = [Device(name, token, rng) for name, token in tokens.items()]
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.sent = self.failed = 0
+
+    @property
+    def buffered(self):
+        return sum(len(device.pending) for device in self.devices)
+
+    def step(self, now, clock, uptime):
+        """One interval: every device reads (at simulated ``clock``), buffers, and uploads."""
+        for device in self.devices:
+            values = device.measure(clock)
+            if values is not None:
+                device.keep(device.reading(values, now, uptime))
+            if device.wifi_up() and now >= device.resume_at:
+                self.upload(device, now)
+
+    def upload(self, device, now):
+        while device.pending:
+            batch = device.pending[:BATCH]
+            validate(batch, now, BATCH, 300)
+            try:
+                answer = self.session.post(self.url, json=batch, timeout=self.timeout,
+                                           headers={"Authorization": f"Bearer {device.token}"})
+            except requests.RequestException:
+                self.failed += 1
+                return
+            if answer.status_code in (401, 403):
+                raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code})")
+            if answer.status_code == 503:
+                device.resume_at = now + float(answer.headers.get("Retry-After", 5))
+            if answer.status_code >= 300:
+                self.failed += 1
+                if answer.status_code not in REFUSED:
+                    return
+            else:
+                self.sent += len(batch)
+            device.pending = device.pending[len(batch):]

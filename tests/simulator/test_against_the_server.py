@@ -1,0 +1,46 @@
+"""The simulator against the real server, and the same payload as the firmware's."""
+import json
+import random
+
+from server.auth import token_device
+from server.readings import validate
+from simulator import __main__ as cli
+from simulator.devices import Device
+from tests.firmware.conftest import Board, node_settings
+
+
+def test_simulated_readings_arrive_on_the_stream(live_server, token_for):
+    browser = live_server.stream()
+    token = token_for("sim-1")
+
+    assert cli.main(["--url", live_server.url, "--token", token, "--devices", "1", "--interval", "0.2",
+                 "--duration", "1", "--seed", "4"]) == 0
+
+    reading = browser.next_reading()["data"]
+    assert reading["device"] == "sim-1" and 5 < reading["temperature"] < 40
+
+
+def test_the_simulator_and_the_firmware_send_the_same_payload(tmp_path):
+    board = Board(tmp_path / "flash")
+    board.configure(**node_settings("http://127.0.0.1:9", "", watchdog=0))
+    firmware = json.loads(board.python_last_line(
+        "import json, node, settings; n = node.Node(settings.load(), None); "
+        "n.wifi.up(lambda: None); print(json.dumps(n.reading({'temperature': 21.5, 'humidity': 40.0})))"))
+    device = Device("kitchen", "t", random.Random(1))
+    simulated = device.reading({"temperature": 21.5, "humidity": 40.0}, firmware["ts"], 0)
+
+    assert sorted(simulated) == sorted(firmware)
+    assert all(type(simulated[key]) is type(firmware[key]) for key in firmware if key != "ts")
+    for reading in (firmware, simulated):
+        assert validate(reading, firmware["ts"], 1, 300)
+
+
+def test_a_local_run_makes_its_own_tokens_once(redis_server, redis_client, monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
+
+    first = cli.local_tokens(["sim-1", "sim-2"])
+    again = cli.local_tokens(["sim-1", "sim-2"])
+
+    assert first == again
+    assert [token_device(redis_client, first[name]) for name in first] == ["sim-1", "sim-2"]

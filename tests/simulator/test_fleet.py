@@ -1,0 +1,105 @@
+"""Fake devices behave like the firmware: buffer through outages, send batches, back off."""
+import json
+import random
+
+import pytest
+import requests
+import responses
+
+from simulator import __main__ as cli
+from simulator.devices import AuthRefused, Device, Fleet
+
+URL = "http://sensorcast.test"
+READINGS = URL + "/api/readings"
+
+
+@pytest.fixture
+def fleet(monkeypatch):
+    monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
+    monkeypatch.setattr(Device, "dropout_rate", 0.0)
+    return Fleet(URL, {"sim-1": "t1"}, random.Random(7))
+
+
+def sent_batches():
+    return [json.loads(call.request.body) for call in responses.calls]
+
+
+@responses.activate
+def test_each_reading_is_posted_with_the_devices_token_and_seq(fleet):
+    responses.post(READINGS, status=201, json={})
+    for second in range(3):
+        fleet.step(1_800_000_000 + second, clock=0, uptime=second)
+
+    batches = sent_batches()
+    assert [batch[0]["seq"] for batch in batches] == [1, 2, 3]
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer t1"
+    assert fleet.sent == 3 and fleet.buffered == 0
+
+
+@responses.activate
+def test_readings_buffered_in_a_wifi_dropout_go_up_as_one_batch(fleet):
+    responses.post(READINGS, status=201, json={})
+    device = fleet.devices[0]
+    device.offline_steps = 4
+    for second in range(5):
+        fleet.step(1_800_000_000 + second, clock=0, uptime=second)
+
+    [batch] = sent_batches()
+    assert [reading["seq"] for reading in batch] == [1, 2, 3, 4, 5]
+    assert len({reading["boot"] for reading in batch}) == 1
+
+
+@responses.activate
+def test_a_failed_upload_is_retried_with_the_same_seq(fleet):
+    responses.post(READINGS, body=requests.ConnectionError("refused"))
+    responses.post(READINGS, status=201, json={})
+    fleet.step(1_800_000_000, clock=0, uptime=0)
+    fleet.step(1_800_000_001, clock=0, uptime=1)
+
+    assert [r["seq"] for batch in sent_batches()[1:] for r in batch] == [1, 2]
+    assert fleet.failed == 1 and fleet.sent == 2
+
+
+@responses.activate
+def test_a_503_is_honoured_for_its_retry_after(fleet):
+    responses.post(READINGS, status=503, headers={"Retry-After": "10"}, json={})
+    responses.post(READINGS, status=201, json={})
+    for second in (0, 5, 11):
+        fleet.step(1_800_000_000 + second, clock=0, uptime=second)
+
+    assert len(responses.calls) == 2
+    assert [r["seq"] for r in sent_batches()[1]] == [1, 2, 3]
+
+
+@responses.activate
+def test_a_refused_token_stops_the_simulator_with_a_clear_message(fleet, capsys, monkeypatch):
+    responses.post(READINGS, status=401, json={"error": "this token is unknown or revoked"})
+    with pytest.raises(AuthRefused):
+        fleet.step(1_800_000_000, clock=0, uptime=0)
+
+    monkeypatch.setattr(Device, "dropout_rate", 0.0)
+    assert cli.main(["--url", URL, "--token", "bad", "--devices", "1", "--duration", "1"]) == 2
+    assert "refused its token" in capsys.readouterr().err
+
+
+def test_signals_are_believable_and_reproducible():
+    first, second = (Device("sim-1", "t", random.Random(3)) for _ in range(2))
+    day = [first.measure(hour * 3600) for hour in range(24)]
+    temperatures = [values["temperature"] for values in day if values]
+
+    assert [second.measure(h * 3600) for h in range(24)] == day
+    assert max(temperatures) - min(temperatures) > 5
+    assert temperatures.index(max(temperatures)) in range(12, 18)
+    assert all(0 <= values["humidity"] <= 100 for values in day if values)
+
+
+@responses.activate
+def test_ctrl_c_prints_a_summary(monkeypatch, capsys):
+    responses.post(READINGS, status=201, json={})
+
+    def interrupt(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    assert cli.main(["--url", URL, "--token", "t", "--seed", "1"]) == 0
+    assert "sent " in capsys.readouterr().out
