@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.installed
 
-.PHONY: help run simulate test
+.PHONY: help run simulate test flash deploy provision monitor emulate
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -21,6 +21,21 @@ run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
 
 simulate: $(SETUP)  ## fake devices posting to the running server (SIM_ARGS="--devices 5 --speed 60")
 	$(PY) -m simulator $(SIM_ARGS)
+
+flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FIRMWARE=x.bin]
+	$(PY) -m tools.flash --port "$(PORT)" --chip "$(CHIP)" --firmware "$(FIRMWARE)"
+
+deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=settings.json]
+	$(PY) -m tools.deploy --port "$(PORT)" --settings "$(SETTINGS)" $(if $(MPY),--mpy)
+
+provision: $(SETUP)  ## the board's settings and token: PORT=… DEVICE=kitchen [SERVER=http://…:5000]
+	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)"
+
+monitor: $(SETUP)  ## the board's serial log: PORT=…
+	$(PY) -m tools.monitor --port "$(PORT)"
+
+emulate: $(SETUP)  ## emulated boards for the targets above: [BOARDS=2]
+	$(PY) -m tools.emulator --boards $(or $(BOARDS),1)
 
 test: $(SETUP)  ## run every test
 	$(PY) -m pytest

@@ -16,7 +16,7 @@ import pytest
 from server import ROOT
 
 FIRMWARE = ROOT / "firmware"
-FAKES = pathlib.Path(__file__).parent / "fakes"
+FAKES = ROOT / "tools" / "fakes"
 MICROPYTHON = pathlib.Path(sys.executable).parent / "micropython"
 HARDWARE = {"wifi": True, "ntp": True, "rssi": -61, "adc": [2048], "fail_reads": 0,
             "dht": [{"temperature": 21.5, "humidity": 40.0}]}

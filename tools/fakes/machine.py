@@ -82,16 +82,18 @@ class WDT:
 
 
 def reset_cause():
-    return DEEPSLEEP_RESET if hardware().get("reset_cause") == "deepsleep" else PWRON_RESET
+    cause = os.getenv("FAKE_RESET_CAUSE") or hardware().get("reset_cause")
+    return DEEPSLEEP_RESET if cause == "deepsleep" else PWRON_RESET
 
 
 def deepsleep(ms=0):
+    """The process ends, as the board's CPU does; the emulated board wakes it again."""
     print("deepsleep", ms)
-    sys.exit(0)
+    sys.exit(DEEPSLEEP_RESET)
 
 
 def reset():
-    sys.exit(1)
+    sys.exit(HARD_RESET)
 
 
 def unique_id():

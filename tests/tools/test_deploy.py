@@ -1,0 +1,69 @@
+"""From a bare board to readings on the dashboard, with the real mpremote: provision, deploy."""
+import json
+import subprocess
+
+from server import ROOT
+from tests.conftest import eventually
+
+FIRMWARE = ROOT / "firmware"
+
+
+def make(*args, env=None):
+    return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def provision(board, server, redis_server, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("WIFI_SSID", "lab")
+    monkeypatch.setenv("WIFI_PASSWORD", "secret-password")
+    import os
+    return make("provision", f"PORT={board.port}", "DEVICE=attic", f"SERVER={server.url}", env=dict(os.environ))
+
+
+def test_provision_writes_settings_whose_token_the_server_accepts(emulated_board, live_server,
+                                                                  redis_server, monkeypatch):
+    result = provision(emulated_board, live_server, redis_server, monkeypatch)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    settings = json.loads((emulated_board.flash / "settings.json").read_text())
+    assert settings["device"] == "attic" and settings["server"] == live_server.url
+    assert settings["wifi_ssid"] == "lab" and settings["wifi_password"] == "secret-password"
+    answer = live_server.post("/api/readings", settings["token"], json={"temperature": 20})
+    assert answer.status_code == 201
+    tracked = subprocess.run(["git", "grep", "-l", settings["token"]], cwd=ROOT, capture_output=True)
+    assert tracked.stdout == b""
+
+
+def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated_board, live_server,
+                                                                        redis_server, monkeypatch):
+    provision(emulated_board, live_server, redis_server, monkeypatch)
+    settings_file = emulated_board.flash / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    settings.update(sensor="thermistor", pin=34, chip="esp32", interval=0.5, watchdog=0)
+    settings_file.write_text(json.dumps(settings))
+    browser = live_server.stream()
+
+    result = make("deploy", f"PORT={emulated_board.port}")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for source in FIRMWARE.glob("*.py"):
+        assert (emulated_board.flash / source.name).read_bytes() == source.read_bytes()
+    reading = browser.next_reading()["data"]
+    assert reading["device"] == "attic" and abs(reading["temperature"] - 25) < 0.1
+
+    again = make("deploy", f"PORT={emulated_board.port}")
+    assert again.stdout.count("Up to date") == len(list(FIRMWARE.glob("*.py")))
+
+
+def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server, monkeypatch):
+    provision(emulated_board, live_server, redis_server, monkeypatch)
+    make("deploy", f"PORT={emulated_board.port}")
+    settings = json.loads((emulated_board.flash / "settings.json").read_text())
+    settings.update(sensor="thermistor", pin=34, chip="esp32", interval=0.5, watchdog=0)
+    (emulated_board.flash / "settings.json").write_text(json.dumps(settings))
+
+    result = make("deploy", f"PORT={emulated_board.port}", "MPY=1")
+
+    assert result.returncode == 0, result.stderr
+    assert (emulated_board.flash / "node.mpy").exists() and not (emulated_board.flash / "node.py").exists()
+    eventually(lambda: live_server.history("attic"))

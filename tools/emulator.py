@@ -1,0 +1,258 @@
+"""``make emulate``: MicroPython boards without hardware, for mpremote and the other tools.
+
+Each emulated board listens on a TCP port (``PORT=socket://127.0.0.1:N``) and speaks
+MicroPython's REPL protocol as a board does on its serial port: the friendly REPL, the
+raw REPL with raw-paste mode, Ctrl-C, soft reset. Behind it runs the real MicroPython
+Unix port, with the host fakes in ``tools/fakes/`` for ``machine``, ``network``, ``dht``
+and ``ntptime`` and a folder as its flash. At power-on and after ``machine.reset()`` it
+runs the deployed ``boot.py`` and ``main.py``, so a node posts to the server like a real one.
+"""
+import argparse
+import json
+import os
+import pathlib
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FAKES = ROOT / "tools" / "fakes"
+MICROPYTHON = pathlib.Path(sys.executable).parent / "micropython"
+DEFAULT_HARDWARE = {"wifi": True, "ntp": True, "rssi": -61, "adc": [2048], "fail_reads": 0,
+                    "dht": [{"temperature": 21.5, "humidity": 40.0}]}
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_BANNER = b"\r\nMicroPython on an emulated Sensorcast board\r\n>>> "
+PASTE_WINDOW = 512
+HARD_RESET_EXIT, DEEPSLEEP_EXIT = 2, 4  # exit codes of tools/fakes/machine.py
+
+# The interpreter behind the REPL: runs each framed piece of code in one namespace and
+# ends its output as the raw REPL does (stdout, \x04, the exception if any, \x04).
+AGENT = r"""
+import os, sys
+import machine, network, dht, ntptime  # the host fakes, loaded while the host's files are at /
+flash = os.getcwd()
+os.umount("/")
+os.mount(os.VfsPosix(flash), "/")  # the flash folder becomes the board's root ...
+os.mount(os.VfsPosix("/"), "/host")  # ... and the fakes reach their hardware file from /host
+os.chdir("/")
+os.putenv("FAKE_HARDWARE", "/host" + os.getenv("FAKE_HARDWARE"))
+sys.path[:] = ["", "/lib", ".frozen"]
+namespace = {"__name__": "__main__"}
+while True:
+    size = sys.stdin.buffer.readline()
+    if not size:
+        break
+    code = sys.stdin.buffer.read(int(size)).decode()
+    try:
+        exec(code, namespace)
+        sys.stdout.write("\x04\x04")
+    except SystemExit:
+        raise
+    except BaseException as error:
+        sys.stdout.write("\x04")
+        sys.print_exception(error, sys.stdout)
+        sys.stdout.write("\x04")
+"""
+RUN_MAIN = "try:\n    import boot\nexcept ImportError:\n    pass\nimport main\n"
+
+
+class EmulatedBoard:
+    def __init__(self, flash, hardware_file):
+        self.flash = pathlib.Path(flash)
+        self.hardware_file = pathlib.Path(hardware_file)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        if not self.hardware_file.exists():
+            self.hardware_file.write_text(json.dumps(DEFAULT_HARDWARE))
+        self.lock = threading.RLock()
+        self.client = None
+        self.process = None
+        self.mode = None
+        self.code = bytearray()
+        self.escape = b""
+        self.pasting = False
+        self.pasted = 0
+        self.running_exec = False
+        self.ends_seen = 0
+
+    def _spawn(self, code, mode, reset_cause="power"):
+        env = dict(os.environ, MICROPYPATH=f"{FAKES}:{self.flash}:.frozen",
+                   FAKE_HARDWARE=str(self.hardware_file), FAKE_RESET_CAUSE=reset_cause)
+        process = subprocess.Popen([str(MICROPYTHON), "-c", code], cwd=self.flash, env=env, bufsize=0,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process, self.mode = process, mode
+        threading.Thread(target=self._pump, args=(process,), daemon=True).start()
+
+    def power_on(self, reset_cause="power"):
+        """Run boot.py and main.py as a board does after a reset; a REPL if there is no main.py."""
+        with self.lock:
+            if (self.flash / "main.py").exists() or (self.flash / "main.mpy").exists():
+                self._spawn(RUN_MAIN, "running", reset_cause)
+            else:
+                self._repl()
+
+    def power_off(self):
+        with self.lock:
+            self._stop_process()
+
+    def _repl(self):
+        self._spawn(AGENT, "friendly")
+        self.send(FRIENDLY_BANNER)
+
+    def _stop_process(self):
+        """End what runs: Ctrl-C for a program (it may clean up), a kill for the bare REPL."""
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            process.send_signal(signal.SIGINT if self.mode == "running" else signal.SIGKILL)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _pump(self, process):
+        """Copy a process's output to the client; notice the end of an exec and of the process."""
+        while chunk := os.read(process.stdout.fileno(), 4096):
+            with self.lock:
+                if process is not self.process:
+                    continue
+                self.send(chunk)
+                if self.running_exec:
+                    self.ends_seen += chunk.count(b"\x04")
+                    if self.ends_seen >= 2:
+                        self.running_exec = False
+                        self.send(b">")
+        code = process.wait()
+        with self.lock:
+            if process is not self.process:
+                return
+            self.running_exec = False
+            if code == HARD_RESET_EXIT:
+                self.power_on()
+            elif code == DEEPSLEEP_EXIT:
+                threading.Timer(1.0, self.power_on, kwargs={"reset_cause": "deepsleep"}).start()
+            elif self.mode == "running":
+                self._repl()
+
+    def send(self, data):
+        if self.client:
+            try:
+                self.client.sendall(data)
+            except OSError:
+                self.client = None
+
+    def feed(self, data):
+        """Bytes from the serial line, as the board's REPL reads them."""
+        with self.lock:
+            for byte in data:
+                self._byte(bytes([byte]))
+
+    def _byte(self, byte):
+        if self.pasting:
+            return self._paste(byte)
+        if self.mode == "running":
+            if byte == b"\x03":
+                self._stop_process()
+                self._repl()
+        elif self.mode == "friendly":
+            if byte == b"\x01":
+                self.mode, self.code = "raw", bytearray()
+                self.send(b"\r\n" + RAW_BANNER + b">")
+            elif byte == b"\x04":
+                self.send(b"MPY: soft reboot\r\n")
+                self._stop_process()
+                self.power_on()
+            elif byte in (b"\x02", b"\x03"):
+                self.send(b"\r\n>>> ")
+        elif self.running_exec:
+            if byte == b"\x03":
+                self.process.send_signal(signal.SIGINT)
+        else:
+            self._raw(byte)
+
+    def _raw(self, byte):
+        if self.escape or byte == b"\x05":
+            self.escape += byte
+            if self.escape == b"\x05A\x01":
+                self.escape, self.pasting, self.pasted = b"", True, 0
+                self.send(b"R\x01" + struct.pack("<H", PASTE_WINDOW))
+            elif not b"\x05A\x01".startswith(self.escape):
+                self.escape = b""
+        elif byte == b"\x04" and not self.code:
+            self.send(b"soft reboot\r\n")
+            self._stop_process()
+            self._spawn(AGENT, "raw")
+            self.send(RAW_BANNER + b">")
+        elif byte == b"\x04":
+            self.send(b"OK")
+            self._exec()
+        elif byte == b"\x02":
+            self.mode = "friendly"
+            self.send(b"\r\n>>> ")
+        elif byte in (b"\x01", b"\x03"):
+            self.code = bytearray()
+            if byte == b"\x01":
+                self.send(RAW_BANNER + b">")
+        else:
+            self.code += byte
+
+    def _paste(self, byte):
+        if byte == b"\x04":
+            self.pasting = False
+            self.send(b"\x04")
+            return self._exec()
+        self.code += byte
+        self.pasted += 1
+        if self.pasted % PASTE_WINDOW == 0:
+            self.send(b"\x01")
+
+    def _exec(self):
+        code, self.code = bytes(self.code), bytearray()
+        self.running_exec, self.ends_seen = True, 0
+        self.process.stdin.write(b"%d\n" % len(code) + code)
+
+    def serve(self, listener):
+        """Take one serial connection at a time, as a USB port does."""
+        self.power_on()
+        while True:
+            connection, _ = listener.accept()
+            with self.lock:
+                self.client = connection
+            while data := connection.recv(4096):
+                self.feed(data)
+            with self.lock:
+                if self.client is connection:
+                    self.client = None
+            connection.close()
+
+
+def start(flash, hardware_file, port=0):
+    """An emulated board serving on loopback in a background thread; returns its port."""
+    listener = socket.create_server(("127.0.0.1", port))
+    board = EmulatedBoard(flash, hardware_file)
+    threading.Thread(target=board.serve, args=(listener,), daemon=True).start()
+    return board, listener.getsockname()[1]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="make emulate", description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, default=1, help="how many (default 1)")
+    parser.add_argument("--port", type=int, default=0, help="first TCP port (default: any free)")
+    parser.add_argument("--dir", default=str(ROOT / "var" / "boards"), help="where their flash folders live")
+    args = parser.parse_args(argv)
+    for n in range(1, args.boards + 1):
+        folder = pathlib.Path(args.dir) / f"board-{n}"
+        _, port = start(folder / "flash", folder / "hardware.json", args.port and args.port + n - 1)
+        print(f"board-{n}: PORT=socket://127.0.0.1:{port}  (flash: {folder / 'flash'})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
