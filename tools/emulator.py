@@ -219,6 +219,7 @@ class EmulatedBoard:
         self.power_on()
         while True:
             connection, _ = listener.accept()
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.client = connection
             while data := connection.recv(4096):

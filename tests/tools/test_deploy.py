@@ -1,5 +1,6 @@
 """From a bare board to readings on the dashboard, with the real mpremote: provision, deploy."""
 import json
+import os
 import subprocess
 
 from server import ROOT
@@ -13,11 +14,12 @@ def make(*args, env=None):
 
 
 def provision(board, server, redis_server, monkeypatch):
+    """make provision, answering its questions through the environment."""
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("WIFI_SSID", "lab")
     monkeypatch.setenv("WIFI_PASSWORD", "secret-password")
-    import os
-    return make("provision", f"PORT={board.port}", "DEVICE=attic", f"SERVER={server.url}", env=dict(os.environ))
+    return make("provision", f"PORT={board.port}", "DEVICE=attic", f"SERVER={server.url}",
+                env=dict(os.environ))
 
 
 def test_provision_writes_settings_whose_token_the_server_accepts(emulated_board, live_server,
@@ -57,7 +59,7 @@ def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated
 
 def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server, monkeypatch):
     provision(emulated_board, live_server, redis_server, monkeypatch)
-    make("deploy", f"PORT={emulated_board.port}")
+    (emulated_board.flash / "node.py").write_text("# left by an earlier deploy of sources")
     settings = json.loads((emulated_board.flash / "settings.json").read_text())
     settings.update(sensor="thermistor", pin=34, chip="esp32", interval=0.5, watchdog=0)
     (emulated_board.flash / "settings.json").write_text(json.dumps(settings))

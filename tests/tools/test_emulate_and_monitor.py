@@ -1,0 +1,39 @@
+"""make emulate gives ports that mpremote and make monitor use like USB ports."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+from server import ROOT
+from tests.firmware.conftest import node_settings
+
+
+def test_emulate_prints_a_port_per_board_that_mpremote_talks_to(tmp_path):
+    emulator = subprocess.Popen([sys.executable, "-m", "tools.emulator", "--boards", "2", "--dir", str(tmp_path)],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        ports = [emulator.stdout.readline().split("PORT=")[1].split()[0] for _ in range(2)]
+        answers = [subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "exec", "print(6 * 7)"],
+                                  capture_output=True, text=True, timeout=30).stdout for port in ports]
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+    assert len(set(ports)) == 2 and answers == ["42\n", "42\n"]
+
+
+def test_monitor_shows_the_running_nodes_log(emulated_board):
+    for source in (ROOT / "firmware").glob("*.py"):
+        shutil.copy(source, emulated_board.flash)
+    (emulated_board.flash / "settings.json").write_text(
+        json.dumps(node_settings("http://127.0.0.1:9", "", interval=0.3, watchdog=0)))
+    emulated_board.power_off()
+    emulated_board.power_on()
+
+    monitor = subprocess.Popen([sys.executable, "-m", "tools.monitor", "--port", emulated_board.port],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    monitor.terminate()
+
+    assert "upload failed" in monitor.communicate(timeout=10)[0]
