@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.installed
 
-.PHONY: help run simulate test flash deploy provision monitor emulate
+.PHONY: help run simulate bench test flash deploy provision monitor emulate
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -21,6 +21,9 @@ run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
 
 simulate: $(SETUP)  ## fake devices posting to the running server (SIM_ARGS="--devices 5 --speed 60")
 	$(PY) -m simulator $(SIM_ARGS)
+
+bench: $(SETUP)  ## fan-out and ingest figures, side by side with stock flask-sse
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FIRMWARE=x.bin]
 	$(PY) -m tools.flash --port "$(PORT)" --chip "$(CHIP)" --firmware "$(FIRMWARE)"

@@ -1,20 +1,16 @@
 """Fixtures that give every test real parts: a real Redis server, the real app, real
 gunicorn processes, and an EventSource-like reader of ``/stream``."""
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 
 import pytest
 import requests
 
-from server import ROOT, create_app
+from server import create_app
 from server.auth import issue_token
 from server.embedded_redis import EmbeddedRedis
 from server.store import connect
-from tools.run import gunicorn_command
+from tools.run import ServerProcess
 
 TEST_SETTINGS = {"HEARTBEAT": 1, "OFFLINE_AFTER": 600}
 
@@ -56,33 +52,11 @@ def eventually(check, timeout=20):
         time.sleep(0.1)
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class LiveServer(ServerProcess):
+    """Our server as a browser or a board sees it."""
 
-
-class LiveServer:
-    """A real gunicorn + gevent server process on loopback."""
-
-    def __init__(self, redis_url, workers=1, port=None, **settings):
-        self.url = f"http://127.0.0.1:{port or free_port()}"
-        env = dict(os.environ, REDIS_URL=redis_url)
-        env.update({f"SENSORCAST_{name}": json.dumps(value)
-                    for name, value in dict(TEST_SETTINGS, **settings).items()})
-        host, port = self.url.rsplit("//", 1)[1].split(":")
-        self.process = subprocess.Popen(gunicorn_command(host, port, workers), cwd=ROOT, env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            assert self.process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-
-    def _ready(self):
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).ok
-        except requests.ConnectionError:
-            return False
+    def __init__(self, redis_url, **settings):
+        super().__init__(redis_url, **dict(TEST_SETTINGS, **settings))
 
     def health(self):
         return requests.get(self.url + "/healthz", timeout=5).json()
@@ -97,10 +71,6 @@ class LiveServer:
 
     def stream(self, **headers):
         return EventStream(self.url + "/stream", headers)
-
-    def stop(self):
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture

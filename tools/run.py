@@ -6,12 +6,17 @@ works, then runs the server under gunicorn's gevent workers until Ctrl-C.
 """
 import argparse
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
-from server import DATA_DIR, create_app
+import requests
+
+from server import DATA_DIR, ROOT, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis
 from server.store import connect
@@ -34,9 +39,43 @@ def demo_token(redis_url):
     return token
 
 
-def gunicorn_command(host, port, workers):
+def gunicorn_command(host, port, workers, app="server:create_app()"):
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
-            "--bind", f"{host}:{port}", "--graceful-timeout", "5", "server:create_app()"]
+            "--bind", f"{host}:{port}", "--graceful-timeout", "5", app]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """A gunicorn + gevent server on loopback, for the tests and the benchmark."""
+
+    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", **settings):
+        port = port or free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, REDIS_URL=redis_url)
+        env.update({f"SENSORCAST_{name}": json.dumps(value) for name, value in settings.items()})
+        self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, app), cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server ({app}) did not start")
+            time.sleep(0.1)
+
+    def _ready(self):
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def stop(self):
+        """Ctrl-C: gunicorn's quick shutdown."""
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
 
 
 def main(argv=None):

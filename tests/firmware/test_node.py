@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually
+from tools.run import free_port
 from tests.firmware.conftest import node_settings
 
 
