@@ -56,7 +56,7 @@ for i, r in ipairs(cjson.decode(ARGV[6])) do
     ids[i] = false
   else
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
-    redis.call('XADD', 'readings:' .. r.device, 'MINID', '~', min_id, id, unpack(r.fields))
+    redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     local last_seen = redis.call('ZSCORE', 'devices', r.device)
     local status = nil
     if not last_seen then status = 'new'

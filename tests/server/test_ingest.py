@@ -1,4 +1,6 @@
 """A device owner posts readings: what is stored, what is refused, and why."""
+import time
+
 import pytest
 
 from server.store import READINGS, device_key, device_readings
@@ -119,3 +121,16 @@ def test_the_tutorials_push_still_works(client, token_for, redis_client):
         assert answer.status_code == 201
     temperatures = [f["temperature"] for _, f in redis_client.xrange(device_readings("therm"))]
     assert temperatures == ["56", "56"]
+
+
+def test_history_older_than_the_retention_is_trimmed_on_the_next_write(app, client, token_for,
+                                                                     redis_client):
+    app.config["RETENTION"] = 1
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    client.post("/api/readings", json={"temperature": 20}, headers=headers)
+    time.sleep(1.2)
+
+    client.post("/api/readings", json={"temperature": 21}, headers=headers)
+
+    assert [f["temperature"] for _, f in redis_client.xrange(device_readings("kitchen"))] == ["21"]
+    assert redis_client.xlen(READINGS) == 2
