@@ -244,15 +244,21 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0, help="first TCP port (default: any free)")
     parser.add_argument("--dir", default=str(ROOT / "var" / "boards"), help="where their flash folders live")
     args = parser.parse_args(argv)
-    for n in range(1, args.boards + 1):
-        folder = pathlib.Path(args.dir) / f"board-{n}"
-        _, port = start(folder / "flash", folder / "hardware.json", args.port and args.port + n - 1)
-        print(f"board-{n}: PORT=socket://127.0.0.1:{port}  (flash: {folder / 'flash'})", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    boards = []
     try:
+        for n in range(1, args.boards + 1):
+            folder = pathlib.Path(args.dir) / f"board-{n}"
+            board, port = start(folder / "flash", folder / "hardware.json", args.port and args.port + n - 1)
+            boards.append(board)
+            print(f"board-{n}: PORT=socket://127.0.0.1:{port}  (flash: {folder / 'flash'})", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+    finally:
+        for board in boards:
+            board.power_off()
 
 
 if __name__ == "__main__":

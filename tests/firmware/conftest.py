@@ -3,23 +3,18 @@ stands for the board's flash, run by the real MicroPython Unix port, with host f
 ``machine``, ``network``, ``dht`` and ``ntptime`` in front of them on MICROPYPATH."""
 import json
 import os
-import pathlib
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from server import ROOT
+from tools.emulator import DEFAULT_HARDWARE, FAKES, MICROPYTHON
 
 FIRMWARE = ROOT / "firmware"
-FAKES = ROOT / "tools" / "fakes"
-MICROPYTHON = pathlib.Path(sys.executable).parent / "micropython"
-HARDWARE = {"wifi": True, "ntp": True, "rssi": -61, "adc": [2048], "fail_reads": 0,
-            "dht": [{"temperature": 21.5, "humidity": 40.0}]}
 
 
 class Board:
@@ -29,7 +24,7 @@ class Board:
         for source in FIRMWARE.glob("*.py"):
             shutil.copy(source, flash)
         self.hardware_file = flash.parent / "hardware.json"
-        self.set(**HARDWARE)
+        self.set(**DEFAULT_HARDWARE)
         self.process = None
         self.extra_path = []
         self.lines = []
