@@ -4,6 +4,7 @@ import subprocess
 import esptool
 import pytest
 
+from server import ROOT
 from tools.flash import CHIPS, FlashError, check_image, flash_commands, main
 
 OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp8266": 0x0}
@@ -47,7 +48,7 @@ def test_a_missing_port_or_unknown_chip_is_explained(capsys):
     with pytest.raises(FlashError, match="unknown CHIP 'esp31'"):
         flash_commands("/dev/ttyUSB0", "esp31", "x.bin")
 
-    result = subprocess.run(["make", "-s", "flash", "CHIP=esp32"], capture_output=True, text=True)
+    result = subprocess.run(["make", "-s", "flash", "CHIP=esp32"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "PORT is needed" in result.stderr
 
 
