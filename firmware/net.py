@@ -52,6 +52,9 @@ class Wifi:
             time.sleep_ms(100)
 
     def rssi(self):
+        """The signal in dBm, or None while not connected."""
+        if not self.wlan.isconnected():
+            return None
         try:
             return self.wlan.status("rssi")
         except (OSError, ValueError):

@@ -99,7 +99,7 @@ class Node:
         ts = net.unix_time()
         if ts is not None:
             reading["ts"] = ts
-        rssi = self.wifi.rssi() if self.wifi.wlan.isconnected() else None
+        rssi = self.wifi.rssi()
         if rssi is not None:
             reading["rssi"] = rssi
         if self.uplink.dropped:
@@ -144,7 +144,7 @@ class Node:
 
 
 def start_node(led):
-    """The settings; while they are missing or broken, say why, blink fast, and look again."""
+    """A node built from the settings; while they are missing or broken, say why, blink fast, look again."""
     while True:
         try:
             settings = settings_file.load()

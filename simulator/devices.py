@@ -8,6 +8,7 @@ import math
 
 import requests
 
+from server import DEFAULTS
 from server.readings import validate
 
 FIRMWARE_VERSION = "sim-0.1.0"
@@ -55,6 +56,7 @@ class Device:
                    "ts": round(now, 3), "rssi": self.rng.randrange(-80, -45)}
         if self.dropped:
             reading["dropped"] = self.dropped
+        validate(reading, now, 1, DEFAULTS["MAX_FUTURE"])  # the server's own schema, checked once
         return reading
 
     def keep(self, reading):
@@ -99,7 +101,6 @@ class Fleet:
     def upload(self, device, now):
         while device.pending:
             batch = device.pending[:BATCH]
-            validate(batch, now, BATCH, 300)
             try:
                 answer = self.session.post(self.url, json=batch, timeout=self.timeout,
                                            headers={"Authorization": f"Bearer {device.token}"})
