@@ -11,6 +11,7 @@ import pathlib
 import redis
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "var"
@@ -23,7 +24,12 @@ DEFAULTS = {
     "OFFLINE_AFTER": 600,
     "HEARTBEAT": 15,
     "RETRY_MS": 3000,
-    "CLIENT_QUEUE": 256,
+    "MAX_STREAMS": 5000,
+    "MAX_STREAMS_PER_ADDRESS": 100,
+    "CLIENT_BUFFER": 1024 * 1024,
+    "CLIENT_LAG": 30,
+    "REDIS_CONNECTIONS": 32,
+    "TRUSTED_PROXIES": 0,
     "MAX_BATCH": 500,
     "MAX_FUTURE": 300,
     "MAX_CONTENT_LENGTH": 256 * 1024,
@@ -45,6 +51,9 @@ def create_app(test_config=None):
     from .auth import devices_cli
     from .stream import sse
 
+    if app.config["TRUSTED_PROXIES"]:
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
@@ -57,7 +66,8 @@ def create_app(test_config=None):
 def _answer_errors_in_json(app):
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return {"error": error.description}, error.code
+        headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
+        return {"error": error.description}, error.code, headers
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)

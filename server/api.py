@@ -1,6 +1,7 @@
 """Read-only JSON behind the dashboard, and ``/healthz`` for monitors.
 
-``GET /api/devices``: every device with its latest values, newest first.
+``GET /api/devices``: every device with its latest values, newest first, and the id
+of the newest reading, where a browser's ``/stream`` replay may start.
 ``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first.
 ``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
 then excludes that id, for paging); each reading carries its own measured ``ts``.
@@ -10,7 +11,8 @@ import time
 from flask import Blueprint, abort, current_app, request
 
 from .readings import decode_fields
-from .store import DEVICES, device_key, device_readings, get_redis
+from .store import DEVICES, READINGS, device_key, device_readings, get_redis
+from .stream import get_hub
 
 bp = Blueprint("api", __name__)
 
@@ -20,12 +22,14 @@ MAX_LIMIT = 10000
 @bp.get("/api/devices")
 def list_devices():
     client = get_redis()
+    newest = client.xrevrange(READINGS, count=1)
     ids = client.zrevrange(DEVICES, 0, -1)
     with client.pipeline(transaction=False) as pipe:
         for device in ids:
             pipe.hgetall(device_key(device))
         latest = pipe.execute()
-    return {"devices": [_device(fields) for fields in latest if fields]}
+    return {"devices": [_device(fields) for fields in latest if fields],
+            "last_id": newest[0][0] if newest else None}
 
 
 def _device(fields):
@@ -65,5 +69,4 @@ def _bound(name, default, exclusive):
 def healthz():
     """Redis answers; ``streams`` counts this process's open live streams."""
     get_redis().ping()
-    hub = current_app.extensions.get("sensorcast.hub")
-    return {"status": "ok", "streams": hub.client_count() if hub else 0}
+    return {"status": "ok", "streams": get_hub().client_count()}

@@ -25,18 +25,30 @@ def device_key(device):
     return f"device:{device}"
 
 
+def stream_id(text):
+    """A Redis stream id as a comparable pair, or None for any other event id."""
+    millis, _, sequence = (text or "").partition("-")
+    if millis.isdigit() and sequence.isdigit():
+        return int(millis), int(sequence)
+    return None
+
+
 def get_redis():
     """The process's one Redis client (a connection pool), made on first use."""
     client = current_app.extensions.get("sensorcast.redis")
     if client is None:
-        client = connect(current_app.config["REDIS_URL"])
+        client = connect(current_app.config["REDIS_URL"], current_app.config["REDIS_CONNECTIONS"])
         current_app.extensions["sensorcast.redis"] = client
     return client
 
 
-def connect(url):
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
-                                socket_timeout=10, health_check_interval=30)
+def connect(url, max_connections=8):
+    """A client whose pool holds at most ``max_connections``: past that, callers wait for
+    one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, decode_responses=True,
+        socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+    return redis.Redis(connection_pool=pool)
 
 
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,

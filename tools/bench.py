@@ -1,100 +1,214 @@
 """``make bench``: live fan-out and ingest figures, side by side with stock flask-sse.
 
-Each server runs under gunicorn with one gevent worker on a fresh embedded Redis. Fan-out:
-N browsers (raw sockets in greenlets) watch ``/stream`` while events are published on
-the ``sse`` channel; we count Redis subscriptions, worker memory and delivery latency.
-Ingest: readings POSTed one per request and in batches. Publish: flask-sse's own
-``publish`` (a new Redis client each call) against ours (the pooled client).
+Fan-out: each server runs under gunicorn with one gevent worker, pinned to the first
+core; this process (the browsers and the devices) and a fresh embedded Redis share the
+other. Browsers are raw sockets in one epoll loop; a device POSTs readings at a steady
+rate, each carrying the time it was sent as ``ts``, so every delivery is timed from the
+POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
+route, which publishes what it is sent. Ingest: readings POSTed one per request and in
+batches. Publish: flask-sse's own ``publish`` (a new Redis client each call) against
+ours (the pooled client).
 """
-from gevent import monkey
+import argparse
+import array
+import os
+import pathlib
+import platform
+import re
+import select
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
 
-monkey.patch_all()  # the bench's browsers are greenlets: patch before anything opens sockets
+import flask_sse
+import requests
+from flask import Flask, request
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import pathlib  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+from server import create_app
+from server.auth import issue_token
+from server.embedded_redis import EmbeddedRedis
+from server.store import CHANNEL, connect
+from server.stream import sse as our_sse
+from tools.run import ServerProcess
 
-import flask_sse  # noqa: E402
-import gevent  # noqa: E402
-import requests  # noqa: E402
-from flask import Flask  # noqa: E402
+SENT_AT = re.compile(rb'"ts": ?([0-9.]+)')
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python < 3.14 lacks Linux's constant
+STAMP_SIZE = socket.CMSG_SPACE(16)
 
-from server import create_app  # noqa: E402
-from server.auth import issue_token  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
-from server.store import connect  # noqa: E402
-from server.stream import sse as our_sse  # noqa: E402
-from tools.run import ServerProcess  # noqa: E402
+
+def _arrival(stamps):
+    """When the kernel received the bytes (SO_TIMESTAMPNS), so this loop's own delays don't count."""
+    for level, kind, data in stamps:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return time.time()
 
 
 def stock_app():
-    """Stock flask-sse, as its README sets it up (gunicorn target ``tools.bench:stock_app()``)."""
-    import os
-
+    """Stock flask-sse as the tutorial sets it up (gunicorn target ``tools.bench:stock_app()``)."""
     app = Flask(__name__)
     app.config["REDIS_URL"] = os.environ["REDIS_URL"]
     app.register_blueprint(flask_sse.sse, url_prefix="/stream")
     app.add_url_rule("/healthz", "healthz", lambda: "ok")
+
+    @app.post("/therm/push")
+    def push():
+        flask_sse.sse.publish(request.get_json(force=True), type="reading")
+        return "ok", 201
+
     return app
 
 
-SERVERS = {"stock flask-sse": "tools.bench:stock_app()", "sensorcast": "server:create_app()"}
+class Server:
+    """One of the two servers under test, as a device posts to it."""
+
+    def __init__(self, name, redis_server, redis_client, clients):
+        self.name = name
+        self.stock = name == "stock flask-sse"
+        self.redis = redis_client
+        self.process = ServerProcess(
+            redis_server.url, app="tools.bench:stock_app()" if self.stock else "server:create_app()",
+            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients)
+        self.url = self.process.url
+        self.headers = {} if self.stock else {"Authorization": f"Bearer {issue_token(redis_client, 'bench')}"}
+        self.path = "/therm/push" if self.stock else "/api/readings"
+
+    def watching(self):
+        """How many browsers the server is serving: stock flask-sse subscribes each one."""
+        if self.stock:
+            return self.redis.pubsub_numsub(CHANNEL)[0][1]
+        return requests.get(self.url + "/healthz", timeout=30).json()["streams"]
+
+    def worker_rss_kb(self):
+        pid = self.process.process.pid
+        [worker] = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        status = pathlib.Path(f"/proc/{worker}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+
+    def stop(self):
+        self.process.stop()
 
 
-def watch(url, expected, received):
-    """A browser: read ``expected`` events, noting when each arrived."""
-    host, port = url.split("//")[1].split(":")
-    with gevent.socket.create_connection((host, int(port))) as browser:
-        browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
-        buffer, seen = b"", 0
-        while seen < expected:
-            chunk = browser.recv(65536)
-            if not chunk:
-                return
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.startswith(b"data:") and b"sent" in line:
-                    received.append(time.time() - json.loads(line[5:])["sent"])
-                    seen += 1
+class Browsers:
+    """``count`` browsers watching ``/stream``, read in one epoll loop on this thread."""
+
+    def __init__(self, url, count):
+        host, port = url.rsplit("/", 1)[1].split(":")
+        self.poll = select.epoll()
+        self.sockets, self.buffers = {}, {}
+        self.latencies = array.array("d")
+        self.refused = 0
+        for _ in range(count):
+            try:
+                browser = socket.create_connection((host, int(port)))
+                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+            except OSError:
+                self.refused += 1
+                continue
+            browser.setblocking(False)
+            browser.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sockets[browser.fileno()] = browser
+            self.buffers[browser.fileno()] = b""
+            self.poll.register(browser.fileno(), select.EPOLLIN)
+
+    def read(self, seconds, until=None):
+        """Read for ``seconds`` (or until ``until`` readings), timing each reading by its ``ts``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and len(self.latencies) >= until):
+            for fd, _ in self.poll.poll(0.05):
+                try:
+                    data, stamps, _, _ = self.sockets[fd].recvmsg(65536, STAMP_SIZE)
+                except ConnectionError:
+                    data, stamps = b"", ()
+                received = _arrival(stamps)
+                if not data:
+                    self._forget(fd)
+                    continue
+                data = self.buffers[fd] + data
+                if data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 200"):
+                    self.refused += 1
+                    self._forget(fd)
+                    continue
+                complete = data.rfind(b"\n\n") + 2
+                for sent in SENT_AT.findall(data, 0, complete):
+                    self.latencies.append(received - float(sent))
+                self.buffers[fd] = data[complete:]
+
+    def _forget(self, fd):
+        self.poll.unregister(fd)
+        self.sockets.pop(fd).close()
+        del self.buffers[fd]
+
+    def close(self):
+        for fd in list(self.sockets):
+            self._forget(fd)
 
 
-def worker_rss_mb(server):
-    children = pathlib.Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-    return sum(int(line.split()[1]) for pid in children
-               for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS")) / 1024
+def post_readings(server, rate, seconds, sent):
+    """A device POSTing ``rate`` readings a second for ``seconds``, counting them in ``sent``."""
+    session = requests.Session()
+    start = time.monotonic()
+    for n in range(int(rate * seconds)):
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
+        try:
+            sent.append(session.post(server.url + server.path, headers=server.headers, timeout=30,
+                                     json={"temperature": 20 + n % 10 / 10, "ts": time.time()}).status_code)
+        except requests.RequestException:
+            sent.append(None)
 
 
-def fan_out(server, redis_client, browsers, events):
-    received = []
-    baseline = worker_rss_mb(server)
-    watchers = [gevent.spawn(watch, server.url, events, received) for _ in range(browsers)]
-    gevent.sleep(5)  # every browser connected and subscribed, by whichever design
-    subscriptions = len([c for c in redis_client.client_list() if int(c["sub"])])
-    rss = worker_rss_mb(server)
-    for n in range(events):
-        redis_client.publish("sse", json.dumps({"data": {"n": n, "sent": time.time()}, "type": "bench"}))
-        gevent.sleep(0.05)
-    gevent.joinall(watchers, timeout=30)
-    latencies = sorted(received) or [float("nan")]
-    return {"redis subscriptions": subscriptions, "worker RSS MB": round(rss, 1),
-            "RSS per browser KB": round((rss - baseline) * 1024 / browsers, 1),
-            "delivered": f"{len(received)}/{browsers * events}",
-            "latency p50 ms": round(1000 * statistics.median(latencies), 1),
-            "latency p95 ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1)}
+def fan_out(server, clients, rates, seconds):
+    """Rows of figures for ``clients`` browsers, one row per rate."""
+    baseline = server.worker_rss_kb()
+    browsers = Browsers(server.url, clients)
+    settled, watching = -1, 0
+    while watching != settled and watching < clients:
+        settled = watching
+        browsers.read(3)
+        watching = server.watching()
+    rss_per_client = (server.worker_rss_kb() - baseline) / clients
+    rows = []
+    for rate in rates:
+        browsers.latencies = array.array("d")
+        sent = []
+        device = threading.Thread(target=post_readings, args=(server, rate, seconds, sent))
+        device.start()
+        while device.is_alive():
+            browsers.read(0.5)
+        redis_connections = server.redis.info("clients")["connected_clients"] - 1
+        expected = len([status for status in sent if status == 201]) * len(browsers.sockets)
+        arrived = -1
+        while arrived < len(browsers.latencies) < expected:  # until all came, or none for 5 s
+            arrived = len(browsers.latencies)
+            browsers.read(5, until=expected)
+        rows.append(_row(server.name, clients, rate, browsers, sent, redis_connections, rss_per_client))
+    browsers.close()
+    return rows
 
 
-def ingest(server, token, readings, batch):
+def _row(name, clients, rate, browsers, sent, redis_connections, rss_per_client):
+    latencies = sorted(browsers.latencies) or [float("nan")]
+    wanted = len(sent) * clients
+    return {"clients": clients, "events/s": rate, "server": name,
+            "delivered": f"{100 * len(browsers.latencies) / wanted:.1f} %",
+            "p50 ms": f"{1000 * statistics.median(latencies):.0f}",
+            "p99 ms": f"{1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f}",
+            "Redis conns": redis_connections, "RSS/client KB": f"{rss_per_client:.1f}",
+            "browsers refused": browsers.refused, "POSTs failed": len([s for s in sent if s != 201])}
+
+
+def ingest(url, token, readings, batch):
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
     start = time.time()
     for offset in range(0, readings, batch):
         body = [{"temperature": 20 + (offset + i) % 10 / 10} for i in range(batch)]
-        session.post(server.url + "/api/readings", json=body if batch > 1 else body[0], headers=headers)
+        session.post(url + "/api/readings", json=body if batch > 1 else body[0], headers=headers)
     return round(readings / (time.time() - start))
 
 
@@ -106,45 +220,62 @@ def publish_rate(app, blueprint, count):
         return round(count / (time.time() - start))
 
 
-def table(title, rows):
-    names = list(next(iter(rows.values())))
-    print(f"\n{title}\n{'':24}" + "".join(f"{column:>18}" for column in rows))
-    for name in names:
-        print(f"{name:24}" + "".join(f"{str(values[name]):>18}" for values in rows.values()))
+def print_table(title, rows):
+    columns = list(rows[0])
+    widths = {column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns}
+    print(f"\n{title}\n" + "  ".join(f"{column:>{widths[column]}}" for column in columns))
+    for row in rows:
+        print("  ".join(f"{str(row[column]):>{widths[column]}}" for column in columns), flush=True)
+
+
+def machine():
+    cpu = re.search(r"model name\s*: (.*)", pathlib.Path("/proc/cpuinfo").read_text())
+    return f"{os.cpu_count()} cores ({cpu.group(1) if cpu else platform.machine()}), Python {platform.python_version()}"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--browsers", type=int, default=200)
-    parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--readings", type=int, default=2000)
+    parser.add_argument("--clients", default="1000,5000,10000", help="browser counts, comma-separated")
+    parser.add_argument("--rates", default="2,10", help="readings per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10, help="how long each rate runs")
+    parser.add_argument("--servers", default="stock flask-sse,sensorcast")
+    parser.add_argument("--readings", type=int, default=2000, help="readings for the ingest figures")
     args = parser.parse_args(argv)
+    clients = [int(count) for count in args.clients.split(",")]
+    rates = [float(rate) for rate in args.rates.split(",")]
+    if os.cpu_count() > 1:
+        os.sched_setaffinity(0, {os.cpu_count() - 1})  # Redis, started below, inherits it
+
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(scratch) as redis_server:
         redis_client = connect(redis_server.url)
-        results = {}
-        for name, app in SERVERS.items():
-            server = ServerProcess(redis_server.url, app=app)
-            try:
-                results[name] = fan_out(server, redis_client, args.browsers, args.events)
-            finally:
-                server.stop()
-        table(f"Fan-out: {args.browsers} browsers, {args.events} events, one gevent worker", results)
+        rows = []
+        for count in clients:
+            for name in args.servers.split(","):
+                redis_client.flushall()
+                server = Server(name, redis_server, redis_client, count)
+                try:
+                    rows += fan_out(server, count, rates, args.seconds)
+                finally:
+                    server.stop()
+                print_table("", rows[-len(rates):])
+        print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
+                    f"Redis on the other core; {args.seconds:g} s per rate", rows)
 
-        server = ServerProcess(redis_server.url)
+        server = ServerProcess(redis_server.url, cpus={0})
         try:
             token = issue_token(redis_client, "bench")
-            table(f"Ingest: {args.readings} readings, one gevent worker", {"sensorcast": {
-                "readings/s, 1 per POST": ingest(server, token, args.readings, 1),
-                "readings/s, 50 per POST": ingest(server, token, args.readings * 5, 50)}})
+            print_table(f"Ingest: {args.readings} readings, one gevent worker", [{
+                "readings/s, 1 per POST": ingest(server.url, token, args.readings, 1),
+                "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50)}])
         finally:
             server.stop()
 
         app = create_app({"REDIS_URL": redis_server.url})
-        table("Publish from Python (events/s)", {
-            "stock flask-sse": {"publish": publish_rate(app, flask_sse.sse, 1000)},
-            "sensorcast": {"publish": publish_rate(app, our_sse, 1000)}})
+        print_table("Publish from Python (events/s)", [
+            {"server": "stock flask-sse", "publish": publish_rate(app, flask_sse.sse, 1000)},
+            {"server": "sensorcast", "publish": publish_rate(app, our_sse, 1000)}])
     return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -16,12 +17,16 @@ import time
 
 import requests
 
-from server import DATA_DIR, ROOT, create_app
+from server import DATA_DIR, DEFAULTS, ROOT, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis
 from server.store import connect
 
 DEMO_DEVICE = "demo"
+REQUEST_ROOM = 1000  # connections per worker beyond its streams: uploads, API, health
+SPARE_FILES = 64  # log files, Redis connections, the listening socket
+# gevent records where each greenlet was spawned: about 3.5 KB per open stream, read by nobody.
+GEVENT_ENV = {"GEVENT_TRACK_GREENLET_TREE": "false"}
 DEMO_TOKEN_FILE = DATA_DIR / "demo-token"
 
 
@@ -39,9 +44,23 @@ def demo_token(redis_url):
     return token
 
 
-def gunicorn_command(host, port, workers, app="server:create_app()"):
+def gunicorn_command(host, port, workers, max_streams, app="server:create_app()"):
+    """gunicorn with gevent workers, each accepting ``REQUEST_ROOM`` connections more than
+    the streams it may hold, so that open dashboards never starve uploads or health checks."""
     return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+            "--worker-connections", str(max_streams + REQUEST_ROOM),
             "--bind", f"{host}:{port}", "--graceful-timeout", "5", app]
+
+
+def allow_open_files(max_streams):
+    """Raise this process's open-file limit (which gunicorn inherits) to what ``max_streams``
+    need; returns the streams that fit under the hard limit."""
+    wanted = max_streams + REQUEST_ROOM + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return min(max_streams, soft - REQUEST_ROOM - SPARE_FILES)
 
 
 def free_port():
@@ -53,13 +72,16 @@ def free_port():
 class ServerProcess:
     """A gunicorn + gevent server on loopback, for the tests and the benchmark."""
 
-    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", **settings):
+    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", cpus=None, **settings):
         port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, REDIS_URL=redis_url)
+        env = dict(os.environ, REDIS_URL=redis_url, **GEVENT_ENV)
         env.update({f"SENSORCAST_{name}": json.dumps(value) for name, value in settings.items()})
-        self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, app), cwd=ROOT, env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        max_streams = allow_open_files(settings.get("MAX_STREAMS", DEFAULTS["MAX_STREAMS"]))
+        env["SENSORCAST_MAX_STREAMS"] = str(max_streams)
+        self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, max_streams, app),
+                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=cpus and (lambda: os.sched_setaffinity(0, cpus)))
         deadline = time.monotonic() + 30
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -82,7 +104,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, so boards can reach it)")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="default: one per core")
     args = parser.parse_args(argv)
 
     with contextlib.ExitStack() as stack:
@@ -96,8 +118,13 @@ def main(argv=None):
             auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"])}"'
         print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
               f" -d '{{\"temperature\":56}}' {base}/therm/push\n", flush=True)
+        max_streams = allow_open_files(config["MAX_STREAMS"])
+        if max_streams < config["MAX_STREAMS"]:
+            os.environ["SENSORCAST_MAX_STREAMS"] = str(max_streams)
+            print(f"Streams: {max_streams} per worker, as many as the open-file limit allows (ulimit -Hn)")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers))
+        os.environ.update(GEVENT_ENV)
+        server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams))
         try:
             return server.wait()
         except KeyboardInterrupt:

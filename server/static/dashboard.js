@@ -6,7 +6,9 @@ const units = Object.fromEntries(metrics);
 const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "last_seen", "online"];
 const CHART_POINTS = 500;
 const devices = new Map();
+const RETRY_MS = 3000;
 let lastEventId = "";
+let retryDelay = RETRY_MS;
 
 function newer(a, b) {
   const [am, as] = a.split("-").map(Number);
@@ -95,6 +97,7 @@ function drawChart(device) {
 function addReading(reading, live) {
   const device = card(reading.device);
   const rows = device.readings;
+  if (rows.some((row) => row.id === reading.id)) return;
   let at = rows.length;
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   rows.splice(at, 0, reading);
@@ -107,36 +110,55 @@ function addReading(reading, live) {
   }
 }
 
+// Every device's state and recent history. The stream then replays from the newest
+// reading id read before the histories, so nothing falls between the two; a reading
+// that comes both ways is shown once.
 async function seed() {
-  const { devices: known } = await (await fetch("/api/devices")).json();
-  for (const state of known) {
+  const known = await (await fetch("/api/devices")).json();
+  if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
+  for (const state of known.devices) {
     const device = card(state.device);
     device.lastSeen = state.last_seen;
     setStatus(device, state.online);
     showValues(device, state);
     const history = await (await fetch(`/api/devices/${state.device}/readings?limit=${CHART_POINTS}`)).json();
-    for (const reading of history.readings) {
-      addReading(reading, false);
-      if (newer(reading.id, lastEventId)) lastEventId = reading.id;
-    }
+    for (const reading of history.readings) addReading(reading, false);
     showValues(device, state);
     drawChart(device);
   }
+}
+
+// The server no longer keeps everything since our last event: load history afresh.
+async function reload() {
+  for (const device of devices.values()) device.readings = [];
+  await seed();
 }
 
 function connect() {
   const indicator = document.getElementById("connection");
   const query = lastEventId ? `?lastEventID=${encodeURIComponent(lastEventId)}` : "";
   const source = new EventSource(`/stream${query}`);
-  source.onopen = () => { indicator.textContent = "live"; indicator.className = "connection live"; };
+  source.onopen = () => {
+    retryDelay = RETRY_MS;
+    indicator.textContent = "live";
+    indicator.className = "connection live";
+  };
   source.onerror = () => {
     indicator.textContent = "reconnecting…";
     indicator.className = "connection reconnecting";
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+    // A refusal (503 or 429 while the server is full) closes an EventSource for good:
+    // open a new one after a growing, jittered delay, so a crowd does not return at once.
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(connect, retryDelay * (0.5 + Math.random()));
+      retryDelay = Math.min(retryDelay * 2, 60000);
+    }
   };
   source.addEventListener("reading", (event) => {
     lastEventId = event.lastEventId || lastEventId;
-    addReading(JSON.parse(event.data), true);
+    addReading({ ...JSON.parse(event.data), id: event.lastEventId }, true);
+  });
+  source.addEventListener("reset", () => {
+    reload().catch((error) => console.error("could not reload history", error));
   });
   source.addEventListener("device", (event) => {
     const change = JSON.parse(event.data);

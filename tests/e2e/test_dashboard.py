@@ -22,3 +22,25 @@ def test_the_dashboard_shows_history_then_live_readings(live_server, token_for, 
     expect(page.locator('[data-device="garage"] .status')).to_have_text("online")
     expect(card.locator(".ago")).to_contain_text("s ago")
     page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+
+
+def test_a_dashboard_back_after_the_replay_window_reloads_its_history(
+        start_server, token_for, browser_page):
+    token = token_for("porch")
+    server = start_server(STREAM_MAXLEN=100)
+    server.post("/api/readings", token, json={"temperature": 10})
+    page = browser_page
+    page.goto(server.url + "/")
+    card = page.locator('[data-device="porch"]')
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("10 °C")
+
+    port = server.url.rsplit(":", 1)[1]
+    server.stop()  # the phone sleeps; meanwhile the porch sends a thousand readings
+    elsewhere = start_server(STREAM_MAXLEN=100)
+    for batch in range(2):
+        elsewhere.post("/api/readings", token, json=[{"temperature": 20 + batch}] * 500)
+    start_server(STREAM_MAXLEN=100, port=int(port))
+
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21 °C", timeout=20_000)
+    expect(page.locator("#connection")).to_have_text("live")
+    page.wait_for_function("devices.get('porch').readings.length === 500")

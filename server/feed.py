@@ -1,0 +1,114 @@
+"""A channel's feed: its recent events, each rendered to bytes once and shared by every
+client, and each client's cursor into it.
+
+A client woken by the hub sends everything it has not had yet in one write. It is too
+slow when it needs an entry the feed has already forgotten (the feed keeps its last
+``client_buffer`` bytes and ``client_lag`` seconds), or when one write to it stalls:
+then it is closed, and its browser reconnects and replays what it missed. The feed is
+the worker's only per-event memory, whatever the crowd.
+"""
+import logging
+import socket
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class Channel:
+    """One pub/sub channel: its clients and its feed, events rendered once and shared."""
+
+    def __init__(self, name):
+        self.name = name
+        self.clients = set()
+        self.subscribed = threading.Event()
+        self.entries = []  # (seq, monotonic time, stream id or None, bytes), oldest first
+        self.next_seq = 0
+        self.size = 0
+        self.changed = threading.Event()
+        self.dirty = False
+
+    @property
+    def first_seq(self):
+        entries = self.entries
+        return entries[0][0] if entries else self.next_seq
+
+    def append(self, event_id, data, now):
+        self.entries.append((self.next_seq, now, event_id, data))
+        self.next_seq += 1
+        self.size += len(data)
+        self.dirty = True
+
+    def wake(self):
+        """Wake every client waiting for something new."""
+        changed, self.changed = self.changed, threading.Event()
+        self.dirty = False
+        changed.set()
+
+    def trim(self, max_bytes, oldest):
+        """Forget entries beyond ``max_bytes`` or older than ``oldest``; a new list, so
+        a client reading the old one meanwhile still sees it whole."""
+        drop, size = 0, self.size
+        for _, at, _, data in self.entries:
+            if size <= max_bytes and at >= oldest:
+                break
+            drop, size = drop + 1, size - len(data)
+        if drop:
+            self.entries, self.size = self.entries[drop:], size
+
+
+class Client:
+    """One stream's place in its channel's feed."""
+
+    write_bytes = 64 * 1024
+
+    def __init__(self, channel, address, connection):
+        self.channel = channel
+        self.address = address
+        self.connection = connection
+        self.cursor = channel.next_seq
+        self.writing_since = None
+        self.closed = False
+
+    def chunks(self, skip_until=None):
+        """What the feed gets from now on, as bytes, a write's worth at a time, until closed.
+
+        Events with a stream id up to ``skip_until`` (already replayed) are left out.
+        """
+        channel = self.channel
+        while not self.closed:
+            self.writing_since = None
+            changed, entries = channel.changed, channel.entries
+            if not entries or entries[-1][0] < self.cursor:
+                changed.wait()
+                continue
+            start = self.cursor - entries[0][0]
+            if start < 0:
+                log.info("closed a stream client that fell behind the live feed")
+                return
+            parts, size = [], 0
+            for seq, _, event_id, data in entries[start:]:
+                if not (skip_until and event_id and event_id <= skip_until):
+                    parts.append(data)
+                    size += len(data)
+                self.cursor = seq + 1
+                if size >= self.write_bytes:
+                    break
+            if parts:
+                yield self.sending(b"".join(parts))
+
+    def sending(self, chunk):
+        """``chunk``, noting that it is being written, so that a stalled write is found."""
+        self.writing_since = time.monotonic()
+        return chunk
+
+    def close(self):
+        """Mark it closed; a write stalled on its socket is cut short."""
+        self.closed = True
+        if self.writing_since is not None and self.connection is not None:
+            try:  # through a duplicate, so the stalled write fails as if the browser had left
+                with socket.fromfd(self.connection.fileno(), self.connection.family,
+                                   socket.SOCK_STREAM) as same:
+                    same.shutdown(socket.SHUT_RDWR)
+            except OSError as error:
+                log.info("could not cut a stalled stream short: %s", error)
