@@ -11,7 +11,7 @@ import time
 from flask import Blueprint, abort, current_app, request
 
 from .readings import decode_fields
-from .store import DEVICES, READINGS, device_key, device_readings, get_redis
+from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
 from .stream import get_hub
 
 bp = Blueprint("api", __name__)
@@ -57,11 +57,11 @@ def _bound(name, default, exclusive):
     value = request.args.get(name)
     if value is None:
         return default
-    if "-" in value:
+    if stream_id(value):
         return exclusive + value
     try:
-        return str(int(float(value) * 1000))
-    except ValueError:
+        return str(min(max(0, int(float(value) * 1000)), 2**64 - 1))
+    except (ValueError, OverflowError):
         abort(400, f"{name}: must be Unix seconds or a stream id")
 
 

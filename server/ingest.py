@@ -40,6 +40,8 @@ def _parse(body):
         return json.loads(body)
     except ValueError as error:
         abort(400, f"body: not valid JSON ({error})")
+    except RecursionError:
+        abort(400, "body: nested too deeply")
 
 
 def _store(payload, device):

@@ -28,8 +28,10 @@ def device_key(device):
 def stream_id(text):
     """A Redis stream id as a comparable pair, or None for any other event id."""
     millis, _, sequence = (text or "").partition("-")
-    if millis.isdigit() and sequence.isdigit():
-        return int(millis), int(sequence)
+    if millis.isascii() and millis.isdigit() and sequence.isascii() and sequence.isdigit():
+        pair = int(millis), int(sequence)
+        if max(pair) < 2**64:
+            return pair
     return None
 
 
