@@ -1,7 +1,7 @@
 // The dashboard: cards seeded from /api, kept live by /stream, charts drawn by uPlot.
 "use strict";
 
-const { metrics, diagnostics } = window.SENSORCAST;
+const { metrics, diagnostics } = JSON.parse(document.getElementById("settings").textContent);
 const units = Object.fromEntries(metrics);
 const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "last_seen", "online"];
 const CHART_POINTS = 500;

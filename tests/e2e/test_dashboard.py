@@ -1,4 +1,5 @@
-"""Someone opens the dashboard on a phone and watches readings arrive."""
+"""Someone opens the dashboard on a phone and watches readings arrive, under a strict
+Content-Security-Policy and with nothing wrong in the browser's console."""
 from playwright.sync_api import expect
 
 
@@ -8,7 +9,7 @@ def test_the_dashboard_shows_history_then_live_readings(live_server, token_for, 
         live_server.post("/api/readings", token, json={"temperature": value, "humidity": 40})
     page = browser_page
 
-    page.goto(live_server.url + "/")
+    answer = page.goto(live_server.url + "/")
     card = page.locator('[data-device="kitchen"]')
     expect(page.locator("#connection")).to_have_text("live")
     expect(card.locator('[data-metric="temperature"] dd')).to_have_text("20.5 °C")
@@ -22,6 +23,8 @@ def test_the_dashboard_shows_history_then_live_readings(live_server, token_for, 
     expect(page.locator('[data-device="garage"] .status')).to_have_text("online")
     expect(card.locator(".ago")).to_contain_text("s ago")
     page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert page.console_errors == []
 
 
 def test_a_dashboard_back_after_the_replay_window_reloads_its_history(
