@@ -53,7 +53,8 @@ class Board:
         self.process = subprocess.Popen([str(MICROPYTHON), *args, "main.py"], cwd=self.flash,
                                         env=self.env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._collect, args=(self.process,), daemon=True).start()
+        self.collector = threading.Thread(target=self._collect, args=(self.process,), daemon=True)
+        self.collector.start()
         return self
 
     def _collect(self, process):
@@ -82,7 +83,7 @@ class Board:
         """Run main.py until it exits by itself (a deep sleep), as one wake of the board."""
         self.start()
         self.process.wait(timeout=timeout)
-        time.sleep(0.1)
+        self.collector.join(timeout)  # every line it printed has been read
         return self.console()
 
     def stop(self):

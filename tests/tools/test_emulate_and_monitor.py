@@ -3,7 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
-import time
+import threading
 
 from server import ROOT
 from tests.firmware.conftest import node_settings
@@ -33,7 +33,13 @@ def test_monitor_shows_the_running_nodes_log(emulated_board):
 
     monitor = subprocess.Popen([sys.executable, "-m", "tools.monitor", "--port", emulated_board.port],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    time.sleep(2)
-    monitor.terminate()
+    give_up = threading.Timer(60, monitor.terminate)
+    give_up.start()
+    try:
+        shown = next((line for line in monitor.stdout if "upload failed" in line), None)
+    finally:
+        give_up.cancel()
+        monitor.terminate()
+        monitor.wait()
 
-    assert "upload failed" in monitor.communicate(timeout=10)[0]
+    assert shown, "the monitor never showed the node's failed upload"
