@@ -1,8 +1,10 @@
 """Readings up to the server, exactly once: a bounded buffer, batches, and retries that the
 server recognises by ``boot`` + ``seq``. While the server or Wi-Fi is away readings wait
-here; the oldest are dropped (and counted) only when the buffer is full."""
+here; the oldest are dropped (and counted) only when the buffer is full. When the server
+asks for a pause (429 or 503 with ``Retry-After``), nothing is sent until it is over."""
 import gc
 import json
+import time
 
 try:
     import requests
@@ -12,6 +14,8 @@ except ImportError:
 BATCH = 20
 REFUSED = (400, 413, 415, 422)  # the server will never take these readings: drop them
 AUTH_FAULT = (401, 403)
+PAUSE = (429, 503)  # the server is busy or over this device's rate: wait as Retry-After says
+LONGEST_PAUSE = 3600
 
 
 class Uplink:
@@ -26,6 +30,7 @@ class Uplink:
         self.pending = []
         self.dropped = 0
         self.auth_refused = False
+        self.resume_at = None
 
     def add(self, reading):
         self.pending.append(reading)
@@ -36,6 +41,10 @@ class Uplink:
 
     def send(self):
         """Upload what is pending, oldest first; True when nothing is left."""
+        if self.resume_at is not None:
+            if time.ticks_diff(self.resume_at, time.ticks_ms()) > 0:
+                return not self.pending
+            self.resume_at = None
         while self.pending:
             batch = self.pending[:BATCH]
             status = self._post(batch)
@@ -58,6 +67,8 @@ class Uplink:
                                      headers=self.headers, timeout=self.timeout)
             if response.status_code >= 300:
                 self.log("server answered %d: %s" % (response.status_code, response.text[:120]))
+            if response.status_code in PAUSE:
+                self.pause(response.headers)
             return response.status_code
         except (OSError, ValueError) as error:
             self.log("upload failed: %r" % error)
@@ -66,3 +77,10 @@ class Uplink:
             if response is not None:
                 response.close()
             gc.collect()
+
+    def pause(self, headers):
+        for name, value in headers.items():
+            if name.lower() == "retry-after" and value.strip().isdigit():
+                seconds = min(int(value), LONGEST_PAUSE)
+                self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
+                self.log("the server asked for a pause: next upload in %d s" % seconds)

@@ -34,6 +34,8 @@ DEFAULTS = {
     "MAX_FUTURE": 300,
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "RETRY_AFTER": 5,
+    "RATE_LIMIT": 10,
+    "RATE_BURST": 30,
 }
 
 

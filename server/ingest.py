@@ -2,15 +2,18 @@
 
 Input is checked here, at the edge, and refused whole with a message naming the field;
 a batch is stored all or nothing, so a refused request loses nothing already accepted.
+A device over its rate limit gets 429 with ``Retry-After`` and keeps its readings.
 """
 import json
+import math
 import time
 
 from flask import Blueprint, abort, current_app, request
+from werkzeug.exceptions import TooManyRequests
 
 from .auth import authenticate
 from .readings import InvalidReading, validate
-from .store import add_readings, get_redis
+from .store import RateLimited, add_readings, get_redis
 
 bp = Blueprint("ingest", __name__)
 
@@ -53,6 +56,9 @@ def _store(payload, device):
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
         abort(403, str(error))
-    ids = add_readings(get_redis(), readings, now, config)
+    try:
+        ids = add_readings(get_redis(), readings, now, config)
+    except RateLimited as error:
+        raise TooManyRequests(str(error), retry_after=math.ceil(error.retry_after)) from None
     stored = [entry_id for entry_id in ids if entry_id]
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids}, 201

@@ -54,12 +54,23 @@ def connect(url, max_connections=8):
 
 
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
-# retention in seconds, readings stream cap, channel, offline_after in seconds, and the
-# readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}].
-# Returns each reading's stream id, or nil for a retried (already stored) one.
+# retention in seconds, readings stream cap, channel, offline_after in seconds, the
+# readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}],
+# then the rate limit: the device the request counts against ('' for none), milliseconds
+# between requests, and the burst. Returns each reading's stream id, or nil for a retried
+# (already stored) one; or, over the limit, the milliseconds to wait, having stored nothing.
+# The limit is GCRA (as redis-cell): one key per device holds its theoretical arrival time.
 _ADD_READINGS = """
 local now, retention, cap, channel, offline_after =
   tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+if ARGV[7] ~= '' then
+  local key, now_ms, interval, burst = 'ratelimit:' .. ARGV[7], now * 1000, tonumber(ARGV[8]), tonumber(ARGV[9])
+  local due = math.max(tonumber(redis.call('GET', key) or 0), now_ms) + interval
+  if due - now_ms > interval * burst then
+    return math.ceil(due - now_ms - interval * burst)
+  end
+  redis.call('SET', key, string.format('%d', math.floor(due)), 'PX', math.ceil(due - now_ms))
+end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids = {}
 for i, r in ipairs(cjson.decode(ARGV[6])) do
@@ -105,12 +116,30 @@ return gone
 """
 
 
+class RateLimited(Exception):
+    """A device sent more requests than ``RATE_LIMIT`` a second allows (after ``RATE_BURST``)."""
+
+    def __init__(self, retry_after):
+        super().__init__(f"too many requests from this device; retry in {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
 def add_readings(client, readings, now, config):
-    """Store clean readings atomically; return their stream ids (None for a retry)."""
+    """Store clean readings atomically; return their stream ids (None for a retry).
+
+    The request counts against its device's rate limit: over it, nothing is stored and
+    ``RateLimited`` says how long to wait.
+    """
     rows = [_row(reading) for reading in readings]
+    rate = config["RATE_LIMIT"]
+    limited = readings[0]["device"] if rate else ""
     script = client.register_script(_ADD_READINGS)
-    return script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
-                        config["OFFLINE_AFTER"], json.dumps(rows)], client=client)
+    result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
+                          config["OFFLINE_AFTER"], json.dumps(rows), limited,
+                          1000 / rate if rate else 0, config["RATE_BURST"]], client=client)
+    if isinstance(result, int):
+        raise RateLimited(result / 1000)
+    return result
 
 
 def _row(reading):

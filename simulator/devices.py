@@ -15,6 +15,7 @@ FIRMWARE_VERSION = "sim-0.1.0"
 DAY = 24 * 3600
 BATCH = 20
 REFUSED = (400, 413, 415, 422)  # as the firmware does: never accepted, so dropped
+PAUSE = (429, 503)  # busy, or over the device's rate: kept, and sent after Retry-After
 
 
 class AuthRefused(Exception):
@@ -109,7 +110,7 @@ class Fleet:
                 return
             if answer.status_code in (401, 403):
                 raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code})")
-            if answer.status_code == 503:
+            if answer.status_code in PAUSE:
                 device.resume_at = now + float(answer.headers.get("Retry-After", 5))
             if answer.status_code >= 300:
                 self.failed += 1

@@ -73,7 +73,7 @@ class Server:
         self.redis = redis_client
         self.process = ServerProcess(
             redis_server.url, app="tools.bench:stock_app()" if self.stock else "server:create_app()",
-            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients)
+            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients, RATE_LIMIT=0)
         self.url = self.process.url
         self.headers = {} if self.stock else {"Authorization": f"Bearer {issue_token(redis_client, 'bench')}"}
         self.path = "/therm/push" if self.stock else "/api/readings"
@@ -261,7 +261,7 @@ def main(argv=None):
         print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
                     f"Redis on the other core; {args.seconds:g} s per rate", rows)
 
-        server = ServerProcess(redis_server.url, cpus={0})
+        server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
         try:
             token = issue_token(redis_client, "bench")
             print_table(f"Ingest: {args.readings} readings, one gevent worker", [{

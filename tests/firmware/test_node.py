@@ -165,3 +165,18 @@ def test_deep_sleep_keeps_readings_and_seq_in_flash_until_the_server_is_back(boa
 
     assert [reading["seq"] for reading in server.history("kitchen")] == [1, 2, 3, 4]
     assert json.loads((board.flash / "state.json").read_text())["pending"] == []
+
+
+def test_a_rate_limited_node_pauses_as_asked_and_loses_nothing(board, start_server, token_for):
+    server = start_server(RATE_LIMIT=0.2, RATE_BURST=1)  # one request every 5 s
+    board.configure(**node_settings(server.url, token_for("kitchen")))
+
+    board.start()
+    board.wait_for("the server asked for a pause: next upload in 5 s", count=2)
+    eventually(lambda: len(server.history("kitchen")) >= 20)
+    board.stop()
+
+    seqs = [reading["seq"] for reading in server.history("kitchen")]
+    refusals = board.console().count("server answered 429")
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert refusals < len(seqs) / 3  # not one a cycle: it waited as it was told

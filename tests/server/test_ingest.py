@@ -134,3 +134,17 @@ def test_history_older_than_the_retention_is_trimmed_on_the_next_write(app, clie
 
     assert [f["temperature"] for _, f in redis_client.xrange(device_readings("kitchen"))] == ["21"]
     assert redis_client.xlen(READINGS) == 2
+
+
+def test_a_device_over_its_rate_limit_is_told_to_wait_and_others_post_on(app, client, token_for,
+                                                                          redis_client):
+    app.config.update(RATE_LIMIT=0.1, RATE_BURST=3)  # one request every 10 s, 3 at once
+    stuck, neighbour = token_for("kitchen"), token_for("garage")
+
+    answers = [post(client, {"temperature": 20}, stuck) for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201, 429]
+    assert 5 <= int(answers[-1].headers["Retry-After"]) <= 10
+    assert "too many requests" in answers[-1].json["error"]
+    assert redis_client.xlen(device_readings("kitchen")) == 3
+    assert post(client, {"temperature": 5}, neighbour).status_code == 201

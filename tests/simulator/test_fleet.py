@@ -60,9 +60,10 @@ def test_a_failed_upload_is_retried_with_the_same_seq(fleet):
     assert fleet.failed == 1 and fleet.sent == 2
 
 
+@pytest.mark.parametrize("busy", [503, 429])
 @responses.activate
-def test_a_503_is_honoured_for_its_retry_after(fleet):
-    responses.post(READINGS, status=503, headers={"Retry-After": "10"}, json={})
+def test_a_busy_server_or_a_rate_limit_is_honoured_for_its_retry_after(fleet, busy):
+    responses.post(READINGS, status=busy, headers={"Retry-After": "10"}, json={})
     responses.post(READINGS, status=201, json={})
     for second in (0, 5, 11):
         fleet.step(1_800_000_000 + second, clock=0, uptime=second)
