@@ -36,6 +36,7 @@ DEFAULTS = {
     "RETRY_AFTER": 5,
     "RATE_LIMIT": 10,
     "RATE_BURST": 30,
+    "SESSION_COOKIE_SAMESITE": "Lax",
 }
 
 
@@ -49,7 +50,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import api, dashboard, ingest
+    from . import api, dashboard, ingest, viewers
     from .auth import devices_cli
     from .stream import sse
 
@@ -60,7 +61,10 @@ def create_app(test_config=None):
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(sse, url_prefix="/stream")
+    app.register_blueprint(viewers.bp)
+    app.session_interface = viewers.SharedKeySessions()
     app.cli.add_command(devices_cli)
+    app.cli.add_command(viewers.viewers_cli)
     _answer_errors_in_json(app)
     app.after_request(_security_headers)
     return app

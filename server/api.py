@@ -1,4 +1,5 @@
-"""Read-only JSON behind the dashboard, and ``/healthz`` for monitors.
+"""Read-only JSON behind the dashboard (for viewers, once any exist), and ``/healthz``
+for monitors (always open).
 
 ``GET /api/devices``: every device with its latest values, newest first, and the id
 of the newest reading, where a browser's ``/stream`` replay may start.
@@ -13,6 +14,7 @@ from flask import Blueprint, abort, current_app, request
 from .readings import decode_fields
 from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
 from .stream import get_hub
+from .viewers import viewer_required
 
 bp = Blueprint("api", __name__)
 
@@ -20,6 +22,7 @@ MAX_LIMIT = 10000
 
 
 @bp.get("/api/devices")
+@viewer_required
 def list_devices():
     client = get_redis()
     newest = client.xrevrange(READINGS, count=1)
@@ -39,6 +42,7 @@ def _device(fields):
 
 
 @bp.get("/api/devices/<device>/readings")
+@viewer_required
 def device_history(device):
     client = get_redis()
     if client.zscore(DEVICES, device) is None:

@@ -1,11 +1,13 @@
-"""The dashboard page at ``/``: a card and a live chart per device.
+"""The dashboard page at ``/``: a card and a live chart per device (behind a login
+once viewers exist, see ``viewers.py``).
 
 The page's script and styles are in ``static/``; uPlot is served from
 ``static/vendor/``, where the set-up puts it (``tools/fetch_assets.py``).
 """
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from .readings import METRICS
+from .viewers import login_needed
 
 bp = Blueprint("dashboard", __name__)
 
@@ -14,5 +16,8 @@ DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")
 
 @bp.get("/")
 def index():
+    if login_needed():
+        return redirect(url_for("viewers.login", next=request.path))
     metrics = [(name, unit) for name, (unit, _, _) in METRICS.items()]
-    return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS)
+    return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS,
+                           viewer=session.get("viewer"))

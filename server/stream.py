@@ -18,6 +18,7 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from .hub import Hub, StreamLimit
 from .readings import decode_fields
 from .store import CHANNEL, READINGS, get_redis, stream_id
+from .viewers import viewer_required
 
 REPLAY_PAGE = 500
 log = logging.getLogger(__name__)
@@ -113,4 +114,4 @@ class Body:
 
 
 sse = ReadingStream("sse", __name__)
-sse.add_url_rule(rule="", endpoint="stream", view_func=sse.stream)
+sse.add_url_rule(rule="", endpoint="stream", view_func=viewer_required(sse.stream))

@@ -1,13 +1,16 @@
 """``make run``: the whole stack in one command.
 
-Starts the embedded Redis unless ``REDIS_URL`` is set, makes the demo device's token
-(kept in ``var/demo-token``, never in git), prints the dashboard URL and a curl that
-works, then runs the server under gunicorn's gevent workers until Ctrl-C.
+Starts the embedded Redis unless ``REDIS_URL`` is set (and starts it again should it
+die), makes the demo device's token (kept in ``var/demo-token``, never in git), prints
+the dashboard URL, a curl that works and whether reading needs a login, then runs the
+server under gunicorn's gevent workers until Ctrl-C.
 """
 import argparse
 import contextlib
 import json
+import logging
 import os
+import pathlib
 import resource
 import signal
 import socket
@@ -19,28 +22,30 @@ import requests
 
 from server import DATA_DIR, DEFAULTS, ROOT, create_app
 from server.auth import issue_token, token_device
-from server.embedded_redis import EmbeddedRedis
-from server.store import connect
+from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
+from server.store import VIEWERS, connect
 
 DEMO_DEVICE = "demo"
 REQUEST_ROOM = 1000  # connections per worker beyond its streams: uploads, API, health
 SPARE_FILES = 64  # log files, Redis connections, the listening socket
 # gevent records where each greenlet was spawned: about 3.5 KB per open stream, read by nobody.
 GEVENT_ENV = {"GEVENT_TRACK_GREENLET_TREE": "false"}
-DEMO_TOKEN_FILE = DATA_DIR / "demo-token"
+DEMO_TOKEN_FILE = "demo-token"
+SUPERVISE_SECONDS = 0.5
 
 
-def demo_token(redis_url):
+def demo_token(redis_url, data_dir):
     """The demo device's token: the saved one while Redis still knows it, else a new one."""
     client = connect(redis_url)
-    if DEMO_TOKEN_FILE.exists():
-        token = DEMO_TOKEN_FILE.read_text().strip()
+    saved = data_dir / DEMO_TOKEN_FILE
+    if saved.exists():
+        token = saved.read_text().strip()
         if token_device(client, token) == DEMO_DEVICE:
             return token
     token = issue_token(client, DEMO_DEVICE)
-    DEMO_TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
-    DEMO_TOKEN_FILE.touch(mode=0o600)
-    DEMO_TOKEN_FILE.write_text(token + "\n")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.touch(mode=0o600)
+    saved.write_text(token + "\n")
     return token
 
 
@@ -105,19 +110,18 @@ def main(argv=None):
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, so boards can reach it)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="default: one per core")
+    parser.add_argument("--data", type=pathlib.Path, default=DATA_DIR, help="the embedded Redis's folder")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     with contextlib.ExitStack() as stack:
+        redis_server = None
         if not os.environ.get("REDIS_URL"):
-            os.environ["REDIS_URL"] = stack.enter_context(EmbeddedRedis(DATA_DIR)).url
-            print(f"Redis: embedded, data in {DATA_DIR}")
+            redis_server = stack.enter_context(EmbeddedRedis(args.data))
+            os.environ["REDIS_URL"] = redis_server.url
+            print(f"Redis: embedded, data in {args.data}")
         config = create_app().config
-        base = f"http://localhost:{args.port}"
-        auth = ""
-        if config["AUTH"]:
-            auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"])}"'
-        print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
-              f" -d '{{\"temperature\":56}}' {base}/therm/push\n", flush=True)
+        print_front_door(config, f"http://localhost:{args.port}", args.data)
         max_streams = allow_open_files(config["MAX_STREAMS"])
         if max_streams < config["MAX_STREAMS"]:
             os.environ["SENSORCAST_MAX_STREAMS"] = str(max_streams)
@@ -126,12 +130,38 @@ def main(argv=None):
         os.environ.update(GEVENT_ENV)
         server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams))
         try:
-            return server.wait()
+            return supervise(server, redis_server)
+        except RedisWontStayUp as error:
+            print(f"make run: {error}; stopping", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             return 0
         finally:
             server.terminate()
             server.wait()
+
+
+def print_front_door(config, base, data_dir):
+    """The dashboard's address, a curl that works, and whether reading needs a login."""
+    auth = ""
+    if config["AUTH"]:
+        auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"], data_dir)}"'
+    viewers = connect(config["REDIS_URL"]).hlen(VIEWERS)
+    print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
+          f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
+          + (f"Viewers: {viewers}; reading needs a login\n" if viewers else
+             "Viewers: none, so anyone who can reach this port sees the readings; add one with\n"
+             "  .venv/bin/flask --app server viewers add NAME\n"), flush=True)
+
+
+def supervise(server, redis_server):
+    """Wait for the server to end, starting the embedded Redis again whenever it dies."""
+    while True:
+        try:
+            return server.wait(timeout=SUPERVISE_SECONDS)
+        except subprocess.TimeoutExpired:
+            if redis_server:
+                redis_server.revive()
 
 
 if __name__ == "__main__":

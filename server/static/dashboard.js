@@ -114,7 +114,9 @@ function addReading(reading, live) {
 // reading id read before the histories, so nothing falls between the two; a reading
 // that comes both ways is shown once.
 async function seed() {
-  const known = await (await fetch("/api/devices")).json();
+  const answer = await fetch("/api/devices");
+  if (answer.status === 401) return toLogin();
+  const known = await answer.json();
   if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
   for (const state of known.devices) {
     const device = card(state.device);
@@ -128,10 +130,19 @@ async function seed() {
   }
 }
 
+function toLogin() {
+  window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+}
+
 // The server no longer keeps everything since our last event: load history afresh.
 async function reload() {
   for (const device of devices.values()) device.readings = [];
   await seed();
+}
+
+function retryLater() {
+  setTimeout(connect, retryDelay * (0.5 + Math.random()));
+  retryDelay = Math.min(retryDelay * 2, 60000);
 }
 
 function connect() {
@@ -146,11 +157,12 @@ function connect() {
   source.onerror = () => {
     indicator.textContent = "reconnecting…";
     indicator.className = "connection reconnecting";
-    // A refusal (503 or 429 while the server is full) closes an EventSource for good:
-    // open a new one after a growing, jittered delay, so a crowd does not return at once.
+    // A refusal (503 or 429 while the server is full, 401 when the login ended) closes an
+    // EventSource for good: open a new one after a growing, jittered delay, so a crowd
+    // does not return at once; or log in again.
     if (source.readyState === EventSource.CLOSED) {
-      setTimeout(connect, retryDelay * (0.5 + Math.random()));
-      retryDelay = Math.min(retryDelay * 2, 60000);
+      fetch("/api/devices", { method: "HEAD" })
+        .then((answer) => (answer.status === 401 ? toLogin() : retryLater()), retryLater);
     }
   };
   source.addEventListener("reading", (event) => {

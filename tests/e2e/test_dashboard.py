@@ -47,3 +47,21 @@ def test_a_dashboard_back_after_the_replay_window_reloads_its_history(
     expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21 °C", timeout=20_000)
     expect(page.locator("#connection")).to_have_text("live")
     page.wait_for_function("devices.get('porch').readings.length === 500")
+
+
+def test_a_viewer_logs_in_watches_and_logs_out(live_server, app, token_for, browser_page):
+    app.test_cli_runner().invoke(args=["viewers", "add", "ana"], input="correct horse\ncorrect horse\n")
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 19})
+    page = browser_page
+
+    page.goto(live_server.url + "/")
+    expect(page.locator("form.login")).to_be_visible()
+    page.get_by_label("Name").fill("ana")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Log in").click()
+
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator('[data-device="kitchen"] [data-metric="temperature"] dd')).to_have_text("19 °C")
+    page.get_by_role("button", name="Log out ana").click()
+    expect(page.locator("form.login")).to_be_visible()
+    assert page.console_errors == []

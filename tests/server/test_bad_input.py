@@ -36,7 +36,9 @@ queries = st.dictionaries(st.sampled_from(["since", "until", "limit", "channel",
 def fuzzed(redis_server):
     """The app, a device token, and a check that a good reading still gets in."""
     app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True))
-    token = issue_token(connect(redis_server.url), "kitchen")
+    redis_client = connect(redis_server.url)
+    redis_client.flushall()
+    token = issue_token(redis_client, "kitchen")
     client = app.test_client()
     yield client, token
     good = client.post("/api/readings", json={"temperature": 21.5},
@@ -50,7 +52,7 @@ def assert_clear_refusal(answer):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/readings", "/therm/push"]), body=bodies, content_type=content_types,
+@given(path=st.sampled_from(["/api/readings", "/therm/push", "/login", "/logout"]), body=bodies, content_type=content_types,
        authorized=st.booleans(), query=queries)
 def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body, content_type, authorized,
                                                               query):
@@ -61,7 +63,7 @@ def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body
 
 
 @FUZZ
-@given(path=st.sampled_from(["/", "/healthz", "/api/devices", "/api/devices/kitchen/readings",
+@given(path=st.sampled_from(["/", "/healthz", "/login", "/api/devices", "/api/devices/kitchen/readings",
                              "/api/devices/%E2%98%83/readings"]),
        query=queries, last_event_id=header_text, authorization=header_text)
 def test_any_read_gets_an_answer_that_is_not_a_server_error(fuzzed, path, query, last_event_id, authorization):

@@ -1,0 +1,88 @@
+"""The owner puts the dashboard on the internet: once a viewer exists, reading needs a
+login; device tokens and viewer logins never stand in for each other."""
+import pytest
+
+
+@pytest.fixture
+def add_viewer(app):
+    def add(name, password):
+        result = app.test_cli_runner().invoke(args=["viewers", "add", name], input=f"{password}\n{password}\n")
+        assert result.exit_code == 0, result.output
+    return add
+
+
+def log_in(client, name, password, next_page="/"):
+    return client.post(f"/login?next={next_page}", data={"name": name, "password": password})
+
+
+def test_with_no_viewer_reading_is_open(client):
+    assert client.get("/").status_code == 200
+    assert client.get("/api/devices").status_code == 200
+
+
+def test_once_a_viewer_exists_every_read_needs_a_login(client, add_viewer):
+    add_viewer("ana", "correct horse")
+
+    page = client.get("/")
+    assert page.status_code == 302 and page.headers["Location"] == "/login?next=/"
+    assert client.get("/api/devices").status_code == 401
+    assert client.get("/api/devices/kitchen/readings").status_code == 401
+    assert client.get("/stream").status_code == 401
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/login").status_code == 200
+
+
+def test_a_viewer_logs_in_with_a_cookie_scripts_cannot_read(client, add_viewer, redis_client):
+    add_viewer("ana", "correct horse")
+
+    answer = log_in(client, "ana", "correct horse")
+
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert redis_client.hget("viewers", "ana").startswith("scrypt:")
+    assert client.get("/").status_code == 200
+    assert client.get("/api/devices").status_code == 200
+    stream = client.get("/stream", buffered=False)
+    assert stream.status_code == 200
+    stream.close()
+
+
+@pytest.mark.parametrize("name, password", [("ana", "wrong"), ("bob", "correct horse"), ("", "")])
+def test_a_wrong_login_is_refused_without_saying_which_part(client, add_viewer, name, password):
+    add_viewer("ana", "correct horse")
+
+    answer = log_in(client, name, password)
+
+    assert answer.status_code == 401 and "Wrong name or password" in answer.get_data(as_text=True)
+    assert client.get("/api/devices").status_code == 401
+
+
+def test_a_new_password_or_a_removal_ends_the_sessions(app, client, add_viewer):
+    add_viewer("ana", "correct horse")
+    log_in(client, "ana", "correct horse")
+
+    add_viewer("ana", "battery staple")
+    assert client.get("/api/devices").status_code == 401
+
+    log_in(client, "ana", "battery staple")
+    app.test_cli_runner().invoke(args=["viewers", "remove", "ana"])
+    add_viewer("bob", "x")
+    assert client.get("/api/devices").status_code == 401
+
+
+def test_device_tokens_and_viewer_logins_never_stand_in_for_each_other(client, add_viewer, token_for):
+    add_viewer("ana", "correct horse")
+    token = token_for("kitchen")
+
+    assert client.get("/api/devices", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    log_in(client, "ana", "correct horse")
+    assert client.post("/api/readings", json={"temperature": 20}).status_code == 401
+
+
+def test_login_only_sends_you_back_to_this_server(client, add_viewer):
+    add_viewer("ana", "correct horse")
+
+    answer = log_in(client, "ana", "correct horse", next_page="//evil.example/")
+
+    assert answer.headers["Location"] == "/"
