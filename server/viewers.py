@@ -4,16 +4,18 @@ While no viewer exists, reading is open, as suits a LAN. Once the owner adds one
 (``flask --app server viewers add ana``), every read needs a login: the page redirects
 to ``/login``, the API and ``/stream`` answer 401. Passwords are kept only as
 werkzeug's scrypt hashes; a login is Flask's signed session cookie (HttpOnly,
-SameSite=Lax), which a password change or a removal ends. Device tokens never open
-these pages, and a viewer's session never posts readings: uploads take device tokens.
+SameSite=Lax), which a password change or a removal ends within ``ACCOUNTS_TTL``
+seconds. Device tokens never open these pages, and a viewer's session never posts
+readings: uploads take device tokens.
 """
 import functools
 import hashlib
 import secrets
+import time
 
 import click
 import redis
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -21,6 +23,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .store import SESSION_KEY, VIEWERS, get_redis
 
 bp = Blueprint("viewers", __name__)
+ACCOUNTS_TTL = 2.0
 # Checked against when the name is unknown, so a wrong name takes as long as a wrong password.
 UNKNOWN = generate_password_hash(secrets.token_hex())
 
@@ -32,11 +35,22 @@ def _stamp(password_hash):
 
 def login_needed():
     """True while viewers exist and this request carries no valid login."""
-    client = get_redis()
-    if not client.exists(VIEWERS):
+    accounts = _accounts()
+    if not accounts:
         return False
-    stored = client.hget(VIEWERS, session.get("viewer", ""))
+    stored = accounts.get(session.get("viewer", ""))
     return stored is None or session.get("stamp") != _stamp(stored)
+
+
+def _accounts():
+    """Every viewer's password hash, as this process last read them: at most ``ACCOUNTS_TTL``
+    seconds old, so that ten thousand dashboards reconnecting cost Redis one read."""
+    cache = current_app.extensions.setdefault("sensorcast.viewers", {"read_at": -ACCOUNTS_TTL, "accounts": {}})
+    now = time.monotonic()
+    if now - cache["read_at"] >= ACCOUNTS_TTL:
+        cache["read_at"] = now  # the requests meanwhile use the copy they have
+        cache["accounts"] = get_redis().hgetall(VIEWERS)
+    return cache["accounts"]
 
 
 def viewer_required(view):

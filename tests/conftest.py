@@ -1,6 +1,7 @@
 """Fixtures that give every test real parts: a real Redis server, the real app, real
 gunicorn processes, and an EventSource-like reader of ``/stream``."""
 import json
+import threading
 import time
 
 import pytest
@@ -131,3 +132,59 @@ class EventStream:
 
     def close(self):
         self.response.close()
+
+
+class FollowingBrowser:
+    """A browser's EventSource, in a thread: it reconnects whenever the stream ends or is
+    refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's id."""
+
+    retry_seconds = 0.2
+
+    def __init__(self, url):
+        self.url = url
+        self.ids = []
+        self.stopping = False
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self):
+        while not self.stopping:
+            headers = {"Last-Event-ID": self.ids[-1]} if self.ids else {}
+            try:
+                stream = EventStream(self.url + "/stream", headers)
+                while not self.stopping and stream.response.ok:
+                    event = stream.next_event()
+                    if event.get("event") == "reading":
+                        self.ids.append(event["id"])
+            except (EOFError, requests.RequestException):
+                pass
+            time.sleep(self.retry_seconds)
+
+    def stop(self):
+        self.stopping = True
+
+
+class Device:
+    """A device in a thread, as the firmware behaves: each reading has the next ``seq`` of
+    one boot and is posted again until the server takes it (a retry is stored once)."""
+
+    def __init__(self, url, token):
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.accepted = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._post, daemon=True)
+        self.thread.start()
+
+    def _post(self):
+        while not self.stopping:
+            reading = {"temperature": 20 + self.accepted % 10, "boot": "chaos", "seq": self.accepted + 1}
+            try:
+                answer = requests.post(self.url + "/api/readings", json=reading, headers=self.headers, timeout=5)
+                self.accepted += answer.status_code == 201
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join()

@@ -5,8 +5,9 @@ core; this process (the browsers and the devices) and a fresh embedded Redis sha
 other. Browsers are raw sockets in one epoll loop; a device POSTs readings at a steady
 rate, each carrying the time it was sent as ``ts``, so every delivery is timed from the
 POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
-route, which publishes what it is sent. Ingest: readings POSTed one per request and in
-batches. Publish: flask-sse's own ``publish`` (a new Redis client each call) against
+route, which publishes what it is sent. Churn: browsers that open a stream and leave at
+once, by the thousand; what stays behind. Ingest: readings POSTed one per request and
+in batches. Publish: flask-sse's own ``publish`` (a new Redis client each call) against
 ours (the pooled client).
 """
 import argparse
@@ -38,6 +39,7 @@ from tools.run import ServerProcess
 SENT_AT = re.compile(rb'"ts": ?([0-9.]+)')
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python < 3.14 lacks Linux's constant
 STAMP_SIZE = socket.CMSG_SPACE(16)
+CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
 
 
 def _arrival(stamps):
@@ -67,13 +69,13 @@ def stock_app():
 class Server:
     """One of the two servers under test, as a device posts to it."""
 
-    def __init__(self, name, redis_server, redis_client, clients):
+    def __init__(self, name, redis_server, redis_client, clients, **settings):
         self.name = name
         self.stock = name == "stock flask-sse"
         self.redis = redis_client
         self.process = ServerProcess(
             redis_server.url, app="tools.bench:stock_app()" if self.stock else "server:create_app()",
-            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients, RATE_LIMIT=0)
+            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients, RATE_LIMIT=0, **settings)
         self.url = self.process.url
         self.headers = {} if self.stock else {"Authorization": f"Bearer {issue_token(redis_client, 'bench')}"}
         self.path = "/therm/push" if self.stock else "/api/readings"
@@ -202,6 +204,26 @@ def _row(name, clients, rate, browsers, sent, redis_connections, rss_per_client)
             "browsers refused": browsers.refused, "POSTs failed": len([s for s in sent if s != 201])}
 
 
+def churn(server, cycles):
+    """Browsers that open ``/stream`` and leave at once, ``cycles`` times, twice: what stays
+    behind after each round, once the server has had two heartbeats to notice."""
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    row = {"server": server.name, "cycles": f"2 x {cycles}",
+           "Redis conns": server.redis.info("clients")["connected_clients"],
+           "RSS MB": f"{server.worker_rss_kb() / 1024:.1f}"}
+    for round_ in ("1st", "2nd"):
+        for _ in range(cycles):
+            with socket.create_connection((host, int(port))) as browser:
+                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+                if not server.stock:  # stock flask-sse sends nothing before its first event
+                    browser.recv(4096)
+        time.sleep(2 * CHURN_HEARTBEAT + 1)
+        row.update({f"conns after {round_}": server.redis.info("clients")["connected_clients"],
+                    f"RSS after {round_}": f"{server.worker_rss_kb() / 1024:.1f}",
+                    f"open after {round_}": server.watching()})
+    return row
+
+
 def ingest(url, token, readings, batch):
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
@@ -240,6 +262,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=10, help="how long each rate runs")
     parser.add_argument("--servers", default="stock flask-sse,sensorcast")
     parser.add_argument("--readings", type=int, default=2000, help="readings for the ingest figures")
+    parser.add_argument("--churn", type=int, default=10_000, help="browsers that come and go")
     args = parser.parse_args(argv)
     clients = [int(count) for count in args.clients.split(",")]
     rates = [float(rate) for rate in args.rates.split(",")]
@@ -260,6 +283,17 @@ def main(argv=None):
                 print_table("", rows[-len(rates):])
         print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
                     f"Redis on the other core; {args.seconds:g} s per rate", rows)
+
+        rows = []
+        for name in args.servers.split(","):
+            redis_client.flushall()
+            server = Server(name, redis_server, redis_client, args.churn, HEARTBEAT=CHURN_HEARTBEAT)
+            try:
+                rows.append(churn(server, args.churn))
+            finally:
+                server.stop()
+        print_table(f"Churn: browsers opening /stream and leaving at once; heartbeat {CHURN_HEARTBEAT} s, "
+                    "one gevent worker", rows)
 
         server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
         try:

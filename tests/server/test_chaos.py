@@ -1,0 +1,68 @@
+"""Things break while browsers watch and a device posts: Redis restarts, the server
+restarts, browsers come and go by the thousand. Every accepted reading still reaches
+every browser exactly once, and nothing leaks."""
+import pathlib
+
+import pytest
+
+from tests.conftest import Device, FollowingBrowser, eventually
+
+
+@pytest.fixture
+def watched(live_server, token_for, redis_client):
+    """Three browsers following the server and a device posting to it; at the end, every
+    browser must hold every stored reading's id, once each, in order."""
+    browsers = [FollowingBrowser(live_server.url) for _ in range(3)]
+    eventually(lambda: live_server.health()["streams"] == 3)
+    device = Device(live_server.url, token_for("kitchen"))
+    yield device
+    device.stop()
+    stored = [entry_id for entry_id, _ in redis_client.xrange("readings:kitchen")]
+    eventually(lambda: all(browser.ids[-1:] == stored[-1:] for browser in browsers), timeout=60)
+    for browser in browsers:
+        browser.stop()
+        assert browser.ids == stored
+    seqs = [int(fields["seq"]) for _, fields in redis_client.xrange("readings:kitchen")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_redis_restarts_while_browsers_watch(watched, redis_server):
+    eventually(lambda: watched.accepted >= 20)
+
+    redis_server.stop()
+    redis_server.start()
+
+    accepted = watched.accepted
+    eventually(lambda: watched.accepted >= accepted + 20, timeout=60)
+
+
+def test_the_server_restarts_while_browsers_watch(watched, live_server, start_server):
+    eventually(lambda: watched.accepted >= 20)
+
+    live_server.stop()
+    start_server(port=int(live_server.url.rsplit(":", 1)[1]))
+
+    accepted = watched.accepted
+    eventually(lambda: watched.accepted >= accepted + 20, timeout=60)
+
+
+def worker_rss_kb(server):
+    pid = server.process.pid
+    [worker] = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(pathlib.Path(f"/proc/{worker}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
+def test_browsers_coming_and_going_by_the_thousand_leak_nothing(live_server, redis_client):
+    def come_and_go(times):
+        for _ in range(times):
+            live_server.stream().close()
+
+    come_and_go(200)
+    eventually(lambda: live_server.health()["streams"] == 0)
+    connections, rss = len(redis_client.client_list()), worker_rss_kb(live_server)
+
+    come_and_go(2000)
+
+    eventually(lambda: live_server.health()["streams"] == 0)
+    assert len(redis_client.client_list()) == connections
+    assert worker_rss_kb(live_server) - rss < 2048
