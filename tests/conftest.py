@@ -31,7 +31,16 @@ def redis_client(redis_server):
 
 @pytest.fixture
 def app(redis_client, redis_server):
-    return create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True))
+    app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True))
+    yield app
+    stop_hub(app)
+
+
+def stop_hub(app):
+    """End the live stream's Redis subscription of an app that opened one."""
+    hub = app.extensions.get("sensorcast.hub")
+    if hub:
+        hub.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from server import create_app
 from server.auth import issue_token
 from server.store import connect
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import TEST_SETTINGS, stop_hub
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -44,6 +44,7 @@ def fuzzed(redis_server):
     good = client.post("/api/readings", json={"temperature": 21.5},
                        headers={"Authorization": f"Bearer {token}"})
     assert good.status_code == 201
+    stop_hub(app)
 
 
 def assert_clear_refusal(answer):
