@@ -22,6 +22,8 @@ def _digest(token):
 
 def issue_token(client, device):
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):  # it must pass as a command-line argument (--token T)
+        token = secrets.token_urlsafe(32)
     client.hset(TOKENS, _digest(token), device)
     return token
 

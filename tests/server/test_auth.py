@@ -1,4 +1,5 @@
 """Only a device's own token writes as that device; tokens come from the CLI."""
+from server.auth import issue_token
 from server.store import TOKENS
 
 
@@ -45,3 +46,7 @@ def test_the_cli_refuses_a_bad_device_id(app):
 def test_auth_can_be_turned_off_for_a_trusted_lan(app, client):
     app.config["AUTH"] = False
     assert post(client, None).status_code == 201
+
+
+def test_a_token_never_looks_like_a_command_line_option(redis_client):
+    assert not any(issue_token(redis_client, "kitchen").startswith("-") for _ in range(500))
