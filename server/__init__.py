@@ -50,7 +50,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import api, dashboard, ingest, viewers
+    from . import api, dashboard, history, ingest, viewers
     from .auth import devices_cli
     from .stream import sse
 
@@ -59,6 +59,7 @@ def create_app(test_config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     app.register_blueprint(viewers.bp)

@@ -3,7 +3,8 @@ for monitors (always open).
 
 ``GET /api/devices``: every device with its latest values, newest first, and the id
 of the newest reading, where a browser's ``/stream`` replay may start.
-``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first.
+``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first;
+with ``buckets=N``, downsampled to at most N buckets instead (``history.py``).
 ``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
 then excludes that id, for paging); each reading carries its own measured ``ts``.
 """
@@ -11,6 +12,7 @@ import time
 
 from flask import Blueprint, abort, current_app, request
 
+from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
 from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
 from .stream import get_hub
@@ -47,6 +49,11 @@ def device_history(device):
     client = get_redis()
     if client.zscore(DEVICES, device) is None:
         abort(404, f"no device {device!r} has sent a reading")
+    if "buckets" in request.args:
+        count = request.args.get("buckets", 0, type=int)
+        if not 0 < count <= MAX_BUCKETS:
+            abort(400, f"buckets: must be from 1 to {MAX_BUCKETS}")
+        return bucketed(client, device, count)
     limit = request.args.get("limit", 500, type=int)
     if not 0 < limit <= MAX_LIMIT:
         abort(400, f"limit: must be from 1 to {MAX_LIMIT}")

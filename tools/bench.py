@@ -234,6 +234,23 @@ def ingest(url, token, readings, batch):
     return round(readings / (time.time() - start))
 
 
+def history(url, token, readings, buckets=300, tries=5):
+    """Milliseconds for ``readings`` of one device to come back as ``buckets`` (median)."""
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {token}"}
+    start = time.time() - readings * 30
+    for offset in range(0, readings, 500):
+        session.post(url + "/api/readings", headers=headers,
+                     json=[{"temperature": 20 + n % 50 / 10, "humidity": 40, "ts": start + n * 30}
+                           for n in range(offset, offset + 500)])
+    took = []
+    for _ in range(tries):
+        began = time.perf_counter()
+        session.get(f"{url}/api/devices/history/readings?buckets={buckets}&since={start}").raise_for_status()
+        took.append(1000 * (time.perf_counter() - began))
+    return round(statistics.median(took))
+
+
 def publish_rate(app, blueprint, count):
     with app.app_context():
         start = time.time()
@@ -300,7 +317,9 @@ def main(argv=None):
             token = issue_token(redis_client, "bench")
             print_table(f"Ingest: {args.readings} readings, one gevent worker", [{
                 "readings/s, 1 per POST": ingest(server.url, token, args.readings, 1),
-                "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50)}])
+                "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50),
+                "20,000 readings as 300 buckets, ms": history(server.url, issue_token(redis_client, "history"),
+                                                              20_000)}])
         finally:
             server.stop()
 
