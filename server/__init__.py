@@ -37,6 +37,7 @@ DEFAULTS = {
     "RATE_LIMIT": 10,
     "RATE_BURST": 30,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    "WEBHOOK_URL": "",
 }
 
 
@@ -50,7 +51,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import api, dashboard, history, ingest, viewers
+    from . import alerts, api, dashboard, history, ingest, viewers
     from .auth import devices_cli
     from .stream import sse
 
@@ -60,12 +61,16 @@ def create_app(test_config=None):
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(history.bp)
+    app.register_blueprint(alerts.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     app.register_blueprint(viewers.bp)
     app.session_interface = viewers.SharedKeySessions()
     app.cli.add_command(devices_cli)
     app.cli.add_command(viewers.viewers_cli)
+    app.cli.add_command(alerts.thresholds_cli)
+    if app.config["WEBHOOK_URL"]:
+        app.before_request(lambda: alerts.start_webhook(app))
     _answer_errors_in_json(app)
     app.after_request(_security_headers)
     return app

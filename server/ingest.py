@@ -4,7 +4,6 @@ Input is checked here, at the edge, and refused whole with a message naming the 
 a batch is stored all or nothing, so a refused request loses nothing already accepted.
 A device over its rate limit gets 429 with ``Retry-After`` and keeps its readings.
 """
-import json
 import math
 import time
 
@@ -12,7 +11,7 @@ from flask import Blueprint, abort, current_app, request
 from werkzeug.exceptions import TooManyRequests
 
 from .auth import authenticate
-from .readings import InvalidReading, validate
+from .readings import InvalidReading, parse_json, validate
 from .store import RateLimited, add_readings, get_redis
 
 bp = Blueprint("ingest", __name__)
@@ -40,11 +39,9 @@ def therm_push():
 
 def _parse(body):
     try:
-        return json.loads(body)
-    except ValueError as error:
-        abort(400, f"body: not valid JSON ({error})")
-    except RecursionError:
-        abort(400, "body: nested too deeply")
+        return parse_json(body)
+    except InvalidReading as error:
+        abort(400, str(error))
 
 
 def _store(payload, device):

@@ -9,6 +9,7 @@ Every key that is not one of the fields below is a metric: a finite number, with
 unit and a plausible range when it is one of ``METRICS``. ``validate`` turns a decoded
 payload into clean readings or raises ``InvalidReading`` naming the offending field.
 """
+import json
 import math
 import re
 
@@ -40,6 +41,16 @@ class InvalidReading(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def parse_json(body):
+    """A request body's JSON, or ``InvalidReading`` for anything else (nesting too deep too)."""
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise InvalidReading("body", f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise InvalidReading("body", "nested too deeply") from None
 
 
 def validate(payload, now, max_batch, max_future, device=None):

@@ -14,9 +14,11 @@ from .readings import STRING_FIELDS
 READINGS = "readings"
 DEVICES = "devices"
 TOKENS = "tokens"
+ALERTS = "alerts"
 VIEWERS = "viewers"
 SESSION_KEY = "session-key"
 CHANNEL = "sse"
+CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
 
 
 def device_readings(device):
@@ -25,6 +27,14 @@ def device_readings(device):
 
 def device_key(device):
     return f"device:{device}"
+
+
+def thresholds_key(device):
+    return f"thresholds:{device}"
+
+
+def alerting_key(device):
+    return f"alerting:{device}"
 
 
 def stream_id(text):
@@ -50,10 +60,52 @@ def connect(url, max_connections=8):
     """A client whose pool holds at most ``max_connections``: past that, callers wait for
     one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, decode_responses=True,
+        url, max_connections=max_connections, timeout=10, decode_responses=True, client_name=CLIENT_NAME,
         socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
     return redis.Redis(connection_pool=pool)
 
+
+# Shared by the scripts below: an alert is kept in the ``alerts`` stream (the alert list
+# and the webhook's queue) and published as an ``alert`` event. Thresholds are a hash per
+# device, metric -> {"low"?, "high"?, "hysteresis"?}; which of them are crossed now is
+# ``alerting:<device>``, metric -> "low" | "high". An alert clears only once the value is
+# back inside by the hysteresis, so a value hovering at a limit does not flap.
+_ALERTS = """
+local function alert(channel, data)
+  redis.call('XADD', 'alerts', 'MAXLEN', '~', 10000, '*', 'json', cjson.encode(data))
+  redis.call('PUBLISH', channel, cjson.encode({type = 'alert', data = data}))
+end
+
+local function check_thresholds(channel, device, fields, at)
+  local limits = redis.call('HGETALL', 'thresholds:' .. device)
+  for j = 1, #limits, 2 do
+    local metric, limit = limits[j], cjson.decode(limits[j + 1])
+    local value
+    for k = 1, #fields, 2 do
+      if fields[k] == metric then value = tonumber(fields[k + 1]) end
+    end
+    if value then
+      local was = redis.call('HGET', 'alerting:' .. device, metric)
+      local margin, now_state = limit.hysteresis or 0, false
+      if limit.high and value > limit.high then now_state = 'high'
+      elseif limit.low and value < limit.low then now_state = 'low'
+      elseif was == 'high' and limit.high and value > limit.high - margin then now_state = 'high'
+      elseif was == 'low' and limit.low and value < limit.low + margin then now_state = 'low' end
+      if now_state ~= was then
+        local data = {device = device, metric = metric, value = value, ts = at}
+        if now_state then
+          redis.call('HSET', 'alerting:' .. device, metric, now_state)
+          data.state, data.threshold = now_state, limit[now_state]
+        else
+          redis.call('HDEL', 'alerting:' .. device, metric)
+          data.state, data.threshold = 'cleared', limit[was]
+        end
+        alert(channel, data)
+      end
+    end
+  end
+end
+"""
 
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, offline_after in seconds, the
@@ -62,7 +114,7 @@ def connect(url, max_connections=8):
 # between requests, and the burst. Returns each reading's stream id, or nil for a retried
 # (already stored) one; or, over the limit, the milliseconds to wait, having stored nothing.
 # The limit is GCRA (as redis-cell): one key per device holds its theoretical arrival time.
-_ADD_READINGS = """
+_ADD_READINGS = _ALERTS + """
 local now, retention, cap, channel, offline_after =
   tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 if ARGV[7] ~= '' then
@@ -92,6 +144,8 @@ for i, r in ipairs(cjson.decode(ARGV[6])) do
       redis.call('PUBLISH', channel, cjson.encode({type = 'device',
         data = {device = r.device, status = status, last_seen = now}}))
     end
+    if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
+    check_thresholds(channel, r.device, r.fields, now)
     redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online', unpack(r.fields))
     redis.call('ZADD', 'devices', ARGV[1], r.device)
     redis.call('PUBLISH', channel, '{"data":' .. r.json .. ',"type":"reading","id":"' .. id .. '"}')
@@ -103,14 +157,16 @@ return ids
 
 # ARGV: the previous sweep's cutoff and this one's (seconds). Marks devices last seen
 # between them offline once, whichever process sweeps first, and announces it.
-_MARK_OFFLINE = """
+_MARK_OFFLINE = _ALERTS + """
 local gone = {}
 for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. ARGV[1], ARGV[2])) do
   local key = 'device:' .. device
   if redis.call('HGET', key, 'status') ~= 'offline' then
+    local last_seen = tonumber(redis.call('ZSCORE', 'devices', device))
     redis.call('HSET', key, 'status', 'offline')
     redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'device', data = {device = device,
-      status = 'offline', last_seen = tonumber(redis.call('ZSCORE', 'devices', device))}}))
+      status = 'offline', last_seen = last_seen}}))
+    alert(ARGV[3], {device = device, state = 'offline', ts = last_seen})
     gone[#gone + 1] = device
   end
 end

@@ -133,11 +133,15 @@ class EventStream:
             if self.comments >= count:
                 return
 
-    def next_reading(self):
+    def next_of(self, kind):
+        """The next event of type ``kind``, passing over the others."""
         while True:
             event = self.next_event()
-            if event.get("event") == "reading":
+            if event.get("event") == kind:
                 return event
+
+    def next_reading(self):
+        return self.next_of("reading")
 
     def close(self):
         self.response.close()

@@ -26,9 +26,9 @@ bodies = st.one_of(st.binary(max_size=300), nested, json_values.map(json.dumps),
                    st.lists(readings_like, max_size=3).map(json.dumps))
 content_types = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
                                  "multipart/form-data; boundary=x", "application/json; charset=latin-1", ""])
-hostile = st.sampled_from(["inf", "-1", "1e400", "nan", "1-2-3", "99999999999999999999999-0", "١٢٣-٠", "0-0"])
+hostile = st.sampled_from(["inf", "-1", "1e400", "nan", "1e300", "-1e300", "1-2-3", "99999999999999999999999-0", "١٢٣-٠", "0-0"])
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60) | hostile
-queries = st.dictionaries(st.sampled_from(["since", "until", "limit", "channel", "lastEventID", "x"]),
+queries = st.dictionaries(st.sampled_from(["since", "until", "limit", "buckets", "unit", "channel", "lastEventID"]),
                           st.text(max_size=30) | hostile, max_size=4)
 
 
@@ -65,6 +65,7 @@ def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body
 
 @FUZZ
 @given(path=st.sampled_from(["/", "/healthz", "/login", "/api/devices", "/api/devices/kitchen/readings",
+                             "/api/alerts", "/api/devices/kitchen/thresholds", "/api/devices/kitchen/readings.csv",
                              "/api/devices/%E2%98%83/readings"]),
        query=queries, last_event_id=header_text, authorization=header_text)
 def test_any_read_gets_an_answer_that_is_not_a_server_error(fuzzed, path, query, last_event_id, authorization):
@@ -72,6 +73,15 @@ def test_any_read_gets_an_answer_that_is_not_a_server_error(fuzzed, path, query,
     headers = {"Last-Event-ID": last_event_id, "Authorization": authorization}
 
     assert_clear_refusal(client.get(path, query_string=query, headers=headers))
+
+
+@FUZZ
+@given(body=bodies, content_type=content_types, metric=st.sampled_from(["temperature", "x" * 40, "Bad!"]))
+def test_any_threshold_gets_an_answer_that_is_not_a_server_error(fuzzed, body, content_type, metric):
+    client, _ = fuzzed
+
+    assert_clear_refusal(client.put(f"/api/devices/kitchen/thresholds/{metric}", data=body,
+                                    headers={"Content-Type": content_type}))
 
 
 @FUZZ

@@ -1,0 +1,209 @@
+"""Thresholds and alerts: a low and a high per device and metric, with hysteresis.
+
+Thresholds are checked inside the ingest Lua call (``store.py``), so a crossing is
+stored, listed and published with the reading that caused it; a device that goes
+offline, and comes back, is an alert too. Here: the thresholds' API and CLI, the alert
+list, and the optional webhook. The webhook reads the ``alerts`` stream through a
+consumer group, so each alert is POSTed once whatever the number of server processes,
+off the request path, retried with backoff; ingest never waits for it.
+
+``GET /api/alerts``: the alerts active now and the most recent ones, newest first.
+``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
+``{"low"?, "high"?, "hysteresis"?}``. ``flask --app server thresholds set|clear|list``.
+"""
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+
+import click
+import redis
+import requests
+from flask import Blueprint, abort, current_app, request
+from flask.cli import AppGroup
+
+from .readings import DEVICE_ID, METRIC_NAME, InvalidReading, parse_json
+from .store import ALERTS, DEVICES, alerting_key, device_key, get_redis, thresholds_key
+from .viewers import viewer_required
+
+bp = Blueprint("alerts", __name__)
+log = logging.getLogger(__name__)
+
+WEBHOOK_GROUP = "webhook"
+WEBHOOK_TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
+
+
+def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
+    """Validate and store one threshold; raises ValueError saying what is wrong."""
+    if not DEVICE_ID.match(device) or not METRIC_NAME.match(metric):
+        raise ValueError("device or metric: not a valid name")
+    limit = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
+    for name, value in dict(limit, hysteresis=hysteresis).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name}: must be a finite number")
+    if not limit:
+        raise ValueError("give a low, a high, or both")
+    if "low" in limit and "high" in limit and limit["low"] >= limit["high"]:
+        raise ValueError("low: must be below high")
+    if hysteresis < 0:
+        raise ValueError("hysteresis: must be 0 or more")
+    limit["hysteresis"] = hysteresis
+    client.hset(thresholds_key(device), metric, json.dumps(limit))
+    return limit
+
+
+def clear_threshold(client, device, metric):
+    client.hdel(thresholds_key(device), metric)
+    client.hdel(alerting_key(device), metric)
+
+
+@bp.get("/api/devices/<device>/thresholds")
+@viewer_required
+def get_thresholds(device):
+    stored = get_redis().hgetall(thresholds_key(device))
+    return {"device": device, "thresholds": {metric: json.loads(limit) for metric, limit in stored.items()}}
+
+
+@bp.put("/api/devices/<device>/thresholds/<metric>")
+@viewer_required
+def put_threshold(device, metric):
+    try:
+        body = parse_json(request.get_data())
+    except InvalidReading:
+        body = None
+    if not isinstance(body, dict) or set(body) - {"low", "high", "hysteresis"}:
+        abort(400, 'send {"low"?, "high"?, "hysteresis"?} as JSON')
+    if not get_redis().exists(device_key(device)):
+        abort(404, f"no device {device!r} has sent a reading")
+    try:
+        return set_threshold(get_redis(), device, metric, body.get("low"), body.get("high"),
+                             body.get("hysteresis", 0.0))
+    except ValueError as error:
+        abort(400, str(error))
+
+
+@bp.delete("/api/devices/<device>/thresholds/<metric>")
+@viewer_required
+def delete_threshold(device, metric):
+    clear_threshold(get_redis(), device, metric)
+    return "", 204
+
+
+@bp.get("/api/alerts")
+@viewer_required
+def list_alerts():
+    limit = request.args.get("limit", 100, type=int)
+    if not 0 < limit <= 1000:
+        abort(400, "limit: must be from 1 to 1000")
+    client = get_redis()
+    devices = client.zrange(DEVICES, 0, -1)
+    with client.pipeline(transaction=False) as pipe:
+        for device in devices:
+            pipe.hgetall(alerting_key(device))
+            pipe.hget(device_key(device), "status")
+        states = pipe.execute()
+    active = []
+    for device, crossed, status in zip(devices, states[::2], states[1::2]):
+        active += [{"device": device, "metric": metric, "state": state} for metric, state in sorted(crossed.items())]
+        if status == "offline":
+            active.append({"device": device, "state": "offline"})
+    recent = [dict(json.loads(fields["json"]), id=entry_id)
+              for entry_id, fields in client.xrevrange(ALERTS, count=limit)]
+    return {"active": active, "recent": recent}
+
+
+def start_webhook(app):
+    """Deliver alerts to ``WEBHOOK_URL`` from this process, once it serves requests."""
+    if app.config["WEBHOOK_URL"] and "sensorcast.webhook" not in app.extensions:
+        app.extensions["sensorcast.webhook"] = Webhook(get_redis(), app.config["WEBHOOK_URL"])
+
+
+class Webhook:
+    """POSTs each alert as JSON to a URL (ntfy, Home Assistant, a chat hook), in the order
+    they happened, retrying each with backoff; one consumer of the ``alerts`` group."""
+
+    first_wait = 1.0
+    timeout = 10
+
+    def __init__(self, client, url):
+        self.redis = client
+        self.url = url
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.stopping = threading.Event()
+        self._join_group()
+        threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
+
+    def _join_group(self):
+        try:
+            self.redis.xgroup_create(ALERTS, WEBHOOK_GROUP, id="$", mkstream=True)
+        except redis.exceptions.ResponseError:
+            pass  # the group exists: another process made it
+
+    def stop(self):
+        self.stopping.set()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                for _, entries in self.redis.xreadgroup(WEBHOOK_GROUP, self.consumer, {ALERTS: ">"},
+                                                        count=10, block=1000) or ():
+                    for entry_id, fields in entries:
+                        self.deliver(json.loads(fields["json"]))
+                        self.redis.xack(ALERTS, WEBHOOK_GROUP, entry_id)
+            except redis.exceptions.RedisError as error:
+                log.warning("alert webhook: %s; trying again", error)
+                time.sleep(self.first_wait)
+                self._join_group()
+
+    def deliver(self, alert):
+        wait = self.first_wait
+        for attempt in range(1, WEBHOOK_TRIES + 1):
+            try:
+                answer = requests.post(self.url, json=alert, timeout=self.timeout)
+                if answer.ok:
+                    return True
+                problem = f"HTTP {answer.status_code}"
+            except requests.RequestException as error:
+                problem = str(error)
+            log.warning("alert webhook: try %d of %d failed (%s)", attempt, WEBHOOK_TRIES, problem)
+            time.sleep(wait)
+            wait *= 2
+        log.error("alert webhook: gave up on %s", alert)
+        return False
+
+
+thresholds_cli = AppGroup("thresholds", help="Manage alert thresholds.")
+
+
+@thresholds_cli.command("set")
+@click.argument("device")
+@click.argument("metric")
+@click.option("--low", type=float)
+@click.option("--high", type=float)
+@click.option("--hysteresis", type=float, default=0.0, show_default=True)
+def set_command(device, metric, low, high, hysteresis):
+    """Alert when DEVICE's METRIC goes below --low or above --high."""
+    try:
+        limit = set_threshold(get_redis(), device, metric, low, high, hysteresis)
+    except ValueError as error:
+        raise click.UsageError(str(error))
+    click.echo(f"{device} {metric}: {json.dumps(limit)}")
+
+
+@thresholds_cli.command("clear")
+@click.argument("device")
+@click.argument("metric")
+def clear_command(device, metric):
+    clear_threshold(get_redis(), device, metric)
+    click.echo(f"{device} {metric}: no threshold")
+
+
+@thresholds_cli.command("list")
+def list_command():
+    client = get_redis()
+    for device in client.zrange(DEVICES, 0, -1):
+        for metric, limit in sorted(client.hgetall(thresholds_key(device)).items()):
+            click.echo(f"{device}\t{metric}\t{limit}")

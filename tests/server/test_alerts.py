@@ -1,0 +1,128 @@
+"""The owner sets a low and a high per metric: crossings and recoveries become alerts on
+the page, in the list and at a webhook; a device gone silent is an alert too."""
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from server import create_app
+from server.alerts import Webhook, start_webhook
+from server.store import mark_offline
+from tests.conftest import TEST_SETTINGS, eventually, stop_hub
+
+
+@pytest.fixture
+def kitchen(client, token_for):
+    """Post temperatures as the kitchen; gives the alert list after each."""
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+
+    def post(*temperatures):
+        for temperature in temperatures:
+            assert client.post("/api/readings", json={"temperature": temperature}, headers=headers).status_code == 201
+        return client.get("/api/alerts").json
+    post(25)
+    return post
+
+
+def test_crossing_a_high_alerts_once_and_clears_past_the_hysteresis(client, kitchen):
+    assert client.put("/api/devices/kitchen/thresholds/temperature",
+                      json={"high": 30, "hysteresis": 1}).status_code == 200
+
+    hot = kitchen(31, 32, 29.5)
+    cooled = kitchen(28.9)
+
+    assert [(a["state"], a["value"]) for a in hot["recent"]] == [("high", 31)]
+    assert hot["active"] == [{"device": "kitchen", "metric": "temperature", "state": "high"}]
+    assert [(a["state"], a.get("threshold")) for a in cooled["recent"]] == [("cleared", 30), ("high", 30)]
+    assert cooled["active"] == []
+
+
+def test_a_low_alerts_too_and_thresholds_can_be_read_and_removed(client, kitchen):
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"low": 5})
+
+    assert kitchen(4)["active"][0]["state"] == "low"
+    assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {
+        "temperature": {"low": 5, "hysteresis": 0.0}}
+    assert client.delete("/api/devices/kitchen/thresholds/temperature").status_code == 204
+    assert kitchen(3)["active"] == []
+
+
+@pytest.mark.parametrize("body, error", [({"low": 30, "high": 20}, "below high"), ({}, "give a low"),
+                                         ({"high": "hot"}, "high"), ({"high": 5, "hysteresis": -1}, "hysteresis"),
+                                         ({"high": 5, "colour": "red"}, "as JSON")])
+def test_bad_thresholds_are_refused_clearly(client, kitchen, body, error):
+    answer = client.put("/api/devices/kitchen/thresholds/temperature", json=body)
+
+    assert answer.status_code == 400 and error in answer.json["error"]
+
+
+def test_thresholds_from_the_command_line(app, kitchen):
+    runner = app.test_cli_runner()
+
+    assert runner.invoke(args=["thresholds", "set", "kitchen", "temperature", "--high", "26"]).exit_code == 0
+    assert "kitchen\ttemperature" in runner.invoke(args=["thresholds", "list"]).output
+    assert kitchen(27)["active"][0]["state"] == "high"
+    assert "below high" in runner.invoke(args=["thresholds", "set", "kitchen", "humidity",
+                                               "--low", "9", "--high", "1"]).output
+
+
+def test_a_silent_device_is_an_alert_until_it_is_back(client, redis_client, kitchen):
+    mark_offline(redis_client, 0, time.time())
+    assert client.get("/api/alerts").json["active"] == [{"device": "kitchen", "state": "offline"}]
+
+    back = kitchen(22)
+
+    assert [a["state"] for a in back["recent"]] == ["online", "offline"] and back["active"] == []
+
+
+def test_an_alert_reaches_watching_browsers(live_server, token_for, client):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
+    browser = live_server.stream()
+
+    live_server.post("/api/readings", token, json={"temperature": 35})
+
+    event = browser.next_of("alert")
+    assert event["data"]["state"] == "high" and "id" not in event
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook endpoint that fails its first request, then takes everything."""
+    received, failures = [], [1]
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status = 500 if self.failures and not self.failures.pop() else 200
+        if status == 200:
+            self.received.append(body)
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_alerts_are_posted_to_the_webhook_with_retries(redis_server, redis_client, token_for, monkeypatch):
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    monkeypatch.setattr(Webhook, "first_wait", 0.05)
+    app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True,
+                          WEBHOOK_URL=f"http://127.0.0.1:{receiver.server_port}/hook"))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    client.post("/api/readings", json={"temperature": 20}, headers=headers)
+    with app.app_context():
+        start_webhook(app)
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
+
+    client.post("/api/readings", json={"temperature": 35}, headers=headers)
+    client.post("/api/readings", json={"temperature": 20}, headers=headers)
+
+    eventually(lambda: len(Receiver.received) == 2)
+    assert [alert["state"] for alert in Receiver.received] == ["high", "cleared"]
+    receiver.shutdown()
+    app.extensions["sensorcast.webhook"].stop()
+    stop_hub(app)
