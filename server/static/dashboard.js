@@ -1,39 +1,16 @@
-// The dashboard: cards seeded from /api, kept live by /stream, charts drawn by uPlot.
-"use strict";
+// The dashboard: a card per device (in name order), seeded from /api and kept live by
+// /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
+import { isAlerting, loadAlerts, showAlert, wireThresholds } from "./js/alerts.js";
+import { draw, resize } from "./js/chart.js";
+import { DIAGNOSTICS, ago, format, metricsOf, newer, prefs, when } from "./js/format.js";
 
-const { metrics, diagnostics } = JSON.parse(document.getElementById("settings").textContent);
-const units = Object.fromEntries(metrics);
-const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "last_seen", "online"];
 const CHART_POINTS = 500;
-const devices = new Map();
+const BUCKETS = 300;
 const RETRY_MS = 3000;
+const SPANS = { "1h": 3600, "24h": 86400, "7d": 604800 };
+const devices = new Map();
 let lastEventId = "";
 let retryDelay = RETRY_MS;
-
-function newer(a, b) {
-  const [am, as] = a.split("-").map(Number);
-  const [bm, bs] = (b || "0-0").split("-").map(Number);
-  return am > bm || (am === bm && as > bs);
-}
-
-const KNOWN = metrics.map(([name]) => name);
-const rank = (name) => (KNOWN.includes(name) ? KNOWN.indexOf(name) : KNOWN.length);
-
-function metricsOf(reading) {
-  return Object.keys(reading).filter((name) => !NOT_METRICS.includes(name))
-    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-}
-
-function format(name, value) {
-  const digits = Number.isInteger(value) ? 0 : 1;
-  return `${value.toFixed(digits)} ${units[name] || ""}`.trim();
-}
-
-function ago(seconds) {
-  if (seconds < 60) return `${Math.max(0, Math.round(seconds))} s ago`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-  return `${Math.round(seconds / 3600)} h ago`;
-}
 
 function card(id) {
   if (devices.has(id)) return devices.get(id);
@@ -41,57 +18,42 @@ function card(id) {
   const node = document.getElementById("card").content.firstElementChild.cloneNode(true);
   node.dataset.device = id;
   node.querySelector(".name").textContent = id;
-  document.getElementById("devices").append(node);
-  const device = { node, lastSeen: 0, readings: [], chart: null, series: [] };
+  const later = [...devices.keys()].sort().find((other) => other > id);
+  document.getElementById("devices").insertBefore(node, later ? devices.get(later).node : null);
+  const device = { id, node, lastSeen: 0, online: true, readings: [], buckets: null, chart: null };
   devices.set(id, device);
+  wireThresholds(id, node, () => metricsOf(device.latest || {}).filter((n) => !DIAGNOSTICS.includes(n)));
   return device;
 }
 
 function showValues(device, reading) {
+  device.latest = { ...device.latest, ...reading };
   const list = device.node.querySelector(".metrics");
-  for (const name of metricsOf(reading)) {
+  const details = [];
+  for (const name of metricsOf(device.latest)) {
+    const value = device.latest[name];
+    if (DIAGNOSTICS.includes(name)) {
+      details.push(`${name} ${format(name, value)}`);
+      continue;
+    }
     let item = list.querySelector(`[data-metric="${name}"]`);
     if (!item) {
       item = document.createElement("div");
       item.dataset.metric = name;
-      item.classList.toggle("diagnostic", diagnostics.includes(name));
-      item.innerHTML = "<dt></dt><dd></dd>";
+      item.append(document.createElement("dt"), document.createElement("dd"));
       item.querySelector("dt").textContent = name;
       list.append(item);
     }
-    item.querySelector("dd").textContent = format(name, reading[name]);
+    item.querySelector("dd").textContent = format(name, value);
+    item.classList.toggle("alerting", isAlerting(device.id, name));
   }
+  device.node.querySelector(".details").textContent = details.join(" · ");
 }
 
 function setStatus(device, online) {
-  const status = device.node.querySelector(".status");
-  status.textContent = online ? "online" : "offline";
-  status.classList.toggle("offline", !online);
-}
-
-function chartData(device) {
-  const rows = device.readings;
-  return [rows.map((r) => r.ts), ...device.series.map((name) => rows.map((r) => r[name] ?? null))];
-}
-
-function drawChart(device) {
-  if (!window.uPlot) return;
-  const series = metricsOf(Object.assign({}, ...device.readings)).filter((n) => !diagnostics.includes(n));
-  const box = device.node.querySelector(".chart");
-  if (!device.chart || series.join() !== device.series.join()) {
-    device.chart?.destroy();
-    device.series = series;
-    const scales = [...new Set(series.map((name) => units[name] || name))];
-    device.chart = new uPlot({
-      width: box.clientWidth || 300, height: 160, legend: { live: false },
-      series: [{}, ...series.map((name, i) => ({
-        label: name, scale: units[name] || name, spanGaps: true,
-        stroke: ["#d1495b", "#00798c", "#edae49", "#30638e"][i % 4] }))],
-      axes: [{}, ...scales.slice(0, 2).map((scale, i) => ({ scale, side: i ? 1 : 3, size: 45 }))],
-    }, chartData(device), box);
-  } else {
-    device.chart.setData(chartData(device));
-  }
+  device.online = online;
+  device.node.classList.toggle("offline", !online);
+  device.node.querySelector(".status").textContent = online ? "online" : "offline";
 }
 
 function addReading(reading, live) {
@@ -102,32 +64,53 @@ function addReading(reading, live) {
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   rows.splice(at, 0, reading);
   if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
-  if (at === rows.length - 1 || !live) showValues(device, rows[rows.length - 1]);
+  if (at === rows.length - 1) showValues(device, reading);
   if (live) {
     device.lastSeen = Date.now() / 1000;
     setStatus(device, true);
-    drawChart(device);
+    if (!device.buckets) draw(device);
   }
 }
 
-// Every device's state and recent history. The stream then replays from the newest
-// reading id read before the histories, so nothing falls between the two; a reading
-// that comes both ways is shown once.
+// The chosen range in Unix seconds, or null while live.
+function range() {
+  const chosen = prefs.range;
+  const now = Date.now() / 1000;
+  if (chosen.name === "custom") return { since: chosen.since, until: chosen.until };
+  return SPANS[chosen.name] ? { since: now - SPANS[chosen.name], until: now } : null;
+}
+
+async function loadChart(device) {
+  const period = range();
+  const base = `/api/devices/${encodeURIComponent(device.id)}/readings`;
+  if (period) {
+    const answer = await (await fetch(`${base}?buckets=${BUCKETS}&since=${period.since}&until=${period.until}`)).json();
+    device.buckets = answer.buckets;
+  } else {
+    device.buckets = null;
+    const history = await (await fetch(`${base}?limit=${CHART_POINTS}`)).json();
+    for (const reading of history.readings) addReading(reading, false);
+  }
+  const span = period || { since: device.readings[0]?.ts ?? Date.now() / 1000 - 3600, until: Date.now() / 1000 };
+  device.node.querySelector(".download").href =
+    `${base}.csv?since=${span.since}&until=${span.until}&unit=${prefs.unit}`;
+  draw(device);
+}
+
+// Every device's state and chart. The stream then replays from the newest reading id
+// read before the histories, so nothing falls between; a reading both ways shows once.
 async function seed() {
   const answer = await fetch("/api/devices");
   if (answer.status === 401) return toLogin();
   const known = await answer.json();
   if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
-  for (const state of known.devices) {
+  await Promise.all(known.devices.map((state) => {
     const device = card(state.device);
     device.lastSeen = state.last_seen;
     setStatus(device, state.online);
     showValues(device, state);
-    const history = await (await fetch(`/api/devices/${state.device}/readings?limit=${CHART_POINTS}`)).json();
-    for (const reading of history.readings) addReading(reading, false);
-    showValues(device, state);
-    drawChart(device);
-  }
+    return loadChart(device);
+  }));
 }
 
 function toLogin() {
@@ -169,22 +152,75 @@ function connect() {
     lastEventId = event.lastEventId || lastEventId;
     addReading({ ...JSON.parse(event.data), id: event.lastEventId }, true);
   });
-  source.addEventListener("reset", () => {
-    reload().catch((error) => console.error("could not reload history", error));
-  });
   source.addEventListener("device", (event) => {
     const change = JSON.parse(event.data);
     setStatus(card(change.device), change.status !== "offline");
   });
+  source.addEventListener("alert", (event) => showAlert(JSON.parse(event.data)));
+  source.addEventListener("reset", () => {
+    reload().catch((error) => console.error("could not reload history", error));
+  });
+}
+
+// Usual interval: the median gap between its recent readings; a value older than twice
+// that is stale.
+function usualInterval(device) {
+  const ts = device.readings.slice(-20).map((r) => r.ts);
+  const gaps = ts.slice(1).map((t, i) => t - ts[i]).sort((a, b) => a - b);
+  return gaps.length ? gaps[Math.floor(gaps.length / 2)] : Infinity;
 }
 
 function tick() {
   const now = Date.now() / 1000;
   for (const device of devices.values()) {
-    device.node.querySelector(".ago").textContent = device.lastSeen ? ago(now - device.lastSeen) : "never";
+    const seen = device.node.querySelector(".ago");
+    seen.textContent = device.lastSeen ? ago(now - device.lastSeen) : "never";
+    seen.title = device.lastSeen ? when(device.lastSeen) : "";
+    const stale = device.online && now - device.lastSeen > 2 * usualInterval(device);
+    device.node.querySelector(".metrics").classList.toggle("stale", stale);
   }
 }
 
-seed().catch((error) => console.error("could not load devices", error)).finally(connect);
+function redrawAll() {
+  for (const device of devices.values()) {
+    showValues(device, {});
+    loadChart(device).catch((error) => console.error("could not load the chart", error));
+  }
+}
+
+function wireControls() {
+  const select = document.getElementById("range");
+  const custom = document.getElementById("custom");
+  const unit = document.getElementById("unit");
+  const local = (seconds) => new Date((seconds - new Date().getTimezoneOffset() * 60) * 1000).toISOString().slice(0, 16);
+  const chosen = prefs.range;
+  select.value = chosen.name;
+  custom.hidden = chosen.name !== "custom";
+  if (chosen.name === "custom") {
+    custom.querySelector("[name=from]").value = local(chosen.since);
+    custom.querySelector("[name=to]").value = local(chosen.until);
+  }
+  unit.textContent = `°${prefs.unit}`;
+  const choose = () => {
+    custom.hidden = select.value !== "custom";
+    const from = Date.parse(custom.querySelector("[name=from]").value) / 1000;
+    const to = Date.parse(custom.querySelector("[name=to]").value) / 1000;
+    if (select.value === "custom" && !(from < to)) return;
+    prefs.range = select.value === "custom" ? { name: "custom", since: from, until: to } : { name: select.value };
+    redrawAll();
+  };
+  select.addEventListener("change", choose);
+  custom.addEventListener("change", choose);
+  unit.addEventListener("click", () => {
+    prefs.unit = prefs.unit === "C" ? "F" : "C";
+    unit.textContent = `°${prefs.unit}`;
+    redrawAll();
+    loadAlerts();
+  });
+}
+
+wireControls();
+seed().then(loadAlerts).catch((error) => console.error("could not load devices", error))
+  .finally(() => { tick(); connect(); });
 setInterval(tick, 1000);
-window.addEventListener("resize", () => devices.forEach((d) => d.chart?.setSize({ width: d.node.querySelector(".chart").clientWidth, height: 160 })));
+window.addEventListener("resize", () => devices.forEach(resize));

@@ -1,11 +1,26 @@
-"""A real headless Chromium (Debian's, installed by .ci/run) driven by Playwright."""
+"""A real headless Chromium (Debian's, installed by .ci/run) driven by Playwright; its
+screenshots are kept in ``test-artifacts/``."""
 import pathlib
 
 import pytest
 
+from server import ROOT
+
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def screenshot(request):
+    """Keep a full-page screenshot named after the test."""
+    def take(page, what):
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}-{what}.png", full_page=True)
+    return take
 
 
 @pytest.fixture

@@ -1,0 +1,90 @@
+// The alert list (loaded once, then kept live by `alert` events) and each card's form
+// for its thresholds, shown and entered in the viewer's units, stored in the server's.
+import { format, shown, stored, unitOf, when } from "./format.js";
+
+const alerting = new Set(); // "device metric" crossed now
+const list = () => document.querySelector("#alerts ul");
+
+function describe(alert) {
+  const value = alert.metric && alert.value != null ? format(alert.metric, alert.value) : "";
+  const limit = alert.threshold != null ? format(alert.metric, alert.threshold) : "";
+  return {
+    high: `${alert.device}: ${alert.metric} ${value}, above ${limit}`,
+    low: `${alert.device}: ${alert.metric} ${value}, below ${limit}`,
+    cleared: `${alert.device}: ${alert.metric} back to ${value}`,
+    offline: `${alert.device} went offline`,
+    online: `${alert.device} is back online`,
+  }[alert.state];
+}
+
+export const isAlerting = (device, metric) => alerting.has(`${device} ${metric}`);
+
+function mark(device, metric, on) {
+  on ? alerting.add(`${device} ${metric}`) : alerting.delete(`${device} ${metric}`);
+  document.querySelector(`[data-device="${CSS.escape(device)}"] [data-metric="${metric}"]`)
+    ?.classList.toggle("alerting", on);
+}
+
+export function showAlert(alert, newest = true) {
+  const item = document.createElement("li");
+  item.className = alert.state;
+  item.append(Object.assign(document.createElement("time"), { textContent: when(alert.ts) }), " ",
+    Object.assign(document.createElement("span"), { textContent: describe(alert) }));
+  list()[newest ? "prepend" : "append"](item);
+  while (list().children.length > 50) list().lastElementChild.remove();
+  document.getElementById("alerts").hidden = false;
+  if (newest && alert.metric) mark(alert.device, alert.metric, alert.state !== "cleared");
+}
+
+export async function loadAlerts() {
+  const answer = await fetch("/api/alerts?limit=50");
+  if (!answer.ok) return;
+  const { active, recent } = await answer.json();
+  list().replaceChildren();
+  recent.forEach((alert) => showAlert(alert, false));
+  active.filter((alert) => alert.metric).forEach((alert) => mark(alert.device, alert.metric, true));
+}
+
+export function wireThresholds(id, node, metricNames) {
+  const details = node.querySelector(".thresholds");
+  const form = details.querySelector("form");
+  const say = (text) => { form.querySelector(".message").textContent = text; };
+  const url = () => `/api/devices/${encodeURIComponent(id)}/thresholds/${form.metric.value}`;
+  let known = {};
+
+  async function fill() {
+    const chosen = form.metric.value;
+    form.metric.replaceChildren(...metricNames().map((name) => new Option(name, name)));
+    if (chosen) form.metric.value = chosen;
+    known = (await (await fetch(`/api/devices/${encodeURIComponent(id)}/thresholds`)).json()).thresholds;
+    show();
+  }
+  function show() {
+    const name = form.metric.value;
+    const limit = known[name] || {};
+    form.querySelectorAll(".unit").forEach((span) => { span.textContent = unitOf(name); });
+    form.low.value = limit.low != null ? +shown(name, limit.low).toFixed(2) : "";
+    form.high.value = limit.high != null ? +shown(name, limit.high).toFixed(2) : "";
+    const margin = limit.hysteresis || 0;
+    form.hysteresis.value = unitOf(name) === "°F" ? +(margin * 1.8).toFixed(2) : margin;
+  }
+  details.addEventListener("toggle", () => details.open && fill());
+  form.metric.addEventListener("change", show);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = form.metric.value;
+    const number = (input) => (input.value === "" ? undefined : stored(name, Number(input.value)));
+    const margin = Number(form.hysteresis.value || 0) / (unitOf(name) === "°F" ? 1.8 : 1);
+    const answer = await fetch(url(), {
+      method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ low: number(form.low), high: number(form.high), hysteresis: margin }),
+    });
+    say(answer.ok ? "Saved." : (await answer.json()).error);
+    if (answer.ok) fill();
+  });
+  form.querySelector(".clear").addEventListener("click", async () => {
+    const answer = await fetch(url(), { method: "DELETE" });
+    say(answer.ok ? "Cleared." : "Could not clear it.");
+    fill();
+  });
+}
