@@ -22,7 +22,7 @@ import time
 import click
 import redis
 import requests
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
 from .readings import DEVICE_ID, METRIC_NAME, InvalidReading, parse_json

@@ -16,10 +16,8 @@ import os
 import pathlib
 import platform
 import re
-import select
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import threading
@@ -34,21 +32,10 @@ from server.auth import issue_token
 from server.embedded_redis import EmbeddedRedis
 from server.store import CHANNEL, connect
 from server.stream import sse as our_sse
+from tools.bench_browsers import Browsers
 from tools.run import ServerProcess
 
-SENT_AT = re.compile(rb'"ts": ?([0-9.]+)')
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python < 3.14 lacks Linux's constant
-STAMP_SIZE = socket.CMSG_SPACE(16)
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
-
-
-def _arrival(stamps):
-    """When the kernel received the bytes (SO_TIMESTAMPNS), so this loop's own delays don't count."""
-    for level, kind, data in stamps:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-            seconds, nanoseconds = struct.unpack("qq", data[:16])
-            return seconds + nanoseconds / 1e9
-    return time.time()
 
 
 def stock_app():
@@ -94,61 +81,6 @@ class Server:
 
     def stop(self):
         self.process.stop()
-
-
-class Browsers:
-    """``count`` browsers watching ``/stream``, read in one epoll loop on this thread."""
-
-    def __init__(self, url, count):
-        host, port = url.rsplit("/", 1)[1].split(":")
-        self.poll = select.epoll()
-        self.sockets, self.buffers = {}, {}
-        self.latencies = array.array("d")
-        self.refused = 0
-        for _ in range(count):
-            try:
-                browser = socket.create_connection((host, int(port)))
-                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
-            except OSError:
-                self.refused += 1
-                continue
-            browser.setblocking(False)
-            browser.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.sockets[browser.fileno()] = browser
-            self.buffers[browser.fileno()] = b""
-            self.poll.register(browser.fileno(), select.EPOLLIN)
-
-    def read(self, seconds, until=None):
-        """Read for ``seconds`` (or until ``until`` readings), timing each reading by its ``ts``."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not (until and len(self.latencies) >= until):
-            for fd, _ in self.poll.poll(0.05):
-                try:
-                    data, stamps, _, _ = self.sockets[fd].recvmsg(65536, STAMP_SIZE)
-                except ConnectionError:
-                    data, stamps = b"", ()
-                received = _arrival(stamps)
-                if not data:
-                    self._forget(fd)
-                    continue
-                data = self.buffers[fd] + data
-                if data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 200"):
-                    self.refused += 1
-                    self._forget(fd)
-                    continue
-                complete = data.rfind(b"\n\n") + 2
-                for sent in SENT_AT.findall(data, 0, complete):
-                    self.latencies.append(received - float(sent))
-                self.buffers[fd] = data[complete:]
-
-    def _forget(self, fd):
-        self.poll.unregister(fd)
-        self.sockets.pop(fd).close()
-        del self.buffers[fd]
-
-    def close(self):
-        for fd in list(self.sockets):
-            self._forget(fd)
 
 
 def post_readings(server, rate, seconds, sent):

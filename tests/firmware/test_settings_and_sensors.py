@@ -1,5 +1,4 @@
 """A maker gets the settings or the wiring wrong; a thermistor's numbers are right."""
-import math
 import subprocess
 
 import pytest
