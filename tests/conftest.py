@@ -201,3 +201,15 @@ class Device:
     def stop(self):
         self.stopping = True
         self.thread.join()
+
+
+def assert_each_reading_stored_once_and_seen_once(redis_client, device, browsers):
+    """Every reading the device made is stored once (its seqs run 1, 2, 3 ...), and every
+    browser got every stored reading exactly once, in order."""
+    entries = redis_client.xrange(f"readings:{device}")
+    stored = [entry_id for entry_id, _ in entries]
+    eventually(lambda: all(browser.ids[-1:] == stored[-1:] for browser in browsers), timeout=60)
+    for browser in browsers:
+        browser.stop()
+        assert browser.ids == stored
+    assert [int(fields["seq"]) for _, fields in entries] == list(range(1, len(entries) + 1))

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from tests.conftest import Device, FollowingBrowser, eventually
+from tests.conftest import Device, FollowingBrowser, assert_each_reading_stored_once_and_seen_once, eventually
 
 
 @pytest.fixture
@@ -17,13 +17,7 @@ def watched(live_server, token_for, redis_client):
     device = Device(live_server.url, token_for("kitchen"))
     yield device
     device.stop()
-    stored = [entry_id for entry_id, _ in redis_client.xrange("readings:kitchen")]
-    eventually(lambda: all(browser.ids[-1:] == stored[-1:] for browser in browsers), timeout=60)
-    for browser in browsers:
-        browser.stop()
-        assert browser.ids == stored
-    seqs = [int(fields["seq"]) for _, fields in redis_client.xrange("readings:kitchen")]
-    assert seqs == list(range(1, len(seqs) + 1))
+    assert_each_reading_stored_once_and_seen_once(redis_client, "kitchen", browsers)
 
 
 def test_redis_restarts_while_browsers_watch(watched, redis_server):
