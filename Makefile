@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP := $(VENV)/.installed
 
-.PHONY: help run simulate bench test flash deploy provision monitor emulate
+.PHONY: help run simulate bench test flash deploy provision monitor emulate release
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -33,6 +33,9 @@ deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=set
 
 provision: $(SETUP)  ## the board's settings and token: PORT=… DEVICE=kitchen [SERVER=http://…:5000]
 	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)"
+
+release: $(SETUP)  ## firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
+	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" $(if $(MPY),--mpy)
 
 monitor: $(SETUP)  ## the board's serial log: PORT=…
 	$(PY) -m tools.monitor --port "$(PORT)"

@@ -17,10 +17,13 @@ import settings as settings_file
 from led import Led
 from sensors import open_sensor
 from uplink import Uplink
+from version import VERSION
 
-VERSION = "0.1.0"
 STATE_PATH = "state.json"
 SETTINGS_RETRY_MS = 30000
+TRIAL_CYCLES = 10  # cycles a new release has to post a reading in
+FAILED_UPDATE = "ota-failed.json"  # loader.FAILED and loader.PENDING: used here without
+PENDING_UPDATE = "ota-pending.json"  # importing the loader, whose code the heap may not fit
 DEFAULT_BUFFER = {"esp8266": 40}
 
 
@@ -59,6 +62,9 @@ class Node:
         capacity = settings["buffer"] or DEFAULT_BUFFER.get(sys.platform, 300)
         self.uplink = Uplink(settings["server"], settings["token"], capacity, settings["timeout"], log)
         self.reporter = Reporter(settings["delta"], settings["heartbeat"])
+        self.next_update_check = 0
+        self.trial_cycles = 0
+        self.on_trial = with_module("loader", lambda loader: loader.on_trial())
         self.boot = binascii.hexlify(os.urandom(4)).decode()
         self.seq = 0
         self.uptime_ms, self.ticks = 0, time.ticks_ms()
@@ -81,11 +87,44 @@ class Node:
             self.reporter.sent(values)
         self.feed()
         delivered = online and self.uplink.send()
+        self.update(online)
         if self.uplink.auth_refused:
             log("the server refused the token: provision this device again")
             self.led.show("fault")
         else:
             self.led.show("trouble" if trouble or not delivered else "ok")
+
+    def update(self, online):
+        """A release on trial stays once it has posted, or is given up after TRIAL_CYCLES
+        cycles (loader.py rolls it back). At each heartbeat: a failed update is reported
+        once, and a newer release, once nothing waits to be uploaded, is installed by
+        restarting into it (boot.py, ota.py)."""
+        if self.on_trial:
+            self.trial_cycles += 1
+            if self.uplink.posted:
+                with_module("loader", lambda loader: loader.commit())
+                self.on_trial = False
+                log("update: %s posts; it stays" % VERSION)
+                self.report(VERSION, "updated", "")
+            elif self.trial_cycles >= TRIAL_CYCLES:
+                with_module("loader", lambda loader: loader.fail("it did not post in %d cycles" % TRIAL_CYCLES))
+                machine.reset()
+        if online and time.time() >= self.next_update_check:
+            self.next_update_check = time.time() + self.settings["heartbeat"]
+            failed = read_json(FAILED_UPDATE) or {}
+            if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):
+                failed["reported"] = True
+                write_json(FAILED_UPDATE, failed)
+            _, offer = self.uplink.call("GET", "/api/firmware?fw=" + VERSION, None, "update check")
+            if offer and offer["version"] != failed.get("version") and not self.uplink.pending:
+                log("update: %s is out; restarting to install it" % offer["version"])
+                write_json(PENDING_UPDATE, offer)  # a torn write is no request: it asks again
+                machine.reset()
+
+    def report(self, version, status, reason):
+        answer = self.uplink.call("POST", "/api/firmware/report",
+                                  {"version": version, "status": status, "reason": reason}, "report")
+        return answer[0] == 204
 
     def reading(self, values):
         self.seq += 1
@@ -111,14 +150,11 @@ class Node:
         state = {"boot": self.boot, "seq": self.seq, "pending": self.uplink.pending,
                  "dropped": self.uplink.dropped, "last": self.reporter.last,
                  "last_time": self.reporter.last_time}
-        with open(STATE_PATH, "w") as f:
-            json.dump(state, f)
+        write_json(STATE_PATH, state)
 
     def restore(self):
-        try:
-            with open(STATE_PATH) as f:
-                state = json.load(f)
-        except (OSError, ValueError):
+        state = read_json(STATE_PATH)
+        if state is None:
             return
         self.uplink.pending = state["pending"]
         self.uplink.dropped = state["dropped"]
@@ -141,6 +177,29 @@ class Node:
                 self.led.light(False)
                 machine.deepsleep(interval_ms)
             self.led.wait(interval_ms, self.feed)
+
+
+def with_module(name, use):
+    """``use(module)``, then let the module go: the update code is needed rarely, and a
+    NodeMCU's heap cannot keep it."""
+    try:
+        return use(__import__(name))
+    finally:
+        sys.modules.pop(name, None)
+        gc.collect()
+
+
+def write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def start_node(led):

@@ -20,7 +20,7 @@ LONGEST_PAUSE = 3600
 
 class Uplink:
     def __init__(self, server, token, capacity, timeout, log):
-        self.url = server.rstrip("/") + "/api/readings"
+        self.server = server.rstrip("/")
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = "Bearer " + token
@@ -31,6 +31,7 @@ class Uplink:
         self.dropped = 0
         self.auth_refused = False
         self.resume_at = None
+        self.posted = 0
 
     def add(self, reading):
         self.pending.append(reading)
@@ -56,23 +57,31 @@ class Uplink:
                 return False
             if status in REFUSED:
                 self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
+            else:
+                self.posted += len(batch)
             self.pending = self.pending[len(batch):]
         self.auth_refused = False
         return True
 
     def _post(self, batch):
+        return self.call("POST", "/api/readings", batch, "upload")[0]
+
+    def call(self, method, path, body, what):
+        """One request to the server: its status, and its JSON answer if 200; (None, None)
+        if it failed, ``what`` failing then in the log."""
         response = None
         try:
-            response = requests.post(self.url, data=json.dumps(batch).encode(),
-                                     headers=self.headers, timeout=self.timeout)
-            if response.status_code >= 300:
-                self.log("server answered %d: %s" % (response.status_code, response.text[:120]))
-            if response.status_code in PAUSE:
+            response = requests.request(method, self.server + path, headers=self.headers, timeout=self.timeout,
+                                        data=None if body is None else json.dumps(body).encode())
+            status = response.status_code
+            if status >= 300:
+                self.log("server answered %d: %s" % (status, response.text[:120]))
+            if status in PAUSE:
                 self.pause(response.headers)
-            return response.status_code
+            return status, response.json() if status == 200 else None
         except (OSError, ValueError) as error:
-            self.log("upload failed: %r" % error)
-            return None
+            self.log("%s failed: %r" % (what, error))
+            return None, None
         finally:
             if response is not None:
                 response.close()

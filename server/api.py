@@ -12,6 +12,7 @@ import time
 
 from flask import Blueprint, abort, current_app, request
 
+from .firmware import ALL_DEVICES, TARGETS, UPDATE_STATE
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
 from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
@@ -21,6 +22,7 @@ from .viewers import viewer_required
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 10000
+TEXT_STATE = ("status",) + UPDATE_STATE
 
 
 @bp.get("/api/devices")
@@ -33,12 +35,16 @@ def list_devices():
         for device in ids:
             pipe.hgetall(device_key(device))
         latest = pipe.execute()
-    return {"devices": [_device(fields) for fields in latest if fields],
+    targets = client.hgetall(TARGETS)
+    return {"devices": [_device(fields, targets) for fields in latest if fields],
             "last_id": newest[0][0] if newest else None}
 
 
-def _device(fields):
-    state = decode_fields({k: v for k, v in fields.items() if k != "status"})
+def _device(fields, targets):
+    """A device's latest values, and its firmware: running, targeted, and the last update."""
+    state = decode_fields({k: v for k, v in fields.items() if k not in TEXT_STATE})
+    state.update({name: fields[name] for name in TEXT_STATE if name in fields and name != "status"})
+    state["fw_target"] = targets.get(state["device"]) or targets.get(ALL_DEVICES)
     state["online"] = time.time() - state["last_seen"] <= current_app.config["OFFLINE_AFTER"]
     return state
 

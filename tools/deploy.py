@@ -26,9 +26,9 @@ def mpremote(port, *commands):
     return subprocess.run(args[:-1]).returncode == 0
 
 
-def firmware_files(build_dir=None):
+def firmware_files(build_dir=None, source=FIRMWARE):
     """The files to copy: sources, or with ``build_dir`` the modules as .mpy."""
-    sources = sorted(FIRMWARE.glob("*.py"))
+    sources = sorted(source.glob("*.py"))
     if build_dir is None:
         return sources
     files = []

@@ -48,6 +48,19 @@ function showValues(device, reading) {
     item.classList.toggle("alerting", isAlerting(device.id, name));
   }
   device.node.querySelector(".details").textContent = details.join(" · ");
+  showFirmware(device);
+}
+
+// The version running, the one targeted, and how the last update went.
+function showFirmware(device) {
+  const { fw, fw_target: target, fw_update: update, fw_status: status, fw_error: error } = device.latest;
+  const line = device.node.querySelector(".firmware");
+  let text = fw ? `firmware ${fw}` : "";
+  if (status === "updating" && update !== fw) text += `, updating to ${update}…`;
+  else if (status === "failed") text += `; update to ${update} failed: ${error}`;
+  else if (target && fw && target !== fw) text += ` (${target} is out)`;
+  line.textContent = text;
+  line.classList.toggle("failed", status === "failed");
 }
 
 function setStatus(device, online) {
@@ -154,7 +167,13 @@ function connect() {
   });
   source.addEventListener("device", (event) => {
     const change = JSON.parse(event.data);
-    setStatus(card(change.device), change.status !== "offline");
+    if (change.status === "firmware") {
+      const device = card(change.device);
+      device.latest = { ...device.latest, ...change };
+      showFirmware(device);
+    } else {
+      setStatus(card(change.device), change.status !== "offline");
+    }
   });
   source.addEventListener("alert", (event) => showAlert(JSON.parse(event.data)));
   source.addEventListener("reset", () => {

@@ -129,3 +129,19 @@ def test_dark_mode_follows_the_system(live_server, kitchen, browser_page, screen
 
     assert background == "rgb(17, 21, 28)"
     screenshot(browser_page, "dark")
+
+
+def test_the_card_shows_the_firmware_and_how_an_update_went(live_server, token_for, browser_page):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20, "fw": "0.1.0"})
+    card = open_dashboard(browser_page, live_server)
+    expect(card.locator(".firmware")).to_have_text("firmware 0.1.0")
+
+    live_server.post("/api/firmware/report", token, json={"version": "0.2.0", "status": "updating"})
+    expect(card.locator(".firmware")).to_have_text("firmware 0.1.0, updating to 0.2.0…")
+    live_server.post("/api/firmware/report", token,
+                     json={"version": "0.2.0", "status": "failed", "reason": "it failed to start"})
+
+    expect(card.locator(".firmware")).to_have_text("firmware 0.1.0; update to 0.2.0 failed: it failed to start")
+    browser_page.reload()
+    expect(card.locator(".firmware")).to_contain_text("failed: it failed to start")

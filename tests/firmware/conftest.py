@@ -48,9 +48,9 @@ class Board:
         partial.write_text(json.dumps(state))
         partial.replace(self.hardware_file)
 
-    def start(self, *args):
+    def start(self, *args, script="main.py"):
         self.lines = []
-        self.process = subprocess.Popen([str(MICROPYTHON), *args, "main.py"], cwd=self.flash,
+        self.process = subprocess.Popen([str(MICROPYTHON), *args, script], cwd=self.flash,
                                         env=self.env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self.collector = threading.Thread(target=self._collect, args=(self.process,), daemon=True)
@@ -79,9 +79,9 @@ class Board:
     def console(self):
         return "\n".join(self.lines)
 
-    def run_to_end(self, timeout=30):
-        """Run main.py until it exits by itself (a deep sleep), as one wake of the board."""
-        self.start()
+    def run_to_end(self, *args, script="main.py", timeout=30):
+        """Run ``script`` until it exits by itself (a deep sleep, a reset), as one wake of the board."""
+        self.start(*args, script=script)
         self.process.wait(timeout=timeout)
         self.collector.join(timeout)  # every line it printed has been read
         return self.console()

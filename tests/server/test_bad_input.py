@@ -53,7 +53,8 @@ def assert_clear_refusal(answer):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/readings", "/therm/push", "/login", "/logout"]), body=bodies, content_type=content_types,
+@given(path=st.sampled_from(["/api/readings", "/therm/push", "/login", "/logout", "/api/firmware/report"]),
+       body=bodies, content_type=content_types,
        authorized=st.booleans(), query=queries)
 def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body, content_type, authorized,
                                                               query):
@@ -66,6 +67,7 @@ def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body
 @FUZZ
 @given(path=st.sampled_from(["/", "/healthz", "/login", "/api/devices", "/api/devices/kitchen/readings",
                              "/api/alerts", "/api/devices/kitchen/thresholds", "/api/devices/kitchen/readings.csv",
+                             "/api/firmware", "/api/firmware/0.2.0", "/api/firmware/files/abc",
                              "/api/devices/%E2%98%83/readings"]),
        query=queries, last_event_id=header_text, authorization=header_text)
 def test_any_read_gets_an_answer_that_is_not_a_server_error(fuzzed, path, query, last_event_id, authorization):

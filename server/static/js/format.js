@@ -2,7 +2,8 @@
 const settings = JSON.parse(document.getElementById("settings").textContent);
 const UNITS = Object.fromEntries(settings.metrics);
 const KNOWN = settings.metrics.map(([name]) => name);
-const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "t", "last_seen", "online"];
+const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "t", "last_seen", "online",
+  "fw_target", "fw_update", "fw_status", "fw_error", "status"];
 export const DIAGNOSTICS = settings.diagnostics;
 
 export const prefs = {

@@ -1,0 +1,133 @@
+"""The part of the firmware that updates never replace (with boot.py and main.py): it
+swaps a downloaded release in, and at every boot undoes what a power cut interrupted or
+rolls back a release that does not prove itself. Whatever step a power cut hits, the
+board boots a whole set of files.
+
+On the flash during an update:
+  staging/NAME     the new release, downloaded and checked (ota.py)
+  previous/NAME    the files it replaced
+  ota.json         the marker: {"state": "swap" | "trial" | "rollback", "version", "files":
+                   [[NAME, existed before]], "boots", "reason"?}, written whole, then renamed
+  ota-failed.json  {"version", "reason", "reported"} of the last release rolled back
+  ota-pending.json {"version"} that node.py wants installed at the next boot
+"""
+import json
+import os
+
+MARKER = "ota.json"
+FAILED = "ota-failed.json"
+PENDING = "ota-pending.json"
+STAGING = "staging"
+PREVIOUS = "previous"
+LOADER = ("boot.py", "main.py", "loader.py", "loader.mpy", "settings.json")
+TRIAL_BOOTS = 3
+
+
+def read(path):
+    for name in (path, path + ".tmp"):  # a power cut between the two steps of write()
+        try:
+            with open(name) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def write(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f)
+    remove(path)
+    os.rename(path + ".tmp", path)
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def clean():
+    """Empty staging/ and previous/."""
+    for folder in (STAGING, PREVIOUS):
+        if exists(folder):
+            for name in os.listdir(folder):
+                remove(folder + "/" + name)
+
+
+def on_trial():
+    marker = read(MARKER)
+    return bool(marker) and marker["state"] == "trial"
+
+
+def swap(version, names):
+    """Move staging/'s files into place, the ones they replace (and a .py or .mpy of the
+    same module, which would shadow them) into previous/; a trial begins."""
+    touched = list(names)
+    for name in names:
+        stem, _, ext = name.rpartition(".")
+        other = stem + (".mpy" if ext == "py" else ".py")
+        if exists(other) and other not in touched:
+            touched.append(other)
+    marker = {"state": "swap", "version": version, "boots": 0,
+              "files": [[name, exists(name)] for name in touched]}
+    write(MARKER, marker)
+    if not exists(PREVIOUS):
+        os.mkdir(PREVIOUS)
+    for name, existed in marker["files"]:
+        if existed:
+            os.rename(name, PREVIOUS + "/" + name)
+    for name in names:
+        os.rename(STAGING + "/" + name, name)
+    marker["state"] = "trial"
+    write(MARKER, marker)
+
+
+def commit():
+    """The new release posted a reading: it stays."""
+    clean()
+    remove(MARKER)
+
+
+def fail(reason):
+    """The running trial gives up: the next boot rolls it back."""
+    marker = read(MARKER)
+    marker["state"], marker["reason"] = "rollback", reason
+    write(MARKER, marker)
+
+
+def roll_back(marker, reason):
+    for name, existed in marker["files"]:
+        kept = PREVIOUS + "/" + name
+        if exists(kept):
+            remove(name)
+            os.rename(kept, name)
+        elif not existed:
+            remove(name)
+    write(FAILED, {"version": marker["version"], "reason": reason, "reported": False})
+    clean()
+    remove(MARKER)
+
+
+def recover():
+    """At boot: count a trial's starts; roll back an interrupted swap, a trial out of starts,
+    or one that gave up."""
+    marker = read(MARKER)
+    if not marker:
+        return
+    if marker["state"] == "trial" and marker["boots"] < TRIAL_BOOTS:
+        marker["boots"] += 1
+        write(MARKER, marker)
+        return
+    reasons = {"swap": "the update was interrupted",
+               "trial": "it did not post a reading in %d starts" % TRIAL_BOOTS}
+    print("update: rolling %s back: %s" % (marker["version"], marker.get("reason") or reasons[marker["state"]]))
+    roll_back(marker, marker.get("reason") or reasons[marker["state"]])
