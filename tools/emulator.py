@@ -85,6 +85,7 @@ class EmulatedBoard:
         self.pasted = 0
         self.running_exec = False
         self.ends_seen = 0
+        self.prelude = ""  # code run before boot.py at each power-on: how a test wires in a fault
 
     def _spawn(self, code, mode, reset_cause="power"):
         env = micropython_env(self.flash, self.hardware_file, FAKE_RESET_CAUSE=reset_cause)
@@ -97,7 +98,7 @@ class EmulatedBoard:
         """Run boot.py and main.py as a board does after a reset; a REPL if there is no main.py."""
         with self.lock:
             if (self.flash / "main.py").exists() or (self.flash / "main.mpy").exists():
-                self._spawn(RUN_MAIN, "running", reset_cause)
+                self._spawn(self.prelude + RUN_MAIN, "running", reset_cause)
             else:
                 self._repl()
 
@@ -229,8 +230,11 @@ class EmulatedBoard:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.client = connection
-            while data := connection.recv(4096):
-                self.feed(data)
+            try:
+                while data := connection.recv(4096):
+                    self.feed(data)
+            except ConnectionResetError:  # the tool at the other end quit without closing
+                pass
             with self.lock:
                 if self.client is connection:
                     self.client = None
