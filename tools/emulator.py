@@ -5,7 +5,8 @@ MicroPython's REPL protocol as a board does on its serial port: the friendly REP
 raw REPL with raw-paste mode, Ctrl-C, soft reset. Behind it runs the real MicroPython
 Unix port, with the host fakes in ``tools/fakes/`` for ``machine``, ``network``, ``dht``
 and ``ntptime`` and a folder as its flash. At power-on and after ``machine.reset()`` it
-runs the deployed ``boot.py`` and ``main.py``, so a node posts to the server like a real one.
+runs the deployed ``boot.py`` and ``main.py``, so a node posts to the server like a real one;
+a started ``machine.WDT`` left unfed resets it as the hardware watchdog does.
 """
 import argparse
 import json
@@ -41,6 +42,7 @@ os.mount(os.VfsPosix(flash), "/")  # the flash folder becomes the board's root .
 os.mount(os.VfsPosix("/"), "/host")  # ... and the fakes reach their hardware file from /host
 os.chdir("/")
 os.putenv("FAKE_HARDWARE", "/host" + os.getenv("FAKE_HARDWARE"))
+os.putenv("FAKE_WATCHDOG", "/host" + os.getenv("FAKE_WATCHDOG"))
 sys.path[:] = ["", "/lib", ".frozen"]
 namespace = {"__name__": "__main__"}
 while True:
@@ -85,14 +87,39 @@ class EmulatedBoard:
         self.pasted = 0
         self.running_exec = False
         self.ends_seen = 0
+        self.watchdog_file = self.hardware_file.with_suffix(".watchdog")
         self.prelude = ""  # code run before boot.py at each power-on: how a test wires in a fault
 
     def _spawn(self, code, mode, reset_cause="power"):
-        env = micropython_env(self.flash, self.hardware_file, FAKE_RESET_CAUSE=reset_cause)
+        self.watchdog_file.unlink(missing_ok=True)  # a reset stops the watchdog
+        env = micropython_env(self.flash, self.hardware_file, FAKE_RESET_CAUSE=reset_cause,
+                              FAKE_WATCHDOG=str(self.watchdog_file))
         process = subprocess.Popen([str(MICROPYTHON), "-c", code], cwd=self.flash, env=env, bufsize=0,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.process, self.mode = process, mode
         threading.Thread(target=self._pump, args=(process,), daemon=True).start()
+        threading.Thread(target=self._watchdog, args=(process,), daemon=True).start()
+
+    def _watchdog(self, process):
+        """The hardware watchdog: a program that started machine.WDT and then went its
+        timeout unfed is reset, whatever it is doing."""
+        while process.poll() is None:
+            time.sleep(0.1)
+            try:
+                timeout = int(self.watchdog_file.read_text()) / 1000
+                fed = self.watchdog_file.stat().st_mtime
+            except (OSError, ValueError):  # not started, or being fed right now
+                continue
+            if time.time() - fed > timeout:
+                with self.lock:
+                    if process is not self.process:
+                        return
+                    self.process = None
+                    process.kill()
+                    process.wait()
+                    self.send(b"\r\n[the watchdog reset the board]\r\n")
+                    self.power_on(reset_cause="watchdog")
+                return
 
     def power_on(self, reset_cause="power"):
         """Run boot.py and main.py as a board does after a reset; a REPL if there is no main.py."""

@@ -60,20 +60,32 @@ def test_a_published_release_is_installed_and_posts_with_its_version(board, live
     assert not (board.flash / "ota.json").exists() and not list((board.flash / "previous").iterdir())
 
 
-def test_a_release_that_cannot_start_is_rolled_back_and_the_server_learns_why(board, live_server, redis_client,
-                                                                             tmp_path):
+@pytest.mark.parametrize("module, works, fails, reason", [
+    ("node.py", "import binascii\n", 'raise RuntimeError("broken on purpose")\nimport binascii\n',
+     "broken on purpose"),
+    ("node.py", "        online = self.wifi.up(self.feed)\n", "        while True:\n            time.sleep(1)\n",
+     "it did not post a reading in 3 starts"),
+    ("uplink.py", '"/api/readings"', '"/api/nowhere"', "it did not post in 10 cycles"),
+], ids=["raises on import", "hangs till the watchdog fires", "cannot post"])
+def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(board, live_server, redis_client,
+                                                                             tmp_path, module, works, fails, reason):
+    settings = json.loads((board.flash / "settings.json").read_text())
+    (board.flash / "settings.json").write_text(json.dumps(dict(settings, watchdog=5)))
+    board.power_off()
+    board.power_on()
     broken = tmp_path / "broken"
     shutil.copytree(FIRMWARE, broken)
-    (broken / "node.py").write_text('raise RuntimeError("broken on purpose")\n' + (broken / "node.py").read_text())
+    code = (broken / module).read_text()
+    assert works in code
+    (broken / module).write_text(code.replace(works, fails, 1))
 
     publish(redis_client, "0.3.0", broken)
 
-    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
-    assert "broken on purpose" in device_state(live_server)["fw_error"]
+    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=90)
+    assert reason in device_state(live_server)["fw_error"]
     posted = len(live_server.history("kitchen"))
     eventually(lambda: len(live_server.history("kitchen")) > posted + 3)
-    assert running(live_server) == "0.1.0"
-    assert (board.flash / "node.py").read_bytes() == (FIRMWARE / "node.py").read_bytes()
+    assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
 
 
 def test_a_corrupted_download_is_refused(board, live_server, redis_client):

@@ -74,16 +74,22 @@ class ADC:
 
 
 class WDT:
+    """Once started it cannot be stopped: the emulated board resets the interpreter when
+    it goes ``timeout`` ms unfed (the file FAKE_WATCHDOG says when it was last fed)."""
+
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
+        self.feed()
 
     def feed(self):
-        pass
+        if os.getenv("FAKE_WATCHDOG"):
+            with open(os.getenv("FAKE_WATCHDOG"), "w") as f:
+                f.write(str(self.timeout))
 
 
 def reset_cause():
     cause = os.getenv("FAKE_RESET_CAUSE") or hardware().get("reset_cause")
-    return DEEPSLEEP_RESET if cause == "deepsleep" else PWRON_RESET
+    return {"deepsleep": DEEPSLEEP_RESET, "watchdog": WDT_RESET}.get(cause, PWRON_RESET)
 
 
 def deepsleep(ms=0):
