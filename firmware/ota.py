@@ -54,8 +54,10 @@ def install(version, uplink):
         loader.clean()
         return
     log("%s checks; swapping it in and restarting" % version)
-    loader.swap(version, [entry["path"] for entry in manifest["files"]])
-    machine.reset()
+    try:
+        loader.swap(version, [entry["path"] for entry in manifest["files"]])
+    finally:  # a swap the flash refused halfway is rolled back at the next boot
+        machine.reset()
 
 
 def _refuse(manifest):

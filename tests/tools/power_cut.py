@@ -1,8 +1,9 @@
 # MicroPython, run by the emulated board before boot.py (``EmulatedBoard.prelude``), with
-# TRACE and CUT defined in front of it. Every change to the flash (a file opened for
+# TRACE, CUT and ERROR defined in front of it. Every change to the flash (a file opened for
 # writing, a write, a rename, a remove, a mkdir) is a step, listed in the host file TRACE
-# across resets; before step CUT the interpreter is killed with SIGKILL, as a power cut
-# stops a board: no handler, no flush, no close.
+# across resets. Step CUT fails once with OSError(ERROR) if ERROR is set, as a full flash
+# does; else the interpreter is killed before it with SIGKILL, as a power cut stops a
+# board: no handler, no flush, no close.
 import builtins
 import os as real_os
 import json as real_json
@@ -13,10 +14,12 @@ real_import, real_open = builtins.__import__, builtins.open
 def step(what):
     with real_open(TRACE) as f:
         done = len(f.read().splitlines())
-    if done == CUT:
+    if done == CUT and not ERROR:
         real_os.system("kill -9 $PPID")
     with real_open(TRACE, "a") as f:
         f.write(what + "\n")
+    if done == CUT:
+        raise OSError(ERROR)
 
 
 class File:

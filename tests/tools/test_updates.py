@@ -2,6 +2,7 @@
 corrupted release is refused or rolled back, and a power cut at any step of an update
 (the emulated board's interpreter killed) leaves a board that boots and posts. The
 emulated board runs the real boot.py, main.py and a reset as a board does."""
+import errno
 import json
 import pathlib
 import shutil
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from server.firmware import file_key, store_release
+from server.store import device_key
 from tests.conftest import eventually
 from tests.firmware.conftest import node_settings
 from tools.deploy import FIRMWARE
@@ -103,10 +105,10 @@ def test_a_corrupted_download_is_refused(board, live_server, redis_client):
 POWER_CUT = (pathlib.Path(__file__).parent / "power_cut.py").read_text()
 
 
-def update_with_power_cut(board, trace, cut):
+def update_with_power_cut(board, trace, cut, error=0):
     """Power the board on running 0.1.0 with 0.2.0 pending, as node.py leaves it when it
     restarts to install; each change to the flash is listed in ``trace``, and the power goes
-    before change number ``cut`` (-1: never)."""
+    before change number ``cut`` (-1: never), or that change fails with OSError(``error``)."""
     board.power_off()
     for leftover in ("staging", "previous"):
         shutil.rmtree(board.flash / leftover, ignore_errors=True)
@@ -116,7 +118,7 @@ def update_with_power_cut(board, trace, cut):
         shutil.copy(source, board.flash)
     (board.flash / "ota-pending.json").write_text('{"version": "0.2.0"}')
     trace.write_text("")
-    board.prelude = f"TRACE, CUT = {str(trace)!r}, {cut}\n{POWER_CUT}"
+    board.prelude = f"TRACE, CUT, ERROR = {str(trace)!r}, {cut}, {error}\n{POWER_CUT}"
     board.power_on()
 
 
@@ -143,3 +145,20 @@ def test_a_power_cut_at_any_step_of_an_update_leaves_a_board_that_boots_and_post
 
         eventually(lambda: len(live_server.history("kitchen")) > posted, timeout=60)
         assert files_of(board.flash) == releases[running(live_server)], f"power cut before {change}"
+
+
+def test_a_swap_the_full_flash_refuses_halfway_is_rolled_back(board, live_server, redis_client, tmp_path):
+    publish(redis_client, "0.2.0", devices=["attic"])
+    trace = tmp_path / "trace"
+    update_with_power_cut(board, trace, -1)
+    eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)
+    halfway = trace.read_text().splitlines().index("rename staging/node.py node.py")
+    redis_client.hdel(device_key("kitchen"), "fw_status")
+
+    update_with_power_cut(board, trace, halfway, errno.ENOSPC)
+
+    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+    assert device_state(live_server)["fw_error"] == "the update was interrupted"
+    posted = len(live_server.history("kitchen"))
+    eventually(lambda: len(live_server.history("kitchen")) > posted + 2)
+    assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
