@@ -87,16 +87,17 @@ class ServerProcess:
         self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, max_streams, app),
                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         preexec_fn=cpus and (lambda: os.sched_setaffinity(0, cpus)))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
                 raise RuntimeError(f"the server ({app}) did not start")
             time.sleep(0.1)
 
     def _ready(self):
         try:
             return requests.get(self.url + "/healthz", timeout=1).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             return False
 
     def stop(self):

@@ -58,7 +58,7 @@ class Nginx:
         assert self.process.poll() is None, self.process.stderr.read()
         try:
             return requests.get(self.url + "/healthz", timeout=2, verify=str(self.certificate)).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             return False
 
     def stop(self):

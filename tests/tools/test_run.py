@@ -31,7 +31,7 @@ class Stack:
     def answers(self):
         try:
             return requests.get(self.url + "/healthz", timeout=2).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             return False
 
     def post(self, value):
