@@ -7,6 +7,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from server.firmware import store_release
+
 HOUR = 3600
 WEEK_OF_BUCKETS = re.compile(r"^16[89]$")  # 300 buckets of 34 min: one a reading, the newest two may share
 
@@ -131,11 +133,15 @@ def test_dark_mode_follows_the_system(live_server, kitchen, browser_page, screen
     screenshot(browser_page, "dark")
 
 
-def test_the_card_shows_the_firmware_and_how_an_update_went(live_server, token_for, browser_page):
+def test_the_card_shows_the_firmware_and_how_an_update_went(live_server, token_for, browser_page, redis_client):
     token = token_for("kitchen")
     live_server.post("/api/readings", token, json={"temperature": 20, "fw": "0.1.0"})
     card = open_dashboard(browser_page, live_server)
     expect(card.locator(".firmware")).to_have_text("firmware 0.1.0")
+
+    store_release(redis_client, "0.2.0", {"version.py": b'VERSION = "0.2.0"\n'}, devices=["kitchen"])
+    browser_page.reload()
+    expect(card.locator(".firmware")).to_have_text("firmware 0.1.0 (0.2.0 is out)")
 
     live_server.post("/api/firmware/report", token, json={"version": "0.2.0", "status": "updating"})
     expect(card.locator(".firmware")).to_have_text("firmware 0.1.0, updating to 0.2.0…")
