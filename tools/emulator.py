@@ -31,35 +31,9 @@ FRIENDLY_BANNER = b"\r\nMicroPython on an emulated Sensorcast board\r\n>>> "
 PASTE_WINDOW = 512
 HARD_RESET_EXIT, DEEPSLEEP_EXIT = 2, 4  # exit codes of tools/fakes/machine.py
 
-# The interpreter behind the REPL: runs each framed piece of code in one namespace and
-# ends its output as the raw REPL does (stdout, \x04, the exception if any, \x04).
-AGENT = r"""
-import os, sys
-import machine, network, dht, ntptime  # the host fakes, loaded while the host's files are at /
-flash = os.getcwd()
-os.umount("/")
-os.mount(os.VfsPosix(flash), "/")  # the flash folder becomes the board's root ...
-os.mount(os.VfsPosix("/"), "/host")  # ... and the fakes reach their hardware file from /host
-os.chdir("/")
-os.putenv("FAKE_HARDWARE", "/host" + os.getenv("FAKE_HARDWARE"))
-os.putenv("FAKE_WATCHDOG", "/host" + os.getenv("FAKE_WATCHDOG"))
-sys.path[:] = ["", "/lib", ".frozen"]
-namespace = {"__name__": "__main__"}
-while True:
-    size = sys.stdin.buffer.readline()
-    if not size:
-        break
-    code = sys.stdin.buffer.read(int(size)).decode()
-    try:
-        exec(code, namespace)
-        sys.stdout.write("\x04\x04")
-    except SystemExit:
-        raise
-    except BaseException as error:
-        sys.stdout.write("\x04")
-        sys.print_exception(error, sys.stdout)
-        sys.stdout.write("\x04")
-"""
+AGENT = (pathlib.Path(__file__).parent / "repl_agent.py").read_text()  # the REPL's interpreter
+
+
 def micropython_env(flash, hardware_file, extra_path=(), **variables):
     """The environment that puts the host fakes in front of the board's files."""
     path = [*extra_path, FAKES, flash, ".frozen"]
