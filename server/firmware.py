@@ -81,10 +81,11 @@ def check():
 
 @bp.get("/api/firmware/<version>")
 def manifest(version):
-    _device()
+    device = _device()
     release = get_redis().hget(RELEASES, version)
     if release is None:
         abort(404, f"no firmware {version!r}")
+    log.info("firmware %s: %s downloads it", version, device)
     return Response(release, mimetype="application/json")
 
 

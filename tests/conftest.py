@@ -26,7 +26,8 @@ def redis_server(tmp_path_factory):
 def redis_client(redis_server):
     client = connect(redis_server.url)
     client.flushall()
-    return client
+    yield client
+    client.connection_pool.disconnect()
 
 
 @pytest.fixture
