@@ -62,6 +62,15 @@ def test_a_published_release_is_installed_and_posts_with_its_version(board, live
     assert not (board.flash / "ota.json").exists() and not list((board.flash / "previous").iterdir())
 
 
+def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(board, live_server, redis_client):
+    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True))
+
+    eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)
+
+    assert running(live_server) == "0.2.0"
+    assert (board.flash / "node.mpy").exists() and not (board.flash / "node.py").exists()
+
+
 @pytest.mark.parametrize("module, works, fails, reason", [
     ("node.py", "import binascii\n", 'raise RuntimeError("broken on purpose")\nimport binascii\n',
      "broken on purpose"),
