@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 
+from .firmware import UPDATE_STATE
 from .readings import METRICS, STRING_FIELDS
 from .store import device_key, device_readings, get_redis, stream_id
 from .viewers import viewer_required
@@ -26,6 +27,7 @@ bp = Blueprint("history", __name__)
 PAGE = 2000
 MAX_BUCKETS = 2000
 NOT_METRICS = STRING_FIELDS + ("seq", "ts")
+DEVICE_STATE = ("last_seen", "status") + UPDATE_STATE  # kept on device:<id> beside its latest values
 
 
 def pages(client, key, start, end):
@@ -106,8 +108,7 @@ def export(device):
     fahrenheit = request.args.get("unit", "C").upper() == "F"
     since, until = time_range(client, device)
     known = [name for name in METRICS if name in latest]
-    columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS)
-                             and name not in ("last_seen", "status"))
+    columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS + DEVICE_STATE))
     header = ["time", "ts"] + [_heading(name, fahrenheit) for name in columns]
 
     def row(fields):

@@ -58,6 +58,16 @@ def test_the_export_is_a_csv_with_a_header_and_a_row_per_reading(client, week):
     assert rows[1][2:] == ["20.0", "50"]
 
 
+def test_the_export_has_no_column_for_how_the_last_firmware_update_went(client, week, token_for):
+    client.post("/api/firmware/report", json={"version": "0.2.0", "status": "failed", "reason": "boom"},
+                headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    answer = client.get(f"/api/devices/kitchen/readings.csv?since={week}")
+
+    assert next(csv.reader(io.StringIO(answer.get_data(as_text=True)))) == [
+        "time", "ts", "temperature (°C)", "humidity (%RH)"]
+
+
 def test_the_export_in_fahrenheit_says_so_in_its_header(client, week):
     rows = list(csv.reader(io.StringIO(client.get("/api/devices/kitchen/readings.csv?unit=F").get_data(as_text=True))))
 
