@@ -12,7 +12,7 @@ import time
 
 from flask import Blueprint, abort, current_app, request
 
-from .firmware import ALL_DEVICES, TARGETS, UPDATE_STATE
+from .firmware import TARGETS, UPDATE_STATE, target
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
 from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
@@ -22,7 +22,6 @@ from .viewers import viewer_required
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 10000
-TEXT_STATE = ("status",) + UPDATE_STATE
 
 
 @bp.get("/api/devices")
@@ -42,9 +41,9 @@ def list_devices():
 
 def _device(fields, targets):
     """A device's latest values, and its firmware: running, targeted, and the last update."""
-    state = decode_fields({k: v for k, v in fields.items() if k not in TEXT_STATE})
-    state.update({name: fields[name] for name in TEXT_STATE if name in fields and name != "status"})
-    state["fw_target"] = targets.get(state["device"]) or targets.get(ALL_DEVICES)
+    state = decode_fields({k: v for k, v in fields.items() if k != "status" and k not in UPDATE_STATE})
+    state.update({name: fields[name] for name in UPDATE_STATE if name in fields})
+    state["fw_target"] = target(targets, state["device"])
     state["online"] = time.time() - state["last_seen"] <= current_app.config["OFFLINE_AFTER"]
     return state
 

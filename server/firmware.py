@@ -58,9 +58,9 @@ def store_release(client, version, files, micropython="1.20", devices=()):
     return manifest
 
 
-def target(client, device):
-    """The version ``device`` should run, or None."""
-    return client.hget(TARGETS, device) or client.hget(TARGETS, ALL_DEVICES)
+def target(targets, device):
+    """The version ``device`` should run, given the entries of ``firmware:target``, or None."""
+    return targets.get(device) or targets.get(ALL_DEVICES)
 
 
 def _device():
@@ -73,7 +73,7 @@ def _device():
 @bp.get("/api/firmware")
 def check():
     """The few bytes a board reads at every heartbeat: which release it should run."""
-    version = target(get_redis(), _device())
+    version = target(get_redis().hgetall(TARGETS), _device())
     if not version or version == request.args.get("fw"):
         return "", 204
     return {"version": version}
