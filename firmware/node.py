@@ -115,14 +115,15 @@ class Node:
             if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):
                 failed["reported"] = True
                 write_json(FAILED_UPDATE, failed)
-            _, offer = self.uplink.call("GET", "/api/firmware?fw=" + VERSION, None, "update check")
+            _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (VERSION, self.settings["device"]),
+                                        None, "update check")
             if offer and offer["version"] != failed.get("version") and not self.uplink.pending:
                 log("update: %s is out; restarting to install it" % offer["version"])
                 write_json(PENDING_UPDATE, offer)  # a torn write is no request: it asks again
                 machine.reset()
 
     def report(self, version, status, reason):
-        answer = self.uplink.call("POST", "/api/firmware/report",
+        answer = self.uplink.call("POST", "/api/firmware/report?device=" + self.settings["device"],
                                   {"version": version, "status": status, "reason": reason}, "report")
         return answer[0] == 204
 

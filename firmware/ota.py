@@ -41,11 +41,12 @@ def install_pending():
     if not wifi.up(lambda: None):
         log("no network; node.py will ask again")
         return
-    install(pending["version"], Uplink(settings["server"], settings["token"], 0, settings["timeout"], log))
+    uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
+    install(pending["version"], uplink, settings["device"])
 
 
-def install(version, uplink):
-    uplink.call("POST", "/api/firmware/report", {"version": version, "status": "updating"}, "report")
+def install(version, uplink, device):
+    uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"}, "report")
     _, manifest = uplink.call("GET", "/api/firmware/" + version, None, "manifest")
     problem = "no manifest" if manifest is None else (_refuse(manifest) or _download(manifest, uplink))
     if problem:

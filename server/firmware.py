@@ -8,9 +8,11 @@ each device should run: a device's own entry, else ``*`` for all.
 
 Only device tokens read these routes. ``GET /api/firmware?fw=<running>`` answers 204, or
 ``{"version"}`` of the release that targets the device; ``GET /api/firmware/<version>``
-its manifest; ``GET /api/firmware/files/<sha>`` a file; ``POST /api/firmware/report`` takes ``{"version", "status": "updating" |
-"updated" | "failed", "reason"?}``, kept on the device (``fw_update``, ``fw_status``,
-``fw_error``), logged, and published as a ``device`` event for the dashboard.
+its manifest; ``GET /api/firmware/files/<sha>`` a file; ``POST /api/firmware/report``
+takes ``{"version", "status": "updating" | "updated" | "failed", "reason"?}``, kept on
+the device (``fw_update``, ``fw_status``, ``fw_error``), logged, and published as a
+``device`` event for the dashboard. With auth off a board names itself in the check and
+the report (``&device=``), since no token says which it is.
 """
 import base64
 import hashlib
@@ -22,7 +24,7 @@ import time
 from flask import Blueprint, Response, abort, request
 
 from .auth import authenticate
-from .readings import FIRMWARE_VERSION, InvalidReading, parse_json
+from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
 from .store import CHANNEL, device_key, get_redis
 
 bp = Blueprint("firmware", __name__)
@@ -64,9 +66,10 @@ def target(targets, device):
 
 
 def _device():
-    device = authenticate()
-    if device is None:
-        device = request.args.get("device", "")
+    """The device asking: its token's, or with auth off the one it names (``?device=``)."""
+    device = authenticate() or request.args.get("device", "")
+    if not DEVICE_ID.match(device):
+        abort(400, "device: with auth off, name the device asking (?device=)")
     return device
 
 
@@ -81,7 +84,7 @@ def check():
 
 @bp.get("/api/firmware/<version>")
 def manifest(version):
-    device = _device()
+    device = authenticate() or "a device"  # only a device reads it; which one matters not
     release = get_redis().hget(RELEASES, version)
     if release is None:
         abort(404, f"no firmware {version!r}")
@@ -91,7 +94,7 @@ def manifest(version):
 
 @bp.get("/api/firmware/files/<digest>")
 def file(digest):
-    _device()
+    authenticate()
     content = get_redis().get(file_key(digest)) if SHA256.match(digest) else None
     if content is None:
         abort(404, "no such firmware file")

@@ -66,3 +66,16 @@ def test_unknown_releases_and_files_are_404(client, token_for):
     assert get(client, "/api/firmware/9.9.9", token).status_code == 404
     assert get(client, "/api/firmware/files/" + "0" * 64, token).status_code == 404
     assert get(client, "/api/firmware/files/not-a-hash", token).status_code == 404
+
+
+def test_with_auth_off_a_board_names_itself_to_get_its_release_and_report(app, client, redis_client, release):
+    app.config["AUTH"] = False
+    store_release(redis_client, "0.3.0-beta", {"node.py": b"beta"}, devices=["attic"])
+    client.post("/api/readings", json={"device": "attic", "temperature": 20, "fw": "0.1.0"})
+
+    assert client.get("/api/firmware?fw=0.1.0&device=attic").json == {"version": "0.3.0-beta"}
+    assert client.get("/api/firmware?fw=0.1.0").status_code == 400
+    assert client.post("/api/firmware/report?device=attic", json={"version": "0.3.0-beta", "status": "updating"}
+                       ).status_code == 204
+    [device] = client.get("/api/devices").json["devices"]
+    assert (device["device"], device["fw_status"]) == ("attic", "updating")

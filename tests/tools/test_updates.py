@@ -20,15 +20,19 @@ from tools.release import release_files
 
 @pytest.fixture
 def board(emulated_board, live_server, token_for):
-    """A board running today's firmware (0.1.0), posting to the live server."""
+    return running_today(emulated_board, live_server, token_for("kitchen"))
+
+
+def running_today(board, server, token):
+    """The board running today's firmware (0.1.0) as kitchen, posting to ``server``."""
     for source in FIRMWARE.glob("*.py"):
-        shutil.copy(source, emulated_board.flash)
-    settings = node_settings(live_server.url, token_for("kitchen"), interval=0.3, heartbeat=0.3, watchdog=0)
-    (emulated_board.flash / "settings.json").write_text(json.dumps(settings))
-    emulated_board.power_off()
-    emulated_board.power_on()
-    eventually(lambda: live_server.history("kitchen"))
-    return emulated_board
+        shutil.copy(source, board.flash)
+    settings = node_settings(server.url, token, interval=0.3, heartbeat=0.3, watchdog=0)
+    (board.flash / "settings.json").write_text(json.dumps(settings))
+    board.power_off()
+    board.power_on()
+    eventually(lambda: server.history("kitchen"))
+    return board
 
 
 def publish(redis_client, version, source=FIRMWARE, devices=()):
@@ -60,6 +64,16 @@ def test_a_published_release_is_installed_and_posts_with_its_version(board, live
     assert (board.flash / "settings.json").read_bytes() == settings
     assert (board.flash / "version.py").read_text() == 'VERSION = "0.2.0"\n'
     assert not (board.flash / "ota.json").exists() and not list((board.flash / "previous").iterdir())
+
+
+def test_without_tokens_a_board_still_gets_the_release_meant_for_it(emulated_board, start_server, redis_client):
+    server = start_server(AUTH=False)
+    running_today(emulated_board, server, "")
+
+    publish(redis_client, "0.2.0", devices=["kitchen"])
+
+    eventually(lambda: device_state(server).get("fw_status") == "updated", timeout=60)
+    assert running(server) == "0.2.0"
 
 
 def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(board, live_server, redis_client):
