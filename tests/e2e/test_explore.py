@@ -140,7 +140,7 @@ def test_the_card_shows_the_firmware_and_how_an_update_went(live_server, token_f
     expect(card.locator(".firmware")).to_have_text("firmware 0.1.0")
 
     store_release(redis_client, "0.2.0", {"version.py": b'VERSION = "0.2.0"\n'}, devices=["kitchen"])
-    browser_page.reload()
+    open_dashboard(browser_page, live_server)  # live again: the report below comes as an event
     expect(card.locator(".firmware")).to_have_text("firmware 0.1.0 (0.2.0 is out)")
 
     live_server.post("/api/firmware/report", token, json={"version": "0.2.0", "status": "updating"})
