@@ -53,6 +53,7 @@ def create_app(test_config=None):
 
     from . import alerts, api, dashboard, firmware, history, ingest, viewers
     from .auth import devices_cli
+    from .duties import Duties
     from .stream import sse
 
     if app.config["TRUSTED_PROXIES"]:
@@ -70,8 +71,7 @@ def create_app(test_config=None):
     app.cli.add_command(devices_cli)
     app.cli.add_command(viewers.viewers_cli)
     app.cli.add_command(alerts.thresholds_cli)
-    if app.config["WEBHOOK_URL"]:
-        app.before_request(lambda: alerts.start_webhook(app))
+    app.extensions["sensorcast.duties"] = Duties(app.config)  # started by gunicorn.conf.py
     _answer_errors_in_json(app)
     app.after_request(_security_headers)
     return app

@@ -3,9 +3,10 @@
 Thresholds are checked inside the ingest Lua call (``store.py``), so a crossing is
 stored, listed and published with the reading that caused it; a device that goes
 offline, and comes back, is an alert too. Here: the thresholds' API and CLI, the alert
-list, and the optional webhook. The webhook reads the ``alerts`` stream through a
-consumer group, so each alert is POSTed once whatever the number of server processes,
-off the request path, retried with backoff; ingest never waits for it.
+list, and the optional webhook, which ``duties.py`` runs. The webhook reads the
+``alerts`` stream through a consumer group, so each alert is POSTed once whatever the
+number of server processes, off the request path, retried with backoff; ingest never
+waits for it.
 
 ``GET /api/alerts``: the alerts active now and the most recent ones, newest first.
 ``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
@@ -115,12 +116,6 @@ def list_alerts():
     return {"active": active, "recent": recent}
 
 
-def start_webhook(app):
-    """Deliver alerts to ``WEBHOOK_URL`` from this process, once it serves requests."""
-    if app.config["WEBHOOK_URL"] and "sensorcast.webhook" not in app.extensions:
-        app.extensions["sensorcast.webhook"] = Webhook(get_redis(), app.config["WEBHOOK_URL"])
-
-
 class Webhook:
     """POSTs each alert as JSON to a URL (ntfy, Home Assistant, a chat hook), in the order
     they happened, retrying each with backoff; one consumer of the ``alerts`` group."""
@@ -133,7 +128,6 @@ class Webhook:
         self.url = url
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.stopping = threading.Event()
-        self._join_group()
         threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
 
     def _join_group(self):
@@ -146,8 +140,12 @@ class Webhook:
         self.stopping.set()
 
     def _run(self):
+        joined = False
         while not self.stopping.is_set():
             try:
+                if not joined:
+                    self._join_group()
+                    joined = True
                 for _, entries in self.redis.xreadgroup(WEBHOOK_GROUP, self.consumer, {ALERTS: ">"},
                                                         count=10, block=1000) or ():
                     for entry_id, fields in entries:
@@ -156,7 +154,7 @@ class Webhook:
             except redis.exceptions.RedisError as error:
                 log.warning("alert webhook: %s; trying again", error)
                 time.sleep(self.first_wait)
-                self._join_group()
+                joined = False
 
     def deliver(self, alert):
         wait = self.first_wait

@@ -62,10 +62,11 @@ class Client:
 
     write_bytes = 64 * 1024
 
-    def __init__(self, channel, address, connection):
+    def __init__(self, channel, address, connection, access=None):
         self.channel = channel
         self.address = address
         self.connection = connection
+        self.access = access  # the viewer's login it was opened with, for the hub to check
         self.cursor = channel.next_seq
         self.writing_since = None
         self.closed = False

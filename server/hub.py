@@ -6,9 +6,15 @@ on Redis, renders each event to bytes once into its channel's feed (``feed.py``)
 wakes that channel's clients once per batch; the hub yields between batches, so a
 backfill of hundreds of readings never holds the worker. Heartbeats go through the
 feeds too, so no client needs a timer of its own. Once a second it closes the clients
-that fell behind or stalled. It caps streams per process and per client address, so
-that open dashboards can never take the connections that uploads need. When the
-subscription breaks, every client is closed: browsers reconnect and replay.
+that fell behind, stalled, or lost the viewer's access they were opened with. It caps
+streams per process and per client address, so that open dashboards can never take the
+connections that uploads need.
+
+A pub/sub message only partly received is waited for, never an error (redis-py uses a
+poll's timeout as the read's). When the subscription breaks, the clients stay: the hub
+subscribes again and fills the gap from the ``readings`` and ``alerts`` streams, as a
+browser's replay would (``gap.py``). Only when Redis stays away for ``recover_seconds``,
+or the gap outgrows the feed, are the clients closed, to reconnect and replay.
 """
 import gc
 import logging
@@ -20,7 +26,8 @@ from flask import json
 from flask_sse import Message
 
 from .feed import Channel, Client
-from .store import mark_offline, stream_id
+from .gap import Gap
+from .store import CHANNEL, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +53,32 @@ class StreamLimit(Exception):
 
 class Hub:
     poll_seconds = 1.0
+    read_timeout = 10.0  # for the rest of a message once its first bytes are in
     subscribe_timeout = 5.0
+    recover_seconds = 10.0
     dispatch_slice = 100
 
-    def __init__(self, client, offline_after=600, heartbeat=15, max_streams=10_000,
-                 max_streams_per_address=100, client_buffer=1024 * 1024, client_lag=30):
+    def __init__(self, client, heartbeat=15, max_streams=10_000, max_streams_per_address=100,
+                 client_buffer=1024 * 1024, client_lag=30, allows=None):
+        """``allows(access)`` says whether a client opened with ``access`` may still read."""
         self.redis = client
-        self.offline_after = offline_after
         self.heartbeat = heartbeat
         self.max_streams = max_streams
         self.max_streams_per_address = max_streams_per_address
         self.client_buffer = client_buffer
         self.client_lag = client_lag
+        self.allows = allows
+        self.gap = Gap(client, client_buffer)
         self._channels = {}
         self._per_address = {}
         self._count = 0
         self._lock = threading.Lock()
         self._thread = None
         self._stopping = threading.Event()
+        self._broken_since = None
+        self._gave_up = False
 
-    def join(self, name, address=None, connection=None):
+    def join(self, name, address=None, connection=None, access=None):
         """A new client of channel ``name``, once Redis delivers that channel to it.
 
         Raises ``StreamLimit`` past a cap and ``HubUnavailable`` when Redis is away.
@@ -78,7 +91,7 @@ class Hub:
             channel = self._channels.get(name)
             if channel is None:
                 channel = self._channels[name] = Channel(name)
-            client = Client(channel, address, connection)
+            client = Client(channel, address, connection, access)
             channel.clients.add(client)
             self._count += 1
             self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -114,26 +127,36 @@ class Hub:
         while not self._stopping.is_set():
             try:
                 self._listen()
-            except Exception as error:  # Redis away, or a bug: either way browsers reconnect
-                log.warning("live stream stopped (%s); closing its clients", error,
-                            exc_info=not isinstance(error, redis.exceptions.RedisError))
-                self._close_everyone()
-                time.sleep(self.poll_seconds)
+            except Exception as error:  # Redis away, or a bug: subscribe again, or let browsers replay
+                self._broke(error)
+                time.sleep(min(self.poll_seconds, 0.1 + (time.monotonic() - self._broken_since) / 4))
+
+    def _broke(self, error):
+        """Say once that the subscription broke; past ``recover_seconds``, close the clients."""
+        now = time.monotonic()
+        if self._broken_since is None:
+            self._broken_since, self._gave_up = now, False
+            log.warning("live stream: the Redis subscription broke (%s); subscribing again", error,
+                        exc_info=not isinstance(error, redis.exceptions.RedisError))
+        elif not self._gave_up and now - self._broken_since > self.recover_seconds:
+            self._gave_up = True
+            self.gap.forget()
+            log.warning("live stream: no Redis subscription for %g s (%s); closed its %d clients, "
+                        "which reconnect and replay", self.recover_seconds, error, self._close_everyone())
 
     def _listen(self):
         pubsub, subscribed = self.redis.pubsub(), set()
         next_heartbeat = next_sweep = time.monotonic()
-        cutoff = time.time() - self.offline_after
         try:
             while not self._stopping.is_set():
                 subscribed = self._sync_subscriptions(pubsub, subscribed)
-                timeout = self.poll_seconds
+                wait = self.poll_seconds
                 for _ in range(self.dispatch_slice):
-                    message = pubsub.get_message(timeout=timeout)
+                    message = self._next_message(pubsub, wait)
                     if message is None:
                         break
                     self._handle(message)
-                    timeout = 0
+                    wait = 0
                 now = time.monotonic()
                 self._wake_changed(now)
                 time.sleep(0)  # let the woken clients write before the next slice
@@ -143,10 +166,18 @@ class Hub:
                 if now >= next_sweep:
                     next_sweep = now + self.poll_seconds
                     self._sweep(now)
-                    previous, cutoff = cutoff, time.time() - self.offline_after
-                    mark_offline(self.redis, previous, cutoff)
         finally:
             pubsub.close()
+
+    def _next_message(self, pubsub, wait):
+        """The next message, waiting up to ``wait`` for one to begin; once it has begun,
+        its remaining bytes are waited for (up to ``read_timeout``)."""
+        if pubsub.connection is None:  # no channel yet
+            time.sleep(wait)
+            return None
+        if not pubsub.connection.can_read(timeout=wait):
+            return None
+        return pubsub.get_message(timeout=self.read_timeout)
 
     def _sync_subscriptions(self, pubsub, subscribed):
         """Subscribe to channels that gained clients, drop the ones that lost them all;
@@ -157,6 +188,8 @@ class Hub:
                     del self._channels[name]
             wanted = set(self._channels)
         if subscribed - wanted:
+            if CHANNEL in subscribed - wanted:
+                self.gap.forget()  # nobody follows it now: the next subscription starts afresh
             pubsub.unsubscribe(*(subscribed - wanted))
         if wanted - subscribed:
             pubsub.subscribe(*(wanted - subscribed))
@@ -167,6 +200,9 @@ class Hub:
         if channel is None:
             return
         if message["type"] == "subscribe":
+            self._broken_since = None
+            if channel.name == CHANNEL:
+                self._subscribed_to_readings(channel)
             channel.subscribed.set()
         elif message["type"] == "message":
             try:
@@ -175,7 +211,19 @@ class Hub:
                 log.warning("ignored a message on %r that is not flask-sse's format: %.80r",
                             channel.name, message["data"])
                 return
-            channel.append(stream_id(event.id), str(event).encode(), time.monotonic())
+            if channel.name != CHANNEL or self.gap.is_new(event):
+                channel.append(stream_id(event.id), str(event).encode(), time.monotonic())
+
+    def _subscribed_to_readings(self, channel):
+        """Note where live events begin; subscribed again after a break, first add what
+        was published meanwhile."""
+        if self.gap.is_open():
+            if not self.gap.fill(channel):
+                self.gap.forget()
+                log.warning("live stream: more was published while the subscription was away than a feed "
+                            "holds; closed its %d clients, which reconnect and replay",
+                            self._close_everyone(CHANNEL))
+        self.gap.mark()
 
     def _wake_changed(self, now):
         """Trim each feed that grew to its budget, then wake its clients."""
@@ -190,27 +238,52 @@ class Hub:
             channel.wake()
 
     def _sweep(self, now):
-        """Close the clients left behind by their feed, or stalled in a write."""
+        """Close the clients left behind by their feed, stalled in a write, or whose
+        viewer's access ended."""
         stalled_since = now - self.client_lag
+        allowed = self._access_check()
         for channel in list(self._channels.values()):
             channel.trim(self.client_buffer, stalled_since)
-            first = channel.first_seq
+            first, closed = channel.first_seq, False
             for client in list(channel.clients):
-                behind = client.cursor < first
-                stalled = client.writing_since is not None and client.writing_since < stalled_since
-                if behind or stalled:
-                    log.info("closed a stream client from %s: %s", client.address,
-                             "too far behind" if behind else f"a write stalled for {self.client_lag} s")
-                    self.leave(client)
-                    client.close()
+                if client.cursor < first:
+                    reason = "too far behind"
+                elif client.writing_since is not None and client.writing_since < stalled_since:
+                    reason = f"a write stalled for {self.client_lag} s"
+                elif not allowed(client.access):
+                    reason = "its viewer's access ended"
+                else:
+                    continue
+                log.info("closed a stream client from %s: %s", client.address, reason)
+                self.leave(client)
+                client.close()
+                closed = True
+            if closed:
+                channel.wake()  # a closed client waiting for an event ends now
 
-    def _close_everyone(self):
+    def _access_check(self):
+        """``allows``, or anything goes while it cannot be asked."""
+        if self.allows is None:
+            return lambda access: True
+        try:
+            self.allows(None)  # reads the accounts now, once, rather than for the first client
+        except redis.exceptions.RedisError as error:
+            log.warning("live stream: could not read the viewers (%s); checking again in %g s",
+                        error, self.poll_seconds)
+            return lambda access: True
+        return self.allows
+
+    def _close_everyone(self, only=None):
+        """Close the clients (of channel ``only``, or all); returns how many."""
         with self._lock:
-            channels = list(self._channels.values())
+            channels = [channel for channel in self._channels.values() if only in (None, channel.name)]
             for channel in channels:
                 channel.subscribed.clear()
+        closed = 0
         for channel in channels:
             for client in list(channel.clients):
                 self.leave(client)
                 client.close()
+                closed += 1
             channel.wake()
+        return closed

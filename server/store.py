@@ -16,6 +16,7 @@ DEVICES = "devices"
 TOKENS = "tokens"
 ALERTS = "alerts"
 VIEWERS = "viewers"
+LOGGED_OUT = "logged-out"
 SESSION_KEY = "session-key"
 CHANNEL = "sse"
 CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
@@ -66,13 +67,14 @@ def connect(url, max_connections=8):
 
 
 # Shared by the scripts below: an alert is kept in the ``alerts`` stream (the alert list
-# and the webhook's queue) and published as an ``alert`` event. Thresholds are a hash per
+# and the webhook's queue) and published as an ``alert`` event whose data carries its
+# ``alerts`` entry id. Thresholds are a hash per
 # device, metric -> {"low"?, "high"?, "hysteresis"?}; which of them are crossed now is
 # ``alerting:<device>``, metric -> "low" | "high". An alert clears only once the value is
 # back inside by the hysteresis, so a value hovering at a limit does not flap.
 _ALERTS = """
 local function alert(channel, data)
-  redis.call('XADD', 'alerts', 'MAXLEN', '~', 10000, '*', 'json', cjson.encode(data))
+  data.id = redis.call('XADD', 'alerts', 'MAXLEN', '~', 10000, '*', 'json', cjson.encode(data))
   redis.call('PUBLISH', channel, cjson.encode({type = 'alert', data = data}))
 end
 
@@ -155,21 +157,25 @@ end
 return ids
 """
 
-# ARGV: the previous sweep's cutoff and this one's (seconds). Marks devices last seen
-# between them offline once, whichever process sweeps first, and announces it.
+# ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
+# Marks the devices last seen since the previous sweep's cutoff (kept in ``offline-swept``,
+# shared by every process and instance) offline once, and announces it.
 _MARK_OFFLINE = _ALERTS + """
+local swept = redis.call('GET', 'offline-swept') or '-inf'
+if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
-for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. ARGV[1], ARGV[2])) do
+for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. swept, ARGV[1])) do
   local key = 'device:' .. device
   if redis.call('HGET', key, 'status') ~= 'offline' then
     local last_seen = tonumber(redis.call('ZSCORE', 'devices', device))
     redis.call('HSET', key, 'status', 'offline')
-    redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'device', data = {device = device,
+    redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = {device = device,
       status = 'offline', last_seen = last_seen}}))
-    alert(ARGV[3], {device = device, state = 'offline', ts = last_seen})
+    alert(ARGV[2], {device = device, state = 'offline', ts = last_seen})
     gone[#gone + 1] = device
   end
 end
+redis.call('SET', 'offline-swept', ARGV[1])
 return gone
 """
 
@@ -212,6 +218,7 @@ def _text(name, value):
     return value if name in STRING_FIELDS else json.dumps(value)
 
 
-def mark_offline(client, previous_cutoff, cutoff):
+def mark_offline(client, cutoff):
+    """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
     script = client.register_script(_MARK_OFFLINE)
-    return script(args=[repr(previous_cutoff), repr(cutoff), CHANNEL], client=client)
+    return script(args=[repr(cutoff), CHANNEL], client=client)

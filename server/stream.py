@@ -15,10 +15,10 @@ from flask import current_app, request
 from flask_sse import Message, ServerSentEventsBlueprint
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
+from .gap import reading_event
 from .hub import Hub, StreamLimit
-from .readings import decode_fields
 from .store import CHANNEL, READINGS, get_redis, stream_id
-from .viewers import viewer_required
+from .viewers import get_accounts, session_access, viewer_required
 
 REPLAY_PAGE = 500
 log = logging.getLogger(__name__)
@@ -30,9 +30,9 @@ def get_hub():
     if hub is None:
         config = current_app.config
         hub = current_app.extensions["sensorcast.hub"] = Hub(
-            get_redis(), offline_after=config["OFFLINE_AFTER"], heartbeat=config["HEARTBEAT"],
-            max_streams=config["MAX_STREAMS"], max_streams_per_address=config["MAX_STREAMS_PER_ADDRESS"],
-            client_buffer=config["CLIENT_BUFFER"], client_lag=config["CLIENT_LAG"])
+            get_redis(), heartbeat=config["HEARTBEAT"], max_streams=config["MAX_STREAMS"],
+            max_streams_per_address=config["MAX_STREAMS_PER_ADDRESS"], client_buffer=config["CLIENT_BUFFER"],
+            client_lag=config["CLIENT_LAG"], allows=get_accounts().allows)
     return hub
 
 
@@ -46,9 +46,7 @@ def replay(client, last_event_id):
     while True:
         page = client.xrange(READINGS, start, "+", count=REPLAY_PAGE)
         if page:
-            events = (str(Message(decode_fields(fields), type="reading", id=entry_id))
-                      for entry_id, fields in page)
-            yield "".join(events).encode(), stream_id(page[-1][0])
+            yield b"".join(reading_event(entry_id, fields) for entry_id, fields in page), stream_id(page[-1][0])
         if len(page) < REPLAY_PAGE:
             return
         start = "(" + page[-1][0]
@@ -66,7 +64,7 @@ class ReadingStream(ServerSentEventsBlueprint):
         config, hub = current_app.config, get_hub()
         connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         try:
-            client = hub.join(channel, request.remote_addr, connection)
+            client = hub.join(channel, request.remote_addr, connection, session_access())
         except StreamLimit as limit:
             refusal = TooManyRequests if limit.per_address else ServiceUnavailable
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None

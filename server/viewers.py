@@ -5,8 +5,10 @@ While no viewer exists, reading is open, as suits a LAN. Once the owner adds one
 to ``/login``, the API and ``/stream`` answer 401. Passwords are kept only as
 werkzeug's scrypt hashes; a login is Flask's signed session cookie (HttpOnly,
 SameSite=Lax), which a password change or a removal ends within ``ACCOUNTS_TTL``
-seconds. Device tokens never open these pages, and a viewer's session never posts
-readings: uploads take device tokens.
+seconds, open live streams included. Logging out ends it for good, a replayed cookie
+too: its session id is kept in ``logged-out`` until the cookie would have expired.
+Device tokens never open these pages, and a viewer's session never posts readings:
+uploads take device tokens.
 """
 import functools
 import hashlib
@@ -20,7 +22,7 @@ from flask.cli import AppGroup
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .store import SESSION_KEY, VIEWERS, get_redis
+from .store import LOGGED_OUT, SESSION_KEY, VIEWERS, get_redis
 
 bp = Blueprint("viewers", __name__)
 ACCOUNTS_TTL = 2.0
@@ -33,24 +35,63 @@ def _stamp(password_hash):
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
+class Accounts:
+    """Every viewer's password stamp and the sessions logged out, as this process last read
+    them: at most ``ACCOUNTS_TTL`` seconds old, so that ten thousand dashboards reconnecting,
+    or the live stream checking each of its clients every second, cost Redis one read."""
+
+    def __init__(self, client):
+        self.redis = client
+        self.read_at = -ACCOUNTS_TTL
+        self.stamps, self.logged_out = {}, set()
+
+    def allows(self, access):
+        """Whether a login, ``(viewer, stamp, session id)`` or None, may read now."""
+        self._refresh()
+        if not self.stamps:
+            return True
+        viewer, stamp, session_id = access or (None, None, None)
+        return stamp is not None and self.stamps.get(viewer) == stamp and session_id not in self.logged_out
+
+    def log_out(self, session_id, until):
+        """End a session for good: its cookie, replayed, is refused until it expires anyway."""
+        now = time.time()
+        expired = [sid for sid, end in self.redis.hgetall(LOGGED_OUT).items() if float(end) < now]
+        with self.redis.pipeline() as pipe:
+            pipe.hset(LOGGED_OUT, session_id, until)
+            if expired:
+                pipe.hdel(LOGGED_OUT, *expired)
+            pipe.execute()
+        self.read_at = -ACCOUNTS_TTL
+
+    def _refresh(self):
+        now = time.monotonic()
+        if now - self.read_at >= ACCOUNTS_TTL:
+            self.read_at = now  # the requests meanwhile use the copy they have
+            with self.redis.pipeline(transaction=False) as pipe:
+                accounts, logged_out = pipe.hgetall(VIEWERS).hkeys(LOGGED_OUT).execute()
+            self.stamps = {name: _stamp(stored) for name, stored in accounts.items()}
+            self.logged_out = set(logged_out)
+
+
+def get_accounts():
+    """The process's one ``Accounts``, made on first use."""
+    accounts = current_app.extensions.get("sensorcast.viewers")
+    if accounts is None:
+        accounts = current_app.extensions["sensorcast.viewers"] = Accounts(get_redis())
+    return accounts
+
+
+def session_access():
+    """This request's login as ``Accounts.allows`` takes it, or None."""
+    if "viewer" not in session:
+        return None
+    return session["viewer"], session.get("stamp"), session.get("sid")
+
+
 def login_needed():
     """True while viewers exist and this request carries no valid login."""
-    accounts = _accounts()
-    if not accounts:
-        return False
-    stored = accounts.get(session.get("viewer", ""))
-    return stored is None or session.get("stamp") != _stamp(stored)
-
-
-def _accounts():
-    """Every viewer's password hash, as this process last read them: at most ``ACCOUNTS_TTL``
-    seconds old, so that ten thousand dashboards reconnecting cost Redis one read."""
-    cache = current_app.extensions.setdefault("sensorcast.viewers", {"read_at": -ACCOUNTS_TTL, "accounts": {}})
-    now = time.monotonic()
-    if now - cache["read_at"] >= ACCOUNTS_TTL:
-        cache["read_at"] = now  # the requests meanwhile use the copy they have
-        cache["accounts"] = get_redis().hgetall(VIEWERS)
-    return cache["accounts"]
+    return not get_accounts().allows(session_access())
 
 
 def viewer_required(view):
@@ -71,7 +112,7 @@ def login():
         if check_password_hash(stored or UNKNOWN, request.form.get("password", "")) and stored:
             session.clear()
             session.permanent = True
-            session.update(viewer=name, stamp=_stamp(stored))
+            session.update(viewer=name, stamp=_stamp(stored), sid=secrets.token_urlsafe(16))
             return redirect(_local(request.args.get("next")))
         error = "Wrong name or password."
     return render_template("login.html", error=error), 401 if error else 200
@@ -79,6 +120,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if "sid" in session:
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        get_accounts().log_out(session["sid"], time.time() + lifetime)
     session.clear()
     return redirect(url_for("viewers.login"))
 

@@ -32,6 +32,7 @@ SPARE_FILES = 64  # log files, Redis connections, the listening socket
 GEVENT_ENV = {"GEVENT_TRACK_GREENLET_TREE": "false"}
 DEMO_TOKEN_FILE = "demo-token"
 SUPERVISE_SECONDS = 0.5
+GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 
 
 def demo_token(redis_url, data_dir):
@@ -50,11 +51,11 @@ def demo_token(redis_url, data_dir):
 
 
 def gunicorn_command(host, port, workers, max_streams, app="server:create_app()"):
-    """gunicorn with gevent workers, each accepting ``REQUEST_ROOM`` connections more than
-    the streams it may hold, so that open dashboards never starve uploads or health checks."""
-    return [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
-            "--worker-connections", str(max_streams + REQUEST_ROOM),
-            "--bind", f"{host}:{port}", "--graceful-timeout", "5", app]
+    """gunicorn with our settings (``gunicorn.conf.py``), each worker accepting
+    ``REQUEST_ROOM`` connections more than the streams it may hold, so that open
+    dashboards never starve uploads or health checks."""
+    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), "--workers", str(workers),
+            "--worker-connections", str(max_streams + REQUEST_ROOM), "--bind", f"{host}:{port}", app]
 
 
 def allow_open_files(max_streams):

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from server import create_app
-from server.alerts import Webhook, start_webhook
+from server.alerts import Webhook
 from server.store import mark_offline
-from tests.conftest import TEST_SETTINGS, eventually, stop_hub
+from tests.conftest import TEST_SETTINGS, eventually
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_thresholds_from_the_command_line(app, kitchen):
 
 
 def test_a_silent_device_is_an_alert_until_it_is_back(client, redis_client, kitchen):
-    mark_offline(redis_client, 0, time.time())
+    mark_offline(redis_client, time.time())
     assert client.get("/api/alerts").json["active"] == [{"device": "kitchen", "state": "offline"}]
 
     back = kitchen(22)
@@ -89,40 +89,58 @@ def test_an_alert_reaches_watching_browsers(live_server, token_for, client):
     assert event["data"]["state"] == "high" and "id" not in event
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """A webhook endpoint that fails its first request, then takes everything."""
+@pytest.fixture
+def webhook():
+    """A webhook endpoint that fails its first request, then keeps every alert posted."""
     received, failures = [], [1]
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        status = 500 if self.failures and not self.failures.pop() else 200
-        if status == 200:
-            self.received.append(body)
-        self.send_response(status)
-        self.end_headers()
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status = 500 if failures and failures.pop() else 200
+            if status == 200:
+                received.append(body)
+            self.send_response(status)
+            self.end_headers()
 
-    def log_message(self, *args):
-        pass
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url, server.received = f"http://127.0.0.1:{server.server_port}/hook", received
+    yield server
+    server.shutdown()
 
 
-def test_alerts_are_posted_to_the_webhook_with_retries(redis_server, redis_client, token_for, monkeypatch):
-    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+def test_alerts_are_posted_to_the_webhook_with_retries(redis_server, redis_client, token_for, monkeypatch, webhook):
     monkeypatch.setattr(Webhook, "first_wait", 0.05)
-    app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True,
-                          WEBHOOK_URL=f"http://127.0.0.1:{receiver.server_port}/hook"))
+    app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True, WEBHOOK_URL=webhook.url))
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
     client.post("/api/readings", json={"temperature": 20}, headers=headers)
-    with app.app_context():
-        start_webhook(app)
+    duties = app.extensions["sensorcast.duties"].start()
+    eventually(lambda: redis_client.exists("alerts"))  # the webhook's group is made
     client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
 
     client.post("/api/readings", json={"temperature": 35}, headers=headers)
     client.post("/api/readings", json={"temperature": 20}, headers=headers)
 
-    eventually(lambda: len(Receiver.received) == 2)
-    assert [alert["state"] for alert in Receiver.received] == ["high", "cleared"]
-    receiver.shutdown()
-    app.extensions["sensorcast.webhook"].stop()
-    stop_hub(app)
+    eventually(lambda: len(webhook.received) == 2)
+    assert [alert["state"] for alert in webhook.received] == ["high", "cleared"]
+    duties.stop()
+
+
+def test_at_night_with_nobody_watching_a_silent_device_is_reported_once_by_two_instances(
+        start_server, client, token_for, redis_client, webhook):
+    servers = [start_server(OFFLINE_AFTER=1, WEBHOOK_URL=webhook.url) for _ in range(2)]
+    freezer = {"Authorization": f"Bearer {token_for('freezer')}"}
+
+    client.post("/api/readings", json={"temperature": -18}, headers=freezer)  # through neither server
+
+    eventually(lambda: [alert["state"] for alert in webhook.received] == ["offline"], timeout=30)
+    client.post("/api/readings", json={"temperature": -17}, headers=freezer)
+    eventually(lambda: [alert["state"] for alert in webhook.received] == ["offline", "online"], timeout=30)
+    stored = [json.loads(fields["json"])["state"] for _, fields in redis_client.xrange("alerts")]
+    assert stored == ["offline", "online"]
+    assert all(server.health()["streams"] == 0 for server in servers)

@@ -1,12 +1,17 @@
-"""The per-process hub: bursts delivered whole, a stopped reader let go, replayed events
-not sent twice."""
+"""The per-process hub: bursts delivered whole however the bytes arrive, a stopped reader
+let go, replayed events not sent twice, a broken subscription mended without a reconnect."""
+import itertools
 import json
+import logging
+import socket
 import threading
+import time
 
 import pytest
 from flask_sse import Message
 
 from server.hub import Hub
+from server.store import connect
 from tests.conftest import eventually
 
 
@@ -32,9 +37,18 @@ class Reader:
         self.writes = []
         threading.Thread(target=lambda: self.writes.extend(client.chunks(skip_until)), daemon=True).start()
 
-    def numbers(self):
+    def data(self):
         lines = b"".join(self.writes).split(b"\n")
-        return [json.loads(line[5:])["n"] for line in lines if line.startswith(b"data:")]
+        return [json.loads(line[5:]) for line in lines if line.startswith(b"data:")]
+
+    def numbers(self):
+        return [data["n"] for data in self.data()]
+
+    def seqs(self):
+        return [data["seq"] for data in self.data() if "seq" in data]
+
+    def alerts(self):
+        return [data["state"] for data in self.data() if "state" in data]
 
 
 def test_a_burst_reaches_a_reader_whole(hub, redis_client):
@@ -65,3 +79,129 @@ def test_live_events_already_replayed_are_not_sent_again(hub, redis_client):
 
     eventually(lambda: reader.numbers()[-1:] == [4])
     assert reader.numbers() == [3, 4]
+
+
+class SlowRelay:
+    """A TCP relay to Redis that passes its replies on in small pieces with pauses, as a
+    busy machine or network does, so that the hub certainly sees messages half arrived.
+    ``cut()`` breaks every connection and refuses new ones until ``mend()``."""
+
+    pieces = itertools.cycle([1, 7, 300, 2000, 45])
+    pause = 0.002
+
+    def __init__(self, redis_socket):
+        self.redis_socket = str(redis_socket)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = []
+        self.refusing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            near, _ = self.listener.accept()
+            if self.refusing:
+                near.close()
+                continue
+            far = socket.socket(socket.AF_UNIX)
+            far.connect(self.redis_socket)
+            self.connections += [near, far]
+            threading.Thread(target=self._pump, args=(near, far, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(far, near, True), daemon=True).start()
+
+    def _pump(self, source, target, slowly):
+        try:
+            while data := source.recv(65536):
+                while slowly and data:
+                    size = next(self.pieces)
+                    target.sendall(data[:size])
+                    data = data[size:]
+                    time.sleep(self.pause)
+                target.sendall(data)
+        except OSError:
+            pass
+        source.close()
+        target.close()
+
+    def cut(self):
+        self.refusing = True
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.connections = []
+
+    def mend(self):
+        self.refusing = False
+
+
+@pytest.fixture
+def relay(redis_server):
+    return SlowRelay(redis_server.socket)
+
+
+@pytest.fixture
+def relayed_hub(relay):
+    """A hub whose Redis replies come through the relay."""
+    hub = Hub(connect(relay.url))
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def cellar(client, token_for):
+    """Post a batch of readings as the cellar, as a board back online sends its backlog."""
+    headers = {"Authorization": f"Bearer {token_for('cellar')}"}
+
+    def post(seqs, temperature=20):
+        backlog = [{"temperature": temperature, "seq": n, "boot": "b1"} for n in seqs]
+        assert client.post("/api/readings", json=backlog, headers=headers).status_code == 201
+    return post
+
+
+def test_a_backlog_that_arrives_in_pieces_reaches_every_reader_on_the_same_connection(relayed_hub, cellar):
+    clients = [relayed_hub.join("sse") for _ in range(3)]
+    readers = [Reader(client) for client in clients]
+
+    for step in range(0, 1500, 500):
+        cellar(range(step, step + 500))
+
+    eventually(lambda: all(len(reader.seqs()) == 1500 for reader in readers), timeout=60)
+    assert all(reader.seqs() == list(range(1500)) for reader in readers)
+    assert not any(client.closed for client in clients) and relayed_hub.client_count() == 3
+
+
+def test_a_subscription_that_breaks_and_comes_back_is_mended_without_a_reconnect(
+        relay, relayed_hub, cellar, client):
+    clients = [relayed_hub.join("sse") for _ in range(2)]
+    readers = [Reader(client) for client in clients]
+    client.put("/api/devices/cellar/thresholds/temperature", json={"high": 30})  # no device yet: 404
+    cellar(range(10))
+    client.put("/api/devices/cellar/thresholds/temperature", json={"high": 30})
+    eventually(lambda: all(len(reader.seqs()) == 10 for reader in readers))
+
+    relay.cut()
+    cellar(range(10, 500))
+    cellar([500], temperature=35)  # an alert too, while nobody is subscribed
+    relay.mend()
+    cellar(range(501, 600))  # and clears it
+
+    eventually(lambda: all(len(reader.seqs()) == 600 for reader in readers), timeout=60)
+    assert all(reader.seqs() == list(range(600)) for reader in readers)
+    assert all(reader.alerts() == ["high", "cleared"] for reader in readers)
+    assert not any(client.closed for client in clients) and relayed_hub.client_count() == 2
+
+
+def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_log(relay, relayed_hub, caplog):
+    relayed_hub.recover_seconds = 1
+    clients = [relayed_hub.join("sse") for _ in range(3)]
+    caplog.set_level(logging.WARNING, logger="server.hub")
+
+    relay.cut()
+
+    eventually(lambda: all(client.closed for client in clients))
+    closing = [record.getMessage() for record in caplog.records if "closed its" in record.getMessage()]
+    assert len(closing) == 1 and "closed its 3 clients" in closing[0]
+    relay.mend()
+    eventually(lambda: relayed_hub.join("sse") is not None)

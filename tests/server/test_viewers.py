@@ -1,6 +1,9 @@
 """The owner puts the dashboard on the internet: once a viewer exists, reading needs a
 login; device tokens and viewer logins never stand in for each other."""
+import time
+
 import pytest
+import requests
 
 from tests.conftest import eventually
 
@@ -90,3 +93,57 @@ def test_login_only_sends_you_back_to_this_server(client, add_viewer):
     answer = log_in(client, "ana", "correct horse", next_page="//evil.example/")
 
     assert answer.headers["Location"] == "/"
+
+
+def test_logging_out_ends_the_session_for_good(client, add_viewer):
+    add_viewer("ana", "correct horse")
+    log_in(client, "ana", "correct horse")
+    cookie = client.get_cookie("session").value
+
+    client.post("/logout")
+    client.set_cookie("session", cookie)  # someone replays the cookie they copied
+
+    assert client.get("/api/devices").status_code == 401
+    log_in(client, "ana", "correct horse")
+    assert client.get("/api/devices").status_code == 200
+
+
+def stream_ends(browser, within=30):
+    """Whether the stream ends within ``within`` seconds; heartbeats arrive meanwhile."""
+    deadline = time.monotonic() + within
+    for _ in browser.lines:
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("change", ["a new password", "removal", "logging out"])
+def test_an_open_stream_ends_with_its_viewers_access(live_server, app, add_viewer, change):
+    add_viewer("ana", "correct horse")
+    add_viewer("bob", "tr0ub4dor")
+    ana = requests.Session()
+    assert ana.post(live_server.url + "/login", data={"name": "ana", "password": "correct horse"},
+                    allow_redirects=False).status_code == 302
+    cookie = ana.cookies["session"]
+    browser = live_server.stream(Cookie=f"session={cookie}")
+    other = live_server.stream(Cookie=f"session={cookie}")
+    assert browser.response.status_code == 200
+    browser.skip_comments(1)
+
+    if change == "a new password":
+        add_viewer("ana", "battery staple")
+    elif change == "removal":
+        app.test_cli_runner().invoke(args=["viewers", "remove", "ana"])
+    else:
+        ana.post(live_server.url + "/logout")
+
+    assert stream_ends(browser) and stream_ends(other)
+
+
+def test_a_stream_opened_while_reading_was_open_ends_once_a_viewer_is_added(live_server, add_viewer):
+    browser = live_server.stream()
+    browser.skip_comments(1)
+
+    add_viewer("ana", "correct horse")
+
+    assert stream_ends(browser)
