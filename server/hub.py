@@ -172,7 +172,7 @@ class Hub:
     def _next_message(self, pubsub, wait):
         """The next message, waiting up to ``wait`` for one to begin; once it has begun,
         its remaining bytes are waited for (up to ``read_timeout``)."""
-        if pubsub.connection is None:  # no channel yet
+        if pubsub.connection is None or not pubsub.subscribed:  # no channel now
             time.sleep(wait)
             return None
         if not pubsub.connection.can_read(timeout=wait):
