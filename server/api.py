@@ -2,7 +2,8 @@
 for monitors (always open).
 
 ``GET /api/devices``: every device with its latest values, newest first, and the id
-of the newest reading, where a browser's ``/stream`` replay may start.
+of the newest reading, where a browser's ``/stream`` replay may start. A device is
+``online`` unless silent for ``OFFLINE_AFTER`` or marked offline by the sweep.
 ``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first;
 with ``buckets=N``, downsampled to at most N buckets instead (``history.py``).
 ``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
@@ -44,7 +45,8 @@ def _device(fields, targets):
     state = decode_fields({k: v for k, v in fields.items() if k != "status" and k not in UPDATE_STATE})
     state.update({name: fields[name] for name in UPDATE_STATE if name in fields})
     state["fw_target"] = target(targets, state["device"])
-    state["online"] = time.time() - state["last_seen"] <= current_app.config["OFFLINE_AFTER"]
+    state["online"] = (fields.get("status") != "offline"
+                       and time.time() - state["last_seen"] <= current_app.config["OFFLINE_AFTER"])
     return state
 
 

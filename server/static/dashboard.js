@@ -1,6 +1,6 @@
 // The dashboard: a card per device (in name order), seeded from /api and kept live by
 // /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
-import { isAlerting, loadAlerts, showAlert, wireThresholds } from "./js/alerts.js";
+import { isAlerting, listAlerts, showAlert, wireThresholds } from "./js/alerts.js";
 import { draw, resize } from "./js/chart.js";
 import { DIAGNOSTICS, ago, format, metricsOf, newer, prefs, when } from "./js/format.js";
 
@@ -11,6 +11,7 @@ const SPANS = { "1h": 3600, "24h": 86400, "7d": 604800 };
 const devices = new Map();
 let lastEventId = "";
 let retryDelay = RETRY_MS;
+let held = null; // while states are reloaded: the device and alert events received meanwhile
 
 function card(id) {
   if (devices.has(id)) return devices.get(id);
@@ -69,6 +70,32 @@ function setStatus(device, online) {
   device.node.querySelector(".status").textContent = online ? "online" : "offline";
 }
 
+// What /api/devices says of a device besides its values: status, last seen, firmware update.
+function showState(state) {
+  const device = card(state.device);
+  device.lastSeen = Math.max(device.lastSeen, state.last_seen);
+  setStatus(device, state.online);
+  const { fw_target, fw_update, fw_status, fw_error } = state;
+  device.latest = { ...device.latest, fw_target, fw_update, fw_status, fw_error };
+  showFirmware(device);
+  return device;
+}
+
+function showChange(change) {
+  if (change.status === "firmware") {
+    const device = card(change.device);
+    device.latest = { ...device.latest, ...change };
+    showFirmware(device);
+  } else {
+    setStatus(card(change.device), change.status !== "offline");
+  }
+}
+
+function showAlertEvent(alert) {
+  if (alert.state === "offline" || alert.state === "online") setStatus(card(alert.device), alert.state === "online");
+  showAlert(alert);
+}
+
 function addReading(reading, live) {
   const device = card(reading.device);
   const rows = device.readings;
@@ -118,13 +145,40 @@ async function seed() {
   const known = await answer.json();
   if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
   await Promise.all(known.devices.map((state) => {
-    const device = card(state.device);
-    device.lastSeen = state.last_seen;
-    setStatus(device, state.online);
+    const device = showState(state);
     showValues(device, state);
     return loadChart(device);
   }));
 }
+
+async function getJSON(url) {
+  const answer = await fetch(url);
+  if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
+  return answer.json();
+}
+
+// Device and alert events are not replayed: each time the stream opens, the devices'
+// states and the alerts are loaded afresh while the events that arrive meanwhile are
+// held, then applied in order, so the newest word on each device and alert wins.
+async function resync() {
+  const waiting = (held = []);
+  const loaded = await Promise.all([getJSON("/api/devices"), getJSON("/api/alerts?limit=50")])
+    .catch((error) => console.error("could not load the devices' states", error));
+  if (held !== waiting) return; // a newer reload has begun and holds the events now
+  held = null;
+  if (loaded) {
+    loaded[0].devices.forEach(showState);
+    listAlerts(loaded[1]);
+  }
+  waiting.forEach((apply) => apply());
+}
+
+// An event handler that applies the event's data now, or after the reload under way.
+const inTurn = (apply) => (event) => {
+  const data = JSON.parse(event.data);
+  if (held) held.push(() => apply(data));
+  else apply(data);
+};
 
 function toLogin() {
   window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
@@ -149,6 +203,7 @@ function connect() {
     retryDelay = RETRY_MS;
     indicator.textContent = "live";
     indicator.className = "connection live";
+    resync();
   };
   source.onerror = () => {
     indicator.textContent = "reconnecting…";
@@ -165,17 +220,8 @@ function connect() {
     lastEventId = event.lastEventId || lastEventId;
     addReading({ ...JSON.parse(event.data), id: event.lastEventId }, true);
   });
-  source.addEventListener("device", (event) => {
-    const change = JSON.parse(event.data);
-    if (change.status === "firmware") {
-      const device = card(change.device);
-      device.latest = { ...device.latest, ...change };
-      showFirmware(device);
-    } else {
-      setStatus(card(change.device), change.status !== "offline");
-    }
-  });
-  source.addEventListener("alert", (event) => showAlert(JSON.parse(event.data)));
+  source.addEventListener("device", inTurn(showChange));
+  source.addEventListener("alert", inTurn(showAlertEvent));
   source.addEventListener("reset", () => {
     reload().catch((error) => console.error("could not reload history", error));
   });
@@ -234,12 +280,12 @@ function wireControls() {
     prefs.unit = prefs.unit === "C" ? "F" : "C";
     unit.textContent = `°${prefs.unit}`;
     redrawAll();
-    loadAlerts();
+    resync();
   });
 }
 
 wireControls();
-seed().then(loadAlerts).catch((error) => console.error("could not load devices", error))
+seed().catch((error) => console.error("could not load devices", error))
   .finally(() => { tick(); connect(); });
 setInterval(tick, 1000);
 window.addEventListener("resize", () => devices.forEach(resize));

@@ -3,6 +3,8 @@ import time
 
 import pytest
 
+from server.store import device_key
+
 
 @pytest.fixture
 def kitchen(client, token_for):
@@ -21,6 +23,14 @@ def test_devices_list_their_latest_values_and_whether_they_are_online(client, ki
 
     assert device["device"] == "kitchen" and device["temperature"] == 24 and device["rssi"] == -60
     assert device["online"] is True and device["last_seen"] > time.time() - 60
+
+
+def test_a_device_the_offline_sweep_marked_is_listed_offline(client, kitchen, redis_client):
+    redis_client.hset(device_key("kitchen"), "status", "offline")  # as the sweep marks it
+
+    [device] = client.get("/api/devices").json["devices"]
+
+    assert device["online"] is False and device["last_seen"] > time.time() - 60
 
 
 def test_history_comes_oldest_first_with_ids_and_limits(client, kitchen):

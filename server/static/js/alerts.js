@@ -1,5 +1,6 @@
-// The alert list (loaded once, then kept live by `alert` events) and each card's form
-// for its thresholds, shown and entered in the viewer's units, stored in the server's.
+// The alert list (loaded whenever the stream opens, kept live by `alert` events in
+// between; an alert both loaded and received is listed once, by its id) and each card's
+// form for its thresholds, shown and entered in the viewer's units, stored in the server's.
 import { format, shown, stored, unitOf, when } from "./format.js";
 
 const alerting = new Set(); // "device metric" crossed now
@@ -26,22 +27,23 @@ function mark(device, metric, on) {
 }
 
 export function showAlert(alert, newest = true) {
+  if (newest && alert.metric) mark(alert.device, alert.metric, alert.state !== "cleared");
+  if (alert.id && list().querySelector(`[data-id="${CSS.escape(alert.id)}"]`)) return;
   const item = document.createElement("li");
   item.className = alert.state;
+  if (alert.id) item.dataset.id = alert.id;
   item.append(Object.assign(document.createElement("time"), { textContent: when(alert.ts) }), " ",
     Object.assign(document.createElement("span"), { textContent: describe(alert) }));
   list()[newest ? "prepend" : "append"](item);
   while (list().children.length > 50) list().lastElementChild.remove();
   document.getElementById("alerts").hidden = false;
-  if (newest && alert.metric) mark(alert.device, alert.metric, alert.state !== "cleared");
 }
 
-export async function loadAlerts() {
-  const answer = await fetch("/api/alerts?limit=50");
-  if (!answer.ok) return;
-  const { active, recent } = await answer.json();
+// Replace the list and the crossed metrics with /api/alerts' answer.
+export function listAlerts({ active, recent }) {
   list().replaceChildren();
   recent.forEach((alert) => showAlert(alert, false));
+  [...alerting].forEach((crossed) => mark(...crossed.split(" "), false));
   active.filter((alert) => alert.metric).forEach((alert) => mark(alert.device, alert.metric, true));
 }
 

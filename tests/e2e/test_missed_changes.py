@@ -1,0 +1,77 @@
+"""A device goes offline at an awkward moment for the dashboard: while it loads the
+devices, while it loads the alerts, or while its stream is down. Device and alert events
+are not replayed, yet the card and the alert list end up right, each alert listed once."""
+import re
+import time
+
+from playwright.sync_api import expect
+
+from server.store import mark_offline
+
+
+def test_a_device_marked_offline_while_the_dashboard_loads_shows_offline(
+        live_server, token_for, browser_page, redis_client):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+
+    def offline_once_answered(route):
+        answer = route.fetch()  # the kitchen is online in it
+        mark_offline(redis_client, time.time())  # as the sweep does once it is silent
+        route.fulfill(response=answer)
+
+    page.route("**/api/devices", offline_once_answered, times=1)
+    page.goto(live_server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(card.locator(".status")).to_have_text("offline")
+    expect(card).to_have_class(re.compile("offline"))
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("20 °C")
+    expect(page.locator("#alerts li")).to_have_text([re.compile("kitchen went offline$")])
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 21})
+    expect(card.locator(".status")).to_have_text("online")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21 °C")
+    assert page.console_errors == []
+
+
+def test_an_alert_raised_while_the_dashboard_loads_the_alerts_is_listed_once(
+        live_server, token_for, browser_page, redis_client):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+
+    def offline_before_answering(route):
+        mark_offline(redis_client, time.time())  # sent on the stream, and in this answer
+        route.fulfill(response=route.fetch())
+
+    page.route(re.compile(r"/api/alerts\b"), offline_before_answering, times=1)
+    page.goto(live_server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+
+    expect(card.locator(".status")).to_have_text("offline")
+    expect(page.locator("#alerts li")).to_have_text([re.compile("kitchen went offline$")])
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 21})
+    expect(page.locator("#alerts li")).to_have_count(2)
+    expect(page.locator("#alerts li").first).to_contain_text("kitchen is back online")
+    expect(card.locator(".status")).to_have_text("online")
+    assert page.console_errors == []
+
+
+def test_a_device_marked_offline_while_the_stream_is_down_shows_offline(
+        start_server, token_for, browser_page, redis_client):
+    server = start_server()
+    server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    page.goto(server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".status")).to_have_text("online")
+    expect(page.locator("#connection")).to_have_text("live")
+
+    port = server.url.rsplit(":", 1)[1]
+    server.stop()
+    expect(page.locator("#connection")).to_have_text("reconnecting…")
+    mark_offline(redis_client, time.time())  # no stream is open to carry it
+    start_server(port=int(port))
+
+    expect(card.locator(".status")).to_have_text("offline", timeout=20_000)
+    expect(page.locator("#alerts li")).to_have_text([re.compile("kitchen went offline$")])
+    expect(page.locator("#connection")).to_have_text("live")
