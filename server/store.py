@@ -109,27 +109,48 @@ local function check_thresholds(channel, device, fields, at)
 end
 """
 
+# GCRA (as redis-cell): ``ratelimit:<device>`` holds the theoretical arrival time (ms)
+# of the device's requests, ``ratelimit:<device>:readings`` that of its readings. ARGV
+# from ``first``: the device ('' for no limit), then ms between requests and their burst,
+# ms between readings and their burst. Takes one request and ``readings`` readings, or
+# nothing: returns 0, or the ms to wait until both fit.
+_RATE_LIMIT = """
+local function take(first, now_ms, readings)
+  if ARGV[first] == '' then return 0 end
+  local limits = {{'ratelimit:' .. ARGV[first], tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2]), 1},
+                  {'ratelimit:' .. ARGV[first] .. ':readings', tonumber(ARGV[first + 3]), tonumber(ARGV[first + 4]),
+                   math.min(readings, tonumber(ARGV[first + 4]))}}
+  local wait, dues = 0, {}
+  for i, limit in ipairs(limits) do
+    local key, interval, burst, cost = unpack(limit)
+    dues[i] = math.max(tonumber(redis.call('GET', key) or 0), now_ms) + interval * cost
+    wait = math.max(wait, dues[i] - now_ms - interval * burst)
+  end
+  if wait > 0 then return math.ceil(wait) end
+  for i, limit in ipairs(limits) do
+    if dues[i] > now_ms then
+      redis.call('SET', limit[1], string.format('%d', math.floor(dues[i])), 'PX', math.ceil(dues[i] - now_ms))
+    end
+  end
+  return 0
+end
+"""
+
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, offline_after in seconds, the
 # readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}],
-# then the rate limit: the device the request counts against ('' for none), milliseconds
-# between requests, and the burst. Returns each reading's stream id, or nil for a retried
-# (already stored) one; or, over the limit, the milliseconds to wait, having stored nothing.
-# The limit is GCRA (as redis-cell): one key per device holds its theoretical arrival time.
-_ADD_READINGS = _ALERTS + """
+# then the rate limits (``_RATE_LIMIT``, from ARGV[7]). Returns each reading's stream id,
+# or nil for a retried (already stored) one; or, over a limit, the milliseconds to wait,
+# having stored nothing.
+_ADD_READINGS = _ALERTS + _RATE_LIMIT + """
 local now, retention, cap, channel, offline_after =
   tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-if ARGV[7] ~= '' then
-  local key, now_ms, interval, burst = 'ratelimit:' .. ARGV[7], now * 1000, tonumber(ARGV[8]), tonumber(ARGV[9])
-  local due = math.max(tonumber(redis.call('GET', key) or 0), now_ms) + interval
-  if due - now_ms > interval * burst then
-    return math.ceil(due - now_ms - interval * burst)
-  end
-  redis.call('SET', key, string.format('%d', math.floor(due)), 'PX', math.ceil(due - now_ms))
-end
+local readings = cjson.decode(ARGV[6])
+local wait = take(7, now * 1000, #readings)
+if wait > 0 then return wait end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids = {}
-for i, r in ipairs(cjson.decode(ARGV[6])) do
+for i, r in ipairs(readings) do
   local key = 'device:' .. r.device
   local known = redis.call('HMGET', key, 'boot', 'seq', 'status')
   if r.seq and r.boot and known[1] == r.boot
@@ -181,29 +202,51 @@ return gone
 
 
 class RateLimited(Exception):
-    """A device sent more requests than ``RATE_LIMIT`` a second allows (after ``RATE_BURST``)."""
+    """A device sent more than its rate limits allow: ``RATE_LIMIT`` requests or
+    ``READINGS_RATE_LIMIT`` readings a second, after a burst of ``RATE_BURST`` or
+    ``READINGS_BURST``."""
 
     def __init__(self, retry_after):
         super().__init__(f"too many requests from this device; retry in {retry_after:.1f} s")
         self.retry_after = retry_after
 
 
+def _rate_limits(config, device):
+    """``_RATE_LIMIT``'s arguments for a request by ``device``."""
+    if not config["RATE_LIMIT"] or not device:
+        return ["", 0, 0, 0, 0]
+    return [device, 1000 / config["RATE_LIMIT"], config["RATE_BURST"],
+            1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
+
+
 def add_readings(client, readings, now, config):
     """Store clean readings atomically; return their stream ids (None for a retry).
 
-    The request counts against its device's rate limit: over it, nothing is stored and
+    The request counts against its device's rate limits: over one, nothing is stored and
     ``RateLimited`` says how long to wait.
     """
     rows = [_row(reading) for reading in readings]
-    rate = config["RATE_LIMIT"]
-    limited = readings[0]["device"] if rate else ""
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
-                          config["OFFLINE_AFTER"], json.dumps(rows), limited,
-                          1000 / rate if rate else 0, config["RATE_BURST"]], client=client)
+                          config["OFFLINE_AFTER"], json.dumps(rows),
+                          *_rate_limits(config, readings[0]["device"])], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     return result
+
+
+_TAKE_REQUEST = _RATE_LIMIT + """
+return take(2, tonumber(ARGV[1]) * 1000, 0)
+"""
+
+
+def take_request(client, device, now, config):
+    """Count one request that stores no reading (a firmware report, say) against
+    ``device``'s rate limit; raises ``RateLimited`` past it."""
+    script = client.register_script(_TAKE_REQUEST)
+    wait = script(args=[repr(now), *_rate_limits(config, device)], client=client)
+    if wait:
+        raise RateLimited(wait / 1000)
 
 
 def _row(reading):

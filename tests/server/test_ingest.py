@@ -148,3 +148,15 @@ def test_a_device_over_its_rate_limit_is_told_to_wait_and_others_post_on(app, cl
     assert "too many requests" in answers[-1].json["error"]
     assert redis_client.xlen(device_readings("kitchen")) == 3
     assert post(client, {"temperature": 5}, neighbour).status_code == 201
+
+
+def test_a_leaked_token_cannot_flood_redis_with_big_batches(app, client, token_for, redis_client):
+    app.config.update(READINGS_RATE_LIMIT=10, READINGS_BURST=1000)  # a backlog of 1000 at once
+    leaked = token_for("kitchen")
+    batch = [{"temperature": 20 + n / 1000} for n in range(500)]
+
+    answers = [post(client, batch, leaked) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert 40 <= int(answers[-1].headers["Retry-After"]) <= 50  # 500 readings at 10 a second
+    assert redis_client.xlen(device_readings("kitchen")) == 1000
