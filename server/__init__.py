@@ -39,6 +39,9 @@ DEFAULTS = {
     "READINGS_RATE_LIMIT": 50,
     "READINGS_BURST": 2000,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    "LOGIN_FAILURES": 10,
+    "BODY_TIMEOUT": 20,
+    "ALLOWED_HOSTS": [],
     "WEBHOOK_URL": "",
 }
 
@@ -53,7 +56,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import alerts, api, dashboard, firmware, history, ingest, viewers
+    from . import alerts, api, dashboard, firmware, guard, history, ingest, viewers
     from .auth import devices_cli
     from .duties import Duties
     from .stream import sse
@@ -61,6 +64,7 @@ def create_app(test_config=None):
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    app.before_request(guard.check_request)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(history.bp)

@@ -12,7 +12,9 @@ uploads take device tokens.
 """
 import functools
 import hashlib
+import re
 import secrets
+import threading
 import time
 
 import click
@@ -20,12 +22,18 @@ import redis
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask.sessions import SecureCookieSessionInterface
+from gevent import get_hub, monkey
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .store import LOGGED_OUT, SESSION_KEY, VIEWERS, get_redis
 
 bp = Blueprint("viewers", __name__)
 ACCOUNTS_TTL = 2.0
+FAILURE_WINDOW = 60  # seconds over which LOGIN_FAILURES are counted
+HASHING_AT_ONCE = 4
+LOCAL_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\x7f\\]*")
+_hashing = threading.BoundedSemaphore(HASHING_AT_ONCE)
 # Checked against when the name is unknown, so a wrong name takes as long as a wrong password.
 UNKNOWN = generate_password_hash(secrets.token_hex())
 
@@ -107,15 +115,57 @@ def viewer_required(view):
 def login():
     error = None
     if request.method == "POST":
-        name = request.form.get("name", "")
-        stored = get_redis().hget(VIEWERS, name) if name else None
-        if check_password_hash(stored or UNKNOWN, request.form.get("password", "")) and stored:
+        name, password = request.form.get("name", ""), request.form.get("password", "")
+        client, counters = get_redis(), _failure_counters(request.remote_addr, name)
+        _refuse_after_failures(client, counters)
+        stored = client.hget(VIEWERS, name) if name else None
+        if _password_matches(stored or UNKNOWN, password) and stored:
             session.clear()
             session.permanent = True
             session.update(viewer=name, stamp=_stamp(stored), sid=secrets.token_urlsafe(16))
             return redirect(_local(request.args.get("next")))
+        _count_failure(client, counters)
         error = "Wrong name or password."
     return render_template("login.html", error=error), 401 if error else 200
+
+
+def _failure_counters(address, name):
+    """The keys that count failed logins from this address and for this name."""
+    return [f"login-failures:address:{address}",
+            "login-failures:name:" + hashlib.sha256(name.encode()).hexdigest()[:32]]
+
+
+def _refuse_after_failures(client, counters):
+    """429 once an address or a name has ``LOGIN_FAILURES`` failed logins within a minute."""
+    limit = current_app.config["LOGIN_FAILURES"]
+    with client.pipeline(transaction=False) as pipe:
+        for key in counters:
+            pipe.get(key).ttl(key)
+        replies = pipe.execute()
+    waits = [ttl for count, ttl in zip(replies[::2], replies[1::2]) if int(count or 0) >= limit]
+    if waits:
+        raise TooManyRequests(f"too many failed logins; try again in {max(waits)} s", retry_after=max(max(waits), 1))
+
+
+def _count_failure(client, counters):
+    with client.pipeline(transaction=False) as pipe:
+        for key in counters:
+            pipe.set(key, 0, ex=FAILURE_WINDOW, nx=True).incr(key)
+        pipe.execute()
+
+
+def _password_matches(password_hash, password):
+    """``check_password_hash``, off the worker's event loop when gevent runs it: a hash
+    takes about 0.1 s of CPU, which would hold every other connection of the worker.
+    At most ``HASHING_AT_ONCE`` hash at once in a process; past that, 503."""
+    if not monkey.is_module_patched("socket"):
+        return check_password_hash(password_hash, password)
+    if not _hashing.acquire(blocking=False):
+        raise ServiceUnavailable("too many logins at once; try again shortly", retry_after=1)
+    try:
+        return get_hub().threadpool.apply(check_password_hash, (password_hash, password))
+    finally:
+        _hashing.release()
 
 
 @bp.post("/logout")
@@ -128,8 +178,9 @@ def logout():
 
 
 def _local(target):
-    """Only a path on this server: never an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path on this server: never an open redirect. Browsers drop tabs and
+    newlines from a URL, so ``/<tab>/evil.example`` would be ``//evil.example``."""
+    if target and LOCAL_PATH.fullmatch(target):
         return target
     return url_for("dashboard.index")
 

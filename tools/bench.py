@@ -146,7 +146,7 @@ def churn(server, cycles):
     for round_ in ("1st", "2nd"):
         for _ in range(cycles):
             with socket.create_connection((host, int(port))) as browser:
-                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
+                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 if not server.stock:  # stock flask-sse sends nothing before its first event
                     browser.recv(4096)
         time.sleep(2 * CHURN_HEARTBEAT + 1)

@@ -33,7 +33,7 @@ class Browsers:
         for _ in range(count):
             try:
                 browser = socket.create_connection((host, int(port)))
-                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
             except OSError:
                 self.refused += 1
                 continue

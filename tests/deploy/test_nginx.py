@@ -20,6 +20,7 @@ from tools.run import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (apt-get install nginx)")
 SITE = ROOT / "deploy" / "nginx" / "sensorcast.conf"
+SITE_NAMES = sorted({name for names in re.findall(r"server_name ([^;]+);", SITE.read_text()) for name in names.split()})
 
 
 class Nginx:
@@ -69,7 +70,7 @@ class Nginx:
 @pytest.fixture
 def deployment(start_server, tmp_path, monkeypatch):
     """Two instances on one Redis behind nginx; requests trust the test's certificate."""
-    instances = [start_server(port=free_port(), TRUSTED_PROXIES=1) for _ in range(2)]
+    instances = [start_server(port=free_port(), TRUSTED_PROXIES=1, ALLOWED_HOSTS=SITE_NAMES) for _ in range(2)]
     nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1]) for instance in instances])
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(nginx.certificate))
     yield nginx, instances
@@ -117,7 +118,8 @@ def open_stream_from(nginx, source):
 
 
 def test_the_server_sees_each_browser_s_own_address_through_nginx(start_server, tmp_path, monkeypatch):
-    instance = start_server(port=free_port(), TRUSTED_PROXIES=1, MAX_STREAMS_PER_ADDRESS=1)
+    instance = start_server(port=free_port(), TRUSTED_PROXIES=1, ALLOWED_HOSTS=SITE_NAMES,
+                            MAX_STREAMS_PER_ADDRESS=1)
     nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1])] * 2)
     try:
         mine, first = open_stream_from(nginx, "127.0.0.1")

@@ -15,7 +15,7 @@ def open_raw_stream(server, source="127.0.0.1", receive_buffer=None):
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     connection.bind((source, 0))
     connection.connect((host, int(port)))
-    connection.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n")
+    connection.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
     return connection, connection.recv(64).split(b"\r\n")[0].decode()
 
 

@@ -1,9 +1,11 @@
 """The owner puts the dashboard on the internet: once a viewer exists, reading needs a
 login; device tokens and viewer logins never stand in for each other."""
+import threading
 import time
 
 import pytest
 import requests
+from werkzeug.security import generate_password_hash
 
 from tests.conftest import eventually
 
@@ -16,8 +18,9 @@ def add_viewer(app):
     return add
 
 
-def log_in(client, name, password, next_page="/"):
-    return client.post(f"/login?next={next_page}", data={"name": name, "password": password})
+def log_in(client, name, password, next_page="/", address="127.0.0.1"):
+    return client.post(f"/login?next={next_page}", data={"name": name, "password": password},
+                       environ_base={"REMOTE_ADDR": address})
 
 
 def test_with_no_viewer_reading_is_open(client):
@@ -87,12 +90,45 @@ def test_device_tokens_and_viewer_logins_never_stand_in_for_each_other(client, a
     assert client.post("/api/readings", json={"temperature": 20}).status_code == 401
 
 
-def test_login_only_sends_you_back_to_this_server(client, add_viewer):
+@pytest.mark.parametrize("next_page", ["//evil.example/", "/%09/evil.example", "/%5Cevil.example",
+                                       "/%0d%0aSet-Cookie:%20x=1", "https://evil.example/"])
+def test_login_only_sends_you_back_to_this_server(client, add_viewer, next_page):
     add_viewer("ana", "correct horse")
 
-    answer = log_in(client, "ana", "correct horse", next_page="//evil.example/")
+    answer = log_in(client, "ana", "correct horse", next_page=next_page)
 
-    assert answer.headers["Location"] == "/"
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+
+
+def test_guessing_passwords_is_stopped_per_address_and_per_name(client, add_viewer):
+    add_viewer("ana", "correct horse")
+    add_viewer("bob", "tr0ub4dor")
+
+    guesses = [log_in(client, "ana", f"guess {n}").status_code for n in range(10)]
+    right_at_last = log_in(client, "ana", "correct horse")
+    ana_from_elsewhere = log_in(client, "ana", "correct horse", address="192.0.2.7")
+    bob_from_elsewhere = log_in(client, "bob", "tr0ub4dor", address="192.0.2.7")
+
+    assert guesses == [401] * 10
+    assert right_at_last.status_code == 429 and 0 < int(right_at_last.headers["Retry-After"]) <= 60
+    assert "too many failed logins" in right_at_last.json["error"]
+    assert ana_from_elsewhere.status_code == 429
+    assert bob_from_elsewhere.status_code == 302
+
+
+def test_a_login_being_checked_never_holds_the_servers_other_connections(live_server, redis_client):
+    # scrypt's cost is kept in the hash: this one takes seconds to check, not 0.1 s
+    redis_client.hset("viewers", "ana", generate_password_hash("correct horse", method="scrypt:131072:8:4"))
+    checked = threading.Event()
+    threading.Thread(target=lambda: (requests.post(live_server.url + "/login", timeout=120, data={
+        "name": "ana", "password": "correct horse"}), checked.set()), daemon=True).start()
+
+    answered_meanwhile = 0
+    while not checked.is_set():
+        requests.get(live_server.url + "/healthz", timeout=120)
+        answered_meanwhile += not checked.is_set()
+
+    assert answered_meanwhile >= 20
 
 
 def test_logging_out_ends_the_session_for_good(client, add_viewer):

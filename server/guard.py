@@ -1,0 +1,91 @@
+"""Checks that every request passes before its view, against what one client on the
+network or one hostile web page could otherwise do.
+
+- A body is read here, whole, within ``BODY_TIMEOUT`` seconds and ``MAX_CONTENT_LENGTH``
+  bytes, a chunked one too: a body sent a byte at a time gets 408 instead of holding a
+  connection forever, and one over the cap gets 413 instead of being cut short.
+- A request that changes something and carries no device token must come from this
+  server's own pages when a browser sends it (``Sec-Fetch-Site``, else ``Origin``): a
+  cross-site form cannot log a viewer out or change a threshold. A PUT takes JSON only.
+- While no viewer exists (reading is open), a browser's request must name this server
+  in ``Host``: an IP address, a name of this machine, or one in ``ALLOWED_HOSTS``, so
+  that a web page cannot reach the data through DNS rebinding.
+"""
+import io
+import socket
+import urllib.parse
+
+from flask import abort, current_app, request
+from gevent import Timeout, monkey
+from werkzeug.exceptions import RequestTimeout
+
+from .viewers import get_accounts
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typed URL
+ALWAYS_OPEN = ("api.healthz",)
+
+
+def check_request():
+    """Flask ``before_request``: each check, in turn."""
+    _read_body()
+    if request.authorization is not None or request.endpoint in ALWAYS_OPEN:
+        return  # a device (its token says who it is) or a monitor
+    if request.method not in SAFE_METHODS and not _from_own_pages():
+        abort(403, "this request did not come from this server's own pages")
+    if request.method in ("PUT", "PATCH") and not request.is_json:
+        abort(415, "send JSON with 'Content-Type: application/json'")
+    if not _known_host(request.host) and get_accounts().allows(None):
+        abort(400, f"this server does not answer to {request.host!r}: add it to SENSORCAST_ALLOWED_HOSTS")
+
+
+def _read_body():
+    """Read the body now, in time and within the cap, and hand it on with its length."""
+    length, chunked = request.content_length, "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not length and not chunked:
+        return
+    cap = current_app.config["MAX_CONTENT_LENGTH"]
+    if length and length > cap:
+        abort(413, f"the body is over {cap} bytes")
+    stream = request.environ["wsgi.input"]
+    if monkey.is_module_patched("socket"):
+        with Timeout(current_app.config["BODY_TIMEOUT"], RequestTimeout("the body took too long to arrive")):
+            body = stream.read(length if length else cap + 1)
+    else:
+        body = stream.read(length if length else cap + 1)
+    if len(body) > cap:
+        abort(413, f"the body is over {cap} bytes")
+    request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _from_own_pages():
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in OWN_PAGES
+    origin = request.headers.get("Origin")
+    return origin is None or origin == request.host_url.rstrip("/")  # no Origin: not a browser
+
+
+def _known_host(host):
+    name = urllib.parse.urlsplit("//" + host).hostname or ""
+    if _is_address(name) or name == "localhost" or name.endswith(".localhost"):
+        return True
+    allowed = current_app.config["ALLOWED_HOSTS"]
+    allowed = allowed.split(",") if isinstance(allowed, str) else allowed
+    return "*" in allowed or name in allowed or name in _machine_names()
+
+
+def _is_address(name):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _machine_names():
+    hostname = socket.gethostname().lower()
+    return {hostname, socket.getfqdn().lower(), hostname + ".local"}

@@ -1,0 +1,95 @@
+"""One client on the network or one hostile web page against the server: slow and
+oversized bodies, cross-site requests, DNS rebinding. Each is refused clearly, and the
+server's own pages and devices go on as before."""
+import socket
+import time
+
+import pytest
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off(start_server):
+    server = start_server(BODY_TIMEOUT=1)
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    slow = socket.create_connection((host, int(port)))
+    slow.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 b"Content-Length: 100000\r\n\r\nname=")
+    slow.settimeout(0.3)
+    answer, deadline = b"", time.monotonic() + 60
+    while not answer and time.monotonic() < deadline:  # a byte now and then, until the server answers
+        try:
+            answer = slow.recv(200)
+        except TimeoutError:
+            slow.sendall(b"a")
+
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert server.health()["status"] == "ok"
+
+
+def test_a_chunked_body_over_the_cap_is_refused_not_cut(live_server, token_for):
+    readings = b"[" + b",".join([b'{"temperature":20.5}'] * 13000) + b"]"  # 260 KB, over 256 KB
+    padded = b'{"temperature":20.5}' + b" " * 300_000  # valid JSON if cut at the cap
+
+    answers = [live_server.post("/api/readings", token_for("kitchen"), data=iter([body[:100_000], body[100_000:]]),
+                                headers={"Content-Type": "application/json"}) for body in (readings, padded)]
+
+    assert [answer.status_code for answer in answers] == [413, 413]
+    assert "over 262144 bytes" in answers[1].json()["error"]
+    assert live_server.history("kitchen") == []
+
+
+@pytest.fixture
+def ana(client, app, token_for):
+    """A viewer logged in on this client, and a device with a threshold to change."""
+    app.test_cli_runner().invoke(args=["viewers", "add", "ana"], input="correct horse\ncorrect horse\n")
+    client.post("/login", data={"name": "ana", "password": "correct horse"})
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+    return client
+
+
+@pytest.mark.parametrize("browser_says", [{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}])
+def test_a_cross_site_page_cannot_log_a_viewer_out_or_change_thresholds(ana, browser_says):
+    logout = ana.post("/logout", headers=browser_says)
+    change = ana.put("/api/devices/kitchen/thresholds/temperature", json={"high": 99}, headers=browser_says)
+    clear = ana.delete("/api/devices/kitchen/thresholds/temperature", headers=browser_says)
+    login = ana.post("/login", data={"name": "ana", "password": "correct horse"}, headers=browser_says)
+
+    assert [answer.status_code for answer in (logout, change, clear, login)] == [403] * 4
+    assert "own pages" in change.json["error"]
+    assert ana.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}
+    assert ana.get("/api/devices").status_code == 200  # still logged in
+
+
+def test_the_dashboard_s_own_requests_and_devices_go_on(ana, token_for):
+    own = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+
+    change = ana.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30}, headers=own)
+    upload = ana.post("/api/readings", json={"temperature": 21},
+                      headers={"Authorization": f"Bearer {token_for('kitchen')}", "Origin": "https://evil.example"})
+
+    assert change.status_code == 200 and upload.status_code == 201
+    assert ana.post("/logout", headers=own).status_code == 302
+
+
+def test_thresholds_take_json_only(ana):
+    answer = ana.put("/api/devices/kitchen/thresholds/temperature", data='{"high": 99}',
+                     headers={"Content-Type": "text/plain"})
+
+    assert answer.status_code == 415
+
+
+@pytest.mark.parametrize("host, status", [("evil.example", 400), ("evil.example:5000", 400),
+                                          ("192.168.1.20:5000", 200), ("[::1]:5000", 200),
+                                          ("localhost:5000", 200), (socket.gethostname() + ".local", 200)])
+def test_with_reading_open_a_page_must_name_this_server(client, host, status):
+    answer = client.get("/api/devices", headers={"Host": host})
+
+    assert answer.status_code == status
+    if status == 400:
+        assert "SENSORCAST_ALLOWED_HOSTS" in answer.json["error"]
+
+
+def test_names_the_owner_allows_are_answered(app, client):
+    app.config["ALLOWED_HOSTS"] = "sensorcast.lan,other.lan"
+
+    assert client.get("/api/devices", headers={"Host": "sensorcast.lan:5000"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "anything.example"}).status_code == 200
