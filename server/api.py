@@ -11,6 +11,7 @@ then excludes that id, for paging); each reading carries its own measured ``ts``
 """
 import time
 
+import redis
 from flask import Blueprint, abort, current_app, request
 
 from .firmware import TARGETS, UPDATE_STATE, target
@@ -57,18 +58,24 @@ def device_history(device):
     if client.zscore(DEVICES, device) is None:
         abort(404, f"no device {device!r} has sent a reading")
     if "buckets" in request.args:
-        count = request.args.get("buckets", 0, type=int)
-        if not 0 < count <= MAX_BUCKETS:
-            abort(400, f"buckets: must be from 1 to {MAX_BUCKETS}")
-        return bucketed(client, device, count)
-    limit = request.args.get("limit", 500, type=int)
-    if not 0 < limit <= MAX_LIMIT:
-        abort(400, f"limit: must be from 1 to {MAX_LIMIT}")
-    newest_first = client.xrevrange(device_readings(device), _bound("until", "+", ""),
-                                    _bound("since", "-", "("), count=limit)
+        return bucketed(client, device, whole_number("buckets", 0, MAX_BUCKETS))
+    limit = whole_number("limit", 500, MAX_LIMIT)
+    try:
+        newest_first = client.xrevrange(device_readings(device), _bound("until", "+", ""),
+                                        _bound("since", "-", "("), count=limit)
+    except redis.exceptions.ResponseError:  # e.g. since the very last id there can be
+        abort(400, "since, until: not a range of stream ids")
     return {"device": device,
             "readings": [dict(decode_fields(fields), id=entry_id)
                          for entry_id, fields in reversed(newest_first)]}
+
+
+def whole_number(name, default, highest):
+    """A query value that must be a whole number from 1 to ``highest``; 400 for any other."""
+    value = request.args.get(name, str(default))
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= highest):
+        abort(400, f"{name}: must be a whole number from 1 to {highest}")
+    return int(value)
 
 
 def _bound(name, default, exclusive):

@@ -65,3 +65,12 @@ def test_the_dashboard_page_is_served_with_its_chart_library(client):
 
     assert "Sensorcast" in page and "uPlot.iife.min.js" in page and "humidity" in page
     assert client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+
+
+@pytest.mark.parametrize("query, field", [("limit=abc", "limit"), ("limit=0", "limit"), ("limit=1e3", "limit"),
+                                          ("buckets=x", "buckets"), ("buckets=99999", "buckets"),
+                                          ("since=18446744073709551615-18446744073709551615", "since")])
+def test_odd_history_queries_are_refused_clearly(client, kitchen, query, field):
+    answer = client.get(f"/api/devices/kitchen/readings?{query}")
+
+    assert answer.status_code == 400 and field in answer.json["error"]
