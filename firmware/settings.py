@@ -4,6 +4,7 @@ import json
 PATH = "settings.json"
 REQUIRED = ("wifi_ssid", "server", "device", "sensor")
 SENSORS = ("dht11", "dht22", "thermistor")
+DEVICE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 DEFAULTS = {
     "wifi_password": "", "token": "", "pin": 4, "interval": 30, "heartbeat": 300,
     "delta": {"temperature": 0.2, "humidity": 1.0}, "samples": 3, "deep_sleep": False,
@@ -37,6 +38,8 @@ def load(path=PATH):
     thermistor = dict(DEFAULTS["thermistor"])
     thermistor.update(given.get("thermistor") or {})
     settings["thermistor"] = thermistor
+    if not valid_device(settings["device"]):
+        raise SettingsError("%s: 'device' must be 1-32 characters of a-z 0-9 _ -" % path)
     if settings["sensor"] not in SENSORS:
         raise SettingsError("%s: 'sensor' must be one of %s" % (path, ", ".join(SENSORS)))
     if not settings["server"].startswith("http://") and not settings["server"].startswith("https://"):
@@ -45,3 +48,9 @@ def load(path=PATH):
         if not isinstance(settings[name], (int, float)) or settings[name] <= 0:
             raise SettingsError("%s: '%s' must be a number above 0" % (path, name))
     return settings
+
+
+def valid_device(name):
+    """Whether the server takes ``name`` as a device id (server/readings.py's DEVICE_ID,
+    without ``re``): better said at start than by every reading refused."""
+    return isinstance(name, str) and 0 < len(name) <= 32 and all(c in DEVICE_CHARS for c in name)

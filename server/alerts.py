@@ -14,7 +14,6 @@ waits for it.
 """
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -26,7 +25,7 @@ import requests
 from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
-from .readings import DEVICE_ID, METRIC_NAME, InvalidReading, parse_json
+from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
 from .store import ALERTS, DEVICES, alerting_key, device_key, get_redis, thresholds_key
 from .viewers import viewer_required
 
@@ -39,11 +38,12 @@ WEBHOOK_TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and l
 
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     """Validate and store one threshold; raises ValueError saying what is wrong."""
-    if not DEVICE_ID.match(device) or not METRIC_NAME.match(metric):
-        raise ValueError("device or metric: not a valid name")
+    if not DEVICE_ID.match(device):
+        raise ValueError("device: not a valid name")
+    check_metric_name(metric, "metric")
     limit = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
     for name, value in dict(limit, hysteresis=hysteresis).items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             raise ValueError(f"{name}: must be a finite number")
     if not limit:
         raise ValueError("give a low, a high, or both")

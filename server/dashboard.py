@@ -6,7 +6,7 @@ The page's script and styles are in ``static/``; uPlot is served from
 """
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
-from .readings import METRICS
+from .readings import METRICS, NOT_METRICS
 from .viewers import login_needed
 
 bp = Blueprint("dashboard", __name__)
@@ -19,5 +19,5 @@ def index():
     if login_needed():
         return redirect(url_for("viewers.login", next=request.path))
     metrics = [(name, unit) for name, (unit, _, _) in METRICS.items()]
-    return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS,
+    return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS, not_metrics=NOT_METRICS,
                            viewer=session.get("viewer"))

@@ -17,8 +17,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 
-from .firmware import UPDATE_STATE
-from .readings import METRICS, STRING_FIELDS
+from .readings import DEVICE_ID, METRICS, NOT_METRICS
 from .store import device_key, device_readings, get_redis, stream_id
 from .viewers import viewer_required
 
@@ -26,8 +25,6 @@ bp = Blueprint("history", __name__)
 
 PAGE = 2000
 MAX_BUCKETS = 2000
-NOT_METRICS = STRING_FIELDS + ("seq", "ts")
-DEVICE_STATE = ("last_seen", "status") + UPDATE_STATE  # kept on device:<id> beside its latest values
 
 
 def pages(client, key, start, end):
@@ -102,13 +99,13 @@ def bucketed(client, device, count):
 def export(device):
     """Every reading in the range as CSV, streamed page by page; ``?unit=F`` gives °F."""
     client = get_redis()
-    latest = client.hgetall(device_key(device))
+    latest = client.hgetall(device_key(device)) if DEVICE_ID.match(device) else None
     if not latest:
         abort(404, f"no device {device!r} has sent a reading")
     fahrenheit = request.args.get("unit", "C").upper() == "F"
     since, until = time_range(client, device)
     known = [name for name in METRICS if name in latest]
-    columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS + DEVICE_STATE))
+    columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS))
     header = ["time", "ts"] + [_heading(name, fahrenheit) for name in columns]
 
     def row(fields):

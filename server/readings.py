@@ -6,17 +6,22 @@ A payload is one object or a JSON array of them (a batch)::
      "ts": 1764000000.5, "seq": 118, "boot": "a81f", "rssi": -61}
 
 Every key that is not one of the fields below is a metric: a finite number, with a
-unit and a plausible range when it is one of ``METRICS``. ``validate`` turns a decoded
-payload into clean readings or raises ``InvalidReading`` naming the offending field.
+unit and a plausible range when it is one of ``METRICS``; a name in ``RESERVED`` is not
+one. ``validate`` turns a decoded payload into clean readings or raises ``InvalidReading``
+naming the offending field.
+
+Names are matched whole (a pattern's ``$`` would let a trailing newline through). The
+board cannot import this: ``firmware/settings.py`` keeps its own device rule, which
+``tests/firmware`` holds to the same cases.
 """
 import json
 import math
 import re
 
-DEVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
-METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-BOOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-FIRMWARE_VERSION = re.compile(r"^[A-Za-z0-9_.+-]{1,32}$")
+DEVICE_ID = re.compile(r"\A[a-z0-9_-]{1,32}\Z")
+METRIC_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
+BOOT_ID = re.compile(r"\A[A-Za-z0-9_-]{1,16}\Z")
+FIRMWARE_VERSION = re.compile(r"\A[A-Za-z0-9_.+-]{1,32}\Z")
 
 # name: (unit, lowest plausible, highest plausible)
 METRICS = {
@@ -30,6 +35,12 @@ METRICS = {
     "dropped": ("readings", 0.0, 1e9),
 }
 STRING_FIELDS = ("device", "boot", "fw")
+FIELDS = STRING_FIELDS + ("seq", "ts")  # a reading's keys that are not metrics
+# Kept on device:<id> beside the latest values (store.py; firmware.py's UPDATE_STATE), or
+# added by the API (a reading's stream ``id``, a device's ``online`` and ``fw_target``, a
+# bucket's start ``t``): a metric of that name would overwrite them.
+RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t")
+NOT_METRICS = FIELDS + RESERVED
 MAX_METRICS = 16
 EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set
 
@@ -80,13 +91,13 @@ def _validate_one(item, where, now, max_future, bound_device):
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
     _check_text(reading, where, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
     _check_text(reading, where, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
-    if "seq" in reading and not (_is_number(reading["seq"]) and reading["seq"] == int(reading["seq"])
+    if "seq" in reading and not (is_number(reading["seq"]) and reading["seq"] == int(reading["seq"])
                                  and 0 <= reading["seq"] < 2**53):
         raise InvalidReading(where + "seq", "must be a whole number from 0")
     if "seq" in reading:
         reading["seq"] = int(reading["seq"])
     reading["ts"] = _timestamp(reading.get("ts"), where, now, max_future)
-    metrics = [name for name in reading if name not in STRING_FIELDS + ("seq", "ts")]
+    metrics = [name for name in reading if name not in FIELDS]
     if not metrics:
         raise InvalidReading(where.rstrip(".") or "body", "a reading needs at least one metric")
     if len(metrics) > MAX_METRICS:
@@ -107,17 +118,24 @@ def _check_text(reading, where, field, pattern, rule):
 def _timestamp(ts, where, now, max_future):
     if ts is None:
         return now
-    if not _is_number(ts):
+    if not is_number(ts):
         raise InvalidReading(where + "ts", "must be Unix seconds")
     if ts > now + max_future:
         raise InvalidReading(where + "ts", f"is more than {max_future:g} s in the future")
     return ts if ts >= EARLIEST_SYNCED_TS else now
 
 
-def _check_metric(name, value, where):
+def check_metric_name(name, field):
+    """Raise ``InvalidReading`` (a ``ValueError``) for ``field`` unless ``name`` may name a metric."""
     if not METRIC_NAME.match(name):
-        raise InvalidReading(where + name, "a metric name is 1-32 characters of a-z 0-9 _")
-    if not _is_number(value):
+        raise InvalidReading(field, "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter")
+    if name in RESERVED:
+        raise InvalidReading(field, "is reserved for the server's own fields, not a metric name")
+
+
+def _check_metric(name, value, where):
+    check_metric_name(name, where + name)
+    if not is_number(value):
         raise InvalidReading(where + name, "must be a finite number")
     if name in METRICS:
         unit, low, high = METRICS[name]
@@ -125,7 +143,7 @@ def _check_metric(name, value, where):
             raise InvalidReading(where + name, f"{value:g} {unit} is outside {low:g}..{high:g}")
 
 
-def _is_number(value):
+def is_number(value):
     """A JSON number that is a finite double (an integer too large for one is not)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False

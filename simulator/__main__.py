@@ -11,6 +11,7 @@ import time
 
 from server import DATA_DIR, create_app
 from server.auth import issue_token, token_device
+from server.readings import DEVICE_ID
 from server.store import connect
 from simulator.devices import AuthRefused, Fleet
 
@@ -40,7 +41,10 @@ def parse(argv):
     parser.add_argument("--token", help="the token every device sends (default: made locally)")
     parser.add_argument("--rate", type=float, help="load mode: readings per second in all")
     parser.add_argument("--prefix", default="sim", help="device names are PREFIX-1, PREFIX-2, ...")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not DEVICE_ID.match(f"{args.prefix}-{args.devices}"):  # the longest name
+        parser.error("--prefix: device names PREFIX-N must be 1-32 characters of a-z 0-9 _ -")
+    return args
 
 
 def main(argv=None):

@@ -37,7 +37,7 @@ function showValues(device, reading) {
       details.push(`${name} ${format(name, value)}`);
       continue;
     }
-    let item = list.querySelector(`[data-metric="${name}"]`);
+    let item = [...list.children].find((child) => child.dataset.metric === name);
     if (!item) {
       item = document.createElement("div");
       item.dataset.metric = name;
@@ -137,6 +137,9 @@ async function loadChart(device) {
   draw(device);
 }
 
+// One device's part of the page: should it fail, that is logged and the others go on.
+const guarded = (id, show) => show().catch((error) => console.error(`could not show ${id}`, error));
+
 // Every device's state and chart. The stream then replays from the newest reading id
 // read before the histories, so nothing falls between; a reading both ways shows once.
 async function seed() {
@@ -144,11 +147,11 @@ async function seed() {
   if (answer.status === 401) return toLogin();
   const known = await answer.json();
   if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
-  await Promise.all(known.devices.map((state) => {
+  await Promise.all(known.devices.map((state) => guarded(state.device, async () => {
     const device = showState(state);
     showValues(device, state);
-    return loadChart(device);
-  }));
+    await loadChart(device);
+  })));
 }
 
 async function getJSON(url) {
@@ -248,8 +251,10 @@ function tick() {
 
 function redrawAll() {
   for (const device of devices.values()) {
-    showValues(device, {});
-    loadChart(device).catch((error) => console.error("could not load the chart", error));
+    guarded(device.id, async () => {
+      showValues(device, {});
+      await loadChart(device);
+    });
   }
 }
 

@@ -1,8 +1,10 @@
 """A maker gets the settings or the wiring wrong; a thermistor's numbers are right."""
+import json
 import subprocess
 
 import pytest
 
+from server.readings import DEVICE_ID
 from tests.firmware.conftest import node_settings
 from tools.deploy import FIRMWARE
 
@@ -13,6 +15,7 @@ GOOD = node_settings("http://127.0.0.1:9", "")
     (None, "no settings.json on the board"),
     ("{not json", "settings.json is not valid JSON"),
     ({k: v for k, v in GOOD.items() if k != "device"}, "'device' is missing"),
+    (dict(GOOD, device="kitchen\n"), "'device' must be 1-32 characters of a-z 0-9 _ -"),
     (dict(GOOD, sensor="bme280"), "'sensor' must be one of dht11, dht22, thermistor"),
     (dict(GOOD, server="192.168.1.10:5000"), "'server' must start with http://"),
     (dict(GOOD, pin=25), "pin 25 is not an ADC1 pin of esp32 (ADC2 stops working with Wi-Fi)"),
@@ -28,6 +31,19 @@ def test_bad_settings_are_explained_with_a_fast_blink_and_no_crash_loop(board, w
 
     assert "Traceback" not in console
     assert board.process.poll() is None
+
+
+DEVICE_NAMES = {"kitchen": True, "sim-1": True, "a_b-0": True, "-": True, "a" * 32: True, "a" * 33: False,
+                "": False, "kitchen\n": False, "\nkitchen": False, "kit\rchen": False, "Kitchen": False,
+                "kit chen": False, "küche": False, "kitchen.1": False}
+
+
+def test_the_board_and_the_server_take_the_same_device_names(board):
+    on_board = board.python("import json, settings; print(json.dumps([settings.valid_device(name) "
+                            f"for name in json.loads({json.dumps(list(DEVICE_NAMES))!r})]))")
+
+    assert json.loads(on_board) == list(DEVICE_NAMES.values())
+    assert [bool(DEVICE_ID.match(name)) for name in DEVICE_NAMES] == list(DEVICE_NAMES.values())
 
 
 def celsius(board, volts, **constants):

@@ -144,3 +144,18 @@ def test_at_night_with_nobody_watching_a_silent_device_is_reported_once_by_two_i
     stored = [json.loads(fields["json"])["state"] for _, fields in redis_client.xrange("alerts")]
     assert stored == ["offline", "online"]
     assert all(server.health()["streams"] == 0 for server in servers)
+
+
+def test_a_threshold_too_large_for_a_number_is_refused_clearly(client, kitchen):
+    answer = client.put("/api/devices/kitchen/thresholds/temperature", data='{"high": 1' + "0" * 400 + "}",
+                        content_type="application/json")
+
+    assert answer.status_code == 400 and answer.json["error"] == "high: must be a finite number"
+
+
+@pytest.mark.parametrize("metric", ["temperature%0A", "status"])
+def test_a_threshold_is_only_for_a_name_a_metric_may_have(client, kitchen, metric):
+    answer = client.put(f"/api/devices/kitchen/thresholds/{metric}", json={"high": 30})
+
+    assert answer.status_code == 400 and answer.json["error"].startswith("metric: ")
+    assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}

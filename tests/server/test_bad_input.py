@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from server import create_app
 from server.auth import issue_token
-from server.store import connect
+from server.store import TOKENS, connect, device_key, device_readings
 from tests.conftest import TEST_SETTINGS, stop_hub
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,3 +105,36 @@ def test_a_hundred_thousand_brackets_are_refused_not_a_crash(fuzzed):
                          headers={"Authorization": f"Bearer {token}"})
 
     assert answer.status_code == 400 and "nested too deeply" in answer.json["error"]
+
+
+@pytest.mark.parametrize("reading, field", [({"temperature": 20, "y\n": 1}, "y\n"),
+                                            ({"device": "kitchen\n", "temperature": 20}, "device"),
+                                            ({"temperature": 20, "boot": "ab\n"}, "boot"),
+                                            ({"temperature": 20, "fw": "1.0\n"}, "fw")])
+def test_a_name_with_a_trailing_newline_is_refused_naming_the_field(fuzzed, reading, field):
+    client, token = fuzzed
+
+    answer = client.post("/api/readings", json=reading, headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 400 and answer.json["field"] == field
+
+
+def test_the_cli_gives_no_token_to_a_device_name_with_a_trailing_newline(fuzzed, redis_server):
+    client, _ = fuzzed
+
+    result = client.application.test_cli_runner().invoke(args=["devices", "add", "nl-dev\n"])
+
+    assert result.exit_code != 0 and "a-z 0-9" in result.output
+    assert "nl-dev\n" not in connect(redis_server.url).hvals(TOKENS)
+
+
+def test_a_device_an_older_server_took_with_a_newline_has_no_export_and_no_crash(fuzzed, redis_server):
+    client, _ = fuzzed
+    older = connect(redis_server.url)  # it took "evil\n" before names were matched whole
+    older.hset(device_key("evil\n"), mapping={"device": "evil\n", "temperature": "20", "ts": "1764000000"})
+    older.xadd(device_readings("evil\n"), {"device": "evil\n", "temperature": "20", "ts": "1764000000"})
+
+    answer = client.get("/api/devices/evil%0A/readings.csv")
+
+    older.delete(device_key("evil\n"), device_readings("evil\n"))
+    assert answer.status_code == 404

@@ -104,3 +104,12 @@ def test_ctrl_c_prints_a_summary(monkeypatch, capsys):
     monkeypatch.setattr(cli.time, "sleep", interrupt)
     assert cli.main(["--url", URL, "--token", "t", "--seed", "1"]) == 0
     assert "sent " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("prefix", ["Sim", "sim\n", "s" * 31])
+def test_a_prefix_making_names_the_server_refuses_is_refused_at_start(prefix, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--url", URL, "--token", "t", "--prefix", prefix, "--duration", "0"])
+
+    assert stopped.value.code == 2
+    assert "--prefix: device names PREFIX-N must be 1-32 characters" in capsys.readouterr().err

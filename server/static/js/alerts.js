@@ -22,7 +22,7 @@ export const isAlerting = (device, metric) => alerting.has(`${device} ${metric}`
 
 function mark(device, metric, on) {
   on ? alerting.add(`${device} ${metric}`) : alerting.delete(`${device} ${metric}`);
-  document.querySelector(`[data-device="${CSS.escape(device)}"] [data-metric="${metric}"]`)
+  document.querySelector(`[data-device="${CSS.escape(device)}"] [data-metric="${CSS.escape(metric)}"]`)
     ?.classList.toggle("alerting", on);
 }
 
@@ -51,19 +51,20 @@ export function wireThresholds(id, node, metricNames) {
   const details = node.querySelector(".thresholds");
   const form = details.querySelector("form");
   const say = (text) => { form.querySelector(".message").textContent = text; };
-  const url = () => `/api/devices/${encodeURIComponent(id)}/thresholds/${form.metric.value}`;
-  let known = {};
+  const url = () => `/api/devices/${encodeURIComponent(id)}/thresholds/${encodeURIComponent(form.metric.value)}`;
+  let known = new Map();
 
   async function fill() {
     const chosen = form.metric.value;
     form.metric.replaceChildren(...metricNames().map((name) => new Option(name, name)));
     if (chosen) form.metric.value = chosen;
-    known = (await (await fetch(`/api/devices/${encodeURIComponent(id)}/thresholds`)).json()).thresholds;
+    const answer = await (await fetch(`/api/devices/${encodeURIComponent(id)}/thresholds`)).json();
+    known = new Map(Object.entries(answer.thresholds));
     show();
   }
   function show() {
     const name = form.metric.value;
-    const limit = known[name] || {};
+    const limit = known.get(name) || {};
     form.querySelectorAll(".unit").forEach((span) => { span.textContent = unitOf(name); });
     form.low.value = limit.low != null ? +shown(name, limit.low).toFixed(2) : "";
     form.high.value = limit.high != null ? +shown(name, limit.high).toFixed(2) : "";

@@ -9,13 +9,16 @@ function seriesOf(device) {
   return metricsOf(sample).filter((name) => !DIAGNOSTICS.includes(name));
 }
 
+// A row's own value of a metric: one may be named "constructor", which every object inherits.
+const own = (row, name) => (Object.hasOwn(row, name) ? row[name] : null);
+
 function data(device, names) {
   if (!device.buckets) {
     const rows = device.readings;
-    return [rows.map((r) => r.ts), ...names.map((name) => rows.map((r) => shown(name, r[name] ?? null)))];
+    return [rows.map((r) => r.ts), ...names.map((name) => rows.map((r) => shown(name, own(r, name))))];
   }
   const rows = device.buckets;
-  const stat = (name, key) => rows.map((b) => (b[name] ? shown(name, b[name][key]) : null));
+  const stat = (name, key) => rows.map((b) => (own(b, name) ? shown(name, b[name][key]) : null));
   return [rows.map((b) => b.t), ...names.flatMap((name) => [stat(name, "min"), stat(name, "avg"), stat(name, "max")])];
 }
 

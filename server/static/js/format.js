@@ -1,9 +1,8 @@
 // The viewer's preferences (remembered per browser) and how numbers, units and times read.
 const settings = JSON.parse(document.getElementById("settings").textContent);
-const UNITS = Object.fromEntries(settings.metrics);
+const UNITS = new Map(settings.metrics); // a Map: a metric may be named "constructor"
 const KNOWN = settings.metrics.map(([name]) => name);
-const NOT_METRICS = ["device", "boot", "fw", "seq", "ts", "id", "t", "last_seen", "online",
-  "fw_target", "fw_update", "fw_status", "fw_error", "status"];
+const NOT_METRICS = settings.not_metrics; // a reading's fields and the server's own (readings.py)
 export const DIAGNOSTICS = settings.diagnostics;
 
 export const prefs = {
@@ -14,7 +13,7 @@ export const prefs = {
 };
 
 const fahrenheit = (name) => name === "temperature" && prefs.unit === "F";
-export const unitOf = (name) => (fahrenheit(name) ? "°F" : UNITS[name] || "");
+export const unitOf = (name) => (fahrenheit(name) ? "°F" : UNITS.get(name) || "");
 export const shown = (name, value) => (value == null || !fahrenheit(name) ? value : (value * 9) / 5 + 32);
 export const stored = (name, value) => (value == null || !fahrenheit(name) ? value : ((value - 32) * 5) / 9);
 

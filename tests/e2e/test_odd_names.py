@@ -1,0 +1,41 @@
+"""Whatever names the devices chose, every viewer's dashboard shows every card: one
+odd device never empties the page for the others."""
+import time
+
+from playwright.sync_api import expect
+
+from server.store import DEVICES, device_key, device_readings
+
+ORDINARY = ("attic", "cellar", "garage", "kitchen", "porch")
+
+
+def left_by_an_older_server(redis_client, device, fields):
+    """A device and its reading as a server from before names were matched whole kept them."""
+    now = time.time()
+    redis_client.xadd(device_readings(device), dict(fields, device=device, ts=now))
+    redis_client.hset(device_key(device), mapping=dict(fields, device=device, ts=now, last_seen=now, status="online"))
+    redis_client.zadd(DEVICES, {device: now})
+
+
+def test_odd_metric_names_leave_every_card_shown(live_server, token_for, redis_client, browser_page):
+    for n, device in enumerate(ORDINARY):
+        live_server.post("/api/readings", token_for(device), json={"temperature": 20 + n})
+    lab = token_for("lab")  # "constructor" is a name every JavaScript object inherits
+    live_server.post("/api/readings", lab, json={"temperature": 19, "constructor": 3})
+    left_by_an_older_server(redis_client, "shed", {"temperature": 18, "y\n": 1})
+    page = browser_page
+
+    page.goto(live_server.url + "/")
+
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator(".card")).to_have_count(len(ORDINARY) + 2)
+    for n, device in enumerate(ORDINARY):
+        expect(page.locator(f'[data-device="{device}"] [data-metric="temperature"] dd')).to_have_text(f"{20 + n} °C")
+        expect(page.locator(f'[data-device="{device}"] .chart canvas')).to_be_visible()
+    expect(page.locator('[data-device="shed"] [data-metric="y\\a "] dd')).to_have_text("1")
+    constructor = page.locator('[data-device="lab"] [data-metric="constructor"] dd')
+    expect(constructor).to_have_text("3")
+    live_server.post("/api/readings", lab, json={"temperature": 19.5, "constructor": 4})
+    expect(constructor).to_have_text("4")
+    expect(page.locator('[data-device="lab"] .chart')).to_have_attribute("data-points", "2")
+    assert page.console_errors == []
