@@ -21,6 +21,7 @@ DEFAULTS = {
     "AUTH": True,
     "RETENTION": 7 * 24 * 3600,
     "STREAM_MAXLEN": 100_000,
+    "HISTORY_MAXLEN": 1_000_000,
     "OFFLINE_AFTER": 600,
     "HEARTBEAT": 15,
     "RETRY_MS": 3000,
@@ -102,6 +103,13 @@ def _answer_errors_in_json(app):
     def http_error(error):
         headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
         return {"error": error.description}, error.code, headers
+
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def redis_refused(error):
+        if "OOM command not allowed" not in str(error):
+            raise error
+        app.logger.error("Redis is full (maxmemory): %s", error)
+        return {"error": "the database is full: nothing was stored; its owner must make room"}, 507
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)

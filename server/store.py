@@ -139,7 +139,8 @@ end
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, offline_after in seconds, the
 # readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}],
-# then the rate limits (``_RATE_LIMIT``, from ARGV[7]). Returns each reading's stream id,
+# then the rate limits (``_RATE_LIMIT``, from ARGV[7]), then the most readings a
+# device's history keeps (ARGV[12], as well as ``retention``). Returns each reading's stream id,
 # or nil for a retried (already stored) one; or, over a limit, the milliseconds to wait,
 # having stored nothing.
 _ADD_READINGS = _ALERTS + _RATE_LIMIT + """
@@ -159,6 +160,7 @@ for i, r in ipairs(readings) do
   else
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
+    redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[12])
     local last_seen = redis.call('ZSCORE', 'devices', r.device)
     local status = nil
     if not last_seen then status = 'new'
@@ -229,7 +231,7 @@ def add_readings(client, readings, now, config):
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
                           config["OFFLINE_AFTER"], json.dumps(rows),
-                          *_rate_limits(config, readings[0]["device"])], client=client)
+                          *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"]], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     return result

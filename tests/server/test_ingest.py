@@ -160,3 +160,64 @@ def test_a_leaked_token_cannot_flood_redis_with_big_batches(app, client, token_f
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert 40 <= int(answers[-1].headers["Retry-After"]) <= 50  # 500 readings at 10 a second
     assert redis_client.xlen(device_readings("kitchen")) == 1000
+
+
+def test_a_device_cannot_overwrite_its_own_status_with_a_metric(client, token_for):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20}, token)
+
+    answer = post(client, {"temperature": 21, "last_seen": 0, "status": 1}, token)
+
+    assert answer.status_code == 400 and answer.json["field"] == "last_seen"
+    assert "reserved" in answer.json["error"]
+    kitchen = client.get("/api/devices").json["devices"][0]
+    assert kitchen["online"] is True and kitchen["temperature"] == 20
+
+
+def test_nothing_the_server_adds_to_a_device_or_a_reading_can_be_sent_as_a_metric(client, token_for,
+                                                                                  redis_client):
+    token = token_for("kitchen")
+    sent = {"temperature": 20, "boot": "a1", "seq": 1, "fw": "0.1.0", "ts": time.time()}
+    post(client, sent, token)
+    client.post("/api/firmware/report", json={"version": "0.2.0", "status": "failed", "reason": "boom"},
+                headers={"Authorization": f"Bearer {token}"})
+
+    added = set(redis_client.hgetall(device_key("kitchen")))
+    added |= set(client.get("/api/devices").json["devices"][0])
+    added |= set(client.get("/api/devices/kitchen/readings").json["readings"][0])
+    added |= set(client.get("/api/devices/kitchen/readings?buckets=1").json["buckets"][0])
+    added -= set(sent) | {"device"}
+
+    assert added >= {"last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t"}
+    for name in sorted(added):
+        answer = post(client, {"temperature": 21, name: 1}, token)
+        assert answer.status_code == 400 and answer.json["field"] == name
+
+
+def test_a_device_s_history_is_capped_by_size_as_well_as_by_age(app, client, token_for, redis_client):
+    app.config.update(HISTORY_MAXLEN=1000, RATE_LIMIT=0)
+    token = token_for("kitchen")
+
+    for first in range(0, 2500, 500):
+        backlog = [{"temperature": 20, "seq": n, "boot": "b"} for n in range(first, first + 500)]
+        assert post(client, backlog, token).status_code == 201
+
+    kept = redis_client.xrange(device_readings("kitchen"))
+    assert 1000 <= len(kept) < 1200  # trimmed a whole block of entries at a time
+    assert int(kept[-1][1]["seq"]) == 2499
+    assert redis_client.xlen(READINGS) == 2500
+
+
+def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+
+    redis_client.config_set("maxmemory", 1)  # as full as it gets
+    try:
+        answer = post(client, {"temperature": 21}, token)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+
+    assert answer.status_code == 507 and "database is full" in answer.json["error"]
+    assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings("kitchen"))] == ["20"]
+    assert post(client, {"temperature": 22}, token).status_code == 201
