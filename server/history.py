@@ -25,6 +25,7 @@ bp = Blueprint("history", __name__)
 
 PAGE = 2000
 MAX_BUCKETS = 2000
+LAST_SECOND = 2**63 / 1000  # where stream ids end, near enough: any later time means "ever"
 
 
 def pages(client, key, start, end):
@@ -52,7 +53,7 @@ def seconds(bound, default):
         number = math.nan
     if not math.isfinite(number):
         abort(400, f"{bound}: must be Unix seconds or a stream id")
-    return number
+    return min(max(number, 0.0), LAST_SECOND)
 
 
 def time_range(client, device):

@@ -76,3 +76,15 @@ def test_the_export_in_fahrenheit_says_so_in_its_header(client, week):
 
 def test_an_unknown_device_has_no_export(client):
     assert client.get("/api/devices/nobody/readings.csv").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["readings?buckets=1&since=-1e308", "readings?buckets=1&until=1e308",
+                                  "readings.csv?since=-1e308", "readings.csv?until=1e308"])
+def test_times_beyond_any_clock_mean_from_the_start_or_until_the_end(client, week, path):
+    answer = client.get(f"/api/devices/kitchen/{path}")
+
+    assert answer.status_code == 200
+    if "buckets" in path:
+        assert len(answer.json["buckets"]) == 1
+    else:
+        assert len(answer.get_data(as_text=True).splitlines()) == 1 + 7 * 24
