@@ -18,6 +18,7 @@ DATA_DIR = ROOT / "var"
 
 DEFAULTS = {
     "REDIS_URL": f"unix://{DATA_DIR / 'redis.sock'}",
+    "REDIS_MAXMEMORY": "1gb",  # the embedded Redis's memory cap
     "AUTH": True,
     "RETENTION": 7 * 24 * 3600,
     "STREAM_MAXLEN": 100_000,

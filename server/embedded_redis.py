@@ -4,7 +4,10 @@ append-only file on so that a restart loses nothing. ``make run`` supervises it:
 dies (killed, out of memory) is started again from its append-only file, and one that
 keeps dying ends the run with a clear message rather than a server answering 503 forever.
 Deaths are what count, a replacement's while it loads its append-only file included; the
-loading itself, however long, is waited for.
+loading itself, however long, is waited for. Its folder and files are for the server's
+user only (they hold password hashes and the key that signs login cookies), and it has a
+memory cap: full, it refuses writes, which the server answers 507, rather than growing
+until the system kills it.
 """
 import logging
 import os
@@ -30,8 +33,9 @@ class EmbeddedRedis:
     max_restarts = 3  # within restart_window seconds; one more death and the run ends
     restart_window = 60.0
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, maxmemory="1gb"):
         self.data_dir = pathlib.Path(data_dir).resolve()
+        self.maxmemory = maxmemory
         self.socket = self.data_dir / "redis.sock"
         self.log_file = self.data_dir / "redis.log"
         self.process = None
@@ -73,14 +77,15 @@ class EmbeddedRedis:
         While it loads its append-only file it answers LOADING, alive and busy, however long
         a large file takes; only one that neither answers nor loads for ``start_timeout``
         seconds is given up on."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._keep_private()
         self.process = subprocess.Popen(
             [str(SERVER_BINARY), "--port", "0", "--unixsocket", str(self.socket),
              "--unixsocketperm", "700", "--dir", str(self.data_dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
              "--logfile", self.log_file.name, "--pidfile", str(self.data_dir / "redis.pid"),
              "--daemonize", "no"],
-            stdin=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0o077))
         deadline = time.monotonic() + self.start_timeout
         while self.process.poll() is None:
             try:
@@ -97,6 +102,14 @@ class EmbeddedRedis:
                                           f"see {self.log_file}")
             time.sleep(0.05)
         return False
+
+    def _keep_private(self):
+        """The data folder and what is in it (password hashes, the cookie key, tokens' hashes)
+        for this user only: made so, and mended where an older run left them readable."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in [self.data_dir, *self.data_dir.iterdir()]:
+            if path.stat().st_mode & 0o077:
+                path.chmod(path.stat().st_mode & 0o700)
 
     def stop(self):
         """Ask Redis to shut down (it flushes the append-only file first) and wait for it."""

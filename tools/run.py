@@ -119,7 +119,7 @@ def main(argv=None):
     with contextlib.ExitStack() as stack:
         redis_server = None
         if not os.environ.get("REDIS_URL"):
-            redis_server = stack.enter_context(EmbeddedRedis(args.data))
+            redis_server = stack.enter_context(EmbeddedRedis(args.data, create_app().config["REDIS_MAXMEMORY"]))
             os.environ["REDIS_URL"] = redis_server.url
             print(f"Redis: embedded, data in {args.data}")
         config = create_app().config

@@ -18,12 +18,15 @@ KILLED = "embedded Redis ended (exit code -9); starting it again from its append
 
 
 class Stack:
-    """``make run`` on a free port, its embedded Redis in a folder of the test's own."""
+    """``make run`` on a free port, its embedded Redis in a folder of the test's own, and
+    a runtime folder of its own (where gunicorn would put a control socket)."""
 
-    def __init__(self, data):
-        self.data = data
+    def __init__(self, data, runtime):
+        self.data, self.runtime = data, runtime
+        runtime.mkdir()
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+        env["XDG_RUNTIME_DIR"] = str(self.runtime)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.run", "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1],
              "--workers", "1", "--data", str(data)],
@@ -80,7 +83,7 @@ def fill(redis_socket, keys=1_000_000):
 
 @pytest.fixture
 def stack(tmp_path):
-    running = Stack(tmp_path)
+    running = Stack(tmp_path / "var", tmp_path / "run")
     yield running
     running.process.terminate()
     running.process.wait(timeout=30)
@@ -91,6 +94,17 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
 
     assert f"Dashboard: http://localhost:{stack.url.rsplit(':', 1)[1]}/" in stack.log()
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
+
+
+def test_make_run_keeps_its_data_to_itself_caps_its_memory_and_opens_no_control_socket(stack):
+    assert stack.post(20) == 201
+
+    data = [stack.data, *stack.data.iterdir()]
+    assert {path.name for path in data} >= {"appendonly.aof", "redis.log", "demo-token"}
+    assert [path.name for path in data if path.stat().st_mode & 0o077] == []
+    maxmemory = redis.Redis(unix_socket_path=str(stack.data / "redis.sock")).config_get("maxmemory")
+    assert maxmemory == {"maxmemory": str(1024**3)}
+    assert list(stack.runtime.iterdir()) == []
 
 
 def test_a_killed_redis_is_started_again_and_keeps_what_was_accepted(stack):
