@@ -31,11 +31,11 @@ flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FI
 deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=settings.json]
 	$(PY) -m tools.deploy --port "$(PORT)" --settings "$(SETTINGS)" $(if $(MPY),--mpy)
 
-provision: $(SETUP)  ## the board's settings and token: PORT=… DEVICE=kitchen [SERVER=http://…:5000]
-	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)"
+provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000]
+	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)"
 
-release: $(SETUP)  ## firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
-	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" $(if $(MPY),--mpy)
+release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
+	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" --key "$(RELEASE_KEY)" $(if $(MPY),--mpy)
 
 monitor: $(SETUP)  ## the board's serial log: PORT=…
 	$(PY) -m tools.monitor --port "$(PORT)"

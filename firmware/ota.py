@@ -1,13 +1,18 @@
 """Over-the-air install. node.py notices a newer release at a heartbeat, writes its
 version to ota-pending.json and resets; boot.py then calls install_pending() before
-anything else has taken the heap. Each file is downloaded into staging/ in CHUNK-byte
-pieces and its size and SHA-256 checked; only when every file checks does loader.py
-swap them in, and the board resets into a trial of the release. A refused release is
-written to ota-failed.json, which node.py reports, and not tried again."""
+anything else has taken the heap. The release's manifest must be signed with the key
+whose public half is the board's ``release_key`` setting (ed25519.py checks it), and be
+meant for this board, before anything is downloaded. Each file is then downloaded into
+staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manifest;
+only when every file checks does loader.py swap them in, and the board resets into a
+trial of the release. A refused release is written to ota-failed.json, which node.py
+reports, and not tried again."""
 import binascii
 import gc
+import json
 import os
 import sys
+import time
 
 import machine
 
@@ -26,6 +31,7 @@ except ImportError:
     import urequests as requests
 
 CHUNK = 512
+SIGNATURE = "sensorcast-signature"  # the manifest's header: its Ed25519 signature, hex
 
 
 def log(message):
@@ -42,13 +48,13 @@ def install_pending():
         log("no network; node.py will ask again")
         return
     uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
-    install(pending["version"], uplink, settings["device"])
+    install(pending["version"], uplink, settings["device"], settings.get("release_key"))
 
 
-def install(version, uplink, device):
+def install(version, uplink, device, key):
     uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"}, "report")
-    _, manifest = uplink.call("GET", "/api/firmware/" + version, None, "manifest")
-    problem = "no manifest" if manifest is None else (_refuse(manifest) or _download(manifest, uplink))
+    manifest, problem = _manifest(version, uplink, device, key)
+    problem = problem or _refuse(manifest, version, device) or _download(manifest, uplink, device)
     if problem:
         log("%s refused: %s" % (version, problem))
         loader.write(loader.FAILED, {"version": version, "reason": problem, "reported": False})
@@ -61,7 +67,58 @@ def install(version, uplink, device):
         machine.reset()
 
 
-def _refuse(manifest):
+def _manifest(version, uplink, device, key):
+    """The release's manifest, if ``key`` (hex) signed it, and None; or None and why not."""
+    if not key:
+        return None, "settings.json has no release_key: make provision again"
+    response = None
+    try:
+        response = requests.get("%s/api/firmware/%s?device=%s" % (uplink.server, version, device),
+                                headers=uplink.headers, timeout=uplink.timeout)
+        if response.status_code != 200:
+            return None, "no manifest (HTTP %d)" % response.status_code
+        signature = ""
+        for name, value in response.headers.items():
+            if name.lower() == SIGNATURE:
+                signature = value
+        text = response.content
+    except (OSError, ValueError) as error:
+        return None, repr(error)
+    finally:
+        if response is not None:
+            response.close()
+    start = time.ticks_ms()
+    try:
+        signed = _signed(key, signature, text)
+    except MemoryError:  # refused, so that node.py does not restart into it again and again
+        return None, "too little free heap to check its signature"
+    if not signed:
+        return None, "its manifest is not signed with this board's release key"
+    log("%s: the manifest is signed with this board's release key (checked in %d ms)"
+        % (version, time.ticks_diff(time.ticks_ms(), start)))
+    return json.loads(text), None
+
+
+def _signed(key, signature, text):
+    """Whether ``signature`` is ``key``'s over ``text`` (both hex): ed25519.py is in the
+    heap only while it checks."""
+    gc.collect()
+    try:
+        import ed25519
+
+        return ed25519.verify(binascii.unhexlify(key), binascii.unhexlify(signature), text)
+    except ValueError:  # not hex
+        return False
+    finally:
+        sys.modules.pop("ed25519", None)
+        gc.collect()
+
+
+def _refuse(manifest, version, device):
+    if manifest["version"] != version:
+        return "its manifest is signed for %s" % manifest["version"]
+    if manifest["devices"] and device not in manifest["devices"]:
+        return "it is meant for other devices"
     needed = tuple(int(part) for part in manifest["micropython"].split("."))
     if tuple(sys.implementation.version[:len(needed)]) < needed:
         return "it needs MicroPython %s" % manifest["micropython"]
@@ -71,23 +128,23 @@ def _refuse(manifest):
     return None
 
 
-def _download(manifest, uplink):
+def _download(manifest, uplink, device):
     loader.clean()
     if not loader.exists(loader.STAGING):
         os.mkdir(loader.STAGING)
     buffer = memoryview(bytearray(CHUNK))
     for entry in manifest["files"]:
-        problem = _fetch(entry, uplink, buffer)
+        problem = _fetch(entry, uplink, device, buffer)
         gc.collect()
         if problem:
             return "%s: %s" % (entry["path"], problem)
     return None
 
 
-def _fetch(entry, uplink, buffer):
+def _fetch(entry, uplink, device, buffer):
     response = None
     try:
-        response = requests.get(uplink.server + "/api/firmware/files/" + entry["sha256"],
+        response = requests.get("%s/api/firmware/files/%s?device=%s" % (uplink.server, entry["sha256"], device),
                                 headers=uplink.headers, timeout=uplink.timeout)
         if response.status_code != 200:
             return "HTTP %d" % response.status_code

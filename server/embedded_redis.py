@@ -74,7 +74,8 @@ class EmbeddedRedis:
 
     def _launch(self):
         """Start a redis-server and wait for it: True once it answers, False if it dies first.
-        While it loads its append-only file it answers LOADING, alive and busy, however long
+        While it loads its append-only file it answers LOADING, or takes the connection and
+        answers nothing for a while: alive and busy, however long
         a large file takes; only one that neither answers nor loads for ``start_timeout``
         seconds is given up on."""
         self._keep_private()
@@ -93,9 +94,9 @@ class EmbeddedRedis:
                 with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1,
                                  retry=Retry(NoBackoff(), 0)) as client:
                     return client.ping()
-            except redis.exceptions.BusyLoadingError:
-                deadline = time.monotonic() + self.start_timeout
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            except (redis.exceptions.BusyLoadingError, redis.exceptions.TimeoutError):
+                deadline = time.monotonic() + self.start_timeout  # it took the connection: loading
+            except redis.exceptions.ConnectionError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RedisWontStayUp(f"embedded Redis did not answer within {self.start_timeout:g} s; "

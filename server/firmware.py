@@ -1,62 +1,80 @@
 """Firmware releases, served to the boards that they target (over-the-air updates).
 
-A release is a manifest (version, the lowest MicroPython it needs, each file's path, size
-and SHA-256) in the hash ``firmware:releases``, and its files, content-addressed, in
+A release is a manifest (version, the lowest MicroPython it needs, the devices it is for,
+each file's path, size and SHA-256): JSON text in the hash ``firmware:releases``, its
+Ed25519 signature (hex) in ``firmware:signatures``, and its files, content-addressed, in
 ``firmware:file:<sha256>`` (base64, since the pool decodes replies as text). ``make
-release`` publishes one (``tools/release.py``). ``firmware:target`` says which release
+release`` signs and publishes one (``tools/release.py``) with a key the server never
+holds: a board installs only what that key signed, so neither this server nor anyone who
+can write to Redis can make it run other code. ``firmware:target`` says which release
 each device should run: a device's own entry, else ``*`` for all.
 
 Only device tokens read these routes. ``GET /api/firmware?fw=<running>`` answers 204, or
 ``{"version"}`` of the release that targets the device; ``GET /api/firmware/<version>``
-its manifest; ``GET /api/firmware/files/<sha>`` a file; ``POST /api/firmware/report``
-takes ``{"version", "status": "updating" | "updated" | "failed", "reason"?}``, kept on
-the device (``fw_update``, ``fw_status``, ``fw_error``), logged, and published as a
-``device`` event for the dashboard. With auth off a board names itself in the check and
-the report (``&device=``), since no token says which it is.
+its manifest; ``GET /api/firmware/files/<sha>`` a file. A device reads only the
+manifests and files of the releases targeted at it or at every device: others are 404.
+``POST /api/firmware/report`` takes ``{"version", "status": "updating" | "updated" |
+"failed", "reason"?}`` (``reason`` is cut to ``REASON_LENGTH`` characters), kept on the
+device (``fw_update``, ``fw_status``, ``fw_error``), logged quoted, and published as a
+``device`` event for the dashboard; it counts against the device's upload rate limit.
+With auth off a board names itself (``&device=``), since no token says which it is; one
+that names none reads only the releases for every device.
 """
 import base64
 import hashlib
 import json
 import logging
-import re
+import math
 import time
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.exceptions import TooManyRequests
 
 from .auth import authenticate
 from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
-from .store import CHANNEL, device_key, get_redis
+from .store import CHANNEL, RateLimited, device_key, get_redis, take_request
 
 bp = Blueprint("firmware", __name__)
 log = logging.getLogger(__name__)
 
 RELEASES = "firmware:releases"
+SIGNATURES = "firmware:signatures"
+SIGNATURE_HEADER = "Sensorcast-Signature"  # the manifest's signature, as boards read it
 TARGETS = "firmware:target"
 ALL_DEVICES = "*"
 STATUSES = ("updating", "updated", "failed")
 UPDATE_STATE = ("fw_update", "fw_status", "fw_error")  # kept on device:<id>, as text
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+VERSION_RULE = "1-32 characters of A-Z a-z 0-9 _ . + -"
+REASON_LENGTH = 200  # characters of a report's reason that are kept
 
 
 def file_key(digest):
     return f"firmware:file:{digest}"
 
 
-def store_release(client, version, files, micropython="1.20", devices=()):
+def store_release(client, version, files, micropython="1.20", devices=(), sign=None):
     """Keep ``files`` ({path: bytes}) as release ``version`` and target it at ``devices``
-    (all when empty); returns the manifest."""
-    if not FIRMWARE_VERSION.match(version):
-        raise ValueError("version: 1-32 characters of A-Z a-z 0-9 _ . + -")
-    manifest = {"version": version, "micropython": micropython, "published": time.time(), "files": []}
+    (all when empty); ``sign`` (the release key's: bytes -> signature) signs the manifest,
+    which boards refuse unsigned. Returns the manifest."""
+    if not FIRMWARE_VERSION.fullmatch(version):
+        raise ValueError(f"version: {VERSION_RULE}")
+    manifest = {"version": version, "micropython": micropython, "devices": sorted(devices),
+                "published": time.time(), "files": []}
     with client.pipeline() as pipe:
         for path, content in sorted(files.items()):
             digest = hashlib.sha256(content).hexdigest()
             manifest["files"].append({"path": path, "size": len(content), "sha256": digest})
             pipe.set(file_key(digest), base64.b64encode(content).decode())
-        pipe.hset(RELEASES, version, json.dumps(manifest))
+        text = json.dumps(manifest)
+        pipe.hset(RELEASES, version, text)
+        if sign:
+            pipe.hset(SIGNATURES, version, sign(text.encode()).hex())
+        else:
+            pipe.hdel(SIGNATURES, version)
         pipe.hset(TARGETS, mapping={device: version for device in devices or (ALL_DEVICES,)})
         pipe.execute()
-    log.info("firmware %s published for %s", version, ", ".join(devices) or "every device")
+    log.info("firmware %s published%s for %s", version, "" if sign else " unsigned",
+             ", ".join(devices) or "every device")
     return manifest
 
 
@@ -65,12 +83,21 @@ def target(targets, device):
     return targets.get(device) or targets.get(ALL_DEVICES)
 
 
-def _device():
-    """The device asking: its token's, or with auth off the one it names (``?device=``)."""
+def _device(named=True):
+    """The device asking: its token's, or with auth off the one it names (``?device=``);
+    one that names none (or no valid one) is "", or refused when it must be ``named``."""
     device = authenticate() or request.args.get("device", "")
-    if not DEVICE_ID.match(device):
+    if DEVICE_ID.fullmatch(device):
+        return device
+    if named:
         abort(400, "device: with auth off, name the device asking (?device=)")
-    return device
+    return ""
+
+
+def _fetchable(client, device):
+    """The versions ``device`` may download: the release targeted at it, the one for all."""
+    targets = client.hgetall(TARGETS)
+    return {targets.get(device), targets.get(ALL_DEVICES)} - {None}
 
 
 @bp.get("/api/firmware")
@@ -84,39 +111,49 @@ def check():
 
 @bp.get("/api/firmware/<version>")
 def manifest(version):
-    device = authenticate() or "a device"  # only a device reads it; which one matters not
-    release = get_redis().hget(RELEASES, version)
+    device, client = _device(named=False), get_redis()
+    release = client.hget(RELEASES, version) if version in _fetchable(client, device) else None
     if release is None:
-        abort(404, f"no firmware {version!r}")
-    log.info("firmware %s: %s downloads it", version, device)
-    return Response(release, mimetype="application/json")
+        abort(404, f"no firmware {version!r} for this device")
+    log.info("firmware %s: %s downloads it", version, device or "a board that names none")
+    signature = client.hget(SIGNATURES, version)  # none: the boards refuse it
+    return Response(release, mimetype="application/json",
+                    headers={SIGNATURE_HEADER: signature} if signature else {})
 
 
 @bp.get("/api/firmware/files/<digest>")
 def file(digest):
-    authenticate()
-    content = get_redis().get(file_key(digest)) if SHA256.match(digest) else None
+    client = get_redis()
+    versions = _fetchable(client, _device(named=False))
+    manifests = [json.loads(text) for text in client.hmget(RELEASES, *versions) if text] if versions else []
+    listed = any(entry["sha256"] == digest for release in manifests for entry in release["files"])
+    content = client.get(file_key(digest)) if listed else None
     if content is None:
-        abort(404, "no such firmware file")
+        abort(404, "no such firmware file for this device")
     return Response(base64.b64decode(content), mimetype="application/octet-stream")
 
 
 @bp.post("/api/firmware/report")
 def report():
-    device = _device()
+    device, client = _device(), get_redis()
+    try:
+        take_request(client, device, time.time(), current_app.config)
+    except RateLimited as error:
+        raise TooManyRequests(str(error), retry_after=math.ceil(error.retry_after)) from None
     try:
         body = parse_json(request.get_data())
     except InvalidReading as error:
         abort(400, str(error))
-    if not isinstance(body, dict) or body.get("status") not in STATUSES or not isinstance(body.get("version"), str):
+    if not isinstance(body, dict) or body.get("status") not in STATUSES:
         abort(400, 'send {"version", "status": "updating" | "updated" | "failed", "reason"?}')
-    reason = str(body.get("reason") or "")[:200]
-    client = get_redis()
-    client.hset(device_key(device), mapping={"fw_update": body["version"][:32], "fw_status": body["status"],
-                                             "fw_error": reason})
+    version, status, reason = body.get("version"), body["status"], body.get("reason") or ""
+    if not isinstance(version, str) or not FIRMWARE_VERSION.fullmatch(version):
+        abort(400, f"version: must be {VERSION_RULE}")
+    if not isinstance(reason, str):
+        abort(400, "reason: must be text")
+    reason = reason[:REASON_LENGTH]
+    client.hset(device_key(device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
     client.publish(CHANNEL, json.dumps({"type": "device", "data": {
-        "device": device, "status": "firmware", "fw_update": body["version"], "fw_status": body["status"],
-        "fw_error": reason}}))
-    (log.warning if body["status"] == "failed" else log.info)(
-        "firmware %s on %s: %s %s", body["version"], device, body["status"], reason)
+        "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
+    (log.warning if status == "failed" else log.info)("firmware %r on %s: %s %r", version, device, status, reason)
     return "", 204

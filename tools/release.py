@@ -1,23 +1,56 @@
-"""``make release [VERSION=…] [MPY=1] [DEVICES=a,b]``: publish the firmware over the air.
+"""``make release [VERSION=…] [MPY=1] [DEVICES=a,b] [RELEASE_KEY=…]``: publish the firmware over the air.
 
 Packs ``firmware/`` as the boards run it (with MPY=1, modules precompiled by mpy-cross),
 its ``version.py`` set to VERSION, into a release in the local server's Redis, targeted
-at every device or at DEVICES. ``boot.py`` and ``main.py`` are never in a release: they
-are the loader that rolls a failed update back. ``settings.json`` is never touched.
+at every device or at DEVICES, its manifest signed with the operator's release key (made
+on first use; ``make provision`` puts its public half on each board, which installs
+nothing else). ``boot.py`` and ``main.py`` are never in a release: they are the loader
+that rolls a failed update back. ``settings.json`` is never touched.
 """
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
 import time
 
-from server import create_app
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat, PublicFormat,
+                                                          load_pem_private_key)
+
+from server import DATA_DIR, create_app
 from server.firmware import store_release
 from server.store import connect
 from tools.deploy import FIRMWARE, firmware_files
 
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
 LOADER = ("boot.py", "main.py", "loader.py")  # never in a release: they roll a bad one back
+RELEASE_KEY = DATA_DIR / "release-key.pem"  # git ignores var/; back it up all the same
+
+
+def release_key(path=RELEASE_KEY):
+    """The operator's Ed25519 release key from ``path``, made there (mode 0600) on first use."""
+    path = pathlib.Path(path)
+    if path.exists():
+        try:
+            key = load_pem_private_key(path.read_bytes(), password=None)
+        except (TypeError, ValueError):  # not PEM, or a password on it
+            key = None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} holds no Ed25519 private key (PEM, without a password)")
+        return key
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    print(f"made the release key {path}: back it up. Boards provisioned with it install only releases it "
+          "signed; without it, none until each is provisioned again", file=sys.stderr)
+    return key
+
+
+def public_key(key):
+    """The public half of ``key`` as the boards' ``release_key`` setting holds it (hex)."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
 def current_version(source=FIRMWARE):
@@ -42,6 +75,7 @@ def main(argv=None):
     parser.add_argument("--version", default="", help="default: firmware/version.py's, plus the time")
     parser.add_argument("--mpy", action="store_true", help="precompile modules with mpy-cross")
     parser.add_argument("--devices", default="", help="comma-separated; default: every device")
+    parser.add_argument("--key", default="", help=f"the release key; default: {RELEASE_KEY}")
     parser.add_argument("--source", type=pathlib.Path, default=FIRMWARE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     version = args.version or f"{current_version(args.source)}+{time.strftime('%Y%m%d%H%M')}"
@@ -49,7 +83,7 @@ def main(argv=None):
     devices = [device for device in args.devices.split(",") if device]
     try:
         manifest = store_release(client, version, release_files(version, args.mpy, args.source),
-                                 MICROPYTHON, devices)
+                                 MICROPYTHON, devices, release_key(args.key or RELEASE_KEY).sign)
     except ValueError as error:
         print(f"release: {error}", file=sys.stderr)
         return 2

@@ -5,10 +5,14 @@ port, where every object takes about twice the bytes it takes on a 32-bit ESP826
 (which leaves about 40 KB free to Python); the host fakes of machine/network/dht, which
 are C on a board, are counted in it too.
 """
-from server.firmware import store_release
+import re
+import subprocess
+
+from server.firmware import RELEASES, SIGNATURES, store_release
 from tests.conftest import eventually
 from tests.firmware.conftest import node_settings
-from tools.release import release_files
+from tools.emulator import MICROPYTHON
+from tools.release import public_key, release_files, release_key
 
 HEAP_BUDGET = "48k"
 
@@ -26,18 +30,49 @@ def test_the_precompiled_node_runs_steadily_in_its_heap_budget(board, live_serve
     assert max(free[5:]) - min(free[5:]) < 512, f"free heap drifts: {free}"
 
 
-def test_an_update_is_found_downloaded_and_swapped_in_within_the_heap_budget(board, live_server, token_for,
-                                                                            redis_client):
+def test_an_update_is_found_checked_downloaded_and_swapped_in_within_the_heap_budget(board, live_server, token_for,
+                                                                                    redis_client, tmp_path):
     board.precompile()
-    board.configure(**node_settings(live_server.url, token_for("kitchen")))
-    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True))
+    key = release_key(tmp_path / "release-key.pem")
+    board.configure(**node_settings(live_server.url, token_for("kitchen"), release_key=public_key(key)))
+    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True), sign=key.sign)
     heap = ("-X", f"heapsize={HEAP_BUDGET}")
 
     noticed = board.run_to_end(*heap)  # the node asks, then resets to install in a clean heap
     installed = board.run_to_end(*heap, script="boot.py", timeout=60)
 
     assert "update: 0.2.0 is out; restarting to install it" in noticed
+    checked = re.search(r"update: 0.2.0: the manifest is signed with this board's release key \(checked in (\d+) ms\)",
+                        installed)
+    assert checked and int(checked.group(1)) < 1000  # about 50 ms on a desktop's MicroPython
     assert "update: 0.2.0 checks; swapping it in and restarting" in installed
     assert "MemoryError" not in noticed + installed and board.process.returncode == 2  # machine.reset()
     board.start(*heap)
     eventually(lambda: live_server.history("kitchen")[-1]["fw"] == "0.2.0")
+
+
+CHECK = """import gc, ota
+manifest = open("manifest.json", "rb").read()
+gc.collect()
+print(ota._signed(%r, %r, manifest))
+"""
+
+
+def test_the_signature_check_leaves_room_in_the_heap_budget(board, redis_client, tmp_path):
+    """Measured: the smallest heap in which ota.py, loaded as at boot, checks a real
+    release's manifest. The install holds about 5 KB more meanwhile (Wi-Fi, the uplink,
+    requests), and the whole of it must fit HEAP_BUDGET."""
+    board.precompile()
+    key = release_key(tmp_path / "release-key.pem")
+    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True), sign=key.sign)
+    (board.flash / "manifest.json").write_text(redis_client.hget(RELEASES, "0.2.0"))
+    code = CHECK % (public_key(key), redis_client.hget(SIGNATURES, "0.2.0"))
+
+    def checks_in(heap_kb):
+        result = subprocess.run([str(MICROPYTHON), "-X", f"heapsize={heap_kb}k", "-c", code], cwd=board.flash,
+                                env=board.env(), capture_output=True, text=True, timeout=60)
+        return result.stdout.strip() == "True"
+
+    smallest = next(heap_kb for heap_kb in range(16, 49) if checks_in(heap_kb))
+
+    assert smallest + 5 <= int(HEAP_BUDGET[:-1]), f"ota.py and the check alone need {smallest} KB"

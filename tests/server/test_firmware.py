@@ -79,3 +79,84 @@ def test_with_auth_off_a_board_names_itself_to_get_its_release_and_report(app, c
                        ).status_code == 204
     [device] = client.get("/api/devices").json["devices"]
     assert (device["device"], device["fw_status"]) == ("attic", "updating")
+
+
+def test_a_device_fetches_only_the_releases_targeted_at_it_or_at_every_device(client, token_for, redis_client,
+                                                                              release):
+    beta = store_release(redis_client, "0.3.0-beta", {"node.py": b"beta"}, devices=["attic"])
+    beta_file = f"/api/firmware/files/{beta['files'][0]['sha256']}"
+    kitchen, attic = token_for("kitchen"), token_for("attic")
+
+    assert get(client, "/api/firmware/0.3.0-beta", kitchen).status_code == 404
+    assert get(client, beta_file, kitchen).status_code == 404
+    assert get(client, "/api/firmware/0.3.0-beta", attic).json["version"] == "0.3.0-beta"
+    assert get(client, beta_file, attic).data == b"beta"
+    assert get(client, "/api/firmware/0.2.0", attic).status_code == 200  # every device's release
+
+
+def test_a_release_no_longer_targeted_is_no_longer_served(client, token_for, redis_client, release):
+    old_file = f"/api/firmware/files/{release['files'][0]['sha256']}"
+
+    store_release(redis_client, "0.2.1", {"node.py": b"print('newer')\n"})
+
+    assert get(client, "/api/firmware/0.2.0", token_for("kitchen")).status_code == 404
+    assert get(client, old_file, token_for("kitchen")).status_code == 404
+
+
+def test_with_auth_off_a_board_that_names_itself_fetches_its_release_and_one_that_does_not_only_everyones(
+        app, client, redis_client, release):
+    app.config["AUTH"] = False
+    beta = store_release(redis_client, "0.3.0-beta", {"node.py": b"beta"}, devices=["attic"])
+    beta_file = f"/api/firmware/files/{beta['files'][0]['sha256']}"
+
+    assert client.get("/api/firmware/0.3.0-beta?device=attic").status_code == 200
+    assert client.get(beta_file + "?device=attic").data == b"beta"
+    assert client.get("/api/firmware/0.3.0-beta").status_code == 404
+    assert client.get(beta_file + "?device=kitchen").status_code == 404
+    assert client.get("/api/firmware/0.2.0").status_code == 200
+
+
+def report(client, token, **body):
+    return client.post("/api/firmware/report", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("version", ["0.2.0" * 50_000, "0.2.0\nviewer admin logged in", "0.2.0\n", "", 2])
+def test_a_report_must_name_a_version_as_releases_do(client, token_for, version):
+    answer = report(client, token_for("kitchen"), version=version, status="failed", reason="boom")
+
+    assert answer.status_code == 400
+    assert "version" in answer.json["error"]
+
+
+def test_a_reports_reason_is_kept_to_200_characters(client, token_for):
+    token = token_for("kitchen")
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token}"})
+
+    assert report(client, token, version="0.2.0", status="failed", reason="x" * 250_000).status_code == 204
+
+    [device] = client.get("/api/devices").json["devices"]
+    assert device["fw_error"] == "x" * 200
+
+
+def test_a_report_cannot_write_lines_of_its_own_into_the_log(client, token_for, caplog):
+    forged = "boom\nINFO server.viewers: viewer admin logged in"
+
+    answer = report(client, token_for("kitchen"), version="0.2.0", status="failed", reason=forged)
+
+    assert answer.status_code == 204
+    [record] = [r for r in caplog.records if r.name == "server.firmware"]
+    assert "\n" not in record.getMessage() and repr(forged) in record.getMessage()
+
+
+def test_reports_count_against_the_devices_rate_limit_as_uploads_do(app, client, token_for):
+    app.config.update(RATE_LIMIT=1, RATE_BURST=3)
+    kitchen = token_for("kitchen")
+    answers = [report(client, kitchen, version="0.2.0", status="updating") for _ in range(10)]
+
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert refused and len(refused) < 10 and all(answer.status_code in (204, 429) for answer in answers)
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    assert "too many requests" in refused[0].json["error"]
+    upload = client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {kitchen}"})
+    assert upload.status_code == 429
+    assert report(client, token_for("attic"), version="0.2.0", status="updating").status_code == 204

@@ -17,6 +17,7 @@ def provision(board, server, redis_server, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("WIFI_SSID", "lab")
     monkeypatch.setenv("WIFI_PASSWORD", "secret-password")
+    monkeypatch.setenv("RELEASE_KEY", str(board.flash.parent / "release-key.pem"))  # not the operator's
     return make("provision", f"PORT={board.port}", "DEVICE=attic", f"SERVER={server.url}",
                 env=dict(os.environ))
 

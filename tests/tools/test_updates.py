@@ -1,8 +1,11 @@
 """A board on the wall updates itself from the server, and never bricks: a broken or
-corrupted release is refused or rolled back, and a power cut at any step of an update
+corrupted release is refused or rolled back, one not signed with the operator's release
+key is refused before anything is downloaded, and a power cut at any step of an update
 (the emulated board's interpreter killed) leaves a board that boots and posts. The
 emulated board runs the real boot.py, main.py and a reset as a board does."""
+import base64
 import errno
+import hashlib
 import json
 import pathlib
 import shutil
@@ -10,24 +13,27 @@ import shutil
 import pytest
 import requests
 
-from server.firmware import file_key, store_release
+from server.firmware import RELEASES, TARGETS, file_key, store_release
 from server.store import device_key
 from tests.conftest import eventually
 from tests.firmware.conftest import node_settings
 from tools.deploy import FIRMWARE
-from tools.release import release_files
+from tools.release import public_key, release_files, release_key as make_release_key
 
 
 @pytest.fixture
-def board(emulated_board, live_server, token_for):
-    return running_today(emulated_board, live_server, token_for("kitchen"))
+def board(emulated_board, live_server, token_for, release_key):
+    return running_today(emulated_board, live_server, token_for("kitchen"), release_key)
 
 
-def running_today(board, server, token):
-    """The board running today's firmware (0.1.0) as kitchen, posting to ``server``."""
+def running_today(board, server, token, key):
+    """The board running today's firmware (0.1.0) as kitchen, posting to ``server``,
+    provisioned with ``key``'s public half (None: provisioned before releases were signed)."""
     for source in FIRMWARE.glob("*.py"):
         shutil.copy(source, board.flash)
     settings = node_settings(server.url, token, interval=0.3, heartbeat=0.3, watchdog=0)
+    if key:
+        settings["release_key"] = public_key(key)
     (board.flash / "settings.json").write_text(json.dumps(settings))
     board.power_off()
     board.power_on()
@@ -35,8 +41,10 @@ def running_today(board, server, token):
     return board
 
 
-def publish(redis_client, version, source=FIRMWARE, devices=()):
-    return store_release(redis_client, version, release_files(version, source=source), devices=devices)
+def publish(redis_client, version, key, source=FIRMWARE, devices=()):
+    """``make release``: the release signed with ``key``."""
+    return store_release(redis_client, version, release_files(version, source=source), devices=devices,
+                         sign=key.sign)
 
 
 def files_of(folder):
@@ -53,10 +61,10 @@ def running(live_server):
     return live_server.history("kitchen")[-1]["fw"]
 
 
-def test_a_published_release_is_installed_and_posts_with_its_version(board, live_server, redis_client):
+def test_a_published_release_is_installed_and_posts_with_its_version(board, live_server, redis_client, release_key):
     settings = (board.flash / "settings.json").read_bytes()
 
-    publish(redis_client, "0.2.0")
+    publish(redis_client, "0.2.0", release_key)
 
     eventually(lambda: running(live_server) == "0.2.0", timeout=60)
     eventually(lambda: device_state(live_server).get("fw_status") == "updated")
@@ -66,18 +74,20 @@ def test_a_published_release_is_installed_and_posts_with_its_version(board, live
     assert not (board.flash / "ota.json").exists() and not list((board.flash / "previous").iterdir())
 
 
-def test_without_tokens_a_board_still_gets_the_release_meant_for_it(emulated_board, start_server, redis_client):
+def test_without_tokens_a_board_still_gets_the_release_meant_for_it(emulated_board, start_server, redis_client,
+                                                                   release_key):
     server = start_server(AUTH=False)
-    running_today(emulated_board, server, "")
+    running_today(emulated_board, server, "", release_key)
 
-    publish(redis_client, "0.2.0", devices=["kitchen"])
+    publish(redis_client, "0.2.0", release_key, devices=["kitchen"])
 
     eventually(lambda: device_state(server).get("fw_status") == "updated", timeout=60)
     assert running(server) == "0.2.0"
 
 
-def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(board, live_server, redis_client):
-    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True))
+def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(board, live_server, redis_client,
+                                                                             release_key):
+    store_release(redis_client, "0.2.0", release_files("0.2.0", mpy=True), sign=release_key.sign)
 
     eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)
 
@@ -93,7 +103,8 @@ def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(bo
     ("uplink.py", '"/api/readings"', '"/api/nowhere"', "it did not post in 10 cycles"),
 ], ids=["raises on import", "hangs till the watchdog fires", "cannot post"])
 def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(board, live_server, redis_client,
-                                                                             tmp_path, module, works, fails, reason):
+                                                                             release_key, tmp_path, module, works,
+                                                                             fails, reason):
     settings = json.loads((board.flash / "settings.json").read_text())
     (board.flash / "settings.json").write_text(json.dumps(dict(settings, watchdog=5)))
     board.power_off()
@@ -104,7 +115,7 @@ def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(b
     assert works in code
     (broken / module).write_text(code.replace(works, fails, 1))
 
-    publish(redis_client, "0.3.0", broken)
+    publish(redis_client, "0.3.0", release_key, broken)
 
     eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=90)
     assert reason in device_state(live_server)["fw_error"]
@@ -113,8 +124,8 @@ def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(b
     assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
 
 
-def test_a_corrupted_download_is_refused(board, live_server, redis_client):
-    manifest = publish(redis_client, "0.4.0")
+def test_a_corrupted_download_is_refused(board, live_server, redis_client, release_key):
+    manifest = publish(redis_client, "0.4.0", release_key)
     node = next(entry for entry in manifest["files"] if entry["path"] == "node.py")
     redis_client.set(file_key(node["sha256"]), "Y29ycnVwdGVk")  # "corrupted", base64
 
@@ -123,6 +134,71 @@ def test_a_corrupted_download_is_refused(board, live_server, redis_client):
     assert "node.py: wrong size or SHA-256" in device_state(live_server)["fw_error"]
     assert running(live_server) == "0.1.0" and not (board.flash / "ota.json").exists()
     assert (board.flash / "node.py").read_bytes() == (FIRMWARE / "node.py").read_bytes()
+
+
+def the_attackers_files():
+    files = release_files("0.4.0")
+    files["node.py"] += b"\n# the attacker's code\n"
+    return files
+
+
+def unsigned(redis_client, key, tmp_path):
+    """Someone who can write to Redis publishes their own release."""
+    store_release(redis_client, "0.4.0", the_attackers_files())
+
+
+def signed_with_another_key(redis_client, key, tmp_path):
+    store_release(redis_client, "0.4.0", the_attackers_files(), sign=make_release_key(tmp_path / "theirs.pem").sign)
+
+
+def tampered(redis_client, key, tmp_path):
+    """After signing, someone who can write to Redis (or answer in the server's place)
+    points node.py's entry in the manifest at their own file."""
+    manifest = publish(redis_client, "0.4.0", key)
+    theirs = the_attackers_files()["node.py"]
+    entry = next(entry for entry in manifest["files"] if entry["path"] == "node.py")
+    entry.update(size=len(theirs), sha256=hashlib.sha256(theirs).hexdigest())
+    redis_client.set(file_key(entry["sha256"]), base64.b64encode(theirs).decode())
+    redis_client.hset(RELEASES, "0.4.0", json.dumps(manifest))
+
+
+def another_devices_release(redis_client, key, tmp_path):
+    """A signed release for attic, which someone who can write to Redis targets at kitchen."""
+    publish(redis_client, "0.4.0", key, devices=["attic"])
+    redis_client.hset(TARGETS, "kitchen", "0.4.0")
+
+
+NOT_SIGNED = "its manifest is not signed with this board's release key"
+
+
+@pytest.mark.parametrize("attack, reason", [
+    (unsigned, NOT_SIGNED), (signed_with_another_key, NOT_SIGNED), (tampered, NOT_SIGNED),
+    (another_devices_release, "it is meant for other devices"),
+], ids=["unsigned", "signed with another key", "manifest altered after signing", "another device's release"])
+def test_a_release_the_operators_key_did_not_sign_for_this_board_is_refused_and_the_server_learns_why(
+        board, live_server, redis_client, release_key, tmp_path, attack, reason):
+    attack(redis_client, release_key, tmp_path)
+
+    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+
+    assert device_state(live_server)["fw_error"] == reason
+    assert not (board.flash / "staging").exists()  # refused before a single file was downloaded
+    posted = len(live_server.history("kitchen"))
+    eventually(lambda: len(live_server.history("kitchen")) > posted + 2)
+    assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
+
+
+def test_a_board_provisioned_before_releases_were_signed_installs_none_until_provisioned_again(
+        emulated_board, live_server, redis_client, token_for, release_key):
+    running_today(emulated_board, live_server, token_for("kitchen"), None)
+
+    publish(redis_client, "0.2.0", release_key)
+
+    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+    assert device_state(live_server)["fw_error"] == "settings.json has no release_key: make provision again"
+    posted = len(live_server.history("kitchen"))
+    eventually(lambda: len(live_server.history("kitchen")) > posted + 2)
+    assert running(live_server) == "0.1.0" and files_of(emulated_board.flash) == files_of(FIRMWARE)
 
 
 POWER_CUT = (pathlib.Path(__file__).parent / "power_cut.py").read_text()
@@ -140,14 +216,17 @@ def update_with_power_cut(board, trace, cut, error=0):
     for source in FIRMWARE.glob("*.py"):
         shutil.copy(source, board.flash)
     (board.flash / "ota-pending.json").write_text('{"version": "0.2.0"}')
+    # as if kitchen had given 0.2.0 up before: node.py does not ask for it, only the pending one starts
+    (board.flash / "ota-failed.json").write_text('{"version": "0.2.0", "reason": "", "reported": true}')
     trace.write_text("")
     board.prelude = f"TRACE, CUT, ERROR = {str(trace)!r}, {cut}, {error}\n{POWER_CUT}"
     board.power_on()
 
 
 def test_a_power_cut_at_any_step_of_an_update_leaves_a_board_that_boots_and_posts(board, live_server,
-                                                                                redis_client, tmp_path):
-    publish(redis_client, "0.2.0", devices=["attic"])  # not offered to kitchen: only the pending one starts
+                                                                                redis_client, release_key,
+                                                                                tmp_path):
+    publish(redis_client, "0.2.0", release_key)
     trace = tmp_path / "trace"
     update_with_power_cut(board, trace, -1)
     eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)
@@ -170,8 +249,9 @@ def test_a_power_cut_at_any_step_of_an_update_leaves_a_board_that_boots_and_post
         assert files_of(board.flash) == releases[running(live_server)], f"power cut before {change}"
 
 
-def test_a_swap_the_full_flash_refuses_halfway_is_rolled_back(board, live_server, redis_client, tmp_path):
-    publish(redis_client, "0.2.0", devices=["attic"])
+def test_a_swap_the_full_flash_refuses_halfway_is_rolled_back(board, live_server, redis_client, release_key,
+                                                              tmp_path):
+    publish(redis_client, "0.2.0", release_key)
     trace = tmp_path / "trace"
     update_with_power_cut(board, trace, -1)
     eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)

@@ -1,0 +1,38 @@
+"""The operator's release key: ``make provision`` makes it on first use and puts its
+public half on the board, ``make release`` signs with it, and it never leaves the
+operator's machine (mode 0600, ignored by git)."""
+import json
+import os
+import stat
+import subprocess
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from server import ROOT
+from server.firmware import RELEASES, SIGNATURES
+from tests.tools.test_deploy import make
+from tools.release import RELEASE_KEY
+
+
+def test_provision_gives_the_board_the_key_that_release_signs_with(emulated_board, live_server, redis_server,
+                                                                   redis_client, tmp_path):
+    key_file = tmp_path / "keys" / "release-key.pem"
+    env = dict(os.environ, REDIS_URL=redis_server.url, WIFI_SSID="lab", WIFI_PASSWORD="secret-password")
+
+    provisioned = make("provision", f"PORT={emulated_board.port}", "DEVICE=attic", f"SERVER={live_server.url}",
+                       f"RELEASE_KEY={key_file}", env=env)
+    released = make("release", "VERSION=0.2.0", f"RELEASE_KEY={key_file}", env=env)
+
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert "back it up" in provisioned.stderr and "back it up" not in released.stderr  # made once, then kept
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    board_key = json.loads((emulated_board.flash / "settings.json").read_text())["release_key"]
+    manifest, signature = redis_client.hget(RELEASES, "0.2.0"), redis_client.hget(SIGNATURES, "0.2.0")
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(board_key)).verify(bytes.fromhex(signature), manifest.encode())
+
+
+def test_the_default_release_key_is_kept_out_of_git():
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(RELEASE_KEY)], cwd=ROOT)
+
+    assert ignored.returncode == 0 and RELEASE_KEY.is_relative_to(ROOT / "var")
