@@ -9,6 +9,7 @@ import time
 
 import pytest
 from flask_sse import Message
+from redis._parsers import _RESP2Parser
 
 from server.hub import Hub
 from server.store import connect
@@ -141,10 +142,14 @@ def relay(redis_server):
     return SlowRelay(redis_server.socket)
 
 
-@pytest.fixture
-def relayed_hub(relay):
-    """A hub whose Redis replies come through the relay."""
-    hub = Hub(connect(relay.url))
+@pytest.fixture(params=["hiredis", "python"])
+def relayed_hub(request, relay):
+    """A hub whose Redis replies come through the relay, read by hiredis or by redis-py's
+    own parser (what it uses where hiredis is not installed)."""
+    client = connect(relay.url)
+    if request.param == "python":
+        client.connection_pool.connection_kwargs["parser_class"] = _RESP2Parser
+    hub = Hub(client)
     yield hub
     hub.stop()
 
