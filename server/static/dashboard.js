@@ -102,9 +102,10 @@ function addReading(reading, live) {
   if (rows.some((row) => row.id === reading.id)) return;
   let at = rows.length;
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
+  const newest = at === rows.length;
   rows.splice(at, 0, reading);
   if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
-  if (at === rows.length - 1) showValues(device, reading);
+  if (newest) showValues(device, reading);
   if (live) {
     device.lastSeen = Date.now() / 1000;
     setStatus(device, true);

@@ -65,3 +65,22 @@ def test_a_viewer_logs_in_watches_and_logs_out(live_server, app, token_for, brow
     page.get_by_role("button", name="Log out ana").click()
     expect(page.locator("form.login")).to_be_visible()
     assert page.console_errors == []
+
+
+def test_a_card_keeps_showing_new_values_once_its_device_has_more_readings_than_the_chart(
+        live_server, token_for, browser_page):
+    token = token_for("freezer")
+    backlog = [{"temperature": -20 + n / 1000, "seq": n, "boot": "b1"} for n in range(600)]
+    live_server.post("/api/readings", token, json=backlog[:500])
+    live_server.post("/api/readings", token, json=backlog[500:])
+    page = browser_page
+    page.goto(live_server.url + "/")
+    card = page.locator('[data-device="freezer"]')
+    expect(card.locator(".chart")).to_have_attribute("data-points", "500")
+
+    for value in (-18, -17.5, -17):
+        live_server.post("/api/readings", token, json={"temperature": value})
+        expect(card.locator('[data-metric="temperature"] dd')).to_have_text(f"{value:g} °C")
+
+    expect(card.locator(".chart")).to_have_attribute("data-points", "500")
+    assert page.console_errors == []
