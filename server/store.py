@@ -137,17 +137,17 @@ end
 """
 
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
-# retention in seconds, readings stream cap, channel, offline_after in seconds, the
-# readings as JSON: [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}],
-# then the rate limits (``_RATE_LIMIT``, from ARGV[7]), then the most readings a
-# device's history keeps (ARGV[12], as well as ``retention``). Returns each reading's stream id,
+# retention in seconds, readings stream cap, channel, the readings as JSON:
+# [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}], then the rate
+# limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
+# keeps (ARGV[11], as well as ``retention``). A device the sweep marked offline is
+# announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one; or, over a limit, the milliseconds to wait,
 # having stored nothing.
 _ADD_READINGS = _ALERTS + _RATE_LIMIT + """
-local now, retention, cap, channel, offline_after =
-  tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local readings = cjson.decode(ARGV[6])
-local wait = take(7, now * 1000, #readings)
+local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local readings = cjson.decode(ARGV[5])
+local wait = take(6, now * 1000, #readings)
 if wait > 0 then return wait end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids = {}
@@ -160,11 +160,11 @@ for i, r in ipairs(readings) do
   else
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
-    redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[12])
+    redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[11])
     local last_seen = redis.call('ZSCORE', 'devices', r.device)
     local status = nil
     if not last_seen then status = 'new'
-    elseif known[3] == 'offline' or now - tonumber(last_seen) > offline_after then status = 'online' end
+    elseif known[3] == 'offline' then status = 'online' end
     if status then
       redis.call('PUBLISH', channel, cjson.encode({type = 'device',
         data = {device = r.device, status = status, last_seen = now}}))
@@ -229,8 +229,7 @@ def add_readings(client, readings, now, config):
     """
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
-    result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL,
-                          config["OFFLINE_AFTER"], json.dumps(rows),
+    result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
                           *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"]], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)

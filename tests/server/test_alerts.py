@@ -159,3 +159,9 @@ def test_a_threshold_is_only_for_a_name_a_metric_may_have(client, kitchen, metri
 
     assert answer.status_code == 400 and answer.json["error"].startswith("metric: ")
     assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}
+
+
+def test_a_device_is_back_online_only_after_it_was_marked_offline(client, kitchen, redis_client):
+    redis_client.zadd("devices", {"kitchen": time.time() - 3600})  # silent for an hour, yet never swept
+
+    assert kitchen(22)["recent"] == []
