@@ -9,6 +9,7 @@ user only (they hold password hashes and the key that signs login cookies), and 
 memory cap: full, it refuses writes, which the server answers 507, rather than growing
 until the system kills it.
 """
+import contextlib
 import logging
 import os
 import pathlib
@@ -47,7 +48,12 @@ class EmbeddedRedis:
 
     def start(self):
         """Start Redis and wait until it answers. One that dies at its first start ends at once:
-        it has accepted nothing yet, and trying again would only hide why."""
+        it has accepted nothing yet, and trying again would only hide why. So does a folder
+        whose Redis already runs (another ``make run``): two on one append-only file lose data."""
+        with contextlib.suppress(redis.exceptions.RedisError):  # none answers: as it should be
+            self._ping()
+            raise RedisWontStayUp(f"another Redis already runs in {self.data_dir} (another make run?): "
+                                  "stop it, or give this run its own folder (--data)")
         if not self._launch():
             self.stop()
             raise RedisWontStayUp(f"embedded Redis did not start; see {self.log_file}")
@@ -90,10 +96,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + self.start_timeout
         while self.process.poll() is None:
             try:
-                # No retries inside redis-py (its own back off for seconds): this loop is the retry.
-                with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1,
-                                 retry=Retry(NoBackoff(), 0)) as client:
-                    return client.ping()
+                return self._ping()
             except (redis.exceptions.BusyLoadingError, redis.exceptions.TimeoutError):
                 deadline = time.monotonic() + self.start_timeout  # it took the connection: loading
             except redis.exceptions.ConnectionError:
@@ -103,6 +106,12 @@ class EmbeddedRedis:
                                           f"see {self.log_file}")
             time.sleep(0.05)
         return False
+
+    def _ping(self):
+        """PING on the socket, once: True, or redis-py's error. No retries inside redis-py
+        (its own back off takes seconds): the callers try again."""
+        with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, retry=Retry(NoBackoff(), 0)) as client:
+            return client.ping()
 
     def _keep_private(self):
         """The data folder and what is in it (password hashes, the cookie key, tokens' hashes)

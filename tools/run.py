@@ -115,7 +115,17 @@ def main(argv=None):
     parser.add_argument("--data", type=pathlib.Path, default=DATA_DIR, help="the embedded Redis's folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(args)
+    except RedisWontStayUp as error:
+        print(f"make run: {error}; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
 
+
+def run(args):
+    """Redis, then the server, until one of them ends; returns the exit code."""
     with contextlib.ExitStack() as stack:
         redis_server = None
         if not os.environ.get("REDIS_URL"):
@@ -132,15 +142,12 @@ def main(argv=None):
         os.environ.update(GEVENT_ENV)
         server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams))
         try:
-            return supervise(server, redis_server)
-        except RedisWontStayUp as error:
-            print(f"make run: {error}; stopping", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 0
+            code = supervise(server, redis_server)
         finally:
             server.terminate()
             server.wait()
+        print(f"make run: the server ended (exit code {code}); see its log above", file=sys.stderr)
+        return code or 1
 
 
 def print_front_door(config, base, data_dir):
@@ -149,11 +156,14 @@ def print_front_door(config, base, data_dir):
     if config["AUTH"]:
         auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"], data_dir)}"'
     viewers = connect(config["REDIS_URL"]).hlen(VIEWERS)
+    flask = ".venv/bin/flask --app server"
+    if config["REDIS_URL"] != DEFAULTS["REDIS_URL"]:  # the command must find this Redis too
+        flask = f"REDIS_URL={config['REDIS_URL']} {flask}"
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
           + (f"Viewers: {viewers}; reading needs a login\n" if viewers else
              "Viewers: none, so anyone who can reach this port sees the readings; add one with\n"
-             "  .venv/bin/flask --app server viewers add NAME\n"), flush=True)
+             f"  {flask} viewers add NAME\n"), flush=True)
 
 
 def supervise(server, redis_server):

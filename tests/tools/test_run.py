@@ -151,3 +151,14 @@ def test_an_append_only_file_slower_to_load_than_the_start_timeout_is_waited_for
 
     with redis_server, redis.Redis(unix_socket_path=str(redis_server.socket)) as client:
         assert client.exists("filler:999999")
+
+
+def test_a_second_make_run_on_the_same_data_is_refused_and_harms_nothing(stack):
+    assert stack.post(20) == 201
+    second = subprocess.run([sys.executable, "-m", "tools.run", "--host", "127.0.0.1", "--port", str(free_port()),
+                             "--workers", "1", "--data", str(stack.data)], cwd=ROOT, capture_output=True, text=True,
+                            env={name: value for name, value in os.environ.items() if name != "REDIS_URL"},
+                            timeout=120)
+
+    assert second.returncode == 1 and "another Redis already runs in" in second.stderr
+    assert (stack.data / "redis.sock").exists() and stack.post(21) == 201
