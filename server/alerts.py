@@ -2,26 +2,16 @@
 
 Thresholds are checked inside the ingest Lua call (``store.py``), so a crossing is
 stored, listed and published with the reading that caused it; a device that goes
-offline, and comes back, is an alert too. Here: the thresholds' API and CLI, the alert
-list, and the optional webhook, which ``duties.py`` runs. The webhook reads the
-``alerts`` stream through a consumer group, so each alert is POSTed once whatever the
-number of server processes, off the request path, retried with backoff; ingest never
-waits for it.
+offline, and comes back, is an alert too. Here: the thresholds' API and CLI, and the
+alert list; the optional webhook is ``webhook.py``.
 
 ``GET /api/alerts``: the alerts active now and the most recent ones, newest first.
 ``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
 ``{"low"?, "high"?, "hysteresis"?}``. ``flask --app server thresholds set|clear|list``.
 """
 import json
-import logging
-import os
-import socket
-import threading
-import time
 
 import click
-import redis
-import requests
 from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
@@ -30,10 +20,7 @@ from .store import ALERTS, DEVICES, alerting_key, device_key, get_redis, thresho
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)
-log = logging.getLogger(__name__)
 
-WEBHOOK_GROUP = "webhook"
-WEBHOOK_TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
 
 
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
@@ -114,63 +101,6 @@ def list_alerts():
     recent = [dict(json.loads(fields["json"]), id=entry_id)
               for entry_id, fields in client.xrevrange(ALERTS, count=limit)]
     return {"active": active, "recent": recent}
-
-
-class Webhook:
-    """POSTs each alert as JSON to a URL (ntfy, Home Assistant, a chat hook), in the order
-    they happened, retrying each with backoff; one consumer of the ``alerts`` group."""
-
-    first_wait = 1.0
-    timeout = 10
-
-    def __init__(self, client, url):
-        self.redis = client
-        self.url = url
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self.stopping = threading.Event()
-        threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
-
-    def _join_group(self):
-        try:
-            self.redis.xgroup_create(ALERTS, WEBHOOK_GROUP, id="$", mkstream=True)
-        except redis.exceptions.ResponseError:
-            pass  # the group exists: another process made it
-
-    def stop(self):
-        self.stopping.set()
-
-    def _run(self):
-        joined = False
-        while not self.stopping.is_set():
-            try:
-                if not joined:
-                    self._join_group()
-                    joined = True
-                for _, entries in self.redis.xreadgroup(WEBHOOK_GROUP, self.consumer, {ALERTS: ">"},
-                                                        count=10, block=1000) or ():
-                    for entry_id, fields in entries:
-                        self.deliver(json.loads(fields["json"]))
-                        self.redis.xack(ALERTS, WEBHOOK_GROUP, entry_id)
-            except redis.exceptions.RedisError as error:
-                log.warning("alert webhook: %s; trying again", error)
-                time.sleep(self.first_wait)
-                joined = False
-
-    def deliver(self, alert):
-        wait = self.first_wait
-        for attempt in range(1, WEBHOOK_TRIES + 1):
-            try:
-                answer = requests.post(self.url, json=alert, timeout=self.timeout)
-                if answer.ok:
-                    return True
-                problem = f"HTTP {answer.status_code}"
-            except requests.RequestException as error:
-                problem = str(error)
-            log.warning("alert webhook: try %d of %d failed (%s)", attempt, WEBHOOK_TRIES, problem)
-            time.sleep(wait)
-            wait *= 2
-        log.error("alert webhook: gave up on %s", alert)
-        return False
 
 
 thresholds_cli = AppGroup("thresholds", help="Manage alert thresholds.")

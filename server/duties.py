@@ -5,8 +5,8 @@ alert webhook.
 gunicorn starts them in every worker once it has loaded the app (``gunicorn.conf.py``'s
 ``post_worker_init``), so that no browser and no request is needed. However many
 processes and instances run, each alert is raised once and posted once: the sweep's Lua
-call marks a device offline only once from a cutoff shared in Redis, and the webhook is
-one consumer of the ``alerts`` stream's group.
+call marks a device offline only once from a cutoff shared in Redis, and the webhook
+delivers from one process at a time (``webhook.py``).
 """
 import logging
 import threading
@@ -14,8 +14,8 @@ import time
 
 import redis
 
-from .alerts import Webhook
 from .store import connect, mark_offline
+from .webhook import Webhook
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ ALERTS = "alerts"
 VIEWERS = "viewers"
 LOGGED_OUT = "logged-out"
 SESSION_KEY = "session-key"
+WEBHOOK_LEASE = "webhook-lease"
 CHANNEL = "sse"
 CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from server import create_app
-from server.alerts import Webhook
+from server.webhook import Webhook
 from server.store import mark_offline
 from tests.conftest import TEST_SETTINGS, eventually
 
@@ -165,3 +165,20 @@ def test_a_device_is_back_online_only_after_it_was_marked_offline(client, kitche
     redis_client.zadd("devices", {"kitchen": time.time() - 3600})  # silent for an hour, yet never swept
 
     assert kitchen(22)["recent"] == []
+
+
+def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_client, webhook, monkeypatch):
+    monkeypatch.setattr(Webhook, "first_wait", 0.05)
+    monkeypatch.setattr(Webhook, "lease_seconds", 1.0)
+    dying = Webhook(redis_client, "http://127.0.0.1:9/nobody-listens")
+    eventually(lambda: redis_client.exists("alerts"))  # its group is made
+    redis_client.xadd("alerts", {"json": json.dumps({"device": "freezer", "state": "offline", "ts": 1})})
+    eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 1)  # in hand, retrying
+
+    dying.stop()  # as a worker killed mid-retry: nothing acknowledged
+    successor = Webhook(redis_client, webhook.url)
+
+    eventually(lambda: [alert["state"] for alert in webhook.received] == ["offline"])
+    assert webhook.received[0]["id"] == redis_client.xrange("alerts")[0][0]
+    eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
+    successor.stop()

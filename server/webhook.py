@@ -1,0 +1,125 @@
+"""The alert webhook: each alert POSTed as JSON (with its ``alerts`` entry ``id``) to
+``WEBHOOK_URL`` (ntfy, Home Assistant, a chat hook), once, in the order the alerts
+happened, retried with backoff; off the request path, so ingest never waits for it.
+``duties.py`` runs one in every process.
+
+Every process reads the ``alerts`` stream as the one consumer ``webhook`` of the group
+``webhook``, but only the process that holds ``webhook-lease`` (a Redis key it renews
+while it works) reads at a time, so order holds however many processes and instances
+run. A process that dies while an alert is in hand never acknowledged it: whoever takes
+the lease next first delivers what is pending, then goes on with what is new.
+"""
+import json
+import logging
+import os
+import socket
+import threading
+
+import redis
+import requests
+
+from .store import ALERTS, WEBHOOK_LEASE
+
+log = logging.getLogger(__name__)
+
+GROUP = CONSUMER = "webhook"
+TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
+
+# KEYS: the lease. ARGV: who asks, for how many ms. 1 if it holds the lease now (taken or kept).
+_HOLD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] or redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class Webhook:
+    first_wait = 1.0
+    timeout = 10
+    lease_seconds = 30.0
+
+    def __init__(self, client, url):
+        self.redis = client
+        self.url = url
+        self.me = f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
+        self.stopping = threading.Event()
+        self._hold = client.register_script(_HOLD)
+        threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
+
+    def stop(self):
+        self.stopping.set()
+
+    def _run(self):
+        failing = False
+        while not self.stopping.is_set():
+            try:
+                if self._holds_lease():
+                    self._join_group()
+                    for start in ("0", ">"):  # first what a holder before us read but did not acknowledge
+                        while self._holds_lease() and self._deliver_from(start):
+                            pass
+                else:
+                    self.stopping.wait(self.lease_seconds / 3)
+                failing = False
+            except redis.exceptions.RedisError as error:
+                if not failing:
+                    log.warning("alert webhook: %s; trying again every %g s", error, self.first_wait)
+                failing = True
+                self.stopping.wait(self.first_wait)
+
+    def _holds_lease(self):
+        return not self.stopping.is_set() and self._hold(keys=[WEBHOOK_LEASE],
+                                                         args=[self.me, int(self.lease_seconds * 1000)])
+
+    def _join_group(self):
+        try:
+            self.redis.xgroup_create(ALERTS, GROUP, id="$", mkstream=True)
+        except redis.exceptions.ResponseError:
+            pass  # the group exists: another process made it
+
+    def _deliver_from(self, start):
+        """Deliver and acknowledge a batch of alerts from ``start`` (``0``: pending ones;
+        ``>``: new ones, waiting a second for some); False when there were none, or the
+        lease was lost meanwhile."""
+        block = 1000 if start == ">" else None
+        replies = self.redis.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=10, block=block) or []
+        entries = [entry for _, stream_entries in replies for entry in stream_entries]
+        for entry_id, fields in entries:
+            if fields is None:  # pending, but trimmed from the stream since
+                self.redis.xack(ALERTS, GROUP, entry_id)
+                continue
+            if not self.deliver(json.dumps(dict(json.loads(fields["json"]), id=entry_id))):
+                return False
+            self.redis.xack(ALERTS, GROUP, entry_id)
+        return bool(entries)
+
+    def deliver(self, body):
+        """POST one alert, retrying with backoff while this process holds the lease; True
+        once it is delivered or given up on, False if the lease went to another process."""
+        wait = self.first_wait
+        for attempt in range(1, TRIES + 1):
+            try:
+                answer = requests.post(self.url, data=body, timeout=self.timeout,
+                                       headers={"Content-Type": "application/json"})
+                if answer.ok:
+                    return True
+                problem = f"HTTP {answer.status_code}"
+            except requests.RequestException as error:
+                problem = str(error)
+            log.warning("alert webhook: try %d of %d failed (%s)", attempt, TRIES, problem)
+            if not self._wait_holding(wait):
+                return False
+            wait *= 2
+        log.error("alert webhook: gave up on %s", body)
+        return True
+
+    def _wait_holding(self, seconds):
+        """Sleep ``seconds``, renewing the lease; False if it was lost or we are stopping."""
+        while seconds > 0:
+            step = min(seconds, self.lease_seconds / 3)
+            if self.stopping.wait(step) or not self._holds_lease():
+                return False
+            seconds -= step
+        return True
