@@ -107,8 +107,9 @@ function addReading(reading, live) {
   if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
   if (newest) showValues(device, reading);
   if (live) {
-    device.lastSeen = Date.now() / 1000;
-    setStatus(device, true);
+    // Seen when the server took it (its id says when), which for a replayed reading
+    // was a while ago. Whether the device is online is for `device` events to say.
+    device.lastSeen = Math.max(device.lastSeen, Number(reading.id.split("-")[0]) / 1000);
     if (!device.buckets) draw(device);
   }
 }

@@ -1,6 +1,7 @@
 """A device goes offline at an awkward moment for the dashboard: while it loads the
 devices, while it loads the alerts, or while its stream is down. Device and alert events
 are not replayed, yet the card and the alert list end up right, each alert listed once."""
+import json
 import re
 import time
 
@@ -75,3 +76,23 @@ def test_a_device_marked_offline_while_the_stream_is_down_shows_offline(
     expect(card.locator(".status")).to_have_text("offline", timeout=20_000)
     expect(page.locator("#alerts li")).to_have_text([re.compile("kitchen went offline$")])
     expect(page.locator("#connection")).to_have_text("live")
+
+
+def test_a_reading_that_arrives_late_does_not_bring_an_offline_device_back(
+        live_server, token_for, browser_page, redis_client):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    page.goto(live_server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+    expect(page.locator("#connection")).to_have_text("live")
+    mark_offline(redis_client, time.time())
+    expect(card.locator(".status")).to_have_text("offline")
+    last_seen = card.locator(".ago").get_attribute("title")
+
+    an_hour_ago = f"{int((time.time() - 3600) * 1000)}-0"  # as a replay after a reconnect delivers it
+    redis_client.publish("sse", json.dumps({"type": "reading", "id": an_hour_ago, "data": {
+        "device": "kitchen", "temperature": 19, "ts": time.time() - 3600}}))
+
+    expect(card.locator(".chart")).to_have_attribute("data-points", "2")
+    expect(card.locator(".status")).to_have_text("offline")
+    expect(card.locator(".ago")).to_have_attribute("title", last_seen)
