@@ -24,13 +24,14 @@ from .viewers import get_accounts
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typed URL
 ALWAYS_OPEN = ("api.healthz",)
+DEVICE_BLUEPRINTS = ("ingest", "firmware")
 
 
 def check_request():
     """Flask ``before_request``: each check, in turn."""
     _read_body()
-    if request.authorization is not None or request.endpoint in ALWAYS_OPEN:
-        return  # a device (its token says who it is) or a monitor
+    if request.endpoint in ALWAYS_OPEN or _from_a_device():
+        return
     if request.method not in SAFE_METHODS and not _from_own_pages():
         abort(403, "this request did not come from this server's own pages")
     if request.method in ("PUT", "PATCH") and not request.is_json:
@@ -57,6 +58,13 @@ def _read_body():
         abort(413, f"the body is over {cap} bytes")
     request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
     request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _from_a_device():
+    """A device's request: to a device route, with a token that says who it is (checked
+    there). Any other ``Authorization`` header opens nothing here."""
+    credentials = request.authorization
+    return request.blueprint in DEVICE_BLUEPRINTS and credentials is not None and credentials.type == "bearer"
 
 
 def _from_own_pages():

@@ -93,3 +93,15 @@ def test_names_the_owner_allows_are_answered(app, client):
 
     assert client.get("/api/devices", headers={"Host": "sensorcast.lan:5000"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "anything.example"}).status_code == 200
+
+
+@pytest.mark.parametrize("authorization", ["Basic Zm9vOmJhcg==", "Bearer made-up", "x"])
+def test_no_authorization_header_opens_what_the_host_check_closes(client, token_for, authorization):
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+    rebound = {"Host": "evil.example", "Authorization": authorization}
+
+    reading = client.get("/api/devices", headers=rebound)
+    changing = client.put("/api/devices/kitchen/thresholds/temperature", json={"high": -40}, headers=rebound)
+
+    assert reading.status_code == 400 and changing.status_code == 400
+    assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}
