@@ -57,5 +57,7 @@ def _store(payload, device):
         ids = add_readings(get_redis(), readings, now, config)
     except RateLimited as error:
         raise TooManyRequests(str(error), retry_after=math.ceil(error.retry_after)) from None
+    except InvalidReading as error:
+        return {"error": str(error), "field": error.field}, 400
     stored = [entry_id for entry_id in ids if entry_id]
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids}, 201

@@ -9,7 +9,7 @@ import json
 import redis
 from flask import current_app
 
-from .readings import STRING_FIELDS
+from .readings import STRING_FIELDS, InvalidReading
 
 READINGS = "readings"
 DEVICES = "devices"
@@ -141,13 +141,27 @@ end
 # retention in seconds, readings stream cap, channel, the readings as JSON:
 # [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}], then the rate
 # limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
-# keeps (ARGV[11], as well as ``retention``). A device the sweep marked offline is
+# keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
+# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one; or, over a limit, the milliseconds to wait,
 # having stored nothing.
 _ADD_READINGS = _ALERTS + _RATE_LIMIT + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
+local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
+for _, r in ipairs(readings) do
+  local key = 'device:' .. r.device
+  names[key] = names[key] or {count = redis.call('HLEN', key), known = {}}
+  local device = names[key]
+  for k = 1, #r.fields, 2 do
+    if not device.known[r.fields[k]] then
+      device.known[r.fields[k]] = true
+      if redis.call('HEXISTS', key, r.fields[k]) == 0 then device.count = device.count + 1 end
+    end
+  end
+  if device.count > tonumber(ARGV[12]) then return 'too many names' end
+end
 local wait = take(6, now * 1000, #readings)
 if wait > 0 then return wait end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
@@ -231,9 +245,13 @@ def add_readings(client, readings, now, config):
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
-                          *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"]], client=client)
+                          *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
+                          config["MAX_DEVICE_FIELDS"]], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
+    if isinstance(result, str):
+        raise InvalidReading("body", f"a device may have {config['MAX_DEVICE_FIELDS']} field names in all, "
+                                     "its metrics and the server's own: this would be more")
     return result
 
 

@@ -221,3 +221,15 @@ def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, tok
     assert answer.status_code == 507 and "database is full" in answer.json["error"]
     assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings("kitchen"))] == ["20"]
     assert post(client, {"temperature": 22}, token).status_code == 201
+
+
+def test_a_leaked_token_cannot_give_its_device_ever_more_metric_names(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20, "humidity": 40}, token).status_code == 201
+
+    floods = [post(client, [{f"m{batch}_{n}": 1 for n in range(16)} for _ in range(2)], token) for batch in range(5)]
+
+    assert [answer.status_code for answer in floods][-1] == 400
+    assert "field names in all" in floods[-1].json["error"]
+    assert redis_client.hlen(device_key("kitchen")) <= 64
+    assert post(client, {"temperature": 21, "humidity": 41}, token).status_code == 201  # known names go on
