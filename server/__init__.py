@@ -5,6 +5,7 @@ and every ``SENSORCAST_<NAME>`` as ``<NAME>``, its value read as JSON where it p
 then ``test_config``. The README's configuration table lists each name.
 """
 import logging
+import math
 import os
 import pathlib
 
@@ -12,6 +13,8 @@ import redis
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .store import RateLimited
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "var"
@@ -105,6 +108,10 @@ def _answer_errors_in_json(app):
     def http_error(error):
         headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
         return {"error": error.description}, error.code, headers
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(error):
+        return {"error": str(error)}, 429, {"Retry-After": str(math.ceil(error.retry_after))}
 
     @app.errorhandler(redis.exceptions.ResponseError)
     def redis_refused(error):

@@ -100,7 +100,7 @@ def bucketed(client, device, count):
 def export(device):
     """Every reading in the range as CSV, streamed page by page; ``?unit=F`` gives °F."""
     client = get_redis()
-    latest = client.hgetall(device_key(device)) if DEVICE_ID.match(device) else None
+    latest = client.hgetall(device_key(device)) if DEVICE_ID.fullmatch(device) else None
     if not latest:
         abort(404, f"no device {device!r} has sent a reading")
     fahrenheit = request.args.get("unit", "C").upper() == "F"

@@ -4,15 +4,13 @@ Input is checked here, at the edge, and refused whole with a message naming the 
 a batch is stored all or nothing, so a refused request loses nothing already accepted.
 A device over its rate limit gets 429 with ``Retry-After`` and keeps its readings.
 """
-import math
 import time
 
 from flask import Blueprint, abort, current_app, request
-from werkzeug.exceptions import TooManyRequests
 
 from .auth import authenticate
 from .readings import InvalidReading, parse_json, validate
-from .store import RateLimited, add_readings, get_redis
+from .store import add_readings, get_redis
 
 bp = Blueprint("ingest", __name__)
 
@@ -49,15 +47,10 @@ def _store(payload, device):
     now = time.time()
     try:
         readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
+        ids = add_readings(get_redis(), readings, now, config)
     except InvalidReading as error:
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
         abort(403, str(error))
-    try:
-        ids = add_readings(get_redis(), readings, now, config)
-    except RateLimited as error:
-        raise TooManyRequests(str(error), retry_after=math.ceil(error.retry_after)) from None
-    except InvalidReading as error:
-        return {"error": str(error), "field": error.field}, 400
     stored = [entry_id for entry_id in ids if entry_id]
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids}, 201
