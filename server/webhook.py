@@ -8,6 +8,12 @@ Every process reads the ``alerts`` stream as the one consumer ``webhook`` of the
 while it works) reads at a time, so order holds however many processes and instances
 run. A process that dies while an alert is in hand never acknowledged it: whoever takes
 the lease next first delivers what is pending, then goes on with what is new.
+
+When alerts come faster than the hook takes them (a value flapping at a limit, a device
+gone wild), each batch posts only the first and the last alert of each device and
+metric, the last with ``"folded"``: how many between were left out. One noisy device
+then costs the others a couple of posts a batch, not minutes of waiting, and the hook
+still learns how each episode began and where it stands.
 """
 import json
 import logging
@@ -18,12 +24,13 @@ import threading
 import redis
 import requests
 
-from .store import ALERTS, WEBHOOK_LEASE
+from .store import ALERTS, WEBHOOK_LEASE, stream_id
 
 log = logging.getLogger(__name__)
 
 GROUP = CONSUMER = "webhook"
 TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
+BATCH = 100
 
 # KEYS: the lease. ARGV: who asks, for how many ms. 1 if it holds the lease now (taken or kept).
 _HOLD = """
@@ -81,18 +88,18 @@ class Webhook:
 
     def _deliver_from(self, start):
         """Deliver and acknowledge a batch of alerts from ``start`` (``0``: pending ones;
-        ``>``: new ones, waiting a second for some); False when there were none, or the
-        lease was lost meanwhile."""
+        ``>``: new ones, waiting a second for some), folded; False when there were none,
+        or the lease was lost meanwhile."""
         block = 1000 if start == ">" else None
-        replies = self.redis.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=10, block=block) or []
+        replies = self.redis.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=BATCH, block=block) or []
         entries = [entry for _, stream_entries in replies for entry in stream_entries]
-        for entry_id, fields in entries:
-            if fields is None:  # pending, but trimmed from the stream since
-                self.redis.xack(ALERTS, GROUP, entry_id)
-                continue
-            if not self.deliver(json.dumps(dict(json.loads(fields["json"]), id=entry_id))):
+        trimmed = [entry_id for entry_id, fields in entries if fields is None]  # pending, but trimmed since
+        if trimmed:
+            self.redis.xack(ALERTS, GROUP, *trimmed)
+        for alert, entry_ids in fold(entries):
+            if not self.deliver(json.dumps(alert)):
                 return False
-            self.redis.xack(ALERTS, GROUP, entry_id)
+            self.redis.xack(ALERTS, GROUP, *entry_ids)
         return bool(entries)
 
     def deliver(self, body):
@@ -123,3 +130,19 @@ class Webhook:
                 return False
             seconds -= step
         return True
+
+
+def fold(entries):
+    """The posts for a batch of ``alerts`` entries, in order, each with the entry ids it
+    answers for: per device and metric the first alert, and the last with ``folded``."""
+    runs = {}
+    for entry_id, fields in entries:
+        if fields is not None:
+            alert = dict(json.loads(fields["json"]), id=entry_id)
+            runs.setdefault((alert["device"], alert.get("metric")), []).append(alert)
+    posts = []
+    for run in runs.values():
+        posts.append((run[0], [run[0]["id"]]))
+        if len(run) > 1:
+            posts.append((dict(run[-1], folded=len(run) - 2), [alert["id"] for alert in run[1:]]))
+    return sorted(posts, key=lambda post: stream_id(post[0]["id"]))

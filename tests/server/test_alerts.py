@@ -182,3 +182,26 @@ def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_cl
     assert webhook.received[0]["id"] == redis_client.xrange("alerts")[0][0]
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
     successor.stop()
+
+
+def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_posts_only(redis_client, webhook,
+                                                                                        monkeypatch):
+    monkeypatch.setattr(Webhook, "first_wait", 0.05)
+    redis_client.xgroup_create("alerts", "webhook", id="$", mkstream=True)
+    with redis_client.pipeline() as pipe:
+        for n in range(2000):
+            state = "high" if n % 2 == 0 else "cleared"
+            pipe.xadd("alerts", {"json": json.dumps({"device": "wild", "metric": "temperature", "state": state,
+                                                     "value": 31 - n % 2 * 2, "ts": n})})
+        pipe.xadd("alerts", {"json": json.dumps({"device": "freezer", "state": "offline", "ts": 2000})})
+        pipe.execute()
+
+    hook = Webhook(redis_client, webhook.url)
+
+    eventually(lambda: any(alert["device"] == "freezer" for alert in webhook.received), timeout=30)
+    wild = [alert for alert in webhook.received if alert["device"] == "wild"]
+    assert len(wild) <= 2 * 20  # the first and the last of each batch of 100
+    assert wild[0]["state"] == "high" and wild[-1]["state"] == "cleared"
+    assert len(wild) + sum(alert.get("folded", 0) for alert in wild) == 2000
+    eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
+    hook.stop()
