@@ -3,7 +3,11 @@ network or one hostile web page could otherwise do.
 
 - A body is read here, whole, within ``BODY_TIMEOUT`` seconds and ``MAX_CONTENT_LENGTH``
   bytes, a chunked one too: a body sent a byte at a time gets 408 instead of holding a
-  connection forever, and one over the cap gets 413 instead of being cut short.
+  connection forever, and one over the cap gets 413 instead of being cut short. One
+  client address may be sending ``BODIES_PER_ADDRESS`` bodies at once (per process):
+  past that, 429 at once, so one client cannot fill the connection slots with slow
+  bodies even where no nginx stands in front (a body that arrives whole with its
+  headers is read in a moment, so no real client comes near it).
 - A request that changes something and carries no device token must come from this
   server's own pages when a browser sends it (``Sec-Fetch-Site``, else ``Origin``): a
   cross-site form cannot log a viewer out or change a threshold. A PUT takes JSON only.
@@ -11,6 +15,7 @@ network or one hostile web page could otherwise do.
   in ``Host``: an IP address, a name of this machine, or one in ``ALLOWED_HOSTS``, so
   that a web page cannot reach the data through DNS rebinding.
 """
+import collections
 import contextlib
 import io
 import socket
@@ -18,7 +23,7 @@ import urllib.parse
 
 from flask import abort, current_app, request
 from gevent import Timeout, monkey
-from werkzeug.exceptions import RequestTimeout
+from werkzeug.exceptions import RequestTimeout, TooManyRequests
 
 from .viewers import get_accounts
 
@@ -26,6 +31,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typed URL
 ALWAYS_OPEN = ("api.healthz",)
 DEVICE_BLUEPRINTS = ("ingest", "firmware")
+bodies_arriving = collections.Counter()  # client address -> bodies being read from it now, in this process
 
 
 def check_request():
@@ -52,8 +58,18 @@ def _read_body():
     deadline = contextlib.nullcontext()  # a plain WSGI server (tests, flask run) has no way to time it
     if monkey.is_module_patched("socket"):
         deadline = Timeout(current_app.config["BODY_TIMEOUT"], RequestTimeout("the body took too long to arrive"))
-    with deadline:
-        body = request.environ["wsgi.input"].read(length if length else cap + 1)
+    address = request.remote_addr
+    if bodies_arriving[address] >= current_app.config["BODIES_PER_ADDRESS"]:
+        raise TooManyRequests("this address is sending too many request bodies at once",
+                              retry_after=current_app.config["BODY_TIMEOUT"])
+    bodies_arriving[address] += 1
+    try:
+        with deadline:
+            body = request.environ["wsgi.input"].read(length if length else cap + 1)
+    finally:
+        bodies_arriving[address] -= 1
+        if not bodies_arriving[address]:
+            del bodies_arriving[address]
     if len(body) > cap:
         abort(413, f"the body is over {cap} bytes")
     request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})

@@ -1,18 +1,29 @@
 """One client on the network or one hostile web page against the server: slow and
 oversized bodies, cross-site requests, DNS rebinding. Each is refused clearly, and the
 server's own pages and devices go on as before."""
+import contextlib
+import http.client
 import socket
 import time
 
 import pytest
 
 
+SLOW_LOGIN = (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+              b"Content-Length: 100000\r\n\r\nname=")
+
+
+def slow_body(server, source="127.0.0.1"):
+    """A connection that has sent a login's headers and the first bytes of its body."""
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    slow = socket.create_connection((host, int(port)), source_address=(source, 0))
+    slow.sendall(SLOW_LOGIN)
+    return slow
+
+
 def test_a_body_sent_a_byte_at_a_time_is_cut_off(start_server):
     server = start_server(BODY_TIMEOUT=1)
-    host, port = server.url.rsplit("/", 1)[1].split(":")
-    slow = socket.create_connection((host, int(port)))
-    slow.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                 b"Content-Length: 100000\r\n\r\nname=")
+    slow = slow_body(server)
     slow.settimeout(0.3)
     answer, deadline = b"", time.monotonic() + 60
     while not answer and time.monotonic() < deadline:  # a byte now and then, until the server answers
@@ -23,6 +34,26 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(start_server):
 
     assert answer.startswith(b"HTTP/1.1 408")
     assert server.health()["status"] == "ok"
+
+
+def test_one_address_cannot_hold_more_than_a_few_slow_bodies(start_server, token_for):
+    server = start_server(BODY_TIMEOUT=60, BODIES_PER_ADDRESS=3)
+    held = [slow_body(server) for _ in range(3)]
+    answer, deadline = b"", time.monotonic() + 30
+    while not answer and time.monotonic() < deadline:  # once the first are being read, the next is refused
+        held.append(slow_body(server))
+        held[-1].settimeout(2)
+        with contextlib.suppress(TimeoutError):
+            answer = held[-1].recv(200)
+
+    assert answer.startswith(b"HTTP/1.1 429") and b"Retry-After: 60" in answer
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    device = http.client.HTTPConnection(host, int(port), timeout=10, source_address=("127.0.0.2", 0))
+    device.request("POST", "/api/readings", body=b'{"temperature": 21}',
+                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {token_for('kitchen')}"})
+    assert device.getresponse().status == 201
+    for connection in held:
+        connection.close()
 
 
 def test_a_chunked_body_over_the_cap_is_refused_not_cut(live_server, token_for):
