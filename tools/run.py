@@ -78,7 +78,7 @@ def free_port():
 class ServerProcess:
     """A gunicorn + gevent server on loopback, for the tests and the benchmark."""
 
-    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", cpus=None, **settings):
+    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", cpus=None, log=None, **settings):
         port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, REDIS_URL=redis_url, **GEVENT_ENV)
@@ -86,7 +86,8 @@ class ServerProcess:
         max_streams = allow_open_files(settings.get("MAX_STREAMS", DEFAULTS["MAX_STREAMS"]))
         env["SENSORCAST_MAX_STREAMS"] = str(max_streams)
         self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, max_streams, app),
-                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=open(log, "w") if log else subprocess.DEVNULL,
                                         preexec_fn=cpus and (lambda: os.sched_setaffinity(0, cpus)))
         deadline = time.monotonic() + 60
         while not self._ready():

@@ -56,6 +56,19 @@ def test_one_address_cannot_hold_more_than_a_few_slow_bodies(start_server, token
         connection.close()
 
 
+def test_garbage_sent_in_a_loop_does_not_fill_the_log(start_server, tmp_path):
+    server = start_server(log=tmp_path / "server.log")
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+
+    for _ in range(200):
+        with socket.create_connection((host, int(port))) as garbage:
+            garbage.sendall(b"\x16\x03\x01 not HTTP at all\r\n\r\n")
+            assert garbage.recv(100).startswith(b"HTTP/1.1 400")
+
+    assert server.health()["status"] == "ok"
+    assert (tmp_path / "server.log").read_text().count("Invalid request") == 1
+
+
 def test_a_chunked_body_over_the_cap_is_refused_not_cut(live_server, token_for):
     readings = b"[" + b",".join([b'{"temperature":20.5}'] * 13000) + b"]"  # 260 KB, over 256 KB
     padded = b'{"temperature":20.5}' + b" " * 300_000  # valid JSON if cut at the cap
