@@ -34,7 +34,8 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=3, help="how many (default 3)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between readings (default 5)")
-    parser.add_argument("--speed", type=float, default=1.0, help="time acceleration, e.g. 60 (default 1)")
+    parser.add_argument("--speed", type=float, default=1.0, help="run the daily curve X times faster, e.g. 60: a day in 24 minutes; "
+                        "devices still post every --interval (default 1)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, help="for a reproducible run")
     parser.add_argument("--url", default="http://localhost:5000", help="the server (default %(default)s)")
@@ -52,7 +53,7 @@ def main(argv=None):
     names = [f"{args.prefix}-{n}" for n in range(1, args.devices + 1)]
     tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
     fleet = Fleet(args.url, tokens, random.Random(args.seed))
-    step = args.devices / args.rate if args.rate else args.interval / args.speed
+    step = args.devices / args.rate if args.rate else args.interval
     start = next_step = time.time()
     print(f"simulating {', '.join(names)} -> {args.url} (every {step:g} s)", flush=True)
     try:

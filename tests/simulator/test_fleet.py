@@ -113,3 +113,20 @@ def test_a_prefix_making_names_the_server_refuses_is_refused_at_start(prefix, ca
 
     assert stopped.value.code == 2
     assert "--prefix: device names PREFIX-N must be 1-32 characters" in capsys.readouterr().err
+
+
+@responses.activate
+def test_speed_runs_the_daily_curve_faster_but_devices_post_at_their_interval(monkeypatch):
+    responses.post(READINGS, status=201, json={})
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(cli.time, "time", lambda: clock[0])
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    curve_times = []
+    measure = Device.measure
+    monkeypatch.setattr(Device, "measure", lambda device, at: curve_times.append(at) or measure(device, at))
+
+    cli.main(["--url", URL, "--token", "t", "--devices", "1", "--interval", "5", "--speed", "600",
+              "--duration", "60"])
+
+    assert len(curve_times) == 12  # one reading every 5 s for a minute
+    assert curve_times[-1] - curve_times[0] == 55 * 600  # ten hours of the daily curve
