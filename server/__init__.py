@@ -63,7 +63,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import alerts, api, dashboard, firmware, guard, history, ingest, viewers
+    from . import alerts, api, dashboard, devices, firmware, guard, history, ingest, viewers
     from .auth import devices_cli
     from .duties import Duties
     from .stream import sse
@@ -76,6 +76,7 @@ def create_app(test_config=None):
     app.register_blueprint(api.bp)
     app.register_blueprint(history.bp)
     app.register_blueprint(alerts.bp)
+    app.register_blueprint(devices.bp)
     app.register_blueprint(firmware.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(sse, url_prefix="/stream")

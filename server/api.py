@@ -1,8 +1,9 @@
 """Read-only JSON behind the dashboard (for viewers, once any exist), and ``/healthz``
 for monitors (always open).
 
-``GET /api/devices``: every device with its latest values, newest first, and the id
-of the newest reading, where a browser's ``/stream`` replay may start. A device is
+``GET /api/devices``: every device with its latest values and its labels (``name``,
+``group``, ``hidden``: ``devices.py``), newest first, and the id of the newest reading,
+where a browser's ``/stream`` replay may start. A device is
 ``online`` unless silent for ``OFFLINE_AFTER`` or marked offline by the sweep.
 ``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first;
 with ``buckets=N``, downsampled to at most N buckets instead (``history.py``).
@@ -14,10 +15,11 @@ import time
 import redis
 from flask import Blueprint, abort, current_app, request
 
+from .devices import labels
 from .firmware import TARGETS, UPDATE_STATE, target
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
-from .store import DEVICES, READINGS, device_key, device_readings, get_redis, stream_id
+from .store import DEVICES, READINGS, device_key, device_readings, get_redis, meta_key, stream_id
 from .stream import get_hub
 from .viewers import viewer_required
 
@@ -35,15 +37,18 @@ def list_devices():
     with client.pipeline(transaction=False) as pipe:
         for device in ids:
             pipe.hgetall(device_key(device))
-        latest = pipe.execute()
+            pipe.hgetall(meta_key(device))
+        stored = pipe.execute()
     targets = client.hgetall(TARGETS)
-    return {"devices": [_device(fields, targets) for fields in latest if fields],
+    return {"devices": [_device(fields, meta, targets) for fields, meta in zip(stored[::2], stored[1::2]) if fields],
             "last_id": newest[0][0] if newest else None}
 
 
-def _device(fields, targets):
-    """A device's latest values, and its firmware: running, targeted, and the last update."""
+def _device(fields, meta, targets):
+    """A device's latest values, its labels, and its firmware: running, targeted, and the
+    last update."""
     state = decode_fields({k: v for k, v in fields.items() if k != "status" and k not in UPDATE_STATE})
+    state.update(labels(meta))
     state.update({name: fields[name] for name in UPDATE_STATE if name in fields})
     state["fw_target"] = target(targets, state["device"])
     state["online"] = (fields.get("status") != "offline"

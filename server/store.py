@@ -31,6 +31,10 @@ def device_key(device):
     return f"device:{device}"
 
 
+def meta_key(device):
+    return f"meta:{device}"
+
+
 def thresholds_key(device):
     return f"thresholds:{device}"
 

@@ -1,0 +1,154 @@
+"""What a viewer makes of a device: a friendly name, a group (a room, say) to sort the
+cards by, hidden from the dashboard, or deleted with its history.
+
+A device's id is what the board and its token write as, so it never changes; the
+friendly name is only shown. Deleting removes everything kept about the device (its
+latest values, history, thresholds, alert state, rate limit state) in one script, and
+announces it, so every open dashboard drops its card. Its tokens stay unless revoked
+too (``flask devices delete --revoke``): a board that posts again comes back as new.
+
+``PATCH /api/devices/<id>`` with ``{"name"?, "group"?, "hidden"?}`` (an empty name or
+group removes it), ``DELETE /api/devices/<id>``; ``flask --app server devices
+name|group|hide|show|delete``. Each change is a ``device`` event, so other dashboards
+follow it live.
+"""
+import json
+
+import click
+from flask import Blueprint, abort, request
+
+from .auth import devices_cli, revoke_tokens
+from .firmware import TARGETS
+from .readings import InvalidReading, parse_json
+from .store import CHANNEL, DEVICES, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
+from .viewers import viewer_required
+
+bp = Blueprint("devices", __name__)
+
+TEXTS = {"name": 64, "group": 32}  # a label's longest length
+
+# KEYS: ``devices``, ``firmware:target``, then the device's own keys. ARGV: the device,
+# the channel. 1 if it existed.
+_DELETE = """
+local existed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DEL', unpack(KEYS, 3))
+if existed == 1 then
+  redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = {device = ARGV[1], status = 'deleted'}}))
+end
+return existed
+"""
+
+
+def describe(client, device, changes):
+    """Set (or, given ``""``/``False``, remove) a device's ``name``, ``group`` and ``hidden``;
+    returns all three as they are now. Raises ValueError saying what is wrong."""
+    if client.zscore(DEVICES, device) is None:
+        raise LookupError(f"no device {device!r} has sent a reading")
+    for field, value in changes.items():
+        if field == "hidden":
+            if not isinstance(value, bool):
+                raise ValueError("hidden: must be true or false")
+        elif field not in TEXTS:
+            raise ValueError(f"{field}: not a device setting (name, group, hidden)")
+        elif not isinstance(value, str) or len(value.strip()) > TEXTS[field] or not value.isprintable():
+            raise ValueError(f"{field}: must be text of at most {TEXTS[field]} printable characters")
+    kept = {field: value.strip() if isinstance(value, str) else "1" for field, value in changes.items() if value}
+    dropped = [field for field, value in changes.items() if field not in kept]
+    with client.pipeline() as pipe:
+        if kept:
+            pipe.hset(meta_key(device), mapping=kept)
+        if dropped:
+            pipe.hdel(meta_key(device), *dropped)
+        pipe.hgetall(meta_key(device))
+        meta = labels(pipe.execute()[-1])
+    client.publish(CHANNEL, json.dumps({"type": "device", "data": dict(meta, device=device)}))
+    return meta
+
+
+def labels(stored):
+    """A device's ``name``, ``group`` and ``hidden`` from its ``meta:<device>`` hash."""
+    return {"name": stored.get("name", ""), "group": stored.get("group", ""), "hidden": "hidden" in stored}
+
+
+def delete(client, device):
+    """Delete everything kept about ``device``; False if there was no such device."""
+    keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
+            thresholds_key(device), alerting_key(device), f"ratelimit:{device}", f"ratelimit:{device}:readings"]
+    return bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
+
+
+@bp.patch("/api/devices/<device>")
+@viewer_required
+def patch_device(device):
+    try:
+        changes = parse_json(request.get_data())
+    except InvalidReading:
+        changes = None
+    if not isinstance(changes, dict) or not changes:
+        abort(400, 'send {"name"?, "group"?, "hidden"?} as JSON')
+    try:
+        return dict(describe(get_redis(), device, changes), device=device)
+    except LookupError as error:
+        abort(404, str(error))
+    except ValueError as error:
+        abort(400, str(error))
+
+
+@bp.delete("/api/devices/<device>")
+@viewer_required
+def delete_device(device):
+    if not delete(get_redis(), device):
+        abort(404, f"no device {device!r} has sent a reading")
+    return "", 204
+
+
+def _describe_command(device, **changes):
+    try:
+        meta = describe(get_redis(), device, changes)
+    except (LookupError, ValueError) as error:
+        raise click.UsageError(str(error))
+    click.echo(f"{device}: {json.dumps(meta)}")
+
+
+@devices_cli.command("name")
+@click.argument("device")
+@click.argument("name", default="")
+def name_command(device, name):
+    """Show DEVICE as NAME on the dashboard (no NAME: its id again)."""
+    _describe_command(device, name=name)
+
+
+@devices_cli.command("group")
+@click.argument("device")
+@click.argument("group", default="")
+def group_command(device, group):
+    """Put DEVICE's card in GROUP, a room say (no GROUP: in none)."""
+    _describe_command(device, group=group)
+
+
+@devices_cli.command("hide")
+@click.argument("device")
+def hide_command(device):
+    """Hide DEVICE's card (it goes on storing readings)."""
+    _describe_command(device, hidden=True)
+
+
+@devices_cli.command("show")
+@click.argument("device")
+def show_command(device):
+    """Show DEVICE's card again."""
+    _describe_command(device, hidden=False)
+
+
+@devices_cli.command("delete")
+@click.argument("device")
+@click.option("--revoke", is_flag=True, help="revoke its tokens too, so it cannot post again")
+@click.confirmation_option(prompt="Delete the device and all its history?")
+def delete_command(device, revoke):
+    """Delete DEVICE and everything kept about it: latest values, history, thresholds."""
+    found = delete(get_redis(), device)
+    revoked = revoke_tokens(get_redis(), device) if revoke else 0
+    if not found and not revoked:
+        raise click.UsageError(f"no device {device!r}")
+    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s)" if revoke else ""))

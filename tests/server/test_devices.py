@@ -1,0 +1,116 @@
+"""A viewer names devices, groups them by room, hides one and deletes another with its
+history: from the dashboard's API and from the command line, and every open page hears."""
+import pytest
+import requests
+
+
+@pytest.fixture
+def post_as(client, token_for):
+    tokens = {}
+
+    def post(device, **reading):
+        tokens.setdefault(device, token_for(device))
+        answer = client.post("/api/readings", json=reading, headers={"Authorization": f"Bearer {tokens[device]}"})
+        assert answer.status_code == 201
+        return tokens[device]
+    return post
+
+
+def listed(client):
+    return {device["device"]: device for device in client.get("/api/devices").json["devices"]}
+
+
+def test_a_device_gets_a_friendly_name_and_a_room_and_every_page_hears(live_server, token_for):
+    live_server.post("/api/readings", token_for("esp-3f2a"), json={"temperature": 4})
+    browser = live_server.stream()
+
+    answer = requests.patch(live_server.url + "/api/devices/esp-3f2a", json={"name": "Fridge", "group": "Kitchen"},
+                            timeout=10)
+
+    assert answer.json() == {"device": "esp-3f2a", "name": "Fridge", "group": "Kitchen", "hidden": False}
+    assert browser.next_of("device")["data"] == answer.json()
+    device = requests.get(live_server.url + "/api/devices", timeout=10).json()["devices"][0]
+    assert (device["name"], device["group"], device["hidden"]) == ("Fridge", "Kitchen", False)
+
+
+def test_a_hidden_device_keeps_storing_until_shown_again(client, post_as):
+    post_as("garage", temperature=12)
+
+    assert client.patch("/api/devices/garage", json={"hidden": True}).json["hidden"] is True
+    post_as("garage", temperature=13)
+
+    assert listed(client)["garage"]["hidden"] and listed(client)["garage"]["temperature"] == 13
+    assert client.patch("/api/devices/garage", json={"hidden": False, "name": ""}).json == {
+        "device": "garage", "name": "", "group": "", "hidden": False}
+
+
+@pytest.mark.parametrize("change, error", [({"name": "x" * 65}, "name: must be text of at most 64"),
+                                           ({"group": "a\nb"}, "group: must be text"),
+                                           ({"hidden": "yes"}, "hidden: must be true or false"),
+                                           ({"status": "offline"}, "status: not a device setting"),
+                                           ([], 'send {"name"?')])
+def test_a_bad_change_is_refused_and_changes_nothing(client, post_as, change, error):
+    post_as("garage", temperature=12)
+    client.patch("/api/devices/garage", json={"name": "Garage"})
+
+    answer = client.patch("/api/devices/garage", json=change)
+
+    assert answer.status_code == 400 and answer.json["error"].startswith(error)
+    assert listed(client)["garage"]["name"] == "Garage"
+
+
+def test_only_a_device_that_exists_can_be_named_or_deleted(client):
+    assert client.patch("/api/devices/nobody", json={"name": "Ghost"}).status_code == 404
+    assert client.delete("/api/devices/nobody").status_code == 404
+
+
+def test_deleting_a_device_removes_it_and_its_history_and_leaves_the_others(client, post_as, redis_client):
+    for temperature in range(20, 30):
+        post_as("old-shed", temperature=temperature)
+    post_as("kitchen", temperature=21)
+    client.put("/api/devices/old-shed/thresholds/temperature", json={"high": 25})
+    client.patch("/api/devices/old-shed", json={"name": "Shed"})
+
+    assert client.delete("/api/devices/old-shed").status_code == 204
+
+    assert list(listed(client)) == ["kitchen"]
+    assert client.get("/api/devices/old-shed/readings").status_code == 404
+    assert [key for key in redis_client.scan_iter() if "old-shed" in key] == []
+    assert redis_client.xlen("readings:kitchen") == 1
+
+
+def test_a_deleted_device_that_posts_again_comes_back_new(client, post_as):
+    token = post_as("shed", temperature=20)
+    client.delete("/api/devices/shed")
+
+    answer = client.post("/api/readings", json={"temperature": 21}, headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 201 and listed(client)["shed"]["temperature"] == 21
+    assert len(client.get("/api/devices/shed/readings").json["readings"]) == 1
+
+
+def test_open_pages_drop_a_deleted_device(live_server, token_for):
+    live_server.post("/api/readings", token_for("shed"), json={"temperature": 20})
+    browser = live_server.stream()
+
+    requests.delete(live_server.url + "/api/devices/shed", timeout=10)
+
+    assert browser.next_of("device")["data"] == {"device": "shed", "status": "deleted"}
+
+
+def test_the_command_line_names_groups_hides_and_deletes(app, client, post_as):
+    token = post_as("shed", temperature=20)
+    runner = app.test_cli_runner()
+
+    assert runner.invoke(args=["devices", "name", "shed", "Garden shed"]).exit_code == 0
+    assert runner.invoke(args=["devices", "group", "shed", "Garden"]).exit_code == 0
+    assert runner.invoke(args=["devices", "hide", "shed"]).exit_code == 0
+    assert (listed(client)["shed"]["name"], listed(client)["shed"]["group"], listed(client)["shed"]["hidden"]) == (
+        "Garden shed", "Garden", True)
+    assert "no device 'nobody'" in runner.invoke(args=["devices", "name", "nobody", "X"]).output
+
+    deleted = runner.invoke(args=["devices", "delete", "shed", "--revoke", "--yes"])
+
+    assert deleted.output.strip() == "deleted shed; revoked 1 token(s)"
+    assert client.post("/api/readings", json={"temperature": 21},
+                       headers={"Authorization": f"Bearer {token}"}).status_code == 401
