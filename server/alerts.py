@@ -5,22 +5,30 @@ stored, listed and published with the reading that caused it; a device that goes
 offline, and comes back, is an alert too. Here: the thresholds' API and CLI, and the
 alert list; the optional webhook is ``webhook.py``.
 
-``GET /api/alerts``: the alerts active now and the most recent ones, newest first.
+``GET /api/alerts``: the alerts active now and the most recent ones, newest first, with
+repeats folded: a device, metric and state raised again within ``FOLD_SECONDS`` of the
+line's oldest is counted in its ``repeats`` (``first``: when that oldest was raised),
+so a value flapping at a limit is one line, not the whole list. ``POST
+/api/alerts/acknowledge`` with ``{"device", "metric"?, "state"}`` marks a line seen: it
+shows ``acknowledged`` until the same alert is raised again.
 ``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
 ``{"low"?, "high"?, "hysteresis"?}``. ``flask --app server thresholds set|clear|list``.
 """
 import json
+import time
 
 import click
 from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
-from .store import ALERTS, DEVICES, alerting_key, device_key, get_redis, thresholds_key
+from .store import ACKNOWLEDGED, ALERTS, CHANNEL, DEVICES, alerting_key, device_key, get_redis, thresholds_key
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)
 
+FOLD_SECONDS = 3600
+PAGE = 500
 
 
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
@@ -98,9 +106,51 @@ def list_alerts():
         active += [{"device": device, "metric": metric, "state": state} for metric, state in sorted(crossed.items())]
         if status == "offline":
             active.append({"device": device, "state": "offline"})
-    recent = [dict(json.loads(fields["json"]), id=entry_id)
-              for entry_id, fields in client.xrevrange(ALERTS, count=limit)]
-    return {"active": active, "recent": recent}
+    return {"active": active, "recent": _folded(client, limit)}
+
+
+def _folded(client, limit):
+    """The ``limit`` newest alert lines, repeats folded in, read page by page."""
+    acknowledged = {key: float(at) for key, at in client.hgetall(ACKNOWLEDGED).items()}
+    lines, by_key, end = [], {}, "+"
+    while True:
+        page = client.xrevrange(ALERTS, end, "-", count=PAGE)
+        for entry_id, fields in page:
+            alert = dict(json.loads(fields["json"]), id=entry_id)
+            raised = alert.get("raised", alert["ts"])
+            key = _line_key(alert)
+            line = by_key.get(key)
+            if line and line["first"] - raised <= FOLD_SECONDS:
+                line["repeats"], line["first"] = line["repeats"] + 1, raised
+                continue
+            if len(lines) == limit:
+                return lines
+            line = by_key[key] = dict(alert, repeats=0, first=raised,
+                                      acknowledged=raised <= acknowledged.get(key, -1))
+            lines.append(line)
+        if len(page) < PAGE:
+            return lines
+        end = "(" + page[-1][0]
+
+
+def _line_key(alert):
+    return f"{alert['device']}|{alert.get('metric', '')}|{alert['state']}"
+
+
+@bp.post("/api/alerts/acknowledge")
+@viewer_required
+def acknowledge():
+    try:
+        line = parse_json(request.get_data())
+    except InvalidReading:
+        line = None
+    if not (isinstance(line, dict) and isinstance(line.get("device"), str) and isinstance(line.get("state"), str)
+            and isinstance(line.get("metric", ""), str) and not set(line) - {"device", "metric", "state"}):
+        abort(400, 'send {"device", "metric"?, "state"} as JSON')
+    client = get_redis()
+    client.hset(ACKNOWLEDGED, _line_key(line), repr(time.time()))
+    client.publish(CHANNEL, json.dumps({"type": "acknowledged", "data": line}))
+    return "", 204
 
 
 thresholds_cli = AppGroup("thresholds", help="Manage alert thresholds.")

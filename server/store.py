@@ -15,6 +15,7 @@ READINGS = "readings"
 DEVICES = "devices"
 TOKENS = "tokens"
 ALERTS = "alerts"
+ACKNOWLEDGED = "alerts-acknowledged"
 VIEWERS = "viewers"
 LOGGED_OUT = "logged-out"
 SESSION_KEY = "session-key"
@@ -73,12 +74,15 @@ def connect(url, max_connections=8):
 
 # Shared by the scripts below: an alert is kept in the ``alerts`` stream (the alert list
 # and the webhook's queue) and published as an ``alert`` event whose data carries its
-# ``alerts`` entry id. Thresholds are a hash per
+# ``alerts`` entry id and ``raised``, the time it was raised (an offline alert's ``ts`` is
+# when the device was last seen). Thresholds are a hash per
 # device, metric -> {"low"?, "high"?, "hysteresis"?}; which of them are crossed now is
 # ``alerting:<device>``, metric -> "low" | "high". An alert clears only once the value is
 # back inside by the hysteresis, so a value hovering at a limit does not flap.
 _ALERTS = """
 local function alert(channel, data)
+  local time = redis.call('TIME')
+  data.raised = tonumber(time[1]) + tonumber(time[2]) / 1e6
   data.id = redis.call('XADD', 'alerts', 'MAXLEN', '~', 10000, '*', 'json', cjson.encode(data))
   redis.call('PUBLISH', channel, cjson.encode({type = 'alert', data = data}))
 end

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from server import create_app
 from server.webhook import Webhook
@@ -205,3 +206,53 @@ def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_post
     assert len(wild) + sum(alert.get("folded", 0) for alert in wild) == 2000
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
     hook.stop()
+
+
+def test_a_value_flapping_at_a_limit_is_one_line_per_state_with_a_count(client, kitchen, token_for):
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
+
+    for _ in range(2):  # 300 alerts
+        client.post("/api/readings", json=[{"temperature": 31 - n % 2 * 2} for n in range(150)],
+                    headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    listed = client.get("/api/alerts?limit=50").json["recent"]
+    assert [(line["state"], line["repeats"]) for line in listed] == [("cleared", 149), ("high", 149)]
+    assert listed[0]["first"] < listed[0]["raised"]
+
+
+def test_an_offline_alert_says_when_it_was_raised_as_well_as_when_the_device_was_last_seen(client, kitchen,
+                                                                                           redis_client):
+    redis_client.zadd("devices", {"kitchen": time.time() - 3600})
+    mark_offline(redis_client, time.time() - 600)
+
+    offline = client.get("/api/alerts").json["recent"][0]
+
+    assert offline["state"] == "offline" and offline["raised"] - offline["ts"] >= 3600
+
+
+def test_a_viewer_acknowledges_an_alert_until_it_is_raised_again(live_server, token_for):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"high": 30}, timeout=10)
+    live_server.post("/api/readings", token, json={"temperature": 35})
+    other_page = live_server.stream()
+
+    seen = requests.post(live_server.url + "/api/alerts/acknowledge", timeout=10,
+                         json={"device": "kitchen", "metric": "temperature", "state": "high"})
+
+    assert seen.status_code == 204
+    assert other_page.next_of("acknowledged")["data"] == {"device": "kitchen", "metric": "temperature",
+                                                          "state": "high"}
+    alerts = lambda: requests.get(live_server.url + "/api/alerts", timeout=10).json()["recent"]  # noqa: E731
+    assert alerts()[0]["acknowledged"] is True
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    live_server.post("/api/readings", token, json={"temperature": 36})
+    assert [(line["state"], line["acknowledged"]) for line in alerts()] == [("high", False), ("cleared", False)]
+
+
+@pytest.mark.parametrize("body", [{"device": "kitchen"}, {"device": 1, "state": "high"}, [],
+                                  {"device": "kitchen", "state": "high", "extra": 1}])
+def test_an_acknowledgement_must_say_which_alert(client, body):
+    answer = client.post("/api/alerts/acknowledge", json=body)
+
+    assert answer.status_code == 400 and "device" in answer.json["error"]
