@@ -9,9 +9,25 @@ seconds, open live streams included. Logging out ends it for good, a replayed co
 too: its session id is kept in ``logged-out`` until the cookie would have expired.
 Device tokens never open these pages, and a viewer's session never posts readings:
 uploads take device tokens.
+
+Logins must hold off password guessing without letting a guesser lock a viewer out or
+crowd real logins away. So an attempt is counted against its client address
+and its viewer name before the password is checked, in one Redis call, so that attempts
+sent at once cannot slip past the limit together (a login that succeeds is forgiven);
+an address has one password being checked at a time (another attempt meanwhile: 429 at
+once); past ``LOGIN_FAILURES`` attempts a minute from an address, or for a name, 429. A
+name is never locked out of an address it logged in from within ``KNOWN_ADDRESS_DAYS``:
+failing ana's password from elsewhere cannot keep ana out at home. A check costs about
+0.1 s of CPU, so at most ``HASHING_AT_ONCE`` run at once in a process; the others wait
+their turn, first come first served, for up to ``LOGIN_QUEUE_SECONDS`` (then 503, which
+still counts). With one attempt per address in the queue, a real viewer waits behind
+one attempt per attacking address rather than racing every attacker for a free slot.
 """
+import collections
+import contextlib
 import functools
 import hashlib
+import math
 import re
 import secrets
 import threading
@@ -32,10 +48,76 @@ bp = Blueprint("viewers", __name__)
 ACCOUNTS_TTL = 2.0
 FAILURE_WINDOW = 60  # seconds over which LOGIN_FAILURES are counted
 HASHING_AT_ONCE = 4
+KNOWN_ADDRESS_DAYS = 30
 LOCAL_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\x7f\\]*")
-_hashing = threading.BoundedSemaphore(HASHING_AT_ONCE)
 # Checked against when the name is unknown, so a wrong name takes as long as a wrong password.
 UNKNOWN = generate_password_hash(secrets.token_hex())
+
+
+# KEYS as ``_attempt_keys`` names them; ARGV: LOGIN_FAILURES, FAILURE_WINDOW, how long a
+# check may take. Returns 0 once the attempt is counted (go ahead), the seconds to wait,
+# or -1 while another attempt from the address is being checked.
+_BEGIN_ATTEMPT = """
+local wait = 0
+for i = 1, 2 do
+  local exempt = i == 2 and redis.call('EXISTS', KEYS[4]) == 1
+  if not exempt and tonumber(redis.call('GET', KEYS[i]) or 0) >= tonumber(ARGV[1]) then
+    wait = math.max(wait, redis.call('TTL', KEYS[i]), 1)
+  end
+end
+if wait > 0 then return wait end
+if not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then return -1 end
+for i = 1, 2 do
+  redis.call('SET', KEYS[i], 0, 'NX', 'EX', ARGV[2])
+  redis.call('INCR', KEYS[i])
+end
+return 0
+"""
+# A login that succeeded (same KEYS): its attempt is forgiven, its address known ARGV[1] s.
+_LOGGED_IN = """
+for i = 1, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or 0) > 0 then redis.call('DECR', KEYS[i]) end
+end
+redis.call('SET', KEYS[4], 1, 'EX', ARGV[1])
+"""
+
+
+class HashingQueue:
+    """At most ``slots`` password checks at once; the others wait their turn in arrival
+    order (a freed slot goes to the first in line, never to a newcomer)."""
+
+    def __init__(self, slots):
+        self.free = slots
+        self.waiting = collections.deque()
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def turn(self, patience):
+        """Hold a slot for the ``with`` block, after waiting at most ``patience`` seconds (else 503)."""
+        ready = threading.Event()
+        with self.lock:
+            self.waiting.append(ready)
+            self._hand_on()
+        try:
+            if not ready.wait(patience):
+                raise ServiceUnavailable("too many logins at once; try again shortly",
+                                         retry_after=current_app.config["RETRY_AFTER"])
+            yield
+        finally:
+            with self.lock:
+                if ready.is_set():
+                    self.free += 1
+                else:
+                    self.waiting.remove(ready)
+                self._hand_on()
+
+    def _hand_on(self):
+        while self.free and self.waiting:
+            self.free -= 1
+            self.waiting.popleft().set()
+
+
+_hashing = HashingQueue(HASHING_AT_ONCE)
 
 
 def _stamp(password_hash):
@@ -116,56 +198,49 @@ def login():
     error = None
     if request.method == "POST":
         name, password = request.form.get("name", ""), request.form.get("password", "")
-        client, counters = get_redis(), _failure_counters(request.remote_addr, name)
-        _refuse_after_failures(client, counters)
-        stored = client.hget(VIEWERS, name) if name else None
-        if _password_matches(stored or UNKNOWN, password) and stored:
-            session.clear()
-            session.permanent = True
-            session.update(viewer=name, stamp=_stamp(stored), sid=secrets.token_urlsafe(16))
-            return redirect(_local(request.args.get("next")))
-        _count_failure(client, counters)
+        client, keys = get_redis(), _attempt_keys(request.remote_addr, name)
+        _begin_attempt(client, keys)
+        try:
+            stored = client.hget(VIEWERS, name) if name else None
+            if _password_matches(stored or UNKNOWN, password) and stored:
+                client.register_script(_LOGGED_IN)(keys, [KNOWN_ADDRESS_DAYS * 24 * 3600])
+                session.clear()
+                session.permanent = True
+                session.update(viewer=name, stamp=_stamp(stored), sid=secrets.token_urlsafe(16))
+                return redirect(_local(request.args.get("next")))
+        finally:
+            client.delete(keys[2])
         error = "Wrong name or password."
     return render_template("login.html", error=error), 401 if error else 200
 
 
-def _failure_counters(address, name):
-    """The keys that count failed logins from this address and for this name."""
-    return [f"login-failures:address:{address}",
-            "login-failures:name:" + hashlib.sha256(name.encode()).hexdigest()[:32]]
+def _attempt_keys(address, name):
+    """Attempts counted for the address, for the name; the address's attempt being checked
+    now; the name's login from the address (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``)."""
+    named = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return [f"login-failures:address:{address}", f"login-failures:name:{named}",
+            f"login-checking:{address}", f"login-known:{named}:{address}"]
 
 
-def _refuse_after_failures(client, counters):
-    """429 once an address or a name has ``LOGIN_FAILURES`` failed logins within a minute."""
-    limit = current_app.config["LOGIN_FAILURES"]
-    with client.pipeline(transaction=False) as pipe:
-        for key in counters:
-            pipe.get(key).ttl(key)
-        replies = pipe.execute()
-    waits = [ttl for count, ttl in zip(replies[::2], replies[1::2]) if int(count or 0) >= limit]
-    if waits:
-        raise TooManyRequests(f"too many failed logins; try again in {max(waits)} s", retry_after=max(max(waits), 1))
-
-
-def _count_failure(client, counters):
-    with client.pipeline(transaction=False) as pipe:
-        for key in counters:
-            pipe.set(key, 0, ex=FAILURE_WINDOW, nx=True).incr(key)
-        pipe.execute()
+def _begin_attempt(client, keys):
+    """Count this attempt, or refuse it with 429 (see the module's docstring)."""
+    checking_for = FAILURE_WINDOW + math.ceil(current_app.config["LOGIN_QUEUE_SECONDS"])
+    script = client.register_script(_BEGIN_ATTEMPT)
+    wait = script(keys, [current_app.config["LOGIN_FAILURES"], FAILURE_WINDOW, checking_for])
+    if wait < 0:
+        raise TooManyRequests("a login from this address is being checked; wait for its answer", retry_after=1)
+    if wait:
+        raise TooManyRequests(f"too many failed logins; try again in {wait} s", retry_after=wait)
 
 
 def _password_matches(password_hash, password):
-    """``check_password_hash``, off the worker's event loop when gevent runs it: a hash
-    takes about 0.1 s of CPU, which would hold every other connection of the worker.
-    At most ``HASHING_AT_ONCE`` hash at once in a process; past that, 503."""
-    if not monkey.is_module_patched("socket"):
-        return check_password_hash(password_hash, password)
-    if not _hashing.acquire(blocking=False):
-        raise ServiceUnavailable("too many logins at once; try again shortly", retry_after=1)
-    try:
+    """``check_password_hash`` once it is this login's turn, off the worker's event loop
+    when gevent runs it: a check takes about 0.1 s of CPU, which would hold every other
+    connection of the worker."""
+    with _hashing.turn(current_app.config["LOGIN_QUEUE_SECONDS"]):
+        if not monkey.is_module_patched("socket"):
+            return check_password_hash(password_hash, password)
         return get_hub().threadpool.apply(check_password_hash, (password_hash, password))
-    finally:
-        _hashing.release()
 
 
 @bp.post("/logout")

@@ -5,8 +5,9 @@ import time
 
 import pytest
 import requests
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
+from server import viewers
 from tests.conftest import eventually
 
 
@@ -114,6 +115,119 @@ def test_guessing_passwords_is_stopped_per_address_and_per_name(client, add_view
     assert "too many failed logins" in right_at_last.json["error"]
     assert ana_from_elsewhere.status_code == 429
     assert bob_from_elsewhere.status_code == 302
+
+
+def test_a_viewer_is_never_locked_out_of_the_address_they_log_in_from(client, add_viewer):
+    add_viewer("ana", "correct horse")
+    assert log_in(client, "ana", "correct horse", address="198.51.100.5").status_code == 302  # ana at home
+
+    attacker = [log_in(client, "ana", f"guess {n}", address="203.0.113.9").status_code for n in range(15)]
+    ana_on_a_new_phone = log_in(client, "ana", "correct horse", address="192.0.2.7")
+    ana_at_home = log_in(client, "ana", "correct horse", address="198.51.100.5")
+
+    assert attacker == [401] * 10 + [429] * 5
+    assert ana_on_a_new_phone.status_code == 429
+    assert ana_at_home.status_code == 302
+
+
+def test_logins_sent_at_once_from_one_address_are_checked_one_at_a_time_up_to_the_limit(app, add_viewer,
+                                                                                        monkeypatch):
+    add_viewer("ana", "correct horse")
+    burst, checked, answers = 20, [], []
+    all_in = threading.Event()  # each login of the burst is being checked or has its answer
+
+    def note():
+        if len(checked) + len(answers) >= burst:
+            all_in.set()
+
+    def held_check(password_hash, password):
+        checked.append(password)
+        note()
+        all_in.wait(timeout=60)
+        return check_password_hash(password_hash, password)
+
+    def guess(n):
+        answers.append(log_in(app.test_client(), "ana", f"guess {n}").status_code)
+        note()
+
+    monkeypatch.setattr(viewers, "check_password_hash", held_check)
+    guessers = [threading.Thread(target=guess, args=(n,)) for n in range(burst)]
+    for guesser in guessers:
+        guesser.start()
+    for guesser in guessers:
+        guesser.join()
+    checked_at_once = len(checked)
+    one_after_another = [log_in(app.test_client(), "ana", f"guess {n}").status_code for n in range(burst)]
+
+    assert checked_at_once == 1 and sorted(answers) == [401] + [429] * (burst - 1)
+    assert one_after_another == [401] * 9 + [429] * (burst - 9)
+    assert len(checked) == app.config["LOGIN_FAILURES"]
+
+
+def test_a_login_that_waits_too_long_for_its_turn_gets_503_and_still_counts(app, client, add_viewer, monkeypatch,
+                                                                            redis_client):
+    add_viewer("ana", "correct horse")
+    app.config["LOGIN_QUEUE_SECONDS"] = 0
+    checking, done = threading.Semaphore(0), threading.Event()
+
+    def held_check(password_hash, password):
+        if password == "hold":
+            checking.release()
+            done.wait(timeout=60)
+        return check_password_hash(password_hash, password)
+
+    monkeypatch.setattr(viewers, "check_password_hash", held_check)
+    holders = [threading.Thread(target=log_in, args=(app.test_client(), "ana", "hold"),
+                                kwargs={"address": f"203.0.113.{n}"}) for n in range(viewers.HASHING_AT_ONCE)]
+    for holder in holders:
+        holder.start()
+    try:
+        assert all(checking.acquire(timeout=60) for _ in holders)  # every slot is taken
+        answer = log_in(client, "ana", "correct horse", address="198.51.100.5")
+    finally:
+        done.set()
+        for holder in holders:
+            holder.join()
+
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert redis_client.get("login-failures:address:198.51.100.5") == "1"
+    assert log_in(client, "ana", "correct horse", address="198.51.100.5").status_code == 302
+
+
+class Attacker:
+    """Logs in with random names from one address (``X-Forwarded-For``), one login after
+    another, until the attack is over; keeps each answer's status."""
+
+    def __init__(self, url, address, attack_over):
+        self.url, self.address, self.attack_over = url, address, attack_over
+        self.answers = []
+        self.thread = threading.Thread(target=self._guess, daemon=True)
+        self.thread.start()
+
+    def _guess(self):
+        while not self.attack_over.is_set():
+            form = {"name": f"user{len(self.answers)}", "password": "123456"}
+            self.answers.append(requests.post(self.url + "/login", data=form, timeout=120, allow_redirects=False,
+                                              headers={"X-Forwarded-For": self.address}).status_code)
+
+
+def test_a_viewer_gets_in_while_attackers_at_16_addresses_keep_every_check_busy(start_server, redis_client):
+    redis_client.hset("viewers", "ana", generate_password_hash("correct horse"))
+    # as many guesses as a few thousand addresses could make; and time enough for a loaded machine
+    server = start_server(TRUSTED_PROXIES=1, LOGIN_FAILURES=1_000_000, LOGIN_QUEUE_SECONDS=120)
+    attack_over = threading.Event()
+    attackers = [Attacker(server.url, f"203.0.113.{n}", attack_over) for n in range(16)]
+    try:
+        eventually(lambda: all(attacker.answers for attacker in attackers), timeout=120)
+        ana = requests.post(server.url + "/login", data={"name": "ana", "password": "correct horse"}, timeout=120,
+                            allow_redirects=False, headers={"X-Forwarded-For": "198.51.100.5"})
+    finally:
+        attack_over.set()
+        for attacker in attackers:
+            attacker.thread.join()
+
+    assert ana.status_code == 302
+    assert {status for attacker in attackers for status in attacker.answers} == {401}  # queued, never refused
 
 
 def test_a_login_being_checked_never_holds_the_servers_other_connections(live_server, redis_client):
