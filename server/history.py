@@ -98,12 +98,16 @@ def bucketed(client, device, count):
 @bp.get("/api/devices/<device>/readings.csv")
 @viewer_required
 def export(device):
-    """Every reading in the range as CSV, streamed page by page; ``?unit=F`` gives °F."""
+    """Every reading in the range as CSV, streamed page by page; ``?unit=F`` gives °F
+    (``C``, the default, or ``F``, in either case: any other unit is a 400)."""
     client = get_redis()
     latest = client.hgetall(device_key(device)) if DEVICE_ID.fullmatch(device) else None
     if not latest:
         abort(404, f"no device {device!r} has sent a reading")
-    fahrenheit = request.args.get("unit", "C").upper() == "F"
+    unit = request.args.get("unit", "C").upper()
+    if unit not in ("C", "F"):
+        abort(400, "unit: must be C (°C) or F (°F)")
+    fahrenheit = unit == "F"
     since, until = time_range(client, device)
     known = [name for name in METRICS if name in latest]
     columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS))

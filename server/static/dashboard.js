@@ -3,6 +3,7 @@
 import { isAlerting, listAlerts, showAlert, wireThresholds } from "./js/alerts.js";
 import { draw, resize } from "./js/chart.js";
 import { DIAGNOSTICS, ago, format, metricsOf, newer, prefs, when } from "./js/format.js";
+import { markStale } from "./js/stale.js";
 
 const CHART_POINTS = 500;
 const BUCKETS = 300;
@@ -18,17 +19,23 @@ function card(id) {
   document.getElementById("empty")?.remove();
   const node = document.getElementById("card").content.firstElementChild.cloneNode(true);
   node.dataset.device = id;
-  node.querySelector(".name").textContent = id;
+  Object.assign(node.querySelector(".name"), { textContent: id, title: id });
   const later = [...devices.keys()].sort().find((other) => other > id);
   document.getElementById("devices").insertBefore(node, later ? devices.get(later).node : null);
-  const device = { id, node, lastSeen: 0, online: true, readings: [], buckets: null, chart: null };
+  // latest and measured are keyed by metric names, which may be "__proto__" or "constructor"
+  const device = { id, node, lastSeen: 0, online: true, latest: Object.create(null), measured: new Map(),
+    readings: [], buckets: null, chart: null };
   devices.set(id, device);
-  wireThresholds(id, node, () => metricsOf(device.latest || {}).filter((n) => !DIAGNOSTICS.includes(n)));
+  const charted = () => metricsOf(device.latest).filter((name) => !DIAGNOSTICS.includes(name));
+  device.showThresholds = wireThresholds(id, node, charted);
+  const download = node.querySelector(".download");
+  download.href = csvUrl(device);
+  download.addEventListener("click", () => { download.href = csvUrl(device); }); // the range as of now
   return device;
 }
 
 function showValues(device, reading) {
-  device.latest = { ...device.latest, ...reading };
+  Object.assign(device.latest, reading);
   const list = device.node.querySelector(".metrics");
   const details = [];
   for (const name of metricsOf(device.latest)) {
@@ -42,7 +49,7 @@ function showValues(device, reading) {
       item = document.createElement("div");
       item.dataset.metric = name;
       item.append(document.createElement("dt"), document.createElement("dd"));
-      item.querySelector("dt").textContent = name;
+      Object.assign(item.querySelector("dt"), { textContent: name, title: name });
       list.append(item);
     }
     item.querySelector("dd").textContent = format(name, value);
@@ -60,7 +67,7 @@ function showFirmware(device) {
   if (status === "updating" && update !== fw) text += `, updating to ${update}…`;
   else if (status === "failed") text += `; update to ${update} failed: ${error}`;
   else if (target && fw && target !== fw) text += ` (${target} is out)`;
-  line.textContent = text;
+  Object.assign(line, { textContent: text, title: text });
   line.classList.toggle("failed", status === "failed");
 }
 
@@ -76,7 +83,7 @@ function showState(state) {
   device.lastSeen = Math.max(device.lastSeen, state.last_seen);
   setStatus(device, state.online);
   const { fw_target, fw_update, fw_status, fw_error } = state;
-  device.latest = { ...device.latest, fw_target, fw_update, fw_status, fw_error };
+  Object.assign(device.latest, { fw_target, fw_update, fw_status, fw_error });
   showFirmware(device);
   return device;
 }
@@ -84,7 +91,7 @@ function showState(state) {
 function showChange(change) {
   if (change.status === "firmware") {
     const device = card(change.device);
-    device.latest = { ...device.latest, ...change };
+    Object.assign(device.latest, change);
     showFirmware(device);
   } else {
     setStatus(card(change.device), change.status !== "offline");
@@ -105,6 +112,8 @@ function addReading(reading, live) {
   const newest = at === rows.length;
   rows.splice(at, 0, reading);
   if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
+  const { measured } = device;
+  for (const name of metricsOf(reading)) measured.set(name, Math.max(measured.get(name) ?? 0, reading.ts));
   if (newest) showValues(device, reading);
   if (live) {
     // Seen when the server took it (its id says when), which for a replayed reading
@@ -122,20 +131,27 @@ function range() {
   return SPANS[chosen.name] ? { since: now - SPANS[chosen.name], until: now } : null;
 }
 
+const readingsUrl = (device) => `/api/devices/${encodeURIComponent(device.id)}/readings`;
+
+// The CSV of the range shown: while live, from the chart's oldest reading until now.
+function csvUrl(device) {
+  const now = Date.now() / 1000;
+  const span = range() || { since: device.readings[0]?.ts ?? now - 3600, until: now };
+  return `${readingsUrl(device)}.csv?since=${span.since}&until=${span.until}&unit=${prefs.unit}`;
+}
+
+// The newest readings, for the live chart and to tell how old each metric's value is.
+async function loadRecent(device) {
+  const history = await getJSON(`${readingsUrl(device)}?limit=${CHART_POINTS}`);
+  for (const reading of history.readings) addReading(reading, false);
+}
+
 async function loadChart(device) {
   const period = range();
-  const base = `/api/devices/${encodeURIComponent(device.id)}/readings`;
-  if (period) {
-    const answer = await (await fetch(`${base}?buckets=${BUCKETS}&since=${period.since}&until=${period.until}`)).json();
-    device.buckets = answer.buckets;
-  } else {
-    device.buckets = null;
-    const history = await (await fetch(`${base}?limit=${CHART_POINTS}`)).json();
-    for (const reading of history.readings) addReading(reading, false);
-  }
-  const span = period || { since: device.readings[0]?.ts ?? Date.now() / 1000 - 3600, until: Date.now() / 1000 };
-  device.node.querySelector(".download").href =
-    `${base}.csv?since=${span.since}&until=${span.until}&unit=${prefs.unit}`;
+  device.buckets = period
+    ? (await getJSON(`${readingsUrl(device)}?buckets=${BUCKETS}&since=${period.since}&until=${period.until}`)).buckets
+    : null;
+  device.node.querySelector(".download").href = csvUrl(device);
   draw(device);
 }
 
@@ -152,6 +168,7 @@ async function seed() {
   await Promise.all(known.devices.map((state) => guarded(state.device, async () => {
     const device = showState(state);
     showValues(device, state);
+    await loadRecent(device);
     await loadChart(device);
   })));
 }
@@ -232,22 +249,13 @@ function connect() {
   });
 }
 
-// Usual interval: the median gap between its recent readings; a value older than twice
-// that is stale.
-function usualInterval(device) {
-  const ts = device.readings.slice(-20).map((r) => r.ts);
-  const gaps = ts.slice(1).map((t, i) => t - ts[i]).sort((a, b) => a - b);
-  return gaps.length ? gaps[Math.floor(gaps.length / 2)] : Infinity;
-}
-
 function tick() {
   const now = Date.now() / 1000;
   for (const device of devices.values()) {
     const seen = device.node.querySelector(".ago");
     seen.textContent = device.lastSeen ? ago(now - device.lastSeen) : "never";
     seen.title = device.lastSeen ? when(device.lastSeen) : "";
-    const stale = device.online && now - device.lastSeen > 2 * usualInterval(device);
-    device.node.querySelector(".metrics").classList.toggle("stale", stale);
+    markStale(device, now);
   }
 }
 
@@ -286,6 +294,7 @@ function wireControls() {
   unit.addEventListener("click", () => {
     prefs.unit = prefs.unit === "C" ? "F" : "C";
     unit.textContent = `°${prefs.unit}`;
+    devices.forEach((device) => device.showThresholds());
     redrawAll();
     resync();
   });

@@ -24,16 +24,27 @@ def screenshot(request):
 
 
 @pytest.fixture
-def browser_page():
+def open_page():
+    """Opens a page in a real Chromium, with Playwright's context options (a phone's
+    viewport unless told, e.g. ``locale="de-DE"``); the page keeps its console's errors."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.console_errors = []
-        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-        yield page
+
+        def open_page(**options):
+            page = browser.new_context(**dict({"viewport": {"width": 390, "height": 844}}, **options)).new_page()
+            page.console_errors = []
+            page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+            page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+            return page
+
+        yield open_page
         browser.close()
+
+
+@pytest.fixture
+def browser_page(open_page):
+    return open_page()

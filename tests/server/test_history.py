@@ -88,3 +88,10 @@ def test_times_beyond_any_clock_mean_from_the_start_or_until_the_end(client, wee
         assert len(answer.json["buckets"]) == 1
     else:
         assert len(answer.get_data(as_text=True).splitlines()) == 1 + 7 * 24
+
+
+@pytest.mark.parametrize("unit", ["K", "kelvin", ""])
+def test_an_export_in_any_unit_but_c_or_f_is_refused_clearly(client, week, unit):
+    answer = client.get(f"/api/devices/kitchen/readings.csv?unit={unit}")
+
+    assert answer.status_code == 400 and "unit: must be C" in answer.json["error"]

@@ -1,7 +1,7 @@
 // The alert list (loaded whenever the stream opens, kept live by `alert` events in
 // between; an alert both loaded and received is listed once, by its id) and each card's
 // form for its thresholds, shown and entered in the viewer's units, stored in the server's.
-import { format, shown, stored, unitOf, when } from "./format.js";
+import { format, shown, shownDifference, stored, storedDifference, unitOf, when } from "./format.js";
 
 const alerting = new Set(); // "device metric" crossed now
 const list = () => document.querySelector("#alerts ul");
@@ -47,11 +47,14 @@ export function listAlerts({ active, recent }) {
   active.filter((alert) => alert.metric).forEach((alert) => mark(alert.device, alert.metric, true));
 }
 
+// The form shows the stored limits in the unit chosen now (show() again when it changes);
+// Save sends a changed field converted to °C and an untouched one exactly as stored.
 export function wireThresholds(id, node, metricNames) {
   const details = node.querySelector(".thresholds");
   const form = details.querySelector("form");
   const say = (text) => { form.querySelector(".message").textContent = text; };
   const url = () => `/api/devices/${encodeURIComponent(id)}/thresholds/${encodeURIComponent(form.metric.value)}`;
+  const fields = { low: [shown, stored], high: [shown, stored], hysteresis: [shownDifference, storedDifference] };
   let known = new Map();
 
   async function fill() {
@@ -65,29 +68,39 @@ export function wireThresholds(id, node, metricNames) {
   function show() {
     const name = form.metric.value;
     const limit = known.get(name) || {};
-    form.querySelectorAll(".unit").forEach((span) => { span.textContent = unitOf(name); });
-    form.low.value = limit.low != null ? +shown(name, limit.low).toFixed(2) : "";
-    form.high.value = limit.high != null ? +shown(name, limit.high).toFixed(2) : "";
-    const margin = limit.hysteresis || 0;
-    form.hysteresis.value = unitOf(name) === "°F" ? +(margin * 1.8).toFixed(2) : margin;
+    form.querySelectorAll(".unit").forEach((span) => { span.textContent = unitOf(name) && `(${unitOf(name)})`; });
+    for (const [field, [toShown]] of Object.entries(fields)) {
+      const value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : "";
+      form[field].value = value;
+      form[field].dataset.shown = form[field].value;
+    }
+  }
+  function edited() {
+    const name = form.metric.value;
+    const limit = known.get(name) || {};
+    const entries = Object.entries(fields).map(([field, [, toStored]]) => {
+      const input = form[field];
+      if (input.value === input.dataset.shown) return [field, limit[field]];
+      return [field, input.value === "" ? undefined : toStored(name, Number(input.value))];
+    });
+    return Object.fromEntries(entries);
   }
   details.addEventListener("toggle", () => details.open && fill());
   form.metric.addEventListener("change", show);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const name = form.metric.value;
-    const number = (input) => (input.value === "" ? undefined : stored(name, Number(input.value)));
-    const margin = Number(form.hysteresis.value || 0) / (unitOf(name) === "°F" ? 1.8 : 1);
     const answer = await fetch(url(), {
-      method: "PUT", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ low: number(form.low), high: number(form.high), hysteresis: margin }),
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(edited()),
     });
     say(answer.ok ? "Saved." : (await answer.json()).error);
     if (answer.ok) fill();
   });
   form.querySelector(".clear").addEventListener("click", async () => {
+    const name = form.metric.value;
     const answer = await fetch(url(), { method: "DELETE" });
+    if (answer.ok) mark(id, name, false); // no limit, no alert: the server forgets it too
     say(answer.ok ? "Cleared." : "Could not clear it.");
     fill();
   });
+  return show;
 }

@@ -1,11 +1,11 @@
 // A device's chart: its raw points while live, or over a range the average of each
 // bucket with a band from its min to its max. Axes follow the chosen units.
-import { DIAGNOSTICS, metricsOf, shown, unitOf } from "./format.js";
+import { DIAGNOSTICS, metricsOf, number, shown, tick, unitOf } from "./format.js";
 
 const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e"];
 
 function seriesOf(device) {
-  const sample = Object.assign({}, ...(device.buckets || device.readings));
+  const sample = Object.assign(Object.create(null), ...(device.buckets || device.readings)); // keeps "__proto__"
   return metricsOf(sample).filter((name) => !DIAGNOSTICS.includes(name));
 }
 
@@ -27,7 +27,9 @@ function options(device, names, width) {
   const style = getComputedStyle(document.body); // follows the light or dark scheme
   const lines = { stroke: style.getPropertyValue("--line"), width: 1 };
   const axis = { stroke: style.color, grid: lines, ticks: lines };
-  const axes = [axis, ...scales.slice(0, 2).map((scale, i) => ({ ...axis, scale, side: i ? 1 : 3, size: 50, label: scale }))];
+  const times = { ...axis, values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
+  const numbers = { ...axis, values: (u, splits) => splits.map((value) => number(value)), size: 50 };
+  const axes = [times, ...scales.slice(0, 2).map((scale, i) => ({ ...numbers, scale, side: i ? 1 : 3, label: scale }))];
   const line = (name, i, label, alpha = "") => ({
     label, scale: unitOf(name), spanGaps: !device.buckets, stroke: COLOURS[i % 4] + alpha, points: { show: false },
   });

@@ -1,9 +1,11 @@
-// The viewer's preferences (remembered per browser) and how numbers, units and times read.
+// The viewer's preferences (remembered per browser) and how numbers, units and times read:
+// every number and date on the page is formatted here, in the browser's locale.
 const settings = JSON.parse(document.getElementById("settings").textContent);
 const UNITS = new Map(settings.metrics); // a Map: a metric may be named "constructor"
 const KNOWN = settings.metrics.map(([name]) => name);
 const NOT_METRICS = settings.not_metrics; // a reading's fields and the server's own (readings.py)
 export const DIAGNOSTICS = settings.diagnostics;
+const LOCALE = navigator.language;
 
 export const prefs = {
   get unit() { return localStorage.getItem("sensorcast.unit") || "C"; },
@@ -12,14 +14,29 @@ export const prefs = {
   set range(value) { localStorage.setItem("sensorcast.range", JSON.stringify(value)); },
 };
 
+// Temperatures are stored in °C; a limit converts with its offset, a difference without.
 const fahrenheit = (name) => name === "temperature" && prefs.unit === "F";
 export const unitOf = (name) => (fahrenheit(name) ? "°F" : UNITS.get(name) || "");
 export const shown = (name, value) => (value == null || !fahrenheit(name) ? value : (value * 9) / 5 + 32);
 export const stored = (name, value) => (value == null || !fahrenheit(name) ? value : ((value - 32) * 5) / 9);
+export const shownDifference = (name, value) => (fahrenheit(name) ? (value * 9) / 5 : value);
+export const storedDifference = (name, value) => (fahrenheit(name) ? (value * 5) / 9 : value);
 
+const formats = new Map(); // Intl formatters by their options: made once, used often
+function formatter(kind, options) {
+  const key = kind.name + JSON.stringify(options);
+  if (!formats.has(key)) formats.set(key, new kind(LOCALE, options));
+  return formats.get(key);
+}
+
+export const number = (value, most = 3, least = 0) =>
+  formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
+
+// A value as a card shows it: whole numbers as such, others to one decimal, with the unit.
 export function format(name, value) {
-  const number = shown(name, value);
-  return `${number.toFixed(Number.isInteger(number) ? 0 : 1)} ${unitOf(name)}`.trim();
+  const shownValue = shown(name, value);
+  const digits = Number.isInteger(shownValue) ? 0 : 1;
+  return `${number(shownValue, digits, digits)} ${unitOf(name)}`.trim();
 }
 
 const rank = (name) => (KNOWN.includes(name) ? KNOWN.indexOf(name) : KNOWN.length);
@@ -29,13 +46,23 @@ export function metricsOf(reading) {
 }
 
 export function ago(seconds) {
-  if (seconds < 60) return `${Math.max(0, Math.round(seconds))} s ago`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-  if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
-  return `${Math.round(seconds / 86400)} d ago`;
+  if (seconds < 60) return `${number(Math.max(0, Math.round(seconds)))} s ago`;
+  if (seconds < 3600) return `${number(Math.round(seconds / 60))} min ago`;
+  if (seconds < 172800) return `${number(Math.round(seconds / 3600))} h ago`;
+  return `${number(Math.round(seconds / 86400))} d ago`;
 }
 
-export const when = (seconds) => new Date(seconds * 1000).toLocaleString();
+const date = (seconds, options) => formatter(Intl.DateTimeFormat, options).format(new Date(seconds * 1000));
+const FULL = { year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric",
+  second: "numeric" }; // as toLocaleString() writes it
+export const when = (seconds) => date(seconds, FULL);
+
+// A chart's time axis: the finer its step, the more of the time each label says.
+export function tick(seconds, step) {
+  if (step < 60) return date(seconds, { timeStyle: "medium" });
+  if (step < 86400) return date(seconds, { timeStyle: "short" });
+  return date(seconds, { dateStyle: "short" });
+}
 
 export function newer(a, b) {
   const [am, as] = a.split("-").map(Number);

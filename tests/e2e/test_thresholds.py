@@ -1,0 +1,75 @@
+"""A user sets a kitchen's alert thresholds on its card, switches to °F with the form
+open, edits one limit, and later clears the threshold."""
+import re
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+
+def open_thresholds(page, server):
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    card = page.locator('[data-device="kitchen"]')
+    card.get_by_text("Alert thresholds").click()
+    form = card.locator(".thresholds form")
+    form.get_by_label("Metric").select_option("temperature")
+    return card, form
+
+
+def save(form, **values):
+    form.locator(".message").evaluate("node => { node.textContent = ''; }")
+    for name, value in values.items():
+        form.get_by_label(name).fill(value)
+    form.get_by_role("button", name="Save").click()
+    expect(form.locator(".message")).to_have_text("Saved.")
+
+
+def stored_threshold(server):
+    return requests.get(server.url + "/api/devices/kitchen/thresholds", timeout=5).json()["thresholds"]["temperature"]
+
+
+def test_editing_one_limit_in_fahrenheit_keeps_the_others_as_stored(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    save(form, Low="18", High="25", Hysteresis="0.5")
+
+    page.get_by_role("button", name="Temperature unit").click()
+
+    expect(form.get_by_label("Low")).to_have_accessible_name(re.compile(r"^Low \(°F\)"))
+    expect(form.get_by_label("Hysteresis")).to_have_accessible_name(re.compile(r"^Hysteresis \(°F\)"))
+    expect(form.get_by_label("Low")).to_have_value("64.4")
+    expect(form.get_by_label("High")).to_have_value("77")
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.9")
+    save(form, High="80")
+
+    limit = stored_threshold(live_server)
+    assert limit["low"] == 18 and limit["hysteresis"] == 0.5
+    assert limit["high"] == pytest.approx((80 - 32) * 5 / 9)
+    expect(form.get_by_label("High")).to_have_value("80")
+    expect(form.get_by_label("Low")).to_have_value("64.4")
+    save(form, Hysteresis="1.8")
+    assert stored_threshold(live_server)["hysteresis"] == pytest.approx(1.0)
+    assert page.console_errors == []
+
+
+def test_clearing_a_threshold_clears_the_red_at_once(live_server, token_for, browser_page):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    save(form, High="25")
+    live_server.post("/api/readings", token, json={"temperature": 30})
+    temperature = card.locator('[data-metric="temperature"]')
+    expect(temperature).to_have_class(re.compile("alerting"))
+
+    form.get_by_role("button", name="Clear").click()
+
+    expect(form.locator(".message")).to_have_text("Cleared.")
+    expect(temperature).not_to_have_class(re.compile("alerting"))
+    live_server.post("/api/readings", token, json={"temperature": 31})
+    expect(temperature.locator("dd")).to_have_text("31 °C")
+    expect(temperature).not_to_have_class(re.compile("alerting"))
+    assert requests.get(live_server.url + "/api/alerts", timeout=5).json()["active"] == []
+    assert page.console_errors == []
