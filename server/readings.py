@@ -37,9 +37,10 @@ METRICS = {
 STRING_FIELDS = ("device", "boot", "fw")
 FIELDS = STRING_FIELDS + ("seq", "ts")  # a reading's keys that are not metrics
 # Kept on device:<id> beside the latest values (store.py; firmware.py's UPDATE_STATE), or
-# added by the API (a reading's stream ``id``, a device's ``online`` and ``fw_target``, a
-# bucket's start ``t``): a metric of that name would overwrite them.
-RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t")
+# added by the API (a reading's stream ``id``, a device's ``online``, ``fw_target`` and
+# labels from devices.py, a bucket's start ``t``): a metric of that name would overwrite them.
+RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t",
+            "name", "group", "hidden")
 NOT_METRICS = FIELDS + RESERVED
 MAX_METRICS = 16
 EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set
