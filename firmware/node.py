@@ -3,10 +3,8 @@
 Nothing here stops the loop but Ctrl-C: an unexpected exception is logged and the next
 cycle runs; broken settings are reported and re-read slowly, never a crash-and-reboot loop.
 """
-import binascii
 import gc
 import json
-import os
 import sys
 import time
 
@@ -24,6 +22,9 @@ SETTINGS_RETRY_MS = 30000
 TRIAL_CYCLES = 10  # cycles a new release has to post a reading in
 FAILED_UPDATE = "ota-failed.json"  # loader.FAILED and loader.PENDING: used here without
 PENDING_UPDATE = "ota-pending.json"  # importing the loader, whose code the heap may not fit
+UPDATE_BACKOFF = "ota-backoff.json"  # {"failures" in a row, "until": time.time() the next may be tried}
+BACKOFF_S = 86400  # after a failed update none is tried for a day (setting update_backoff),
+MAX_BACKOFF_FACTOR = 8  # twice as long after each further failure in a row, up to 8 days
 DEFAULT_BUFFER = {"esp8266": 40}
 
 
@@ -64,9 +65,7 @@ class Node:
         self.reporter = Reporter(settings["delta"], settings["heartbeat"])
         self.next_update_check = 0
         self.trial_cycles = 0
-        self.on_trial = with_module("loader", lambda loader: loader.on_trial())
-        self.boot = binascii.hexlify(os.urandom(4)).decode()
-        self.seq = 0
+        self.on_trial = with_module("loader", "on_trial")
         self.uptime_ms, self.ticks = 0, time.ticks_ms()
         self.watchdog = machine.WDT(timeout=settings["watchdog"] * 1000) if settings["watchdog"] else None
         if settings["deep_sleep"]:
@@ -97,24 +96,31 @@ class Node:
     def update(self, online):
         """A release on trial stays once it has posted, or is given up after TRIAL_CYCLES
         cycles (loader.py rolls it back). At each heartbeat: a failed update is reported
-        once, and a newer release, once nothing waits to be uploaded, is installed by
-        restarting into it (boot.py, ota.py)."""
+        once and starts a backoff, and, outside one, a newer release is installed by
+        restarting into it (boot.py, ota.py) once nothing waits to be uploaded. The
+        backoff stops an offer of a new version at every heartbeat, forged or not, from
+        restarting the board at every heartbeat."""
         if self.on_trial:
             self.trial_cycles += 1
             if self.uplink.posted:
-                with_module("loader", lambda loader: loader.commit())
+                with_module("loader", "commit")
+                if read_json(UPDATE_BACKOFF):  # it stays: the failures in a row are over
+                    write_json(UPDATE_BACKOFF, {})
                 self.on_trial = False
                 log("update: %s posts; it stays" % VERSION)
                 self.report(VERSION, "updated", "")
             elif self.trial_cycles >= TRIAL_CYCLES:
-                with_module("loader", lambda loader: loader.fail("it did not post in %d cycles" % TRIAL_CYCLES))
+                with_module("loader", "fail", "it did not post in %d cycles" % TRIAL_CYCLES)
                 machine.reset()
         if online and time.time() >= self.next_update_check:
             self.next_update_check = time.time() + self.settings["heartbeat"]
             failed = read_json(FAILED_UPDATE) or {}
+            backing_off = self.backing_off(failed)
             if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):
                 failed["reported"] = True
                 write_json(FAILED_UPDATE, failed)
+            if backing_off:
+                return
             _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (VERSION, self.settings["device"]),
                                         None, "update check")
             if offer and offer["version"] != failed.get("version") and not self.uplink.pending:
@@ -122,17 +128,32 @@ class Node:
                 write_json(PENDING_UPDATE, offer)  # a torn write is no request: it asks again
                 machine.reset()
 
+    def backing_off(self, failed):
+        """Whether no update may be tried yet: for ``update_backoff`` s after one failed,
+        twice as long after each further failure in a row. ``failed`` (the last failure)
+        is new unless reported or counted. A clock NTP never set counts from its reset."""
+        backoff = read_json(UPDATE_BACKOFF) or {"failures": 0, "until": 0}
+        if failed and not failed["reported"] and not failed.get("counted"):
+            failures = backoff["failures"] + 1
+            wait = self.settings.get("update_backoff", BACKOFF_S) * min(2 ** (failures - 1), MAX_BACKOFF_FACTOR)
+            backoff = {"failures": failures, "until": time.time() + wait}
+            write_json(UPDATE_BACKOFF, backoff)
+            failed["counted"] = True
+            write_json(FAILED_UPDATE, failed)
+            log("update: %d failed in a row; next try in %d s" % (failures, wait))
+        return time.time() < backoff["until"]
+
     def report(self, version, status, reason):
         answer = self.uplink.call("POST", "/api/firmware/report?device=" + self.settings["device"],
                                   {"version": version, "status": status, "reason": reason}, "report")
         return answer[0] == 204
 
     def reading(self, values):
-        self.seq += 1
+        """The reading to queue (the uplink stamps its boot and seq)."""
         now = time.ticks_ms()
         self.uptime_ms += time.ticks_diff(now, self.ticks)
         self.ticks = now
-        reading = {"device": self.settings["device"], "boot": self.boot, "seq": self.seq, "fw": VERSION,
+        reading = {"device": self.settings["device"], "fw": VERSION,
                    "uptime": self.uptime_ms // 1000, "heap": gc.mem_free()}
         for name, value in values.items():
             reading[name] = round(value, 2)
@@ -147,20 +168,20 @@ class Node:
         return reading
 
     def save(self):
-        """Keep what a deep sleep would lose in flash: buffered readings, seq, boot."""
-        state = {"boot": self.boot, "seq": self.seq, "pending": self.uplink.pending,
-                 "dropped": self.uplink.dropped, "last": self.reporter.last,
-                 "last_time": self.reporter.last_time}
+        """Keep what a deep sleep would lose in flash: buffered readings, the uplink's seq, boot."""
+        uplink = self.uplink
+        state = {"boot": uplink.boot, "seq": uplink.seq, "pending": uplink.pending,
+                 "dropped": uplink.dropped, "last": self.reporter.last, "last_time": self.reporter.last_time}
         write_json(STATE_PATH, state)
 
     def restore(self):
         state = read_json(STATE_PATH)
         if state is None:
             return
-        self.uplink.pending = state["pending"]
-        self.uplink.dropped = state["dropped"]
+        uplink = self.uplink
+        uplink.pending, uplink.dropped = state["pending"], state["dropped"]
         if machine.reset_cause() == machine.DEEPSLEEP_RESET:
-            self.boot, self.seq = state["boot"], state["seq"]
+            uplink.boot, uplink.seq = state["boot"], state["seq"]
             self.reporter.last, self.reporter.last_time = state["last"], state["last_time"]
 
     def run(self):
@@ -180,11 +201,11 @@ class Node:
             self.led.wait(interval_ms, self.feed)
 
 
-def with_module(name, use):
-    """``use(module)``, then let the module go: the update code is needed rarely, and a
-    NodeMCU's heap cannot keep it."""
+def with_module(name, function, *args):
+    """``function(*args)`` of module ``name``, then let the module go: the update code is
+    needed rarely, and a NodeMCU's heap cannot keep it."""
     try:
-        return use(__import__(name))
+        return getattr(__import__(name), function)(*args)
     finally:
         sys.modules.pop(name, None)
         gc.collect()

@@ -6,7 +6,8 @@ meant for this board, before anything is downloaded. Each file is then downloade
 staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manifest;
 only when every file checks does loader.py swap them in, and the board resets into a
 trial of the release. A refused release is written to ota-failed.json, which node.py
-reports, and not tried again."""
+reports, and not tried again; nor is any other release until node.py's backoff is over,
+so offers forged at every heartbeat cannot restart the board at every heartbeat."""
 import binascii
 import gc
 import json

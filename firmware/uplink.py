@@ -1,9 +1,20 @@
 """Readings up to the server, exactly once: a bounded buffer, batches, and retries that the
-server recognises by ``boot`` + ``seq``. While the server or Wi-Fi is away readings wait
-here; the oldest are dropped (and counted) only when the buffer is full. When the server
-asks for a pause (429 or 503 with ``Retry-After``), nothing is sent until it is over."""
+server recognises by ``boot`` + ``seq``, which are stamped here. While the server or Wi-Fi
+is away readings wait here; the oldest are dropped (and counted) only when the buffer is
+full. When the server asks for a pause (429 or 503 with ``Retry-After``), nothing is sent
+until it is over.
+
+The server takes a reading for a retry when it holds the same boot with a seq as high.
+Someone with this board's token could post one seq far ahead under its boot, and every
+later reading would be answered "duplicate" and never stored. So each answer's ``known``
+boot and seq are checked against the seqs this board gave out: a higher one means its
+boot is poisoned, and it starts a new boot id and sends every reading of the old one it
+still holds again under it (one that may have been stored before the poisoning is then
+stored twice rather than lost)."""
+import binascii
 import gc
 import json
+import os
 import time
 
 try:
@@ -32,8 +43,12 @@ class Uplink:
         self.auth_refused = False
         self.resume_at = None
         self.posted = 0
+        self.boot, self.seq = new_boot(), 0
 
     def add(self, reading):
+        """Stamp ``reading`` with this boot and the next seq, and queue it."""
+        self.seq += 1
+        reading["boot"], reading["seq"] = self.boot, self.seq
         self.pending.append(reading)
         if len(self.pending) > self.capacity:
             self.pending.pop(0)
@@ -48,26 +63,40 @@ class Uplink:
             self.resume_at = None
         while self.pending:
             batch = self.pending[:BATCH]
-            status = self._post(batch)
+            status, answer = self.call("POST", "/api/readings", batch, "upload")
             if status == 400 and len(batch) > 1:
                 batch = batch[:1]
-                status = self._post(batch)
+                status, answer = self.call("POST", "/api/readings", batch, "upload")
             if status is None or not (200 <= status < 300 or status in REFUSED):
                 self.auth_refused = status in AUTH_FAULT
                 return False
             if status in REFUSED:
                 self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
+            elif answer and self._poisoned(answer):
+                return False  # sent again under the new boot next time
             else:
                 self.posted += len(batch)
             self.pending = self.pending[len(batch):]
         self.auth_refused = False
         return True
 
-    def _post(self, batch):
-        return self.call("POST", "/api/readings", batch, "upload")[0]
+    def _poisoned(self, answer):
+        """Whether the server holds a seq of this boot above any this board gave out. If
+        so, every reading of this boot still here gets a new boot id and seqs from 1."""
+        known, poisoned = answer.get("known") or {}, self.boot
+        if known.get("boot") != poisoned or (known.get("seq") or 0) <= self.seq:
+            return False
+        self.boot, self.seq = new_boot(), 0
+        for reading in self.pending:
+            if reading["boot"] == poisoned:
+                self.seq += 1
+                reading["boot"], reading["seq"] = self.boot, self.seq
+        self.log("boot %s poisoned (server holds seq %s); %d readings resent as %s"
+                 % (poisoned, known["seq"], self.seq, self.boot))
+        return True
 
     def call(self, method, path, body, what):
-        """One request to the server: its status, and its JSON answer if 200; (None, None)
+        """One request to the server: its status, and its JSON answer if 200 or 201; (None, None)
         if it failed, ``what`` failing then in the log."""
         response = None
         try:
@@ -76,9 +105,12 @@ class Uplink:
             status = response.status_code
             if status >= 300:
                 self.log("server answered %d: %s" % (status, response.text[:120]))
-            if status in PAUSE:
-                self.pause(response.headers)
-            return status, response.json() if status == 200 else None
+            for name, value in response.headers.items() if status in PAUSE else ():
+                if name.lower() == "retry-after" and value.strip().isdigit():
+                    seconds = min(int(value), LONGEST_PAUSE)
+                    self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
+                    self.log("the server asked for a pause: next upload in %d s" % seconds)
+            return status, response.json() if status in (200, 201) else None
         except (OSError, ValueError) as error:
             self.log("%s failed: %r" % (what, error))
             return None, None
@@ -87,9 +119,7 @@ class Uplink:
                 response.close()
             gc.collect()
 
-    def pause(self, headers):
-        for name, value in headers.items():
-            if name.lower() == "retry-after" and value.strip().isdigit():
-                seconds = min(int(value), LONGEST_PAUSE)
-                self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
-                self.log("the server asked for a pause: next upload in %d s" % seconds)
+
+def new_boot():
+    """A random id for one start of the board (8 hex digits)."""
+    return binascii.hexlify(os.urandom(4)).decode()

@@ -3,6 +3,9 @@
 Input is checked here, at the edge, and refused whole with a message naming the field;
 a batch is stored all or nothing, so a refused request loses nothing already accepted.
 A device over its rate limit gets 429 with ``Retry-After`` and keeps its readings.
+The 201 answer also says which ``boot`` and ``seq`` the server now knows for the device
+(``known``): a board that finds there a seq it never sent knows its retries are being
+taken for duplicates, and starts a new boot id (firmware/uplink.py).
 """
 import time
 
@@ -47,10 +50,10 @@ def _store(payload, device):
     now = time.time()
     try:
         readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
-        ids = add_readings(get_redis(), readings, now, config)
+        ids, known = add_readings(get_redis(), readings, now, config)
     except InvalidReading as error:
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
         abort(403, str(error))
     stored = [entry_id for entry_id in ids if entry_id]
-    return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids}, 201
+    return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids, "known": known}, 201

@@ -152,7 +152,8 @@ end
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
 # in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
-# or nil for a retried (already stored) one; or, over a limit, the milliseconds to wait,
+# or nil for a retried (already stored) one, then the first reading's device's boot and seq as
+# the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
 _ADD_READINGS = _ALERTS + _RATE_LIMIT + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -200,7 +201,8 @@ for i, r in ipairs(readings) do
     ids[i] = id
   end
 end
-return ids
+local known = redis.call('HMGET', 'device:' .. readings[1].device, 'boot', 'seq')
+return {ids, known[1], known[2]}
 """
 
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
@@ -245,7 +247,10 @@ def _rate_limits(config, device):
 
 
 def add_readings(client, readings, now, config):
-    """Store clean readings atomically; return their stream ids (None for a retry).
+    """Store clean readings atomically; return their stream ids (None for a retry), and
+    ``{"boot", "seq"}``: the first reading's device's boot and highest seq stored (the
+    ones a retry is recognised by; None when it has none), so a board can tell when a
+    stranger with its token holds seqs it never sent.
 
     The request counts against its device's rate limits: over one, nothing is stored and
     ``RateLimited`` says how long to wait.
@@ -260,7 +265,8 @@ def add_readings(client, readings, now, config):
     if isinstance(result, str):
         raise InvalidReading("body", f"a device may have {config['MAX_DEVICE_FIELDS']} field names in all, "
                                      "its metrics and the server's own: this would be more")
-    return result
+    ids, boot, seq = result
+    return ids, {"boot": boot, "seq": None if seq is None else int(seq)}
 
 
 _TAKE_REQUEST = _RATE_LIMIT + """

@@ -1,7 +1,11 @@
 """A maker flashes the node: readings reach the dashboard, and nothing is lost on the way."""
+import ast
+import http.server
 import json
+import threading
 
 import pytest
+import requests
 
 from tests.conftest import eventually
 from tools.run import free_port
@@ -183,3 +187,99 @@ def test_a_rate_limited_node_pauses_as_asked_and_loses_nothing(board, start_serv
     refusals = board.console().count("server answered 429")
     assert seqs == list(range(1, len(seqs) + 1))
     assert refusals < len(seqs) / 3  # not one a cycle: it waited as it was told
+
+
+RAWS = list(range(1000, 3400, 8))  # the ADC's counts, one a reading: each reading's temperature is its own
+
+
+def temperatures_of(board, raws):
+    """The temperature the node reports for each ADC count (sensors.py's formula, run by MicroPython)."""
+    code = ("from sensors import celsius\nimport settings\n"
+            "print([round(celsius(raw * 3.3 / 4095, settings.DEFAULTS['thermistor']), 2) for raw in %r])" % raws)
+    return ast.literal_eval(board.python_last_line(code))
+
+
+def test_a_stranger_who_poisons_the_boards_seqs_makes_it_start_a_new_boot_and_no_reading_is_lost(
+        board, live_server, token_for):
+    token = token_for("kitchen")
+    board.configure(**node_settings(live_server.url, token, delta=0))  # every reading is reported
+    board.set(adc=RAWS)
+    board.start()
+    eventually(lambda: len(live_server.history("kitchen")) >= 3)
+    boot = live_server.history("kitchen")[0]["boot"]  # anyone who can read the readings sees it
+
+    poison = requests.post(live_server.url + "/api/readings", headers={"Authorization": f"Bearer {token}"},
+                           json={"temperature": 99, "boot": boot, "seq": 2**53 - 1}, timeout=5)
+    assert poison.status_code == 201
+    board.wait_for(f"boot {boot} poisoned (server holds seq {2**53 - 1})")
+    eventually(lambda: sum(r["boot"] != boot for r in live_server.history("kitchen")) >= 5)
+    board.stop()
+
+    readings = [r for r in live_server.history("kitchen") if r["temperature"] != 99]
+    boots = {}
+    for reading in readings:
+        boots.setdefault(reading["boot"], []).append(reading["seq"])
+    assert list(boots)[0] == boot and len(boots) == 2
+    assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in boots.values()), boots
+    expected = temperatures_of(board, RAWS)
+    assert len(set(expected)) == len(expected) and len(readings) < len(expected)
+    assert sorted(r["temperature"] for r in readings) == sorted(expected[:len(readings)])  # none lost, none twice
+    assert board.console().count("poisoned") == 1
+
+
+class AnswerLosingProxy:
+    """Stands between the board and the server (as nginx does) and loses the answer to
+    the first upload of seq ``lose_at``: the server stores it, the board hears 504."""
+
+    def __init__(self, server_url, lose_at):
+        proxy = self
+        self.lost = False
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.forward(None)
+
+            def do_POST(self):
+                self.forward(self.rfile.read(int(self.headers["Content-Length"])))
+
+            def forward(self, body):
+                answer = requests.request(self.command, server_url + self.path, data=body, timeout=5,
+                                          headers={name: self.headers[name] for name in
+                                                   ("Authorization", "Content-Type") if self.headers[name]})
+                status, content = answer.status_code, answer.content
+                if body and not proxy.lost and any(r.get("seq") == lose_at for r in json.loads(body)):
+                    proxy.lost = True
+                    status, content = 504, b"upstream timed out"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(content)))
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_batch_whose_answer_was_lost_is_sent_again_and_stored_once(board, live_server, token_for):
+    proxy = AnswerLosingProxy(live_server.url, lose_at=3)
+    try:
+        board.configure(**node_settings(proxy.url, token_for("kitchen")))
+        board.start()
+        board.wait_for("server answered 504")
+        eventually(lambda: len(live_server.history("kitchen")) >= 6)
+        board.stop()
+    finally:
+        proxy.close()
+
+    history = live_server.history("kitchen")
+    seqs = [reading["seq"] for reading in history]
+    assert seqs == list(range(1, len(seqs) + 1)) and len({reading["boot"] for reading in history}) == 1
+    assert "poisoned" not in board.console()

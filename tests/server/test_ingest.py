@@ -45,6 +45,20 @@ def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
     assert redis_client.xlen(device_readings("kitchen")) == 3
 
 
+def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_shows(client, token_for):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token).json["known"] == {"boot": "b1", "seq": 1}
+    poisoned = post(client, {"temperature": 99, "seq": 2**53 - 1, "boot": "b1"}, token)  # a leaked token
+
+    answer = post(client, [{"temperature": 21, "seq": 2, "boot": "b1"}], token)
+
+    assert poisoned.json["stored"] == 1
+    assert answer.json["duplicates"] == 1 and answer.json["ids"] == [None]
+    assert answer.json["known"] == {"boot": "b1", "seq": 2**53 - 1}  # a seq the board never sent
+    assert post(client, {"temperature": 21}, token).json["known"] == {"boot": "b1", "seq": 2**53 - 1}
+    assert post(client, {"temperature": 21}, token_for("attic")).json["known"] == {"boot": None, "seq": None}
+
+
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
     token = token_for("kitchen")
     post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import pathlib
 import shutil
+import time
 
 import pytest
 import requests
@@ -96,7 +97,7 @@ def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(bo
 
 
 @pytest.mark.parametrize("module, works, fails, reason", [
-    ("node.py", "import binascii\n", 'raise RuntimeError("broken on purpose")\nimport binascii\n',
+    ("node.py", "import gc\n", 'raise RuntimeError("broken on purpose")\nimport gc\n',
      "broken on purpose"),
     ("node.py", "        online = self.wifi.up(self.feed)\n", "        while True:\n            time.sleep(1)\n",
      "it did not post a reading in 3 starts"),
@@ -186,6 +187,39 @@ def test_a_release_the_operators_key_did_not_sign_for_this_board_is_refused_and_
     posted = len(live_server.history("kitchen"))
     eventually(lambda: len(live_server.history("kitchen")) > posted + 2)
     assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
+
+
+def boots(live_server):
+    """The board's starts so far, in order: each has its own boot id."""
+    return list(dict.fromkeys(reading["boot"] for reading in live_server.history("kitchen")))
+
+
+def test_forged_offers_of_a_new_version_at_each_heartbeat_restart_the_board_once_per_backoff(
+        board, live_server, redis_client, release_key):
+    backoff = 25  # s; a day unless settings.json says otherwise
+    settings = json.loads((board.flash / "settings.json").read_text())
+    (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_backoff=backoff)))
+    board.power_off()
+    board.power_on()
+    eventually(lambda: len(boots(live_server)) == 2)
+    store_release(redis_client, "0.4.0", the_attackers_files())  # not signed: refused after a restart
+    eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+    failed_at = time.monotonic()
+    restarted = boots(live_server)
+
+    for version in ("0.4.1", "0.4.2", "0.4.3", "0.5.0"):  # a new one at each heartbeat, then a good one
+        if version == "0.5.0":
+            publish(redis_client, version, release_key)
+        else:
+            store_release(redis_client, version, the_attackers_files())
+        posted = len(live_server.history("kitchen"))
+        eventually(lambda: len(live_server.history("kitchen")) > posted + 3)  # heartbeats: 0.3 s
+    assert time.monotonic() - failed_at < backoff, "too slow to tell: give the backoff more time"
+    assert boots(live_server) == restarted and len(restarted) == 3  # one restart: the one to try 0.4.0
+
+    eventually(lambda: running(live_server) == "0.5.0", timeout=backoff + 60)
+    assert time.monotonic() - failed_at >= backoff - 5  # counted from the failure, a little before we saw it
+    assert device_state(live_server)["fw_status"] == "updated"
 
 
 def test_a_board_provisioned_before_releases_were_signed_installs_none_until_provisioned_again(
