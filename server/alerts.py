@@ -22,7 +22,8 @@ from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
-from .store import ACKNOWLEDGED, ALERTS, CHANNEL, DEVICES, alerting_key, device_key, get_redis, thresholds_key
+from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, DEVICES, alerting_key, clear_threshold, device_key,
+                    get_redis, thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)
@@ -49,11 +50,6 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     limit["hysteresis"] = hysteresis
     client.hset(thresholds_key(device), metric, json.dumps(limit))
     return limit
-
-
-def clear_threshold(client, device, metric):
-    client.hdel(thresholds_key(device), metric)
-    client.hdel(alerting_key(device), metric)
 
 
 @bp.get("/api/devices/<device>/thresholds")
@@ -84,7 +80,7 @@ def put_threshold(device, metric):
 @bp.delete("/api/devices/<device>/thresholds/<metric>")
 @viewer_required
 def delete_threshold(device, metric):
-    clear_threshold(get_redis(), device, metric)
+    clear_threshold(get_redis(), device, metric, time.time())
     return "", 204
 
 
@@ -175,7 +171,7 @@ def set_command(device, metric, low, high, hysteresis):
 @click.argument("device")
 @click.argument("metric")
 def clear_command(device, metric):
-    clear_threshold(get_redis(), device, metric)
+    clear_threshold(get_redis(), device, metric, time.time())
     click.echo(f"{device} {metric}: no threshold")
 
 

@@ -299,3 +299,20 @@ def mark_offline(client, cutoff):
     """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
     script = client.register_script(_MARK_OFFLINE)
     return script(args=[repr(cutoff), CHANNEL], client=client)
+
+
+# ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is
+# removed is no longer crossed: that is a ``cleared`` alert, so every page and the
+# webhook hear it.
+_CLEAR_THRESHOLD = _ALERTS + """
+redis.call('HDEL', 'thresholds:' .. ARGV[1], ARGV[2])
+if redis.call('HDEL', 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
+  alert(ARGV[3], {device = ARGV[1], metric = ARGV[2], state = 'cleared', reason = 'threshold removed',
+                  ts = tonumber(ARGV[4])})
+end
+"""
+
+
+def clear_threshold(client, device, metric, now):
+    """Remove ``device``'s threshold on ``metric``; clears its alert if one is raised."""
+    client.register_script(_CLEAR_THRESHOLD)(args=[device, metric, CHANNEL, repr(now)], client=client)

@@ -256,3 +256,18 @@ def test_an_acknowledgement_must_say_which_alert(client, body):
     answer = client.post("/api/alerts/acknowledge", json=body)
 
     assert answer.status_code == 400 and "device" in answer.json["error"]
+
+
+def test_removing_a_threshold_while_it_is_crossed_clears_the_alert_for_every_page(live_server, token_for):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"high": 30}, timeout=10)
+    live_server.post("/api/readings", token, json={"temperature": 35})
+    other_page = live_server.stream()
+
+    requests.delete(live_server.url + "/api/devices/kitchen/thresholds/temperature", timeout=10)
+
+    cleared = other_page.next_of("alert")["data"]
+    assert (cleared["state"], cleared["reason"]) == ("cleared", "threshold removed")
+    alerts = requests.get(live_server.url + "/api/alerts", timeout=10).json()
+    assert alerts["active"] == [] and alerts["recent"][0]["state"] == "cleared"
