@@ -51,6 +51,12 @@ DEFAULTS = {
     "BODIES_PER_ADDRESS": 20,
     "ALLOWED_HOSTS": [],
     "WEBHOOK_URL": "",
+    "MQTT_URL": "",
+    "MQTT_CA_FILE": "",
+    "MQTT_CLIENT_ID": "",  # the client id's prefix; unset: sensorcast-<hostname>
+    "MQTT_SESSION_EXPIRY": 7 * 24 * 3600,
+    "MQTT_ADOPT_AFTER": 10,
+    "METRICS_TOKEN": "",
 }
 
 
@@ -64,7 +70,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO)
 
-    from . import alerts, api, dashboard, devices, firmware, guard, history, ingest, viewers
+    from . import alerts, api, dashboard, devices, firmware, guard, history, ingest, metrics, viewers
     from .auth import devices_cli
     from .duties import Duties
     from .stream import sse
@@ -82,11 +88,12 @@ def create_app(test_config=None):
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(sse, url_prefix="/stream")
     app.register_blueprint(viewers.bp)
+    app.register_blueprint(metrics.bp)
     app.session_interface = viewers.SharedKeySessions()
     app.cli.add_command(devices_cli)
     app.cli.add_command(viewers.viewers_cli)
     app.cli.add_command(alerts.thresholds_cli)
-    app.extensions["sensorcast.duties"] = Duties(app.config)  # started by gunicorn.conf.py
+    app.extensions["sensorcast.duties"] = Duties(app.config, app.extensions, DATA_DIR)  # started by gunicorn.conf.py
     _answer_errors_in_json(app)
     app.after_request(_security_headers)
     return app

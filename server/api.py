@@ -97,6 +97,12 @@ def _bound(name, default, exclusive):
 
 @bp.get("/healthz")
 def healthz():
-    """Redis answers; ``streams`` counts this process's open live streams."""
+    """Redis answers; ``streams`` counts this process's open live streams; ``mqtt``
+    (with ``MQTT_URL`` set) says whether this process's MQTT client is connected: "down"
+    is no failure, since HTTP uploads go on meanwhile."""
     get_redis().ping()
-    return {"status": "ok", "streams": get_hub().client_count()}
+    health = {"status": "ok", "streams": get_hub().client_count()}
+    mqtt = current_app.extensions["sensorcast.duties"].mqtt_state()
+    if mqtt:
+        health["mqtt"] = mqtt
+    return health

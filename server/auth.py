@@ -2,8 +2,10 @@
 
 Tokens are 32 random bytes, so an unsalted hash is as safe as a password hash would be
 and can be looked up in one step. ``flask --app server devices add kitchen`` makes one;
-``devices revoke kitchen`` removes every token of that device. ``AUTH = False`` (the
-environment's ``SENSORCAST_AUTH=false``) turns checking off for a trusted LAN.
+``devices revoke kitchen`` removes every token of that device. ``devices add --mqtt
+kitchen`` also prints its MQTT broker login, which the broker checks, not the server.
+``AUTH = False`` (the environment's ``SENSORCAST_AUTH=false``) turns checking off for a
+trusted LAN.
 """
 import hashlib
 import secrets
@@ -12,6 +14,7 @@ import click
 from flask import abort, current_app, request
 from flask.cli import AppGroup
 
+from .mqtt import broker_credentials, readings_topic
 from .readings import DEVICE_ID
 from .store import TOKENS, get_redis
 
@@ -55,11 +58,17 @@ devices_cli = AppGroup("devices", help="Manage device tokens.")
 
 @devices_cli.command("add")
 @click.argument("device")
-def add_device(device):
-    """Make a token that writes as DEVICE (shown once)."""
+@click.option("--mqtt", is_flag=True, help="Also make its MQTT broker password and password-file line.")
+def add_device(device, mqtt):
+    """Make a token that writes as DEVICE (shown once); with --mqtt, its broker login too."""
     if not DEVICE_ID.match(device):
         raise click.BadParameter("1-32 characters of a-z 0-9 _ -", param_hint="DEVICE")
     click.echo(issue_token(get_redis(), device))
+    if mqtt:
+        password, line = broker_credentials(device)
+        click.echo(f"MQTT username: {device}\nMQTT password: {password}\npublishes to: {readings_topic(device)}\n"
+                   "Add this line to the broker's password file (deploy/mosquitto/), then reload Mosquitto:\n"
+                   f"{line}")
 
 
 @devices_cli.command("revoke")

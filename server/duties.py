@@ -1,6 +1,7 @@
 """What a server process does from the moment it starts, whether or not anyone watches:
-the offline sweep, which turns a device's silence into ``offline`` alerts, and the
-alert webhook.
+the offline sweep, which turns a device's silence into ``offline`` alerts, the alert
+webhook, the MQTT subscriber (with ``MQTT_URL`` set: ``mqtt.py``, ``mqtt_sessions.py``)
+and this process's line in ``metrics:processes`` (``metrics.py``).
 
 gunicorn starts them in every worker once it has loaded the app (``gunicorn.conf.py``'s
 ``post_worker_init``), so that no browser and no request is needed. However many
@@ -14,6 +15,8 @@ import time
 
 import redis
 
+from .metrics import process_name, report_process
+from .mqtt_sessions import start_subscriber
 from .store import connect, mark_offline
 from .webhook import Webhook
 
@@ -23,9 +26,12 @@ log = logging.getLogger(__name__)
 class Duties:
     sweep_seconds = 1.0
 
-    def __init__(self, config):
+    def __init__(self, config, extensions=None, slot_folder=None):
         self.config = config
+        self.extensions = extensions if extensions is not None else {}  # the app's: its hub, once made
+        self.slot_folder = slot_folder  # where MQTT client-id slots are locked (mqtt_sessions.py)
         self.webhook = None
+        self.mqtt = None
         self.stopping = threading.Event()
 
     def start(self):
@@ -33,19 +39,35 @@ class Duties:
         threading.Thread(target=self._sweep, args=(client,), name="offline-sweep", daemon=True).start()
         if self.config["WEBHOOK_URL"]:
             self.webhook = Webhook(client, self.config["WEBHOOK_URL"])
+        if self.config["MQTT_URL"]:
+            self.mqtt = start_subscriber(connect(self.config["REDIS_URL"], max_connections=2), self.config,
+                                         self.slot_folder)
         return self
+
+    def mqtt_state(self):
+        """This process's MQTT client: "up" or "down"; None when MQTT is not configured."""
+        if self.mqtt is None:
+            return None
+        return "up" if self.mqtt.connected else "down"
 
     def stop(self):
         self.stopping.set()
         if self.webhook:
             self.webhook.stop()
+        if self.mqtt:
+            self.mqtt.stop()
 
     def _sweep(self, client):
-        """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline."""
+        """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline,
+        and say how this process is (its open streams, its MQTT client)."""
         failing = False
+        process = process_name()
         while not self.stopping.wait(self.sweep_seconds):
             try:
                 mark_offline(client, time.time() - self.config["OFFLINE_AFTER"])
+                hub = self.extensions.get("sensorcast.hub")
+                report_process(client, process, hub.client_count() if hub else 0, self.mqtt_state(),
+                               self.mqtt.stored_messages if self.mqtt else 0)
             except redis.exceptions.RedisError as error:
                 if not failing:
                     log.warning("offline sweep: %s; trying again every %g s", error, self.sweep_seconds)

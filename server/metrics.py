@@ -1,0 +1,179 @@
+"""``GET /metrics``: Prometheus' text format (prometheus_client), right however many
+worker processes and instances run, whichever of them Prometheus happens to scrape.
+
+Nothing is kept in a process's memory: device figures are read from Redis at scrape
+time (``device:<id>``, ``devices``); counters live in the Redis hash ``metrics``
+(HINCRBY, by every process: ``stored:<transport>``, ``duplicates:<transport>``,
+``refused:<transport>:<reason>``); and each process writes what only it knows (its open
+streams, whether its MQTT client is connected) into ``metrics:processes`` every second
+(``duties.py``), where a scrape sums the fresh entries and forgets the stale ones.
+
+Open like ``/healthz`` unless ``METRICS_TOKEN`` is set: then it needs
+``Authorization: Bearer <METRICS_TOKEN>``.
+"""
+import hmac
+import json
+import logging
+import os
+import socket
+import time
+
+import redis
+from flask import Blueprint, Response, abort, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .readings import NOT_METRICS, decode_fields
+from .store import DEVICES, device_key, get_redis
+
+bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
+
+COUNTERS = "metrics"
+PROCESSES = "metrics:processes"
+PROCESS_FRESH = 10  # seconds a process's entry counts after it was written
+PROCESS_FORGET = 300  # seconds after which a scrape removes it
+INGEST_ENDPOINTS = {"ingest.post_readings": "http", "ingest.therm_push": "http"}
+REFUSALS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 408: "timeout", 413: "too_large",
+            415: "not_json", 429: "rate_limited"}  # 503 and 507: Redis itself is away or full
+
+
+def process_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def count_stored(client, transport, stored, duplicates=0):
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hincrby(COUNTERS, f"stored:{transport}", stored)
+        pipe.hincrby(COUNTERS, f"duplicates:{transport}", duplicates)
+        pipe.execute()
+
+
+def count_refused(client, transport, reason):
+    client.hincrby(COUNTERS, f"refused:{transport}:{reason}", 1)
+
+
+def report_process(client, name, streams, mqtt, mqtt_messages=0):
+    """What only this process knows: its open streams, its MQTT client ("up", "down", or
+    None when not configured) and the MQTT messages it stored since it started."""
+    client.hset(PROCESSES, name, json.dumps({"at": time.time(), "streams": streams, "mqtt": mqtt,
+                                             "mqtt_messages": mqtt_messages}))
+
+
+@bp.after_app_request
+def count_upload(response):
+    """Count every answer to an upload: readings stored and duplicates, or the refusal."""
+    transport = INGEST_ENDPOINTS.get(request.endpoint)
+    reason = REFUSALS.get(response.status_code)
+    if transport is None or not (response.status_code == 201 or reason):
+        return response
+    try:
+        if reason:
+            count_refused(get_redis(), transport, reason)
+        else:
+            answer = response.get_json()
+            count_stored(get_redis(), transport, answer["stored"], answer["duplicates"])
+    except redis.exceptions.RedisError as error:  # the upload's answer stands; a figure is lost
+        log.warning("metrics: could not count an upload: %s", error)
+    return response
+
+
+@bp.get("/metrics")
+def metrics():
+    token = current_app.config["METRICS_TOKEN"]
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            abort(401, "send 'Authorization: Bearer <SENSORCAST_METRICS_TOKEN>'")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Scrape(get_redis(), current_app.config["OFFLINE_AFTER"]))
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class Scrape:
+    """A prometheus_client collector reading everything from Redis once per scrape."""
+
+    def __init__(self, client, offline_after):
+        self.redis = client
+        self.offline_after = offline_after
+
+    def collect(self):
+        up = GaugeMetricFamily("sensorcast_redis_up", "1 if Redis answered this scrape")
+        try:
+            families = list(self._from_redis(time.time()))
+        except redis.exceptions.RedisError as error:
+            log.warning("metrics: Redis: %s", error)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _from_redis(self, now):
+        devices = self.redis.zrange(DEVICES, 0, -1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for device in devices:
+                pipe.hgetall(device_key(device))
+            pipe.hgetall(COUNTERS)
+            pipe.hgetall(PROCESSES)
+            *states, counters, processes = pipe.execute()
+        yield from self._devices(devices, states, now)
+        yield from self._counters(counters)
+        yield from self._processes(processes, now)
+
+    def _devices(self, devices, states, now):
+        value = GaugeMetricFamily("sensorcast_device_value", "a device's latest value of each metric",
+                                  labels=["device", "metric"])
+        seen = GaugeMetricFamily("sensorcast_device_last_seen_timestamp_seconds", "when the device last sent",
+                                 labels=["device"])
+        age = GaugeMetricFamily("sensorcast_device_last_seen_age_seconds", "seconds since the device last sent",
+                                labels=["device"])
+        online = GaugeMetricFamily("sensorcast_device_online", "1 while the device is online", labels=["device"])
+        for device, fields in zip(devices, states):
+            if "last_seen" not in fields:
+                continue
+            last_seen = float(fields["last_seen"])
+            for name, number in decode_fields({k: v for k, v in fields.items() if k not in NOT_METRICS}).items():
+                value.add_metric([device, name], number)
+            seen.add_metric([device], last_seen)
+            age.add_metric([device], max(0.0, now - last_seen))
+            online.add_metric([device], int(fields.get("status") != "offline" and now - last_seen <= self.offline_after))
+        yield from (value, seen, age, online)
+
+    def _counters(self, counters):
+        stored = CounterMetricFamily("sensorcast_readings_stored", "readings stored", labels=["transport"])
+        duplicates = CounterMetricFamily("sensorcast_readings_duplicate", "readings received again (a retry) and "
+                                         "not stored twice", labels=["transport"])
+        refused = CounterMetricFamily("sensorcast_uploads_refused", "uploads (requests, messages) refused, by reason",
+                                      labels=["transport", "reason"])
+        for field, number in sorted(counters.items()):
+            kind, _, labels = field.partition(":")
+            family = {"stored": stored, "duplicates": duplicates, "refused": refused}.get(kind)
+            if family:
+                family.add_metric(labels.split(":"), int(number))
+        yield from (stored, duplicates, refused)
+
+    def _processes(self, processes, now):
+        live = GaugeMetricFamily("sensorcast_processes", "server processes that reported in the last 10 s")
+        streams = GaugeMetricFamily("sensorcast_open_streams", "open /stream connections, all processes")
+        mqtt = GaugeMetricFamily("sensorcast_mqtt_connected", "1 while the process's MQTT client is connected",
+                                 labels=["process"])
+        messages = CounterMetricFamily("sensorcast_mqtt_messages", "MQTT messages the process stored since it started",
+                                       labels=["process"])
+        fresh, stale = [], []
+        for name, text in processes.items():
+            entry = json.loads(text)
+            if now - entry["at"] <= PROCESS_FRESH:
+                fresh.append((name, entry))
+            elif now - entry["at"] > PROCESS_FORGET:
+                stale.append(name)
+        if stale:
+            self.redis.hdel(PROCESSES, *stale)
+        live.add_metric([], len(fresh))
+        streams.add_metric([], sum(entry["streams"] for _, entry in fresh))
+        for name, entry in sorted(fresh):
+            if entry["mqtt"]:
+                mqtt.add_metric([name], int(entry["mqtt"] == "up"))
+                messages.add_metric([name], entry["mqtt_messages"])
+        yield from (live, streams, mqtt, messages)

@@ -1,0 +1,258 @@
+"""Readings in over MQTT: devices publish the HTTP body (one reading or a batch) to
+``sensorcast/<device>/readings``, and every server process subscribes through the shared
+subscription ``$share/sensorcast/sensorcast/+/readings``, so the broker hands each
+message to exactly one process however many processes and instances run.
+
+A message goes through the same edge as ``POST /api/readings``: ``readings.validate``
+(the topic's device is the bound device, so a body naming another one is refused) and
+the same ``store.add_readings`` call, with its idempotence (``boot`` + ``seq``), rate
+limits, events and alerts. Who may publish to which topic is the broker's job
+(``deploy/mosquitto/``).
+
+Nothing the broker held is lost: messages come at QoS 1 and are acknowledged only once
+stored (paho's ``manual_ack``), in a persistent session (``clean_start`` false, a
+session expiry) under a client id that the next process in the same place takes again:
+``<MQTT_CLIENT_ID>-<slot>``, the slot being the lowest one no live process on this host
+holds (a lock file in ``var/``, freed the moment its holder dies). A restarted worker
+thus resumes its predecessor's session, and gets what was queued for it meanwhile; a
+session whose slot no process takes back is taken over and emptied by another process
+(``mqtt_sessions.py``).
+
+Over its rate limit, or while Redis is away, a device's messages wait here unacknowledged
+and are tried again, in order, when the wait is over; other devices go on. Since the
+broker deals one device's messages out to several processes, a reading whose ``seq``
+skips some of its boot waits up to ``reorder_seconds`` for the ones between to be stored
+by whoever got them (a session left behind included: ``mqtt_sessions.py``); stored
+first, it would make them look like retries. A message the
+server refuses (bad JSON, a bad field, another device) is logged once and acknowledged,
+since sending it again would not help. After a reconnect the broker sends again whatever
+was not acknowledged: held copies from the old connection are let go, and ``boot`` +
+``seq`` make a reading stored just before a crash stored once.
+"""
+import base64
+import collections
+import hashlib
+import logging
+import queue
+import secrets
+import threading
+import time
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from .metrics import count_refused, count_stored
+from .readings import DEVICE_ID, InvalidReading, parse_json, validate
+from .store import RateLimited, add_readings, device_key
+
+log = logging.getLogger(__name__)
+
+TOPIC_ROOT = "sensorcast"
+SHARE_GROUP = "sensorcast"
+SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_ROOT}/+/readings"
+SERVER_USER = "sensorcast.server"  # not a device id (a dot), so no device can take its name
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+def readings_topic(device):
+    return f"{TOPIC_ROOT}/{device}/readings"
+
+
+def topic_device(topic):
+    """The device a readings topic names, or None when it names none we could store."""
+    root, _, rest = topic.partition("/")
+    device, _, leaf = rest.partition("/")
+    return device if root == TOPIC_ROOT and leaf == "readings" and DEVICE_ID.match(device) else None
+
+
+def broker_credentials(user):
+    """A random password for ``user`` and its line for Mosquitto 2's password file
+    (PBKDF2-SHA512, the ``$7$`` format ``mosquitto_passwd`` writes; the password's 32
+    random bytes are its strength, so Mosquitto's own 101 iterations are kept)."""
+    password = secrets.token_urlsafe(32)
+    salt, iterations = secrets.token_bytes(12), 101
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    return password, f"{user}:$7${iterations}${encoded[0]}${encoded[1]}"
+
+
+class Subscriber:
+    """One process's MQTT client: connects in the background, reconnects with backoff
+    (1 s doubling to ``max_backoff``), stores what arrives from a thread of its own."""
+
+    keepalive = 30
+    max_backoff = 30
+    receive_maximum = 200  # messages in hand, unacknowledged, at most
+    redis_retry_seconds = 1.0
+    reorder_margin = 5.0  # seconds beyond MQTT_ADOPT_AFTER that a reading skipping seqs waits
+    reorder_poll_seconds = 0.1
+
+    def __init__(self, redis_client, config, client_id):
+        self.redis = redis_client
+        self.config = config
+        self.client_id = client_id
+        self.url = urlsplit(config["MQTT_URL"])
+        if self.url.scheme not in DEFAULT_PORTS or not self.url.hostname:
+            raise ValueError("SENSORCAST_MQTT_URL: give mqtt://[user:password@]host[:port] or mqtts://…")
+        self.connected = False
+        self.stored_messages = 0  # by this process, since it started: how the broker shares the work
+        self.generation = 0  # one more at each disconnect: what came before is sent again
+        self.inbox = queue.Queue()
+        self.stopping = threading.Event()
+        self.redis_failing = False
+        # as long as the readings between may sit in a session whose process is gone, until taken over
+        self.reorder_seconds = config["MQTT_ADOPT_AFTER"] + self.reorder_margin
+        self.client = self._client()
+
+    def _client(self):
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5,
+                             manual_ack=True)
+        if self.url.username:
+            client.username_pw_set(unquote(self.url.username), unquote(self.url.password or ""))
+        if self.url.scheme == "mqtts":
+            client.tls_set(ca_certs=self.config["MQTT_CA_FILE"] or None)
+        client.reconnect_delay_set(1, self.max_backoff)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
+        return client
+
+    def start(self):
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config["MQTT_SESSION_EXPIRY"]
+        properties.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(self.url.hostname, self.url.port or DEFAULT_PORTS[self.url.scheme],
+                                  keepalive=self.keepalive, clean_start=False, properties=properties)
+        self.client.loop_start()
+        threading.Thread(target=self._work, name="mqtt-ingest", daemon=True).start()
+        return self
+
+    def stop(self):
+        """Leave the broker, keeping the session: whoever takes this slot next resumes it."""
+        self.stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("mqtt: %s refused %s: %s", self.url.hostname, self.client_id, reason_code)
+            return
+        log.info("mqtt: connected to %s as %s (session %s)", self.url.hostname, self.client_id,
+                 "resumed" if flags.session_present else "new")
+        client.subscribe(SUBSCRIPTION, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        """Connected counts from here: the broker routes readings to this process now."""
+        if any(code.is_failure for code in reason_codes):
+            log.warning("mqtt: %s refused the subscription %r: %s", self.url.hostname, SUBSCRIPTION, reason_codes[0])
+            return
+        self.connected = True
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.generation += 1
+        if self.connected and not self.stopping.is_set():
+            log.warning("mqtt: lost %s (%s); reconnecting with backoff up to %d s",
+                        self.url.hostname, reason_code, self.max_backoff)
+        self.connected = False
+
+    def _on_message(self, client, userdata, message):
+        self.inbox.put((self.generation, message, time.monotonic()))
+
+    def _work(self):
+        """Store messages in the order they came, per topic; a topic that must wait (rate
+        limit, Redis away) keeps its messages and waits alone."""
+        pending = {}  # topic -> deque of (generation, message, when it came)
+        due = {}  # topic -> time.monotonic() when it may be tried again
+        while not self.stopping.is_set():
+            wait = min([1.0] + [when - time.monotonic() for when in due.values()])
+            try:
+                item = self.inbox.get(timeout=max(0.0, wait))
+                while True:
+                    pending.setdefault(item[1].topic, collections.deque()).append(item)
+                    item = self.inbox.get_nowait()
+            except queue.Empty:
+                pass
+            for topic in list(pending):
+                if due.get(topic, 0) <= time.monotonic():
+                    self._drain(topic, pending, due)
+            self.tick(idle=not pending and self.inbox.empty())
+
+    def tick(self, idle):
+        """Called about once a second, and after each round of messages (``mqtt_sessions.py``)."""
+
+    def _drain(self, topic, pending, due):
+        messages = pending[topic]
+        while messages:
+            generation, message, arrived = messages[0]
+            if generation == self.generation or message.qos == 0:  # else the broker sends it again
+                try:
+                    delay = self._handle(message, arrived)
+                except Exception:  # a bug: the message is let go, never the subscriber
+                    log.exception("mqtt: dropped a message on %r", message.topic)
+                    delay = None
+                if delay:
+                    due[topic] = time.monotonic() + delay
+                    return
+                if generation == self.generation:  # else it comes again, and boot + seq tell
+                    self.client.ack(message.mid, message.qos)
+            messages.popleft()
+        del pending[topic]
+        due.pop(topic, None)
+
+    def _handle(self, message, arrived):
+        """Store one message, or drop it with a log line; returns the seconds to wait
+        before it is tried again, or None when it is done with."""
+        device = topic_device(message.topic)
+        config = self.config
+        try:
+            if device is None:
+                raise InvalidReading("topic", f"not {readings_topic('<device>')} with a device id of a-z 0-9 _ -")
+            if len(message.payload) > config["MAX_CONTENT_LENGTH"]:
+                raise InvalidReading("body", f"more than {config['MAX_CONTENT_LENGTH']} bytes")
+            now = time.time()
+            readings = validate(parse_json(message.payload), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
+            if time.monotonic() - arrived < self.reorder_seconds and self._ahead(device, readings[0]):
+                return self.reorder_poll_seconds
+            ids, _ = add_readings(self.redis, readings, now, config)
+        except RateLimited as error:
+            return error.retry_after
+        except InvalidReading as error:
+            return self._refuse(message, device, "invalid", str(error))
+        except PermissionError:
+            return self._refuse(message, device, "forbidden", "a reading names another device than the topic")
+        except redis.exceptions.RedisError as error:
+            if not self.redis_failing:
+                log.warning("mqtt: Redis: %s; messages wait, tried again every %g s", error, self.redis_retry_seconds)
+            self.redis_failing = True
+            return self.redis_retry_seconds
+        if self.redis_failing:
+            log.info("mqtt: Redis is back")
+        self.redis_failing = False
+        self.stored_messages += 1
+        stored = sum(1 for entry_id in ids if entry_id)
+        self._count(count_stored, "mqtt", stored, len(ids) - stored)
+        return None
+
+    def _ahead(self, device, reading):
+        """Whether ``reading`` skips seqs of its boot that the broker may still be handing
+        to another process (each message goes to whichever is next): stored first, it would
+        make them look like retries. A reading of a boot the server does not know yet is
+        ahead unless it is seq 1 (where the firmware begins)."""
+        if "boot" not in reading or "seq" not in reading:
+            return False
+        boot, seq = self.redis.hmget(device_key(device), "boot", "seq")
+        return reading["seq"] > (int(seq) + 1 if boot == reading["boot"] and seq is not None else 1)
+
+    def _refuse(self, message, device, reason, why):
+        log.warning("mqtt: dropped a message on %r from device %r: %r", message.topic, device, why)
+        self._count(count_refused, "mqtt", reason)
+
+    def _count(self, counter, *args):
+        try:
+            counter(self.redis, *args)
+        except redis.exceptions.RedisError as error:  # a figure lost, never a reading
+            log.warning("mqtt: could not count in Redis: %s", error)

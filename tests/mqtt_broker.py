@@ -1,0 +1,123 @@
+"""A real Mosquitto (Debian's ``mosquitto``) running deploy/mosquitto/'s configuration and
+ACL, on a free loopback port, with a password file made as ``devices add --mqtt`` makes
+its lines; and a device that publishes to it as the firmware will."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from server import ROOT
+from server.mqtt import SERVER_USER, SUBSCRIPTION, broker_credentials, readings_topic
+from tests.conftest import eventually
+from tools.run import free_port
+
+MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+ACL = ROOT / "deploy" / "mosquitto" / "acl"
+needs_mosquitto = pytest.mark.skipif(not MOSQUITTO, reason="mosquitto is not installed (apt-get install mosquitto)")
+
+
+class Broker:
+    """deploy/mosquitto/'s configuration, with only the port, the password file and the
+    persistence folder changed to this test's."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.passwords = {}
+        self.password_file = folder / "passwords"
+        self.password_file.touch(mode=0o600)
+        conf = CONF.read_text()
+        for shipped, here in [("listener 1883", f"listener {self.port} 127.0.0.1"),
+                              ("/etc/mosquitto/sensorcast/passwords", str(self.password_file)),
+                              ("/etc/mosquitto/sensorcast/acl", str(ACL)),
+                              ("persistence_location /var/lib/mosquitto/", f"persistence_location {folder}/"),
+                              ("pid_file /run/mosquitto/mosquitto.pid", f"pid_file {folder}/mosquitto.pid"),
+                              ("log_dest file /var/log/mosquitto/mosquitto.log", f"log_dest file {folder}/mosquitto.log")]:
+            assert shipped in conf, shipped
+            conf = conf.replace(shipped, here)
+        conf += "user root\n" if os.geteuid() == 0 else ""
+        (folder / "mosquitto.conf").write_text(conf)
+        self.process = None
+        self.add_user(SERVER_USER)
+
+    def add_user(self, user):
+        """A broker login, as ``devices add --mqtt`` prints it; a running broker reloads."""
+        self.passwords[user], line = broker_credentials(user)
+        with self.password_file.open("a") as passwords:
+            passwords.write(line + "\n")
+        if self.process:
+            self.process.send_signal(signal.SIGHUP)
+        return self.passwords[user]
+
+    def url(self, user=SERVER_USER):
+        return f"mqtt://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
+
+    def start(self):
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")],
+                                        stderr=subprocess.PIPE, text=True)
+        eventually(self._listening)
+        return self
+
+    def _listening(self):
+        assert self.process.poll() is None, self.process.stderr.read()
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self):
+        """A clean stop: Mosquitto saves what it holds, as on a restart."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def leave_a_session(broker, client_id):
+    """A server process's session as one left behind: subscribed, then disconnected for good."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.username_pw_set(SERVER_USER, broker.passwords[SERVER_USER])
+    subscribed = []
+    client.on_subscribe = lambda *args: subscribed.append(True)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=properties)
+    client.loop_start()
+    client.subscribe(SUBSCRIPTION, qos=1)
+    eventually(lambda: subscribed)
+    client.disconnect()
+    client.loop_stop()
+
+
+class Publisher:
+    """A device's MQTT connection: publishes at QoS 1 and tells what the broker answered."""
+
+    def __init__(self, broker, user):
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{user}", protocol=paho.MQTTv5)
+        self.client.username_pw_set(user, broker.passwords[user])
+        self.answers = {}
+        self.client.on_publish = lambda client, userdata, mid, reason_code, properties: \
+            self.answers.__setitem__(mid, reason_code)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        eventually(self.client.is_connected)
+
+    def publish(self, payload, device=None, topic=None):
+        """Publish ``payload`` (bytes, or JSON text) and wait for the broker's PUBACK; returns its reason code."""
+        return self.publish_all([payload], device, topic)[0]
+
+    def publish_all(self, payloads, device=None, topic=None):
+        """Publish each payload in turn, then wait for every PUBACK; returns their reason codes."""
+        mids = [self.client.publish(topic or readings_topic(device), payload, qos=1).mid for payload in payloads]
+        eventually(lambda: all(mid in self.answers for mid in mids))
+        return [self.answers[mid] for mid in mids]
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()

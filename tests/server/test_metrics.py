@@ -1,0 +1,85 @@
+"""``GET /metrics``, parsed by prometheus_client's own parser, from a real server with two
+worker processes: whichever worker answers, the figures are the same and add up."""
+import json
+import re
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from server import ROOT
+from server.metrics import report_process
+from tests.conftest import eventually
+
+
+def scrape(server, **headers):
+    """Every sample of one ``/metrics`` answer: (name, sorted labels) -> value."""
+    answer = requests.get(server.url + "/metrics", headers=headers, timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain; version=")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.text) for sample in family.samples}
+
+
+def test_metrics_add_up_across_two_workers(start_server, token_for):
+    server = start_server(workers=2)
+    kitchen, attic = token_for("kitchen"), token_for("attic")
+    for number in range(10):  # spread over both workers
+        assert server.post("/api/readings", kitchen, json={"temperature": 20 + number, "boot": "b",
+                                                          "seq": number}).status_code == 201
+    assert server.post("/api/readings", kitchen, json={"temperature": 20, "boot": "b", "seq": 3}).status_code == 201
+    assert server.post("/api/readings", attic, json=[{"humidity": 40.5}, {"humidity": 41, "pressure": 1000}]).ok
+    assert server.post("/api/readings", attic, json={"humidity": 101}).status_code == 400
+    assert server.post("/api/readings", "wrong", json={"humidity": 50}).status_code == 401
+    assert server.post("/api/readings", attic, json={"device": "kitchen", "humidity": 50}).status_code == 403
+    stream = server.stream()
+    eventually(lambda: scrape(server)[("sensorcast_open_streams", ())] == 1)
+    eventually(lambda: scrape(server)[("sensorcast_processes", ())] == 2)
+    for _ in range(4):  # each answer, from either worker, holds the same figures
+        figures = scrape(server)
+        assert figures[("sensorcast_redis_up", ())] == 1
+        assert figures[("sensorcast_device_value", (("device", "kitchen"), ("metric", "temperature")))] == 29
+        assert figures[("sensorcast_device_value", (("device", "attic"), ("metric", "humidity")))] == 41
+        assert figures[("sensorcast_device_value", (("device", "attic"), ("metric", "pressure")))] == 1000
+        assert not any(labels and dict(labels).get("metric") in ("seq", "boot", "ts", "last_seen")
+                       for _, labels in figures)
+        assert figures[("sensorcast_device_online", (("device", "kitchen"),))] == 1
+        assert 0 <= figures[("sensorcast_device_last_seen_age_seconds", (("device", "attic"),))] < 60
+        assert figures[("sensorcast_readings_stored_total", (("transport", "http"),))] == 12
+        assert figures[("sensorcast_readings_duplicate_total", (("transport", "http"),))] == 1
+        for reason in ("invalid", "unauthorized", "forbidden"):
+            assert figures[("sensorcast_uploads_refused_total", (("reason", reason), ("transport", "http")))] == 1
+        assert figures[("sensorcast_open_streams", ())] == 1
+        assert not any(name == "sensorcast_mqtt_connected" for name, _ in figures)  # MQTT is not configured
+    stream.close()
+
+
+def test_a_silent_device_is_offline_in_the_metrics(start_server, token_for):
+    server = start_server(OFFLINE_AFTER=1)
+    assert server.post("/api/readings", token_for("kitchen"), json={"temperature": 20}).status_code == 201
+    eventually(lambda: scrape(server)[("sensorcast_device_online", (("device", "kitchen"),))] == 0)
+    assert scrape(server)[("sensorcast_device_last_seen_age_seconds", (("device", "kitchen"),))] >= 1
+
+
+def test_metrics_need_the_token_when_one_is_set(app, client):
+    app.config["METRICS_TOKEN"] = "s3cret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    answer = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert answer.status_code == 200 and b"sensorcast_redis_up 1.0" in answer.data
+
+
+def test_metrics_are_open_without_a_token(client):
+    assert client.get("/metrics").status_code == 200
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_server_gives(client, redis_client, token_for):
+    assert client.post("/api/readings", json={"temperature": 20, "humidity": 40},
+                       headers={"Authorization": f"Bearer {token_for('kitchen')}"}).status_code == 201
+    assert client.post("/api/readings", json={"temperature": "warm"}).status_code == 401
+    report_process(redis_client, "elsewhere:1", 0, "up")  # a process with MQTT on
+    given = {sample.name for family in text_string_to_metric_families(client.get("/metrics").text)
+             for sample in family.samples}
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"sensorcast_[a-z_]+", target["expr"])}
+    assert asked and asked <= given, asked - given

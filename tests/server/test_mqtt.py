@@ -1,0 +1,216 @@
+"""Readings over MQTT, through a real Mosquitto running deploy/mosquitto/'s configuration
+and ACL, into real gunicorn servers: stored as HTTP stores them, each once, none lost."""
+import base64
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import time
+
+import pytest
+from paho.mqtt.reasoncodes import ReasonCode
+
+from server.mqtt import SERVER_USER
+from tests.conftest import eventually
+from tests.mqtt_broker import Broker, Publisher, leave_a_session, needs_mosquitto
+from tests.server.test_metrics import scrape
+
+pytestmark = needs_mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path):
+    running = Broker(tmp_path).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mqtt_server(start_server, broker, tmp_path):
+    """Start a server subscribed to ``broker``, and wait until the broker routes readings to it."""
+    def start(**settings):
+        settings.setdefault("MQTT_CLIENT_ID", f"test-{tmp_path.name}")
+        server = start_server(MQTT_URL=broker.url(), **settings)
+        eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+        return server
+    return start
+
+
+@pytest.fixture
+def device(broker):
+    """A device's MQTT connection, its login made as ``devices add --mqtt`` makes it."""
+    devices = []
+
+    def connect(name):
+        broker.add_user(name)
+        devices.append(Publisher(broker, name))
+        return devices[-1]
+
+    yield connect
+    for publisher in devices:
+        publisher.close()
+
+
+def seqs(server, device):
+    return [reading["seq"] for reading in server.history(device)]
+
+
+def test_readings_published_over_mqtt_reach_the_history_and_the_stream(mqtt_server, device):
+    server = mqtt_server()
+    stream = server.stream()
+    kitchen = device("kitchen")
+    assert not kitchen.publish(json.dumps({"temperature": 21.5, "boot": "b1", "seq": 1}), "kitchen").is_failure
+    kitchen.publish(json.dumps([{"temperature": 21.6, "seq": 2, "boot": "b1"},
+                                {"temperature": 21.7, "humidity": 40, "seq": 3, "boot": "b1"}]), "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == [1, 2, 3])
+    events = [stream.next_reading() for _ in range(3)]
+    assert [event["data"]["temperature"] for event in events] == [21.5, 21.6, 21.7]
+    assert {event["data"]["device"] for event in events} == {"kitchen"}
+    assert [event["id"] for event in events] == [reading["id"] for reading in server.history("kitchen")]
+    stream.close()
+
+
+def test_http_and_mqtt_readings_of_one_device_interleave_with_no_duplicate_and_no_gap(mqtt_server, device,
+                                                                                     token_for):
+    server = mqtt_server()
+    kitchen, token = device("kitchen"), token_for("kitchen")
+    for seq in range(1, 21):
+        reading = {"temperature": 20 + seq / 10, "boot": "mix", "seq": seq}
+        if seq % 2:
+            assert server.post("/api/readings", token, json=reading).status_code == 201
+            kitchen.publish(json.dumps(reading), "kitchen")  # the same reading again, the other way
+        else:
+            kitchen.publish(json.dumps(reading), "kitchen")
+            eventually(lambda: seqs(server, "kitchen")[-1:] == [seq])
+            assert server.post("/api/readings", token, json=reading).json()["duplicates"] == 1
+    eventually(lambda: scrape(server).get(("sensorcast_readings_duplicate_total", (("transport", "mqtt"),))) == 10)
+    assert seqs(server, "kitchen") == list(range(1, 21))
+    figures = scrape(server)
+    assert figures[("sensorcast_readings_stored_total", (("transport", "mqtt"),))] == 10
+    assert figures[("sensorcast_readings_stored_total", (("transport", "http"),))] == 10
+
+
+def test_a_bad_message_is_logged_once_and_dropped_and_the_next_is_stored(mqtt_server, device, tmp_path):
+    log = tmp_path / "server.log"
+    server = mqtt_server(log=str(log))
+    kitchen = device("kitchen")
+    bad = [b"not json", b'{"temperature": "warm"}', json.dumps({"device": "attic", "temperature": 20}),
+           json.dumps({"temp\nerature": 20}), b"[]", b"\xff\xfe"]
+    kitchen.publish_all(bad, "kitchen")
+    kitchen.publish(json.dumps({"temperature": 19.5, "boot": "b", "seq": 1}), "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == [1])
+    lines = [line for line in log.read_text().splitlines() if "dropped a message" in line]
+    assert len(lines) == len(bad)
+    assert all("'sensorcast/kitchen/readings'" in line and "device 'kitchen'" in line for line in lines)
+    assert any("'temp\\nerature: " in line for line in lines), lines  # quoted, on one line
+    assert any("'a reading names another device than the topic'" in line for line in lines), lines
+    assert server.health() == {"status": "ok", "streams": 0, "mqtt": "up"}
+    figures = scrape(server)
+    assert figures[("sensorcast_uploads_refused_total", (("reason", "invalid"), ("transport", "mqtt")))] == 5
+    assert figures[("sensorcast_uploads_refused_total", (("reason", "forbidden"), ("transport", "mqtt")))] == 1
+
+
+def test_a_device_over_its_rate_limit_has_its_messages_stored_later_in_order(mqtt_server, device):
+    server = mqtt_server(RATE_LIMIT=5, RATE_BURST=2)
+    kitchen = device("kitchen")
+    kitchen.publish_all([json.dumps({"temperature": 20, "boot": "fast", "seq": seq}) for seq in range(1, 16)],
+                        "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 16)))
+
+
+def test_two_server_processes_store_each_message_exactly_once(mqtt_server, device):
+    servers = [mqtt_server(), mqtt_server()]
+    devices = [f"room-{number}" for number in range(8)]
+    publishers = {name: device(name) for name in devices}
+    for name in devices:  # no boot and no seq: a message stored twice would show
+        publishers[name].publish_all([json.dumps({"n": n}) for n in range(25)], name)
+    # with boot and seq, dealt out in turn to both: none may be stored before one it follows
+    publishers["room-0"].publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(1, 31)], "room-0")
+    eventually(lambda: all(len(servers[0].history(name)) >= 25 for name in devices), timeout=60)
+    for name in devices:
+        assert sorted(reading["n"] for reading in servers[0].history(name) if "n" in reading) == list(range(25))
+    eventually(lambda: [reading["seq"] for reading in servers[0].history("room-0") if "seq" in reading]
+               == list(range(1, 31)))
+    def shares():  # each process's stored messages, as it reports them every second
+        return [count for (name, _), count in scrape(servers[0]).items() if name == "sensorcast_mqtt_messages_total"]
+    eventually(lambda: sum(shares()) == 8 * 25 + 30)
+    assert len(shares()) == 2 and all(shares()), shares()  # both took part
+
+
+def test_messages_a_killed_server_held_unacknowledged_are_stored_when_it_is_back(mqtt_server, device,
+                                                                                redis_client):
+    server = mqtt_server(RATE_LIMIT=1, RATE_BURST=1)  # it holds most of them, waiting
+    kitchen = device("kitchen")
+    kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(1, 11)], "kitchen")
+    eventually(lambda: len(seqs(server, "kitchen")) >= 2)
+    workers = pathlib.Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    for pid in [server.process.pid, *map(int, workers)]:
+        os.kill(pid, signal.SIGKILL)
+    server.process.wait()
+    assert redis_client.xlen("readings:kitchen") < 10  # the rest was in its hands, unacknowledged
+    server = mqtt_server()
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 11)))
+
+
+@pytest.mark.parametrize("left_behind", ["by a worker of this host before a reload", "by another instance"])
+def test_a_session_no_process_holds_any_more_is_emptied_by_a_live_one(left_behind, mqtt_server, broker, device,
+                                                                      redis_client, tmp_path):
+    here = left_behind.endswith("reload")
+    server = mqtt_server(MQTT_ADOPT_AFTER=1 if not here else 600)
+    client_id = f"test-{tmp_path.name}-7" if here else "elsewhere-0"
+    leave_a_session(broker, client_id)  # the broker now deals it every other message
+    kitchen = device("kitchen")
+    kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(1, 21)], "kitchen")
+    said = time.time() - (0 if here else 100)  # an instance elsewhere must have been silent a while
+    redis_client.hset("mqtt-sessions", client_id, repr(said))  # as its process said while it lived
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 21)))
+    eventually(lambda: not redis_client.hexists("mqtt-sessions", client_id))  # ended, and forgotten
+    kitchen.publish_all([json.dumps({"temperature": 21, "boot": "b", "seq": seq}) for seq in range(21, 31)], "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 31)))  # none dealt to it any more
+
+
+def test_the_broker_refuses_a_device_publishing_as_another(mqtt_server, device, redis_client):
+    server = mqtt_server()
+    attic = device("attic")
+    device("kitchen")
+    answer = attic.publish(json.dumps({"temperature": 99}), "kitchen")
+    assert answer == ReasonCode(answer.packetType, "Not authorized")
+    attic.publish(json.dumps({"temperature": 15}), "attic")  # published after, so stored after
+    eventually(lambda: len(server.history("attic")) == 1)
+    assert server.history("kitchen") == [] and redis_client.exists("device:kitchen") == 0
+
+
+def test_messages_published_while_the_server_is_stopped_are_stored_when_it_is_back(mqtt_server, device):
+    server = mqtt_server()
+    kitchen = device("kitchen")
+    kitchen.publish(json.dumps({"temperature": 20, "boot": "b", "seq": 1}), "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == [1])
+    server.stop()
+    kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(2, 31)], "kitchen")
+    server = mqtt_server()
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 31)))
+
+
+def test_http_goes_on_while_the_broker_is_away_and_mqtt_comes_back(mqtt_server, broker, device, token_for):
+    server = mqtt_server()
+    broker.stop()
+    eventually(lambda: server.health().get("mqtt") == "down")
+    assert server.post("/api/readings", token_for("kitchen"), json={"temperature": 20}).status_code == 201
+    broker.start()
+    eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+    device("kitchen").publish(json.dumps({"temperature": 21}), "kitchen")
+    eventually(lambda: len(server.history("kitchen")) == 2)
+
+
+def test_devices_add_mqtt_prints_a_broker_login(app):
+    output = app.test_cli_runner().invoke(args=["devices", "add", "--mqtt", "kitchen"]).output.splitlines()
+    assert output[1] == "MQTT username: kitchen"
+    password = output[2].removeprefix("MQTT password: ")
+    assert output[3] == "publishes to: sensorcast/kitchen/readings"
+    user, _, stored = output[-1].partition(":")
+    _, scheme, iterations, salt, digest = stored.split("$")
+    assert (user, scheme) == ("kitchen", "7")
+    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
+                                                           int(iterations))
+    assert SERVER_USER not in output[-1]
