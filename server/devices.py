@@ -4,7 +4,8 @@ cards by, hidden from the dashboard, or deleted with its history.
 A device's id is what the board and its token write as, so it never changes; the
 friendly name is only shown. Deleting removes everything kept about the device (its
 latest values, history, thresholds, alert state, rate limit state) in one script, and
-announces it, so every open dashboard drops its card. Its tokens stay unless revoked
+announces it, so every open dashboard drops its card; its rollups go right after
+(``rollups.forget``). Its tokens stay unless revoked
 too (``flask devices delete --revoke``): a board that posts again comes back as new.
 
 ``PATCH /api/devices/<id>`` with ``{"name"?, "group"?, "hidden"?}`` (an empty name or
@@ -17,6 +18,7 @@ import json
 import click
 from flask import Blueprint, abort, request
 
+from . import rollups
 from .auth import devices_cli, revoke_tokens
 from .firmware import TARGETS
 from .readings import InvalidReading, parse_json
@@ -75,7 +77,9 @@ def delete(client, device):
     """Delete everything kept about ``device``; False if there was no such device."""
     keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
             thresholds_key(device), alerting_key(device), f"ratelimit:{device}", f"ratelimit:{device}:readings"]
-    return bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
+    existed = bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
+    rollups.forget(client, device)
+    return existed
 
 
 @bp.patch("/api/devices/<device>")

@@ -10,6 +10,7 @@ import redis
 from flask import current_app
 
 from .readings import STRING_FIELDS, InvalidReading
+from .rollups import ROLL_UP
 
 READINGS = "readings"
 DEVICES = "devices"
@@ -155,7 +156,7 @@ end
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = _ALERTS + _RATE_LIMIT + """
+_ADD_READINGS = _ALERTS + _RATE_LIMIT + ROLL_UP + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
@@ -185,6 +186,7 @@ for i, r in ipairs(readings) do
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[11])
+    roll_up(r.device, r.fields, id)
     local last_seen = redis.call('ZSCORE', 'devices', r.device)
     local status = nil
     if not last_seen then status = 'new'
@@ -201,6 +203,7 @@ for i, r in ipairs(readings) do
     ids[i] = id
   end
 end
+write_rollups(now, retention)
 local known = redis.call('HMGET', 'device:' .. readings[1].device, 'boot', 'seq')
 return {ids, known[1], known[2]}
 """

@@ -7,8 +7,11 @@ rate, each carrying the time it was sent as ``ts``, so every delivery is timed f
 POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
 route, which publishes what it is sent. Churn: browsers that open a stream and leave at
 once, by the thousand; what stays behind. Ingest: readings POSTed one per request and
-in batches. Publish: flask-sse's own ``publish`` (a new Redis client each call) against
-ours (the pooled client).
+in batches. Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
+200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
+Publish: flask-sse's own ``publish`` (a new Redis client each call) against ours (the
+pooled client). ``--sections`` runs some of these only, e.g. ``make bench
+BENCH_ARGS="--sections ingest,ranges"``.
 """
 import argparse
 import array
@@ -30,12 +33,15 @@ from flask import Flask, request
 from server import create_app
 from server.auth import issue_token
 from server.embedded_redis import EmbeddedRedis
-from server.store import CHANNEL, connect
+from server.rollups import rollup_key
+from server.store import CHANNEL, connect, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
 from tools.run import ServerProcess
 
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
+SECTIONS = ("fan-out", "churn", "ingest", "ranges", "publish")
+RANGES = {"1 h": 3600, "24 h": 24 * 3600, "7 d": 7 * 24 * 3600}
 
 
 def stock_app():
@@ -166,21 +172,35 @@ def ingest(url, token, readings, batch):
     return round(readings / (time.time() - start))
 
 
-def history(url, token, readings, buckets=300, tries=5):
-    """Milliseconds for ``readings`` of one device to come back as ``buckets`` (median)."""
+def range_queries(url, redis_client, readings, buckets=300, tries=5):
+    """A row per range: a device with ``readings`` readings measured evenly over the range
+    (up to now, stored 500 per POST) asks for it as ``buckets``: milliseconds (median of
+    ``tries``), and what its history and its rollups take in Redis."""
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {token}"}
-    start = time.time() - readings * 30
-    for offset in range(0, readings, 500):
-        session.post(url + "/api/readings", headers=headers,
-                     json=[{"temperature": 20 + n % 50 / 10, "humidity": 40, "ts": start + n * 30}
-                           for n in range(offset, offset + 500)])
-    took = []
-    for _ in range(tries):
+    rows = []
+    for name, seconds in RANGES.items():
+        device = "range-" + name.replace(" ", "")
+        headers = {"Authorization": f"Bearer {issue_token(redis_client, device)}"}
+        start, step = time.time() - seconds, seconds / readings
         began = time.perf_counter()
-        session.get(f"{url}/api/devices/history/readings?buckets={buckets}&since={start}").raise_for_status()
-        took.append(1000 * (time.perf_counter() - began))
-    return round(statistics.median(took))
+        for offset in range(0, readings, 500):
+            session.post(url + "/api/readings", headers=headers, json=[
+                {"temperature": 20 + n % 50 / 10, "humidity": 40, "ts": start + n * step}
+                for n in range(offset, min(offset + 500, readings))]).raise_for_status()
+        stored = readings / (time.perf_counter() - began)
+        took = []
+        for _ in range(tries):
+            began = time.perf_counter()
+            session.get(f"{url}/api/devices/{device}/readings?buckets={buckets}&since={start}"
+                        f"&until={start + seconds}").raise_for_status()
+            took.append(1000 * (time.perf_counter() - began))
+        rollups = sum(redis_client.memory_usage(key, samples=0)
+                      for key in redis_client.scan_iter(rollup_key(device, "*", "*")))
+        rows.append({"range": name, "readings": readings, "buckets": buckets,
+                     "ms": round(statistics.median(took)), "stored, readings/s": round(stored),
+                     "history MB": f"{redis_client.memory_usage(device_readings(device), samples=0) / 2**20:.1f}",
+                     "rollups MB": f"{rollups / 2**20:.1f}"})
+    return rows
 
 
 def publish_rate(app, blueprint, count):
@@ -212,7 +232,10 @@ def main(argv=None):
     parser.add_argument("--servers", default="stock flask-sse,sensorcast")
     parser.add_argument("--readings", type=int, default=2000, help="readings for the ingest figures")
     parser.add_argument("--churn", type=int, default=10_000, help="browsers that come and go")
+    parser.add_argument("--range-readings", type=int, default=200_000, help="readings of each range query's device")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="which to run, comma-separated")
     args = parser.parse_args(argv)
+    sections = args.sections.split(",")
     clients = [int(count) for count in args.clients.split(",")]
     rates = [float(rate) for rate in args.rates.split(",")]
     if os.cpu_count() > 1:
@@ -220,45 +243,56 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(scratch) as redis_server:
         redis_client = connect(redis_server.url)
-        rows = []
-        for count in clients:
+        if "fan-out" in sections:
+            rows = []
+            for count in clients:
+                for name in args.servers.split(","):
+                    redis_client.flushall()
+                    server = Server(name, redis_server, redis_client, count)
+                    try:
+                        rows += fan_out(server, count, rates, args.seconds)
+                    finally:
+                        server.stop()
+                    print_table("", rows[-len(rates):])
+            print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
+                        f"Redis on the other core; {args.seconds:g} s per rate", rows)
+
+        if "churn" in sections:
+            rows = []
             for name in args.servers.split(","):
                 redis_client.flushall()
-                server = Server(name, redis_server, redis_client, count)
+                server = Server(name, redis_server, redis_client, args.churn, HEARTBEAT=CHURN_HEARTBEAT)
                 try:
-                    rows += fan_out(server, count, rates, args.seconds)
+                    rows.append(churn(server, args.churn))
                 finally:
                     server.stop()
-                print_table("", rows[-len(rates):])
-        print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
-                    f"Redis on the other core; {args.seconds:g} s per rate", rows)
+            print_table(f"Churn: browsers opening /stream and leaving at once; heartbeat {CHURN_HEARTBEAT} s, "
+                        "one gevent worker", rows)
 
-        rows = []
-        for name in args.servers.split(","):
-            redis_client.flushall()
-            server = Server(name, redis_server, redis_client, args.churn, HEARTBEAT=CHURN_HEARTBEAT)
+        if "ingest" in sections:
+            server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
             try:
-                rows.append(churn(server, args.churn))
+                token = issue_token(redis_client, "bench")
+                print_table(f"Ingest: {args.readings} readings, one gevent worker", [{
+                    "readings/s, 1 per POST": ingest(server.url, token, args.readings, 1),
+                    "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50)}])
             finally:
                 server.stop()
-        print_table(f"Churn: browsers opening /stream and leaving at once; heartbeat {CHURN_HEARTBEAT} s, "
-                    "one gevent worker", rows)
 
-        server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
-        try:
-            token = issue_token(redis_client, "bench")
-            print_table(f"Ingest: {args.readings} readings, one gevent worker", [{
-                "readings/s, 1 per POST": ingest(server.url, token, args.readings, 1),
-                "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50),
-                "20,000 readings as 300 buckets, ms": history(server.url, issue_token(redis_client, "history"),
-                                                              20_000)}])
-        finally:
-            server.stop()
+        if "ranges" in sections:
+            redis_client.flushall()
+            server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
+            try:
+                print_table("Range queries: a device with all its readings in the range, one gevent worker",
+                            range_queries(server.url, redis_client, args.range_readings))
+            finally:
+                server.stop()
 
-        app = create_app({"REDIS_URL": redis_server.url})
-        print_table("Publish from Python (events/s)", [
-            {"server": "stock flask-sse", "publish": publish_rate(app, flask_sse.sse, 1000)},
-            {"server": "sensorcast", "publish": publish_rate(app, our_sse, 1000)}])
+        if "publish" in sections:
+            app = create_app({"REDIS_URL": redis_server.url})
+            print_table("Publish from Python (events/s)", [
+                {"server": "stock flask-sse", "publish": publish_rate(app, flask_sse.sse, 1000)},
+                {"server": "sensorcast", "publish": publish_rate(app, our_sse, 1000)}])
     return 0
 
 

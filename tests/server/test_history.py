@@ -1,17 +1,22 @@
 """A user explores weeks of history: downsampled for the chart, exported as CSV."""
 import csv
 import io
+import random
 import time
 
 import pytest
+
+from server.history import PAGE
+from server.rollups import TIERS, rollup_key
 
 HOUR = 3600
 
 
 @pytest.fixture
 def week(client, token_for):
-    """A week of hourly kitchen readings, uploaded late as one backlog (measured times kept)."""
-    start = time.time() - 7 * 24 * HOUR
+    """A week of kitchen readings taken on the hour, uploaded late as one backlog (measured
+    times kept)."""
+    start = (time.time() // HOUR - 7 * 24) * HOUR
     readings = [{"temperature": 20 + hour % 24 / 4, "humidity": 50, "ts": start + hour * HOUR}
                 for hour in range(7 * 24)]
     headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
@@ -45,6 +50,119 @@ def test_bad_bucket_queries_are_refused_clearly(client, week, query, error):
     answer = client.get(f"/api/devices/kitchen/readings?{query}")
 
     assert answer.status_code == 400 and error in answer.json["error"]
+
+
+@pytest.fixture
+def three_days(app, client, token_for):
+    """Three days of a greenhouse sensor measured at odd moments, humidity now and then, and a
+    busy hour on the third day; the last day arrives first, then the first two as a late backlog."""
+    app.config.update(RATE_LIMIT=0)
+    start = (time.time() // HOUR - 72) * HOUR
+    rng = random.Random(18)
+    readings = sorted(({"temperature": round(rng.uniform(10, 30), 2), "ts": start + rng.uniform(0, 72 * HOUR)}
+                       for _ in range(4000)), key=lambda reading: reading["ts"])
+    readings += [{"temperature": round(rng.uniform(15, 25), 2), "ts": start + 50 * HOUR + rng.uniform(0, HOUR)}
+                 for _ in range(1000)]
+    for reading in readings[::3]:
+        reading["humidity"] = round(rng.uniform(30, 90), 1)
+    last_day = [reading for reading in readings if reading["ts"] >= start + 48 * HOUR]
+    backlog = [reading for reading in readings if reading["ts"] < start + 48 * HOUR]
+    rng.shuffle(backlog)
+    headers = {"Authorization": f"Bearer {token_for('greenhouse')}"}
+    for part in (last_day, backlog):
+        for first in range(0, len(part), 500):
+            assert client.post("/api/readings", json=part[first:first + 500], headers=headers).status_code == 201
+    return start, readings
+
+
+def buckets_of(readings, since, until, count):
+    """What the buckets should hold, computed from the readings themselves."""
+    width, stats = (until - since) / count, {}
+    for reading in readings:
+        if since <= reading["ts"] < until:
+            bucket = stats.setdefault(int((reading["ts"] - since) / width), {})
+            for name in ("temperature", "humidity"):
+                if name in reading:
+                    bucket.setdefault(name, []).append(reading[name])
+    return [dict({name: {"min": min(values), "avg": pytest.approx(sum(values) / len(values)), "max": max(values)}
+                  for name, values in stats[index].items()}, t=pytest.approx(since + index * width))
+            for index in sorted(stats)]
+
+
+@pytest.mark.parametrize("hours_in, hours, count", [
+    (0, 72, 72),    # hourly buckets: from the 10 min rollups
+    (24, 6, 120),   # 3 min buckets: from the 1 min rollups
+    (50, 1, 120),   # 30 s buckets, the busy hour: from the 10 s rollups
+    (50, 1, 720),   # 5 s buckets: narrower than any slot, from the readings themselves
+])
+def test_buckets_from_the_rollups_hold_what_the_readings_hold_backlog_and_all(client, three_days,
+                                                                               hours_in, hours, count):
+    start, readings = three_days
+    since, until = start + hours_in * HOUR, start + (hours_in + hours) * HOUR
+
+    answer = client.get(f"/api/devices/greenhouse/readings?since={since}&until={until}&buckets={count}").json
+
+    assert answer["buckets"] == buckets_of(readings, since, until, count)
+    assert set(answer) == {"device", "since", "until", "width", "buckets"}
+
+
+def commands_run(redis_client):
+    """How many times Redis ran each command since its statistics were reset."""
+    return {name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in redis_client.info("commandstats").items()}
+
+
+def test_a_day_of_thousands_of_readings_is_charted_from_the_rollups_alone(client, three_days, redis_client):
+    start, readings = three_days
+    redis_client.config_resetstat()
+    day = client.get(f"/api/devices/greenhouse/readings?since={start + 24 * HOUR}&until={start + 48 * HOUR}"
+                     "&buckets=300")
+    wide = commands_run(redis_client)
+    redis_client.config_resetstat()
+    client.get(f"/api/devices/greenhouse/readings?since={start + 50 * HOUR}&until={start + 51 * HOUR}&buckets=720")
+    narrow = commands_run(redis_client)
+
+    assert day.status_code == 200 and len(day.json["buckets"]) > 250
+    assert wide["xrange"] <= 2  # its first reading (the default since) and any stored before rollups: no pages
+    assert wide["hgetall"] <= 1 + 5  # who may view, and a day of 1 min rollups: a key per 6 hours
+    assert narrow["xrange"] > len(readings) / PAGE  # 5 s buckets: every reading, page by page
+
+
+def test_rollups_are_kept_as_long_as_the_readings_in_them(app, client, token_for, redis_client):
+    app.config.update(RETENTION=HOUR)
+    now = time.time()
+    headers = {"Authorization": f"Bearer {token_for('attic')}"}
+    for ts in (now, now - 2 * 24 * HOUR):  # one measured now, one from a board's two-day-old buffer
+        assert client.post("/api/readings", json={"temperature": 12.5, "ts": ts}, headers=headers).status_code == 201
+
+    for size, span in TIERS:
+        current = rollup_key("attic", size, int(now // span * span))
+        late = rollup_key("attic", size, int((now - 2 * 24 * HOUR) // span * span))
+        assert redis_client.hget(current, f"{int(now // size * size)}:temperature") == "1 12.5 12.5 12.5"
+        assert redis_client.ttl(current) == pytest.approx(now // span * span + span + HOUR - now, abs=2)
+        assert redis_client.ttl(late) == pytest.approx(HOUR, abs=2)
+
+
+def test_a_retried_reading_is_counted_once(client, token_for, redis_client):
+    headers = {"Authorization": f"Bearer {token_for('attic')}"}
+    reading = {"temperature": 12.5, "seq": 7, "boot": "b1", "ts": time.time()}
+    for temperature in (12.5, 30):  # the retry of seq 7 is not stored, whatever it says
+        client.post("/api/readings", json=dict(reading, temperature=temperature), headers=headers)
+
+    [key] = redis_client.keys(rollup_key("attic", 10, "*"))
+    assert list(redis_client.hgetall(key).values()) == ["1 12.5 12.5 12.5"]
+
+
+def test_after_an_upgrade_the_charts_still_show_what_an_older_server_stored(client, token_for, redis_client):
+    start = (time.time() // HOUR - 24) * HOUR
+    for hour in range(23):  # as a server without rollups left them
+        redis_client.xadd("readings:attic", {"temperature": str(10 + hour), "ts": repr(start + hour * HOUR)},
+                          id=f"{int((start + hour * HOUR) * 1000)}-0")
+    client.post("/api/readings", json={"temperature": 40}, headers={"Authorization": f"Bearer {token_for('attic')}"})
+
+    answer = client.get(f"/api/devices/attic/readings?since={start}&buckets=25").json
+
+    assert [bucket["temperature"]["max"] for bucket in answer["buckets"]] == [10 + hour for hour in range(23)] + [40]
 
 
 def test_the_export_is_a_csv_with_a_header_and_a_row_per_reading(client, week):

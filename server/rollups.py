@@ -1,0 +1,171 @@
+"""Pre-aggregated history: per metric and time slot, the count, sum, min and max of a
+device's readings, kept up to date as readings are stored, so a chart of a long range
+reads hundreds of slots instead of every raw reading (as RRD or TimescaleDB's
+continuous aggregates do).
+
+``ROLL_UP`` is Lua that ``store.py`` runs for each reading inside the very call that
+stores it, so a reading and its rollups never disagree; a retry that is not stored is
+not counted either. Slots are by measured time (``ts``): a backlog a board uploads late
+lands in the slots of when it was measured, as it does in the raw history.
+
+Three tiers, each a slot size and the span one hash holds::
+
+    rollup:<device>:10:<start>    10 s slots, a key per hour     (1 h / 300 buckets: 12 s wide)
+    rollup:<device>:60:<start>    1 min slots, a key per 6 hours (24 h / 300 buckets: 288 s)
+    rollup:<device>:600:<start>   10 min slots, a key per day    (7 d / 300 buckets: 2016 s)
+
+``<start>`` is the key's first second (Unix seconds, a multiple of its span); a field
+is ``<slot start>:<metric>``, its value ``"<count> <sum> <min> <max>"``. A query reads
+the coarsest tier whose slot fits in its bucket width (buckets under 10 s wide come
+from the raw readings). 10 s is the finest slot that keeps a whole hour cheap for a
+device sending many readings a second; each tier is 6 or 10 times the one before, so a
+query reads at most about ten slots per bucket and metric, whatever its range. A stored
+batch costs, per key it touches (three for a lone reading), one HMGET and one HSET of
+all its fields, whatever the number of metrics and readings, and an EXPIREAT when it
+adds a field or lands in a span already over. A key expires ``RETENTION`` after the
+later of its span's end and its last late write, so it outlives every reading in it,
+as ``readings:<device>`` keeps a reading for ``RETENTION`` after it arrives.
+
+Readings stored before rollups existed (by an older server) are in no slot: the id of
+the first reading each device had rolled up is kept in ``rollups-from``, and a query
+reads what arrived before it from the raw readings, so an upgrade loses no history
+from the charts (those old readings age out within ``RETENTION``).
+
+A slot counts in the bucket where it starts; one that straddles ``since`` counts in
+the first, one that starts at ``until`` in none. Buckets whose edges fall on slot
+boundaries (a range starting on the hour, say) are exactly what the raw readings give;
+other edges are blurred by less than one slot, which is never wider than the bucket.
+"""
+import math
+
+from .readings import EARLIEST_SYNCED_TS, NOT_METRICS
+
+HOUR = 3600
+ROLLUPS_FROM = "rollups-from"
+TIERS = ((10, HOUR), (60, 6 * HOUR), (600, 24 * HOUR))  # slot seconds, key span seconds
+
+
+def rollup_key(device, size, start):
+    return f"rollup:{device}:{size}:{start}"
+
+
+def slot_size(width):
+    """The coarsest slot size that fits in a bucket ``width`` seconds wide, or None."""
+    fitting = [size for size, _ in TIERS if size <= width]
+    return fitting[-1] if fitting else None
+
+
+def slots(client, device, size, since, until):
+    """``(start, metric, count, sum, min, max)`` of each of the device's slots of ``size``
+    seconds that overlap ``since`` to ``until`` (a slot starting at ``until`` does not)."""
+    span = dict(TIERS)[size]
+    first = math.floor(max(since, EARLIEST_SYNCED_TS) / span) * span
+    with client.pipeline(transaction=False) as pipe:
+        for start in range(first, math.ceil(until), span):
+            pipe.hgetall(rollup_key(device, size, start))
+        hashes = pipe.execute()
+    for fields in hashes:
+        for field, summary in fields.items():
+            start, _, metric = field.partition(":")
+            start = int(start)
+            if since - size < start < until:
+                count, total, low, high = summary.split()
+                yield start, metric, int(count), float(total), float(low), float(high)
+
+
+def rolled_up_from(client, device):
+    """The stream id of the device's first reading counted in rollups (None: none yet)."""
+    return client.hget(ROLLUPS_FROM, device)
+
+
+def forget(client, device):
+    """Delete all of ``device``'s rollups. They are found with SCAN (a late backlog can put
+    them anywhere in time), so this walks the keyspace: fine for deleting a device."""
+    client.hdel(ROLLUPS_FROM, device)
+    keys = list(client.scan_iter(match=rollup_key(device, "*", "*"), count=1000))
+    for first in range(0, len(keys), 1000):
+        client.unlink(*keys[first:first + 1000])
+
+
+def _lua_set(names):
+    return "{" + ", ".join(f"['{name}'] = true" for name in names) + "}"
+
+
+# ``roll_up(device, fields, id)`` counts a stored reading (``fields`` as in its history:
+# name, text, ...; ``id``, its stream id, noted in ``rollups-from`` if it is the device's
+# first) in ``rollup_pending``; ``write_rollups(now, retention)``, once the batch is
+# stored, merges that into Redis: per key touched, one HMGET and one HSET (in pieces of
+# ROLLUP_PIECE fields, as Lua's unpack is limited), and an EXPIREAT when needed. Min and
+# max keep the text as sent; a sum is written with the digits that read back as its double.
+ROLL_UP = f"""
+local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}}}" for size, span in TIERS)}}}
+local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
+local ROLLUP_PIECE = 1000
+local rollup_pending = {{}}  -- key -> {{ends = its span's end, order = {{field, ...}}, slots = {{field -> summary}}}}
+
+local function rollup_number(x)
+  local text = string.format('%.15g', x)
+  if tonumber(text) ~= x then text = string.format('%.17g', x) end
+  return text
+end
+
+local function roll_up(device, fields, id)
+  redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
+  local ts, names = nil, {{}}
+  for k = 1, #fields, 2 do
+    if fields[k] == 'ts' then ts = tonumber(fields[k + 1])
+    elseif not ROLLUP_SKIP[fields[k]] then names[#names + 1] = k end
+  end
+  if not ts then return end
+  for _, tier in ipairs(ROLLUP_TIERS) do
+    local size, span = tier[1], tier[2]
+    local block = math.floor(ts / span) * span
+    local key = 'rollup:' .. device .. ':' .. size .. ':' .. block  -- whole numbers print whole
+    local pending = rollup_pending[key]
+    if not pending then
+      pending = {{ends = block + span, order = {{}}, slots = {{}}}}
+      rollup_pending[key] = pending
+    end
+    local slot = math.floor(ts / size) * size .. ':'
+    for _, k in ipairs(names) do
+      local field, text = slot .. fields[k], fields[k + 1]
+      local value, summary = tonumber(text), pending.slots[field]
+      if not summary then
+        pending.order[#pending.order + 1] = field
+        pending.slots[field] = {{1, value, value, text, value, text}}
+      else
+        summary[1], summary[2] = summary[1] + 1, summary[2] + value
+        if value < summary[3] then summary[3], summary[4] = value, text end
+        if value > summary[5] then summary[5], summary[6] = value, text end
+      end
+    end
+  end
+end
+
+local function write_rollups(now, retention)
+  for key, pending in pairs(rollup_pending) do
+    local added = 0
+    for first = 1, #pending.order, ROLLUP_PIECE do
+      local fields = {{unpack(pending.order, first, math.min(first + ROLLUP_PIECE - 1, #pending.order))}}
+      local old, new = redis.call('HMGET', key, unpack(fields)), {{}}
+      for i, field in ipairs(fields) do
+        local count, total, low, low_text, high, high_text = unpack(pending.slots[field])
+        local total_text = count == 1 and low_text
+        if old[i] then
+          local was_count, was_total, was_low, was_high = string.match(old[i], '^(%S+) (%S+) (%S+) (%S+)$')
+          count, total, total_text = count + tonumber(was_count), total + tonumber(was_total), nil
+          if tonumber(was_low) <= low then low_text = was_low end
+          if tonumber(was_high) >= high then high_text = was_high end
+        end
+        total_text = total_text or rollup_number(total)
+        new[2 * i - 1], new[2 * i] = field, count .. ' ' .. total_text .. ' ' .. low_text .. ' ' .. high_text
+      end
+      added = added + redis.call('HSET', key, unpack(new))
+    end
+    if added > 0 or now > pending.ends then
+      redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + retention))
+    end
+  end
+  rollup_pending = {{}}
+end
+"""
