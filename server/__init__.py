@@ -56,6 +56,7 @@ DEFAULTS = {
     "MQTT_CLIENT_ID": "",  # the client id's prefix; unset: sensorcast-<hostname>
     "MQTT_SESSION_EXPIRY": 7 * 24 * 3600,
     "MQTT_ADOPT_AFTER": 10,
+    "HOMEASSISTANT_PREFIX": "homeassistant",  # Home Assistant's discovery prefix; "": no discovery
     "METRICS_TOKEN": "",
 }
 

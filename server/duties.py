@@ -1,7 +1,8 @@
 """What a server process does from the moment it starts, whether or not anyone watches:
 the offline sweep, which turns a device's silence into ``offline`` alerts, the alert
-webhook, the MQTT subscriber (with ``MQTT_URL`` set: ``mqtt.py``, ``mqtt_sessions.py``)
-and this process's line in ``metrics:processes`` (``metrics.py``).
+webhook, the MQTT subscriber and the Home Assistant publisher (with ``MQTT_URL`` set:
+``mqtt.py``, ``mqtt_sessions.py``, ``homeassistant.py``) and this process's line in
+``metrics:processes`` (``metrics.py``).
 
 gunicorn starts them in every worker once it has loaded the app (``gunicorn.conf.py``'s
 ``post_worker_init``), so that no browser and no request is needed. However many
@@ -15,6 +16,7 @@ import time
 
 import redis
 
+from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
 from .store import connect, mark_offline
@@ -32,6 +34,7 @@ class Duties:
         self.slot_folder = slot_folder  # where MQTT client-id slots are locked (mqtt_sessions.py)
         self.webhook = None
         self.mqtt = None
+        self.homeassistant = None
         self.stopping = threading.Event()
 
     def start(self):
@@ -42,6 +45,9 @@ class Duties:
         if self.config["MQTT_URL"]:
             self.mqtt = start_subscriber(connect(self.config["REDIS_URL"], max_connections=2), self.config,
                                          self.slot_folder)
+            if self.config["HOMEASSISTANT_PREFIX"]:
+                self.homeassistant = Discovery(connect(self.config["REDIS_URL"], max_connections=3),
+                                               self.config).start()
         return self
 
     def mqtt_state(self):
@@ -56,6 +62,8 @@ class Duties:
             self.webhook.stop()
         if self.mqtt:
             self.mqtt.stop()
+        if self.homeassistant:
+            self.homeassistant.stop()
 
     def _sweep(self, client):
         """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline,

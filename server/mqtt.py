@@ -81,6 +81,17 @@ def broker_credentials(user):
     return password, f"{user}:$7${iterations}${encoded[0]}${encoded[1]}"
 
 
+def broker_client(config, client_id, **options):
+    """A paho MQTT 5 client for ``MQTT_URL``'s broker, with its login and TLS."""
+    url = urlsplit(config["MQTT_URL"])
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, **options)
+    if url.username:
+        client.username_pw_set(unquote(url.username), unquote(url.password or ""))
+    if url.scheme == "mqtts":
+        client.tls_set(ca_certs=config["MQTT_CA_FILE"] or None)
+    return client
+
+
 class Subscriber:
     """One process's MQTT client: connects in the background, reconnects with backoff
     (1 s doubling to ``max_backoff``), stores what arrives from a thread of its own."""
@@ -110,12 +121,7 @@ class Subscriber:
         self.client = self._client()
 
     def _client(self):
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5,
-                             manual_ack=True)
-        if self.url.username:
-            client.username_pw_set(unquote(self.url.username), unquote(self.url.password or ""))
-        if self.url.scheme == "mqtts":
-            client.tls_set(ca_certs=self.config["MQTT_CA_FILE"] or None)
+        client = broker_client(self.config, self.client_id, manual_ack=True)
         client.reconnect_delay_set(1, self.max_backoff)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_message, client.on_subscribe = self._on_message, self._on_subscribe

@@ -33,7 +33,7 @@ TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
 BATCH = 100
 
 # KEYS: the lease. ARGV: who asks, for how many ms. 1 if it holds the lease now (taken or kept).
-_HOLD = """
+HOLD_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] or redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
@@ -52,7 +52,7 @@ class Webhook:
         self.url = url
         self.me = f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
         self.stopping = threading.Event()
-        self._hold = client.register_script(_HOLD)
+        self._hold = client.register_script(HOLD_LEASE)
         threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
 
     def stop(self):

@@ -1,0 +1,321 @@
+"""Home Assistant MQTT discovery: with ``MQTT_URL`` set, every device and metric the
+server knows shows up in Home Assistant by itself, whether the device posts over HTTP or
+MQTT. All retained, at QoS 1, by the server's broker user (the README has the payloads):
+``<HOMEASSISTANT_PREFIX>/sensor/sensorcast_<device>/<metric>/config`` per sensor (sent
+again when it changes; empty removes the entity), ``sensorcast/<device>/state`` after each
+reading, ``sensorcast/<device>/status`` (``online``/``offline``, as the firmware's last will).
+
+One process at a time publishes: the holder of ``homeassistant-lease`` (as the webhook's).
+It reads ``readings`` as the one consumer of the group ``homeassistant`` and acknowledges
+an entry only once the broker has confirmed every message it caused: each state is
+published once however many processes run, and the next holder resumes where the last
+stopped. What was published of each device is kept in ``homeassistant:<device>``. Labels,
+hiding, deletes and offline come as ``device`` events on ``sse``; on taking the lease and
+every ``resync_seconds`` the holder compares every device anyway, so nothing missed while
+no process listened stays wrong.
+
+A status topic's ``offline`` may be the board's last will, unknown to the server: only a
+reading turns it back ``online``. A reading publishes ``online`` before its state, then
+``offline`` if the device is offline by now (a late reading), so history stays in order.
+"""
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import redis
+
+from .devices import labels
+from .mqtt import DEFAULT_PORTS, TOPIC_ROOT, broker_client
+from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
+from .store import CHANNEL, DEVICES, READINGS, device_key, meta_key
+from .webhook import HOLD_LEASE
+
+log = logging.getLogger(__name__)
+
+GROUP = CONSUMER = "homeassistant"
+LEASE = "homeassistant-lease"
+ANNOUNCED = "homeassistant-devices"  # the devices with something published, so a delete is noticed
+ONLINE, OFFLINE = "online", "offline"
+# metric -> Home Assistant's device class, and the unit that class takes
+DEVICE_CLASSES = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%")}
+BATCH = 100
+
+
+def announced_key(device):
+    return f"homeassistant:{device}"
+
+
+def state_topic(device):
+    return f"{TOPIC_ROOT}/{device}/state"
+
+
+def status_topic(device):
+    return f"{TOPIC_ROOT}/{device}/status"
+
+
+def config_topic(prefix, device, metric):
+    return f"{prefix}/sensor/sensorcast_{device}/{metric}/config"
+
+
+def sensor_config(device, metric, name, fw):
+    """Home Assistant's discovery config of ``device``'s ``metric`` sensor."""
+    device_class, unit = DEVICE_CLASSES.get(metric, (None, METRICS.get(metric, (None,))[0]))
+    config = {
+        "name": metric.replace("_", " ").capitalize(),
+        "unique_id": f"sensorcast-{device}-{metric}",  # a metric has no "-": the last one splits
+        "state_topic": state_topic(device),
+        "value_template": f"{{{{ value_json.{metric} }}}}",
+        "state_class": "measurement",
+        "availability_topic": status_topic(device),
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+        "device": dict({"identifiers": [f"sensorcast-{device}"], "name": name, "manufacturer": "Sensorcast",
+                        "model": "Sensorcast"}, **({"sw_version": fw} if fw else {})),
+        "origin": {"name": "Sensorcast"},
+    }
+    if device_class:
+        config["device_class"] = device_class
+    if unit:
+        config["unit_of_measurement"] = unit
+    return config
+
+
+class NotPublished(Exception):
+    """The broker did not confirm a message in time: nothing is acknowledged, all is tried again."""
+
+
+class Device:
+    """One device as Redis has it now, and what was published of it (``announced``)."""
+
+    def __init__(self, device, score, meta, latest, announced):
+        self.id = device
+        self.visible = score is not None and not labels(meta)["hidden"]
+        self.name = labels(meta)["name"] or device
+        self.fw = latest.get("fw")
+        self.status = latest.get("status", ONLINE)
+        self.latest = decode_fields({name: value for name, value in latest.items() if name not in NOT_METRICS})
+        self.announced = announced
+        self.written = {}  # what to keep in ``homeassistant:<device>`` once the broker has it
+
+
+class Discovery:
+    lease_seconds = 10.0
+    block_ms = 500
+    resync_seconds = 60.0
+    publish_timeout = 10.0
+    retry_seconds = 1.0
+    settle_seconds = 1.0  # after subscribing: the broker's retained statuses arrive meanwhile
+
+    def __init__(self, redis_client, config):
+        self.redis = redis_client
+        self.prefix = config["HOMEASSISTANT_PREFIX"]
+        self.me = f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
+        self.stopping = threading.Event()
+        self.ready_at = None  # monotonic time from which the statuses the broker holds are known
+        self.retained_status = {}  # device -> its status topic's payload on the broker
+        self._hold = redis_client.register_script(HOLD_LEASE)
+        self.url = urlsplit(config["MQTT_URL"])
+        self.client = broker_client(config, f"sensorcast-ha-{secrets.token_hex(6)}")
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
+        self.client.on_subscribe, self.client.on_message = self._on_subscribe, self._on_status
+
+    def start(self):
+        self.client.connect_async(self.url.hostname, self.url.port or DEFAULT_PORTS[self.url.scheme], keepalive=30)
+        self.client.loop_start()
+        threading.Thread(target=self._run, name="homeassistant", daemon=True).start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("home assistant: %s refused the connection: %s", self.url.hostname, reason_code)
+        else:
+            client.subscribe(status_topic("+"), qos=1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.ready_at = None
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if any(code.is_failure for code in reason_codes):
+            log.warning("home assistant: %s refused %s: %s", self.url.hostname, status_topic("+"), reason_codes[0])
+        else:
+            self.ready_at = time.monotonic() + self.settle_seconds
+
+    def _on_status(self, client, userdata, message):
+        self._note_status(message.topic, message.payload.decode(errors="replace"))
+
+    def _note_status(self, topic, payload):
+        device = topic.split("/")[1]
+        if payload:
+            self.retained_status[device] = payload
+        else:
+            self.retained_status.pop(device, None)
+
+    def _ready(self):
+        return self.ready_at is not None and time.monotonic() >= self.ready_at
+
+    def _run(self):
+        failing = False
+        while not self.stopping.is_set():
+            try:
+                if not self._ready():
+                    self.stopping.wait(self.retry_seconds)
+                elif self._holds_lease():
+                    self._lead()
+                else:
+                    self.stopping.wait(self.lease_seconds / 3)
+                failing = False
+            except (redis.exceptions.RedisError, NotPublished) as error:
+                if not failing:
+                    log.warning("home assistant: %s; trying again every %g s", error, self.retry_seconds)
+                failing = True
+                self.stopping.wait(self.retry_seconds)
+            except Exception:  # a bug: logged, and tried again, never the end of the publisher
+                log.exception("home assistant: publishing failed; trying again in %g s", self.retry_seconds)
+                self.stopping.wait(self.retry_seconds)
+
+    def _holds_lease(self):
+        return not self.stopping.is_set() and self._hold(keys=[LEASE], args=[self.me, int(self.lease_seconds * 1000)])
+
+    def _lead(self):
+        """While this process holds the lease: bring the broker in line with Redis, then
+        follow the readings and the device events."""
+        try:
+            self.redis.xgroup_create(READINGS, GROUP, id="$", mkstream=True)
+        except redis.exceptions.ResponseError:
+            pass  # the group exists: another process made it
+        events = self.redis.pubsub(ignore_subscribe_messages=True)
+        events.subscribe(CHANNEL)  # before the comparison: no change falls between
+        try:
+            start, resync_at = "0", 0.0  # first what a holder before us read but did not acknowledge
+            while self._ready() and self._holds_lease():
+                if time.monotonic() >= resync_at:
+                    self.sync(set(self.redis.zrange(DEVICES, 0, -1)) | self.redis.smembers(ANNOUNCED))
+                    resync_at = time.monotonic() + self.resync_seconds
+                if not self._follow(start):
+                    start = ">"
+                self.sync(changed_devices(events))
+        finally:
+            events.close()
+
+    def _follow(self, start):
+        """Publish a batch of readings from ``start`` and acknowledge it; False if there was none."""
+        block = self.block_ms if start == ">" else None
+        replies = self.redis.xreadgroup(GROUP, CONSUMER, {READINGS: start}, count=BATCH, block=block) or []
+        entries = [entry for _, stream_entries in replies for entry in stream_entries]
+        readings = {}
+        for entry_id, fields in entries:  # fields is None for one trimmed since it was read
+            try:
+                if fields is not None and DEVICE_ID.match(fields.get("device", "")):
+                    readings.setdefault(fields["device"], []).append((entry_id, decode_fields(fields)))
+            except ValueError:  # written by someone else than the server
+                log.warning("home assistant: skipped %s %s: not a reading", READINGS, entry_id)
+        self.sync(readings, readings)
+        if entries:
+            self.redis.xack(READINGS, GROUP, *(entry_id for entry_id, _ in entries))
+        return bool(entries)
+
+    def sync(self, devices, readings=None):
+        """Publish what ``devices`` need (with their new ``readings``: device -> [(id, reading)])
+        and, once the broker has it all, remember it."""
+        devices = sorted(devices)
+        for first in range(0, len(devices), BATCH):
+            views = self._load(devices[first:first + BATCH])
+            messages = [message for view in views for message in self._messages(view, (readings or {}).get(view.id))]
+            self._publish(messages)
+            with self.redis.pipeline(transaction=False) as pipe:
+                for view in views:
+                    if not view.visible and view.announced:
+                        pipe.delete(announced_key(view.id))
+                        pipe.srem(ANNOUNCED, view.id)
+                    elif view.written:
+                        pipe.hset(announced_key(view.id), mapping=view.written)
+                        pipe.sadd(ANNOUNCED, view.id)
+                pipe.execute()
+
+    def _load(self, devices):
+        with self.redis.pipeline(transaction=False) as pipe:
+            for device in devices:
+                pipe.zscore(DEVICES, device)
+                pipe.hgetall(meta_key(device))
+                pipe.hgetall(device_key(device))
+                pipe.hgetall(announced_key(device))
+            answers = pipe.execute()
+        return [Device(device, *answers[4 * i:4 * i + 4]) for i, device in enumerate(devices)]
+
+    def _messages(self, view, readings):
+        """The (topic, payload) pairs that bring the broker in line with ``view``."""
+        if not view.visible:
+            metrics = [field.removeprefix("config:") for field in view.announced if field.startswith("config:")]
+            topics = [config_topic(self.prefix, view.id, metric) for metric in metrics]
+            return [(topic, "") for topic in topics + [state_topic(view.id), status_topic(view.id)]] \
+                if view.announced else []
+        readings = readings or []
+        metrics = set(view.latest).union(*({name for name in reading if name not in NOT_METRICS}
+                                           for _, reading in readings))
+        if not metrics:
+            return []
+        messages = []
+        for metric in sorted(metrics):
+            payload = json.dumps(sensor_config(view.id, metric, view.name, view.fw), ensure_ascii=False)
+            if view.announced.get(f"config:{metric}") != payload:
+                messages.append((config_topic(self.prefix, view.id, metric), payload))
+                view.written[f"config:{metric}"] = payload
+        held = self.retained_status.get(view.id)
+        if readings and held != ONLINE:  # it was online when it sent them
+            messages.append((status_topic(view.id), ONLINE))
+            held = ONLINE
+        state = json.loads(view.announced["state"]) if "state" in view.announced else dict(view.latest)
+        for entry_id, reading in readings:
+            state.update({name: value for name, value in reading.items() if name not in NOT_METRICS},
+                         ts=reading["ts"], id=entry_id)
+            messages.append((state_topic(view.id), json.dumps(state)))
+        if readings or "state" not in view.announced:
+            if not readings:  # announced at last, with its latest values
+                messages.append((state_topic(view.id), json.dumps(state)))
+            view.written["state"] = json.dumps(state)
+        if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?
+            messages.append((status_topic(view.id), view.status))
+        return messages
+
+    def _publish(self, messages):
+        """Publish every message, retained, and wait until the broker has confirmed each."""
+        sent = [(topic, payload, self.client.publish(topic, payload, qos=1, retain=True))
+                for topic, payload in messages]
+        deadline = time.monotonic() + self.publish_timeout
+        for topic, payload, info in sent:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as error:
+                raise NotPublished(f"{topic}: {error}") from None
+            if not info.is_published():
+                raise NotPublished(f"{topic}: the broker did not confirm it within {self.publish_timeout:g} s")
+            if topic.endswith("/status"):
+                self._note_status(topic, payload)
+
+
+def changed_devices(events):
+    """The devices that ``device`` events on ``sse`` have named since the last call."""
+    devices = set()
+    while (message := events.get_message(timeout=0)) is not None:
+        if '"type":"reading"' in message["data"]:  # most of them, and never a device event
+            continue
+        try:
+            event = json.loads(message["data"])
+        except ValueError:
+            continue  # not ours: anyone may publish there
+        data = event.get("data") if isinstance(event, dict) and event.get("type") == "device" else None
+        device = data.get("device") if isinstance(data, dict) else None
+        if isinstance(device, str) and DEVICE_ID.match(device):
+            devices.add(device)
+    return devices

@@ -1,0 +1,276 @@
+"""Home Assistant discovery, as Home Assistant sees it: a real Mosquitto with the shipped
+configuration and ACL, real gunicorn servers, and a client logged in as Home Assistant's
+user, subscribed to what Home Assistant subscribes to. The discovery messages are held to
+Home Assistant's documented MQTT discovery schema for sensors
+(https://www.home-assistant.io/integrations/sensor.mqtt/)."""
+import json
+import re
+import secrets
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from server.devices import delete, describe
+from server.homeassistant import GROUP
+from server.store import READINGS
+from tests.conftest import eventually
+from tests.mqtt_broker import Broker, Publisher, needs_mosquitto
+
+pytestmark = needs_mosquitto
+
+HA_USER = "home.assistant"  # deploy/mosquitto/acl's
+CONFIG_TOPIC = re.compile(r"\Ahomeassistant/sensor/(?:[a-zA-Z0-9_-]+/)?[a-zA-Z0-9_-]+/config\Z")
+SENSOR_KEYS = {  # every option an MQTT sensor takes, as documented
+    "availability", "availability_mode", "availability_template", "availability_topic", "default_entity_id",
+    "device", "device_class", "enabled_by_default", "encoding", "entity_category", "entity_picture",
+    "expire_after", "force_update", "icon", "json_attributes_template", "json_attributes_topic",
+    "last_reset_value_template", "name", "object_id", "options", "origin", "payload_available",
+    "payload_not_available", "platform", "qos", "state_class", "state_topic", "suggested_display_precision",
+    "unique_id", "unit_of_measurement", "value_template"}
+DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
+               "model_id", "name", "serial_number", "suggested_area", "sw_version", "via_device"}
+UNITS = {"temperature": {"°C", "°F", "K"}, "humidity": {"%"}}  # what these device classes accept
+STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
+TEMPLATE = re.compile(r"\A\{\{ *value_json\.([a-z_][a-z0-9_]*) *\}\}\Z")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    running = Broker(tmp_path)
+    running.add_user(HA_USER)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def ha_server(start_server, broker, tmp_path, redis_client):
+    """A server publishing discovery to ``broker``, once its MQTT client is up and a
+    publisher follows ``readings`` (whatever is stored from then on is published)."""
+    def start(**settings):
+        settings.setdefault("MQTT_CLIENT_ID", f"test-{tmp_path.name}")
+        server = start_server(MQTT_URL=broker.url(), **settings)
+        eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+        eventually(lambda: redis_client.exists(READINGS) and GROUP in
+                   [group["name"] for group in redis_client.xinfo_groups(READINGS)], timeout=60)
+        return server
+    return start
+
+
+@pytest.fixture
+def home_assistant(broker):
+    """Home Assistant's MQTT client: start one, or another later."""
+    clients = []
+
+    def connect():
+        clients.append(HomeAssistant(broker))
+        return clients[-1]
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+class HomeAssistant:
+    """Subscribed as Home Assistant is (discovery, then each entity's state and availability
+    topics): keeps every message in order, with its retain flag as published."""
+
+    def __init__(self, broker):
+        self.messages = []
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ha-{secrets.token_hex(4)}",
+                                  protocol=paho.MQTTv5)
+        self.client.username_pw_set(HA_USER, broker.passwords[HA_USER])
+        self.client.on_message = lambda client, userdata, message: self.messages.append(
+            (message.topic, message.payload.decode(), message.retain))
+        subscribed = []
+        self.client.on_subscribe = lambda *args: subscribed.append(True)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        self.client.subscribe([("homeassistant/#", options), ("sensorcast/+/state", options),
+                               ("sensorcast/+/status", options)])
+        eventually(lambda: subscribed)
+
+    def retained(self):
+        """Topic -> payload, as the broker keeps them now (an empty payload: none)."""
+        kept = {}
+        for topic, payload, _ in list(self.messages):
+            kept[topic] = payload
+        return {topic: payload for topic, payload in kept.items() if payload}
+
+    def configs(self, device=None):
+        return {topic: json.loads(payload) for topic, payload in self.retained().items()
+                if topic.endswith("/config") and (device is None or f"/sensorcast_{device}/" in topic)}
+
+    def states(self, device):
+        return [json.loads(payload) for topic, payload, _ in list(self.messages)
+                if topic == f"sensorcast/{device}/state" and payload]
+
+    def statuses(self, device):
+        return [payload for topic, payload, _ in list(self.messages) if topic == f"sensorcast/{device}/status"]
+
+    def value(self, config):
+        """What Home Assistant makes the sensor's state: ``value_template`` applied to the
+        last message on ``state_topic``."""
+        metric = TEMPLATE.match(config["value_template"]).group(1)
+        return json.loads(self.retained()[config["state_topic"]]).get(metric)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def check_sensor_config(topic, config):
+    """Hold one discovery message to Home Assistant's MQTT sensor schema."""
+    assert CONFIG_TOPIC.match(topic), topic
+    assert set(config) <= SENSOR_KEYS, set(config) - SENSOR_KEYS
+    for key in ("state_topic", "availability_topic"):
+        assert isinstance(config[key], str) and not {"+", "#"} & set(config[key]), config
+    assert isinstance(config["unique_id"], str) and config["unique_id"]
+    assert TEMPLATE.match(config["value_template"]), config["value_template"]
+    assert config.get("state_class", "measurement") in STATE_CLASSES
+    if "device_class" in config:
+        assert config["unit_of_measurement"] in UNITS[config["device_class"]], config
+    assert config["payload_available"] == "online" and config["payload_not_available"] == "offline"
+    device = config["device"]  # a device block needs unique_id, and identifiers or connections
+    assert set(device) <= DEVICE_KEYS, set(device) - DEVICE_KEYS
+    assert isinstance(device["identifiers"], list) and device["identifiers"]
+    assert all(isinstance(identifier, str) and identifier for identifier in device["identifiers"])
+    assert config["origin"]["name"]
+
+
+def sensors(home_assistant, device):
+    """``device``'s sensors by metric: the topic each config names it by."""
+    return {topic.split("/")[-2]: config for topic, config in home_assistant.configs(device).items()}
+
+
+def test_every_device_and_metric_is_announced_as_home_assistant_documents_it(ha_server, home_assistant, broker,
+                                                                              token_for, redis_client):
+    server = ha_server()
+    ha = home_assistant()
+    reading = {"temperature": 21.5, "humidity": 40.2, "pressure": 1013.2, "co2": 412, "fw": "1.4.0"}
+    assert server.post("/api/readings", token_for("kitchen"), json=reading).status_code == 201
+    broker.add_user("attic")
+    attic = Publisher(broker, "attic")  # over MQTT: announced all the same
+    attic.publish(json.dumps({"temperature": 15.25, "boot": "b", "seq": 1}), "attic")
+    attic.close()
+    eventually(lambda: set(sensors(ha, "kitchen")) == {"temperature", "humidity", "pressure", "co2"}
+               and set(sensors(ha, "attic")) == {"temperature"}
+               and ha.states("kitchen") and ha.states("attic"), timeout=60)
+
+    configs = ha.configs()
+    for topic, config in configs.items():
+        check_sensor_config(topic, config)
+    assert len({config["unique_id"] for config in configs.values()}) == len(configs) == 5
+    kitchen = sensors(ha, "kitchen")
+    for metric, config in kitchen.items():
+        assert ha.value(config) == reading[metric]  # the state message and template really carry it
+    assert ha.value(sensors(ha, "attic")["temperature"]) == 15.25
+    assert {key: kitchen["temperature"][key] for key in ("device_class", "unit_of_measurement", "state_class")} \
+        == {"device_class": "temperature", "unit_of_measurement": "°C", "state_class": "measurement"}
+    assert (kitchen["humidity"]["device_class"], kitchen["humidity"]["unit_of_measurement"]) == ("humidity", "%")
+    assert "device_class" not in kitchen["pressure"] and kitchen["pressure"]["unit_of_measurement"] == "hPa"
+    assert "device_class" not in kitchen["co2"] and "unit_of_measurement" not in kitchen["co2"]
+    assert kitchen["temperature"]["device"] == {"identifiers": ["sensorcast-kitchen"], "name": "kitchen",
+                                                "manufacturer": "Sensorcast", "model": "Sensorcast",
+                                                "sw_version": "1.4.0"}
+    assert len({json.dumps(config["device"]) for config in kitchen.values()}) == 1  # one device, four sensors
+    assert kitchen["temperature"]["availability_topic"] == "sensorcast/kitchen/status"
+    assert ha.retained()["sensorcast/kitchen/status"] == ha.retained()["sensorcast/attic/status"] == "online"
+
+    later = home_assistant()  # one that starts now finds it all, retained
+    eventually(lambda: later.configs() == ha.configs() and "sensorcast/kitchen/state" in later.retained())
+    assert all(retain for _, _, retain in later.messages + ha.messages)
+
+    describe(redis_client, "kitchen", {"name": "Kitchen"})  # a label: announced again
+    eventually(lambda: {config["device"]["name"] for config in sensors(ha, "kitchen").values()} == {"Kitchen"})
+    assert server.post("/api/readings", token_for("kitchen"), json={"battery": 3.7}).status_code == 201
+    eventually(lambda: "battery" in sensors(ha, "kitchen") and ha.states("kitchen")[-1].get("battery") == 3.7)
+    assert sensors(ha, "kitchen")["battery"]["unit_of_measurement"] == "V"
+    assert ha.value(sensors(ha, "kitchen")["temperature"]) == 21.5  # the state keeps every metric's latest
+    assert [config["unique_id"] for config in ha.configs().values()].count("sensorcast-kitchen-battery") == 1
+
+
+
+def test_availability_goes_offline_with_the_offline_sweep_and_online_with_the_next_reading(ha_server,
+                                                                                           home_assistant, token_for):
+    server = ha_server(OFFLINE_AFTER=1)
+    ha = home_assistant()
+    token = token_for("kitchen")
+    assert server.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+    eventually(lambda: ha.statuses("kitchen")[:2] == ["online", "offline"], timeout=60)
+    assert server.post("/api/readings", token, json={"temperature": 21}).status_code == 201
+    eventually(lambda: ha.statuses("kitchen")[:3] == ["online", "offline", "online"], timeout=60)
+    eventually(lambda: ha.value(sensors(ha, "kitchen")["temperature"]) == 21)
+
+
+def test_a_deleted_device_and_a_hidden_one_lose_their_entities_and_a_shown_one_gets_them_back(
+        ha_server, home_assistant, token_for, redis_client):
+    server = ha_server()
+    ha = home_assistant()
+    for device in ("kitchen", "attic"):
+        assert server.post("/api/readings", token_for(device), json={"temperature": 20, "humidity": 50}).ok
+    eventually(lambda: len(ha.configs()) == 4 and ha.retained().get("sensorcast/attic/status") == "online",
+               timeout=60)
+    kitchen_topics = set(ha.configs("kitchen"))
+
+    assert delete(redis_client, "kitchen")
+    eventually(lambda: not ha.configs("kitchen"))
+    emptied = {topic for topic, payload, retain in ha.messages if payload == "" and retain}
+    assert kitchen_topics | {"sensorcast/kitchen/state", "sensorcast/kitchen/status"} <= emptied
+    assert set(ha.configs()) == set(ha.configs("attic")) and len(ha.configs()) == 2
+    later = home_assistant()  # the broker keeps nothing of it
+    eventually(lambda: len(later.configs()) == 2)
+    assert not [topic for topic in later.retained() if "kitchen" in topic]
+
+    describe(redis_client, "attic", {"hidden": True})
+    eventually(lambda: not ha.configs())
+    assert server.post("/api/readings", token_for("attic"), json={"temperature": 22.5, "humidity": 50}).ok
+    describe(redis_client, "attic", {"hidden": False})
+    eventually(lambda: len(ha.configs("attic")) == 2 and "sensorcast/attic/state" in ha.retained())
+    assert ha.value(sensors(ha, "attic")["temperature"]) == 22.5  # what it sent while hidden
+    assert ha.retained()["sensorcast/attic/status"] == "online"
+
+    assert server.post("/api/readings", token_for("kitchen"), json={"temperature": 19}).ok  # back as new
+    eventually(lambda: set(sensors(ha, "kitchen")) == {"temperature"})
+
+
+def state_ids(ha, device):
+    return [state["id"] for state in ha.states(device) if "id" in state]
+
+
+def stored_ids(redis_client, device):
+    return [entry_id for entry_id, _ in redis_client.xrange(f"readings:{device}")]
+
+
+def test_two_server_processes_publish_each_state_once(ha_server, home_assistant, token_for, redis_client):
+    servers = [ha_server(), ha_server()]
+    ha = home_assistant()
+    devices = ["kitchen", "attic", "cellar"]
+    tokens = {device: token_for(device) for device in devices}
+    for seq in range(1, 16):
+        for number, device in enumerate(devices):
+            reading = {"temperature": 20 + seq / 10, "boot": "b", "seq": seq}
+            assert servers[(seq + number) % 2].post("/api/readings", tokens[device], json=reading).status_code == 201
+    for device in devices:
+        eventually(lambda: len(state_ids(ha, device)) >= 15, timeout=60)
+        assert state_ids(ha, device) == stored_ids(redis_client, device)  # each once, in order
+        assert [state["temperature"] for state in ha.states(device)][-1] == 21.5
+
+
+def test_a_restarted_server_publishes_what_was_stored_while_it_was_away(ha_server, start_server, home_assistant,
+                                                                       token_for, redis_client):
+    publisher, http_only = ha_server(), start_server()
+    ha = home_assistant()
+    token = token_for("kitchen")
+    assert http_only.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+    eventually(lambda: len(state_ids(ha, "kitchen")) == 1, timeout=60)
+    publisher.stop()
+    for value in range(5):
+        assert http_only.post("/api/readings", token, json={"temperature": 21 + value}).status_code == 201
+    ha_server()
+    eventually(lambda: len(state_ids(ha, "kitchen")) == 6, timeout=60)
+    assert state_ids(ha, "kitchen") == stored_ids(redis_client, "kitchen")
+    assert ha.value(sensors(ha, "kitchen")["temperature"]) == 25
