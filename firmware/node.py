@@ -61,7 +61,12 @@ class Node:
         self.sensor = open_sensor(settings, log)
         self.wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
         capacity = settings["buffer"] or DEFAULT_BUFFER.get(sys.platform, 300)
-        self.uplink = Uplink(settings["server"], settings["token"], capacity, settings["timeout"], log)
+        if settings["transport"] == "http":
+            self.uplink = Uplink(settings["server"], settings["token"], capacity, settings["timeout"], log)
+        else:  # the HTTP node's heap never holds the MQTT code (which checks its settings)
+            from mqtt_uplink import MqttUplink
+
+            self.uplink = MqttUplink(settings, capacity, log)
         self.reporter = Reporter(settings["delta"], settings["heartbeat"])
         self.next_update_check = 0
         self.trial_cycles = 0

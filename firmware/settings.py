@@ -9,7 +9,7 @@ DEFAULTS = {
     "wifi_password": "", "token": "", "pin": 4, "interval": 30, "heartbeat": 300,
     "delta": {"temperature": 0.2, "humidity": 1.0}, "samples": 3, "deep_sleep": False,
     "led_pin": 2, "led_active_low": True, "watchdog": 60, "buffer": 0, "timeout": 10,
-    "chip": None,
+    "chip": None, "transport": "http",  # or mqtt, whose own settings mqtt_uplink.py checks
     "thermistor": {"series": 10000, "r0": 10000, "t0": 25.0, "beta": 3950,
                    "ntc_to_ground": True, "vcc": 3.3, "full_scale": None},
 }

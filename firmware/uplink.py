@@ -62,23 +62,30 @@ class Uplink:
                 return not self.pending
             self.resume_at = None
         while self.pending:
-            batch = self.pending[:BATCH]
-            status, answer = self.call("POST", "/api/readings", batch, "upload")
-            if status == 400 and len(batch) > 1:
-                batch = batch[:1]
-                status, answer = self.call("POST", "/api/readings", batch, "upload")
-            if status is None or not (200 <= status < 300 or status in REFUSED):
-                self.auth_refused = status in AUTH_FAULT
+            done = self.deliver(self.pending[:BATCH])
+            if not done:
                 return False
-            if status in REFUSED:
-                self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
-            elif answer and self._poisoned(answer):
-                return False  # sent again under the new boot next time
-            else:
-                self.posted += len(batch)
-            self.pending = self.pending[len(batch):]
+            self.pending = self.pending[done:]
         self.auth_refused = False
         return True
+
+    def deliver(self, batch):
+        """POST ``batch``: how many of its first readings are done with (stored, or refused
+        for good), 0 when they must wait. The MQTT uplink (mqtt_uplink.py) publishes instead."""
+        status, answer = self.call("POST", "/api/readings", batch, "upload")
+        if status == 400 and len(batch) > 1:
+            batch = batch[:1]
+            status, answer = self.call("POST", "/api/readings", batch, "upload")
+        if status is None or not (200 <= status < 300 or status in REFUSED):
+            self.auth_refused = status in AUTH_FAULT
+            return 0
+        if status in REFUSED:
+            self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
+        elif answer and self._poisoned(answer):
+            return 0  # sent again under the new boot next time
+        else:
+            self.posted += len(batch)
+        return len(batch)
 
     def _poisoned(self, answer):
         """Whether the server holds a seq of this boot above any this board gave out. If

@@ -8,12 +8,13 @@ import json
 import random
 import sys
 import time
+from urllib.parse import urlsplit
 
 from server import DATA_DIR, create_app
 from server.auth import issue_token, token_device
 from server.readings import DEVICE_ID
 from server.store import connect
-from simulator.devices import AuthRefused, Fleet
+from simulator.devices import AuthRefused, Fleet, MqttFleet
 
 TOKENS_FILE = DATA_DIR / "simulator-tokens.json"
 
@@ -42,6 +43,10 @@ def parse(argv):
     parser.add_argument("--token", help="the token every device sends (default: made locally)")
     parser.add_argument("--rate", type=float, help="load mode: readings per second in all")
     parser.add_argument("--prefix", default="sim", help="device names are PREFIX-1, PREFIX-2, ...")
+    parser.add_argument("--transport", choices=("http", "mqtt"), default="http",
+                        help="post to --url, or publish to the broker at --mqtt-url (default http)")
+    parser.add_argument("--mqtt-url", help="mqtt://user:password@host:1883 (default: the local server's "
+                        "SENSORCAST_MQTT_URL, whose login may publish for every device)")
     args = parser.parse_args(argv)
     if not DEVICE_ID.match(f"{args.prefix}-{args.devices}"):  # the longest name
         parser.error("--prefix: device names PREFIX-N must be 1-32 characters of a-z 0-9 _ -")
@@ -51,11 +56,19 @@ def parse(argv):
 def main(argv=None):
     args = parse(argv)
     names = [f"{args.prefix}-{n}" for n in range(1, args.devices + 1)]
-    tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
-    fleet = Fleet(args.url, tokens, random.Random(args.seed))
+    if args.transport == "mqtt":
+        mqtt_url = args.mqtt_url or create_app().config["MQTT_URL"]
+        try:
+            fleet, target = MqttFleet(mqtt_url, names, random.Random(args.seed)), urlsplit(mqtt_url).hostname
+        except (AuthRefused, ValueError, OSError) as error:  # refused, unreachable, or no broker given
+            print(f"simulator: {error}; check --mqtt-url (or SENSORCAST_MQTT_URL)", file=sys.stderr)
+            return 2
+    else:
+        tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
+        fleet, target = Fleet(args.url, tokens, random.Random(args.seed)), args.url
     step = args.devices / args.rate if args.rate else args.interval
     start = next_step = time.time()
-    print(f"simulating {', '.join(names)} -> {args.url} (every {step:g} s)", flush=True)
+    print(f"simulating {', '.join(names)} -> {target} over {args.transport} (every {step:g} s)", flush=True)
     try:
         while args.duration is None or time.time() - start < args.duration:
             now = time.time()
@@ -67,6 +80,8 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         pass
+    finally:
+        fleet.close()
     print(f"sent {fleet.sent}, buffered {fleet.buffered}, failed {fleet.failed}")
     return 0
 

