@@ -1,14 +1,18 @@
 // The dashboard: a card per device (in name order), seeded from /api and kept live by
 // /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
-import { isAlerting, listAlerts, showAlert, wireThresholds } from "./js/alerts.js";
+import { acknowledged, isAlerting, listAlerts, relabel, showAlert, wireThresholds } from "./js/alerts.js";
 import { draw, resize } from "./js/chart.js";
 import { DIAGNOSTICS, ago, format, metricsOf, newer, prefs, when } from "./js/format.js";
+import { nextFrame } from "./js/frame.js";
+import { label, place, remove } from "./js/labels.js";
+import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
+import { addToBuckets, loadRange, range, readingsUrl, slide, wireRange } from "./js/range.js";
 import { markStale } from "./js/stale.js";
 
 const CHART_POINTS = 500;
-const BUCKETS = 300;
+const VALUES_EVERY = 100; // ms
+const CHART_EVERY = 250; // ms
 const RETRY_MS = 3000;
-const SPANS = { "1h": 3600, "24h": 86400, "7d": 604800 };
 const devices = new Map();
 let lastEventId = "";
 let retryDelay = RETRY_MS;
@@ -19,15 +23,14 @@ function card(id) {
   document.getElementById("empty")?.remove();
   const node = document.getElementById("card").content.firstElementChild.cloneNode(true);
   node.dataset.device = id;
-  Object.assign(node.querySelector(".name"), { textContent: id, title: id });
-  const later = [...devices.keys()].sort().find((other) => other > id);
-  document.getElementById("devices").insertBefore(node, later ? devices.get(later).node : null);
+  place(id, node, forget); // under its group's heading, by name
   // latest and measured are keyed by metric names, which may be "__proto__" or "constructor"
   const device = { id, node, lastSeen: 0, online: true, latest: Object.create(null), measured: new Map(),
     readings: [], buckets: null, chart: null };
   devices.set(id, device);
   const charted = () => metricsOf(device.latest).filter((name) => !DIAGNOSTICS.includes(name));
   device.showThresholds = wireThresholds(id, node, charted);
+  wireLarge(device);
   const download = node.querySelector(".download");
   download.href = csvUrl(device);
   download.addEventListener("click", () => { download.href = csvUrl(device); }); // the range as of now
@@ -77,9 +80,10 @@ function setStatus(device, online) {
   device.node.querySelector(".status").textContent = online ? "online" : "offline";
 }
 
-// What /api/devices says of a device besides its values: status, last seen, firmware update.
+// What /api/devices says of a device besides its values: labels, status, last seen, firmware update.
 function showState(state) {
   const device = card(state.device);
+  label(state);
   device.lastSeen = Math.max(device.lastSeen, state.last_seen);
   setStatus(device, state.online);
   const { fw_target, fw_update, fw_status, fw_error } = state;
@@ -89,13 +93,26 @@ function showState(state) {
 }
 
 function showChange(change) {
-  if (change.status === "firmware") {
+  if (change.status === "deleted") {
+    forget(change.device);
+  } else if (!change.status) { // new labels
+    card(change.device);
+    label(change);
+    relabel();
+  } else if (change.status === "firmware") {
     const device = card(change.device);
     Object.assign(device.latest, change);
     showFirmware(device);
   } else {
     setStatus(card(change.device), change.status !== "offline");
   }
+}
+
+// A deleted device: its card goes, and nothing of it stays active.
+function forget(id) {
+  devices.delete(id);
+  remove(id);
+  relabel(id);
 }
 
 function showAlertEvent(alert) {
@@ -114,24 +131,25 @@ function addReading(reading, live) {
   if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
   const { measured } = device;
   for (const name of metricsOf(reading)) measured.set(name, Math.max(measured.get(name) ?? 0, reading.ts));
-  if (newest) showValues(device, reading);
+  if (newest) device.fresh = Object.assign(device.fresh || Object.create(null), reading);
   if (live) {
     // Seen when the server took it (its id says when), which for a replayed reading
     // was a while ago. Whether the device is online is for `device` events to say.
     device.lastSeen = Math.max(device.lastSeen, Number(reading.id.split("-")[0]) / 1000);
-    if (!device.buckets) draw(device);
+    if (device.buckets) addToBuckets(device, reading, metricsOf(reading).filter((name) => !DIAGNOSTICS.includes(name)));
   }
+  nextFrame(device, () => update(device), VALUES_EVERY);
 }
 
-// The chosen range in Unix seconds, or null while live.
-function range() {
-  const chosen = prefs.range;
-  const now = Date.now() / 1000;
-  if (chosen.name === "custom") return { since: chosen.since, until: chosen.until };
-  return SPANS[chosen.name] ? { since: now - SPANS[chosen.name], until: now } : null;
+// A card's values as of the readings received since it was last updated, in the next frame
+// but at most every VALUES_EVERY ms, its chart every CHART_EVERY ms: at hundreds of
+// readings a second the page still keeps up.
+function update(device) {
+  if (device.fresh) showValues(device, device.fresh);
+  device.fresh = null;
+  nextFrame(device.node, () => draw(device), CHART_EVERY);
+  nextFrame("compare", redrawCompare, CHART_EVERY);
 }
-
-const readingsUrl = (device) => `/api/devices/${encodeURIComponent(device.id)}/readings`;
 
 // The CSV of the range shown: while live, from the chart's oldest reading until now.
 function csvUrl(device) {
@@ -146,11 +164,8 @@ async function loadRecent(device) {
   for (const reading of history.readings) addReading(reading, false);
 }
 
-async function loadChart(device) {
-  const period = range();
-  device.buckets = period
-    ? (await getJSON(`${readingsUrl(device)}?buckets=${BUCKETS}&since=${period.since}&until=${period.until}`)).buckets
-    : null;
+async function loadChart(device, quiet) {
+  if (!(await loadRange(device, quiet))) return; // a later request's answer is drawn instead
   device.node.querySelector(".download").href = csvUrl(device);
   draw(device);
 }
@@ -189,6 +204,8 @@ async function resync() {
   if (held !== waiting) return; // a newer reload has begun and holds the events now
   held = null;
   if (loaded) {
+    const present = new Set(loaded[0].devices.map((state) => state.device));
+    [...devices.keys()].filter((id) => !present.has(id)).forEach(forget); // deleted meanwhile
     loaded[0].devices.forEach(showState);
     listAlerts(loaded[1]);
   }
@@ -244,6 +261,7 @@ function connect() {
   });
   source.addEventListener("device", inTurn(showChange));
   source.addEventListener("alert", inTurn(showAlertEvent));
+  source.addEventListener("acknowledged", inTurn(acknowledged));
   source.addEventListener("reset", () => {
     reload().catch((error) => console.error("could not reload history", error));
   });
@@ -259,38 +277,21 @@ function tick() {
   }
 }
 
-function redrawAll() {
+function redrawAll(quiet = false) {
   for (const device of devices.values()) {
     guarded(device.id, async () => {
       showValues(device, {});
-      await loadChart(device);
+      await loadChart(device, quiet);
     });
   }
 }
 
 function wireControls() {
-  const select = document.getElementById("range");
-  const custom = document.getElementById("custom");
   const unit = document.getElementById("unit");
-  const local = (seconds) => new Date((seconds - new Date().getTimezoneOffset() * 60) * 1000).toISOString().slice(0, 16);
-  const chosen = prefs.range;
-  select.value = chosen.name;
-  custom.hidden = chosen.name !== "custom";
-  if (chosen.name === "custom") {
-    custom.querySelector("[name=from]").value = local(chosen.since);
-    custom.querySelector("[name=to]").value = local(chosen.until);
-  }
   unit.textContent = `°${prefs.unit}`;
-  const choose = () => {
-    custom.hidden = select.value !== "custom";
-    const from = Date.parse(custom.querySelector("[name=from]").value) / 1000;
-    const to = Date.parse(custom.querySelector("[name=to]").value) / 1000;
-    if (select.value === "custom" && !(from < to)) return;
-    prefs.range = select.value === "custom" ? { name: "custom", since: from, until: to } : { name: select.value };
-    redrawAll();
-  };
-  select.addEventListener("change", choose);
-  custom.addEventListener("change", choose);
+  wireRange(redrawAll);
+  slide(() => redrawAll(true));
+  wireCompare(devices);
   unit.addEventListener("click", () => {
     prefs.unit = prefs.unit === "C" ? "F" : "C";
     unit.textContent = `°${prefs.unit}`;

@@ -78,6 +78,26 @@ def test_a_device_marked_offline_while_the_stream_is_down_shows_offline(
     expect(page.locator("#connection")).to_have_text("live")
 
 
+def test_a_device_deleted_while_the_stream_is_down_leaves_the_page(start_server, token_for, browser_page, client):
+    server = start_server()
+    for device in ("kitchen", "old-shed"):
+        server.post("/api/readings", token_for(device), json={"temperature": 20})
+    page = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator('[data-device="old-shed"]')).to_be_visible()
+    expect(page.locator("#connection")).to_have_text("live")
+
+    port = server.url.rsplit(":", 1)[1]
+    server.stop()
+    expect(page.locator("#connection")).to_have_text("reconnecting…")
+    assert client.delete("/api/devices/old-shed").status_code == 204  # no stream is open to carry it
+    start_server(port=int(port))
+
+    expect(page.locator("#connection")).to_have_text("live", timeout=20_000)
+    expect(page.locator('[data-device="old-shed"]')).to_have_count(0)
+    expect(page.locator('[data-device="kitchen"]')).to_be_visible()
+
+
 def test_a_reading_that_arrives_late_does_not_bring_an_offline_device_back(
         live_server, token_for, browser_page, redis_client):
     live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})

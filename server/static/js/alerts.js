@@ -1,50 +1,172 @@
-// The alert list (loaded whenever the stream opens, kept live by `alert` events in
-// between; an alert both loaded and received is listed once, by its id) and each card's
-// form for its thresholds, shown and entered in the viewer's units, stored in the server's.
-import { format, shown, shownDifference, stored, storedDifference, unitOf, when } from "./format.js";
+// The alert list (loaded whenever the stream opens, kept live by `alert` and `acknowledged`
+// events in between), the active alerts summed up above it, and each card's form for its
+// thresholds, shown and entered in the viewer's units, stored in the server's.
+//
+// A line is an alert with its repeats folded in as the server folds them (alerts.py): the
+// same device, metric and state raised again within FOLD_SECONDS of the line's newest
+// moves that line to the top and counts "×N" instead of adding a line, so a value flapping
+// at a limit cannot fill the list. An alert both loaded and received is counted once: an
+// id no newer than its line's newest is in it already. A line's text comes last in it
+// ("… kitchen went offline"), after its time, details and its Acknowledge button.
+import { format, newer, number, shown, shownDifference, stored, storedDifference, unitOf, when } from "./format.js";
+import { nameOf } from "./labels.js";
 
-const alerting = new Set(); // "device metric" crossed now
+const FOLD_SECONDS = 3600;
+const LINES = 50;
+const CROSSED = ["high", "low", "offline"]; // states that stay active until cleared or online
+const active = new Map(); // JSON [device, metric or ""] -> "high" | "low" | "offline", now
+const lines = new WeakMap(); // <li> -> { alert (its newest), repeats, first, acknowledged }
 const list = () => document.querySelector("#alerts ul");
+const activeKey = (device, metric) => JSON.stringify([device, metric ?? ""]);
+const lineKey = (alert) => JSON.stringify([alert.device, alert.metric ?? "", alert.state]);
+const raisedAt = (alert) => alert.raised ?? alert.ts;
+
+// A value and its limit, as precisely as it takes to tell them apart: "26.72 °C, above 26.7 °C"
+// (and as a card shows them when one decimal does).
+function apart(name, value, limit) {
+  const rounded = (x, digits) => number(shown(name, x), digits);
+  let digits = 1;
+  while (rounded(value, digits) === rounded(limit, digits) && digits < 6) digits += 1;
+  if (digits === 1) return [format(name, value), format(name, limit)];
+  return [value, limit].map((x) => `${rounded(x, digits)} ${unitOf(name)}`.trim());
+}
 
 function describe(alert) {
-  const value = alert.metric && alert.value != null ? format(alert.metric, alert.value) : "";
-  const limit = alert.threshold != null ? format(alert.metric, alert.threshold) : "";
+  const { metric, value, threshold } = alert;
+  const who = nameOf(alert.device);
+  const [reading, limit] = value == null ? ["", ""] : threshold == null ? [format(metric, value), ""]
+    : apart(metric, value, threshold);
+  if (alert.state === "cleared" && alert.reason) return `${who}: ${metric} alert ended: ${alert.reason}`;
   return {
-    high: `${alert.device}: ${alert.metric} ${value}, above ${limit}`,
-    low: `${alert.device}: ${alert.metric} ${value}, below ${limit}`,
-    cleared: `${alert.device}: ${alert.metric} back to ${value}`,
-    offline: `${alert.device} went offline`,
-    online: `${alert.device} is back online`,
+    high: `${who}: ${metric} ${reading}, above ${limit}`,
+    low: `${who}: ${metric} ${reading}, below ${limit}`,
+    cleared: `${who}: ${metric} back to ${reading}`,
+    offline: `${who} went offline`,
+    online: `${who} is back online`,
   }[alert.state];
 }
 
-export const isAlerting = (device, metric) => alerting.has(`${device} ${metric}`);
+const stamp = (seconds) => Object.assign(document.createElement("time"),
+  { textContent: when(seconds), dateTime: new Date(seconds * 1000).toISOString() });
+const small = (className, ...parts) => {
+  const node = Object.assign(document.createElement("small"), { className });
+  node.append(...parts);
+  return node;
+};
 
-function mark(device, metric, on) {
-  on ? alerting.add(`${device} ${metric}`) : alerting.delete(`${device} ${metric}`);
+function render(item) {
+  const { alert, repeats, first, acknowledged } = lines.get(item);
+  item.className = `${alert.state}${acknowledged ? " acknowledged" : ""}`;
+  item.dataset.id = alert.id ?? "";
+  const parts = [stamp(raisedAt(alert))];
+  if (alert.state === "offline") parts.push(small("detail", "last seen ", stamp(alert.ts)));
+  if (repeats) {
+    const count = small("repeats", `×${number(repeats + 1)}`);
+    count.title = `raised ${number(repeats + 1)} times since ${when(first)}`;
+    parts.push(count);
+  }
+  if (!acknowledged) {
+    const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Acknowledge" });
+    button.addEventListener("click", () => acknowledge(alert, button));
+    parts.push(button);
+  }
+  parts.push(Object.assign(document.createElement("span"), { textContent: describe(alert) }));
+  item.replaceChildren(...parts);
+}
+
+async function acknowledge({ device, metric, state }, button) {
+  button.disabled = true;
+  const next = [...list().querySelectorAll("button")].find((other) => other !== button &&
+    button.compareDocumentPosition(other) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const answer = await fetch("/api/alerts/acknowledge", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(metric ? { device, metric, state } : { device, state }),
+  }).catch(() => null);
+  if (!answer?.ok) {
+    Object.assign(button, { disabled: false, title: "Could not acknowledge it: try again." });
+    return;
+  }
+  acknowledged({ device, metric, state });
+  (next?.isConnected ? next : Object.assign(list(), { tabIndex: -1 })).focus(); // on down the list
+}
+
+// Every line of that device, metric and state was seen (an `acknowledged` event, or ours).
+export function acknowledged(which) {
+  for (const item of list().children) {
+    const line = lines.get(item);
+    if (lineKey(line.alert) === lineKey(which) && !line.acknowledged) {
+      line.acknowledged = true;
+      render(item);
+    }
+  }
+}
+
+export const isAlerting = (device, metric) => ["high", "low"].includes(active.get(activeKey(device, metric)));
+
+function mark(device, metric) {
   document.querySelector(`[data-device="${CSS.escape(device)}"] [data-metric="${CSS.escape(metric)}"]`)
-    ?.classList.toggle("alerting", on);
+    ?.classList.toggle("alerting", isAlerting(device, metric));
 }
 
-export function showAlert(alert, newest = true) {
-  if (newest && alert.metric) mark(alert.device, alert.metric, alert.state !== "cleared");
-  if (alert.id && list().querySelector(`[data-id="${CSS.escape(alert.id)}"]`)) return;
+function setActive(device, metric, state) {
+  const key = activeKey(device, metric);
+  CROSSED.includes(state) ? active.set(key, state) : active.delete(key);
+  if (metric) mark(device, metric);
+}
+
+// "2 active: Kitchen temperature high, Shed offline", in name order.
+function summarize() {
+  const named = [...active].map(([key, state]) => {
+    const [device, metric] = JSON.parse(key);
+    return [nameOf(device), metric, state].filter(Boolean).join(" ");
+  }).sort((a, b) => a.localeCompare(b));
+  const summary = document.querySelector("#alerts .active");
+  summary.textContent = named.length ? `${number(named.length)} active: ${named.join(", ")}` : "None active.";
+  summary.classList.toggle("none", !named.length);
+  document.getElementById("alerts").hidden = !named.length && !list().children.length;
+}
+
+function addLine(line, newest) {
   const item = document.createElement("li");
-  item.className = alert.state;
-  if (alert.id) item.dataset.id = alert.id;
-  item.append(Object.assign(document.createElement("time"), { textContent: when(alert.ts) }), " ",
-    Object.assign(document.createElement("span"), { textContent: describe(alert) }));
+  lines.set(item, line);
+  render(item);
   list()[newest ? "prepend" : "append"](item);
-  while (list().children.length > 50) list().lastElementChild.remove();
-  document.getElementById("alerts").hidden = false;
+  while (list().children.length > LINES) list().lastElementChild.remove();
 }
 
-// Replace the list and the crossed metrics with /api/alerts' answer.
-export function listAlerts({ active, recent }) {
+// A live alert: it changes what is active, and is folded into its line or starts one.
+export function showAlert(alert) {
+  setActive(alert.device, alert.metric, alert.state);
+  const item = [...list().children].find((child) => lineKey(lines.get(child).alert) === lineKey(alert));
+  const line = item && lines.get(item);
+  if (line && alert.id && line.alert.id && !newer(alert.id, line.alert.id)) return summarize();
+  if (line && raisedAt(alert) - raisedAt(line.alert) <= FOLD_SECONDS) {
+    Object.assign(line, { alert, repeats: line.repeats + 1, acknowledged: false });
+    render(item);
+    list().prepend(item);
+  } else {
+    addLine({ alert, repeats: 0, first: raisedAt(alert), acknowledged: false }, true);
+  }
+  summarize();
+}
+
+// Replace the list and what is active with /api/alerts' answer.
+export function listAlerts({ active: now, recent }) {
   list().replaceChildren();
-  recent.forEach((alert) => showAlert(alert, false));
-  [...alerting].forEach((crossed) => mark(...crossed.split(" "), false));
-  active.filter((alert) => alert.metric).forEach((alert) => mark(alert.device, alert.metric, true));
+  recent.forEach(({ repeats, first, acknowledged: seen, ...alert }) =>
+    addLine({ alert, repeats, first, acknowledged: seen }, false));
+  const before = [...active.keys()].map((key) => JSON.parse(key));
+  active.clear();
+  before.forEach(([device, metric]) => metric && mark(device, metric));
+  now.forEach(({ device, metric, state }) => setActive(device, metric, state));
+  summarize();
+}
+
+// A device renamed: its lines and the summary say its new name. Deleted: nothing of it is active.
+export function relabel(deleted) {
+  if (deleted) [...active.keys()].filter((key) => JSON.parse(key)[0] === deleted).forEach((key) => active.delete(key));
+  for (const item of list().children) render(item);
+  summarize();
 }
 
 // The form shows the stored limits in the unit chosen now (show() again when it changes);
@@ -98,7 +220,10 @@ export function wireThresholds(id, node, metricNames) {
   form.querySelector(".clear").addEventListener("click", async () => {
     const name = form.metric.value;
     const answer = await fetch(url(), { method: "DELETE" });
-    if (answer.ok) mark(id, name, false); // no limit, no alert: the server forgets it too
+    if (answer.ok) { // no limit, no alert: the server forgets it too
+      setActive(id, name, "cleared");
+      summarize();
+    }
     say(answer.ok ? "Cleared." : "Could not clear it.");
     fill();
   });

@@ -1,65 +1,123 @@
-// A device's chart: its raw points while live, or over a range the average of each
-// bucket with a band from its min to its max. Axes follow the chosen units.
-import { DIAGNOSTICS, metricsOf, number, shown, tick, unitOf } from "./format.js";
+// A card's chart: its raw points while live, or over a range the average of each bucket in a
+// band from its min to its max, pinned to that range; the device's thresholds as lines; and
+// under it the min, average and max of each metric over what it shows. The same chart opens
+// large (overlay.js) and is kept live there too.
+import { DIAGNOSTICS, format, metricsOf, shown, unitOf } from "./format.js";
+import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
+import { pinned } from "./range.js";
 
-const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e"];
+export const CHART_HEIGHT = 260;
 
-function seriesOf(device) {
+export function chartedNames(device) {
   const sample = Object.assign(Object.create(null), ...(device.buckets || device.readings)); // keeps "__proto__"
   return metricsOf(sample).filter((name) => !DIAGNOSTICS.includes(name));
 }
 
-// A row's own value of a metric: one may be named "constructor", which every object inherits.
-const own = (row, name) => (Object.hasOwn(row, name) ? row[name] : null);
+// A row's own value of a metric (one may be named "constructor", which every object
+// inherits), or undefined: a reading without it is spanned, not a gap.
+const own = (row, name) => (Object.hasOwn(row, name) ? row[name] : undefined);
+const stat = (bucket, name, key) => own(bucket, name)?.[key];
 
-function data(device, names) {
-  if (!device.buckets) {
-    const rows = device.readings;
-    return [rows.map((r) => r.ts), ...names.map((name) => rows.map((r) => shown(name, own(r, name))))];
-  }
-  const rows = device.buckets;
-  const stat = (name, key) => rows.map((b) => (own(b, name) ? shown(name, b[name][key]) : null));
-  return [rows.map((b) => b.t), ...names.flatMap((name) => [stat(name, "min"), stat(name, "avg"), stat(name, "max")])];
+// One metric of the device over what its chart shows, in the unit shown: times and values
+// (a bucket's average).
+export function seriesOf(device, name) {
+  const rows = device.buckets || device.readings;
+  const value = device.buckets ? (row) => stat(row, name, "avg") : (row) => own(row, name);
+  return { xs: rows.map((row) => row.t ?? row.ts), column: rows.map((row) => shown(name, value(row))) };
 }
 
-function options(device, names, width) {
-  const scales = [...new Set(names.map(unitOf))];
-  const style = getComputedStyle(document.body); // follows the light or dark scheme
-  const lines = { stroke: style.getPropertyValue("--line"), width: 1 };
-  const axis = { stroke: style.color, grid: lines, ticks: lines };
-  const times = { ...axis, values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
-  const numbers = { ...axis, values: (u, splits) => splits.map((value) => number(value)), size: 50 };
-  const axes = [times, ...scales.slice(0, 2).map((scale, i) => ({ ...numbers, scale, side: i ? 1 : 3, label: scale }))];
-  const line = (name, i, label, alpha = "") => ({
-    label, scale: unitOf(name), spanGaps: !device.buckets, stroke: COLOURS[i % 4] + alpha, points: { show: false },
-  });
+function chartData(device) {
+  const names = chartedNames(device);
+  const colour = (i) => COLOURS[i % COLOURS.length];
   if (!device.buckets) {
-    return { width, height: 160, legend: { live: false }, axes, series: [{}, ...names.map((n, i) => line(n, i, n))] };
+    const specs = names.map((name, i) => ({ label: name, unit: unitOf(name), colour: colour(i) }));
+    return { names, specs, xs: device.readings.map((r) => r.ts), columns: names.map((n) => seriesOf(device, n).column) };
   }
-  const series = names.flatMap((n, i) => [line(n, i, `${n} min`, "55"), line(n, i, n), line(n, i, `${n} max`, "55")]);
-  const bands = names.map((n, i) => ({ series: [3 * i + 3, 3 * i + 1], fill: `${COLOURS[i % 4]}22` }));
-  return { width, height: 160, legend: { live: false }, axes, series: [{}, ...series], bands };
+  const specs = names.flatMap((name, i) => [
+    { label: `${name} min`, unit: unitOf(name), colour: colour(i), band: "min" },
+    { label: name, unit: unitOf(name), colour: colour(i), spread: true },
+    { label: `${name} max`, unit: unitOf(name), colour: colour(i), band: "max" }]);
+  const columns = names.flatMap((name) => ["min", "avg", "max"]
+    .map((key) => device.buckets.map((bucket) => shown(name, stat(bucket, name, key)))));
+  return { names, specs, xs: device.buckets.map((bucket) => bucket.t), columns };
+}
+
+// The device's thresholds as lines, in the unit shown: fetched with its first chart and
+// again whenever its threshold form reports a save or a clear.
+function watchLimits(device) {
+  device.limits = new Map();
+  const load = () => fetch(`/api/devices/${encodeURIComponent(device.id)}/thresholds`)
+    .then((answer) => answer.json())
+    .then((answer) => {
+      device.limits = new Map(Object.entries(answer.thresholds));
+      draw(device);
+    })
+    .catch((error) => console.error(`could not load ${device.id}'s thresholds`, error));
+  const message = device.node.querySelector(".thresholds .message");
+  if (message) new MutationObserver(load).observe(message, { childList: true, characterData: true, subtree: true });
+  load();
+}
+
+export function limitsOf(device, names) {
+  return names.flatMap((name) => {
+    const limit = device.limits?.get(name) || {};
+    return ["low", "high"].filter((side) => limit[side] != null).map((side) => ({
+      unit: unitOf(name), value: shown(name, limit[side]),
+      label: `${names.length > 1 ? `${name} ` : ""}${side} ${format(name, limit[side])}`,
+    }));
+  });
+}
+
+// Min, average and max of each metric over the range shown (of a range: of the buckets'
+// minima, averages and maxima).
+function summarise(device, names) {
+  const box = device.node.querySelector(".chart");
+  let summary = device.node.querySelector(".summary");
+  if (!summary) {
+    summary = Object.assign(document.createElement("p"), { className: "summary" });
+    box.after(summary);
+  }
+  const rows = device.buckets || device.readings;
+  const lines = names.map((name) => {
+    const values = (key) => rows.map((row) => (device.buckets ? stat(row, name, key) : own(row, name)))
+      .filter((value) => value != null);
+    const averages = values("avg");
+    if (!averages.length) return null;
+    const average = averages.reduce((sum, value) => sum + value, 0) / averages.length;
+    const figure = (value) => format(name, value).replace(unitOf(name), "").trim();
+    const line = Object.assign(document.createElement("span"), {
+      textContent: `${name}: min ${figure(Math.min(...values("min")))} · avg ${figure(average)} · `
+        + `max ${format(name, Math.max(...values("max")))}`,
+    });
+    line.dataset.summary = name;
+    return line;
+  }).filter(Boolean);
+  if (summary.textContent !== lines.map((line) => line.textContent).join("")) summary.replaceChildren(...lines);
+}
+
+function drawInto(device, into, box, height, onTimes) {
+  const { names, specs, xs, columns } = chartData(device);
+  const shape = [device.buckets ? "buckets" : "points", ...specs.map((spec) => spec.unit), ...names].join();
+  const options = () => plotOptions({
+    specs, width: box.clientWidth || 300, height, pinned: () => pinned(device.period), limits: () => limitsOf(device, names),
+    onTimes,
+  });
+  const chart = plot(into, shape, options, withGaps(xs, columns), box);
+  return { chart, names, xs };
 }
 
 export function draw(device) {
   if (!window.uPlot) return;
+  if (!device.limits) watchLimits(device);
   const box = device.node.querySelector(".chart");
-  const names = seriesOf(device);
-  const shape = [device.buckets ? "buckets" : "points", ...names.map(unitOf), ...names].join();
-  const values = data(device, names);
-  if (!device.chart || device.shape !== shape) {
-    device.chart?.destroy();
-    device.shape = shape;
-    device.chart = new uPlot(options(device, names, box.clientWidth || 300), values, box);
-    device.chart.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => {
-      if (/ (min|max)$/.test(device.chart.series[i + 1].label)) row.style.display = "none"; // the band says it
-    });
-  } else {
-    device.chart.setData(values);
-  }
-  box.dataset.points = values[0].length;
+  const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max }); // the x axis, for tests
+  const { chart, names, xs } = drawInto(device, device.chart, box, CHART_HEIGHT, showTimes);
+  device.chart = chart;
+  Object.assign(box.dataset, { points: xs.length, range: device.period?.name ?? "live" });
+  summarise(device, names);
+  if (device.large) device.large.chart = drawInto(device, device.large.chart, device.large.box, device.large.height).chart;
 }
 
 export function resize(device) {
-  device.chart?.setSize({ width: device.node.querySelector(".chart").clientWidth, height: 160 });
+  device.chart?.setSize({ width: device.node.querySelector(".chart").clientWidth, height: CHART_HEIGHT });
 }

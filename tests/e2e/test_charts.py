@@ -1,0 +1,170 @@
+"""A user reads a device's chart at a desk: it fills the card, reads out what is under the
+cursor in their language, leaves breaks as breaks, draws the thresholds, sums up the range,
+opens large, and puts several devices' same metric side by side."""
+import re
+import time
+
+import requests
+from playwright.sync_api import expect
+
+DESK = {"width": 1280, "height": 900}
+MINUTE = 60
+RECORD_CHART_TEXT = """
+window.chartTexts = new Set();
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+  window.chartTexts.add(String(text));
+  return fillText.call(this, text, ...rest);
+};
+"""
+# Whether the canvas column at time t (Unix seconds) of a chart from `from` to `to` holds a
+# pixel of the first series' red.
+RED_AT = """([device, t, from, to]) => {
+  const box = document.querySelector(`[data-device="${device}"] .chart`);
+  const canvas = box.querySelector("canvas"), over = box.querySelector(".u-over");
+  const c = canvas.getBoundingClientRect(), o = over.getBoundingClientRect();
+  const scale = canvas.width / c.width;
+  const x = Math.round((o.left - c.left + ((t - from) / (to - from)) * o.width) * scale);
+  const column = canvas.getContext("2d").getImageData(x - 1, 0, 3, canvas.height).data;
+  for (let i = 0; i < column.length; i += 4) {
+    const [r, g, b, a] = column.slice(i, i + 4);
+    if (a > 100 && r > 150 && g < 120 && b < 130) return true;
+  }
+  return false;
+}"""
+
+
+def post(server, token, readings):
+    assert server.post("/api/readings", token, json=readings).ok
+
+
+def open_dashboard(open_page, server, **options):
+    page = open_page(viewport=DESK, **options)
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    return page
+
+
+def test_the_chart_fills_most_of_the_card(live_server, token_for, open_page):
+    post(live_server, token_for("kitchen"), {"temperature": 21, "humidity": 40, "rssi": -60})
+    page = open_dashboard(open_page, live_server)
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart canvas")).to_be_visible()
+
+    plot = card.locator(".u-over").bounding_box()
+    chart = card.locator(".chart").bounding_box()
+    assert plot["height"] >= 180  # it was 117 px
+    assert chart["height"] >= 0.4 * card.bounding_box()["height"]  # the tallest part of the card
+
+
+def test_one_reading_gives_an_axis_of_minutes_around_it(live_server, token_for, open_page):
+    post(live_server, token_for("kitchen"), {"temperature": 21})
+    page = open_page(viewport=DESK)
+    page.add_init_script(RECORD_CHART_TEXT)
+    page.goto(live_server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-points", "1")
+
+    page.wait_for_function("() => [...window.chartTexts].some((text) => /^\\d{1,2}:\\d{2}/.test(text))")
+    assert not [text for text in page.evaluate("[...window.chartTexts]") if re.fullmatch(r"20\d\d", text)]
+    span = float(card.locator(".chart").get_attribute("data-to")) - float(card.locator(".chart").get_attribute("data-from"))
+    assert 60 <= span <= 3600
+
+
+def test_a_long_break_is_drawn_as_a_gap_not_a_line(live_server, token_for, open_page):
+    start = time.time() - 40 * MINUTE
+    before = [{"temperature": 20 + n % 3, "ts": start + n * MINUTE} for n in range(20)]
+    after = [{"temperature": 20 + n % 3, "ts": start + (34 + n) * MINUTE} for n in range(5)]  # 14 minutes silent
+    post(live_server, token_for("kitchen"), before + after)
+    page = open_dashboard(open_page, live_server)
+    expect(page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-points", "25")
+
+    first, last = before[0]["ts"], after[-1]["ts"]  # live, the axis spans the readings
+    assert page.evaluate(RED_AT, ["kitchen", start + 10.5 * MINUTE, first, last])  # the line where it measured
+    assert not page.evaluate(RED_AT, ["kitchen", start + 26.5 * MINUTE, first, last])  # and nothing across the break
+
+
+def test_hovering_reads_out_the_time_and_each_value_in_the_page_language(live_server, token_for, open_page):
+    start = time.time() - 10 * MINUTE
+    post(live_server, token_for("kitchen"), [{"temperature": 21.25, "humidity": 40.5, "ts": start + n * MINUTE}
+                                             for n in range(10)])
+    page = open_dashboard(open_page, live_server, locale="de-DE")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-points", "10")
+
+    card.locator(".u-over").hover()
+
+    readout = card.locator(".readout")
+    expect(readout).to_be_visible()
+    expect(readout.locator("time")).to_have_text(re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}, \d{2}:\d{2}:\d{2}$"))
+    expect(readout).to_contain_text("temperature 21,25 °C")
+    expect(readout).to_contain_text("humidity 40,5 %")
+
+
+def test_thresholds_are_drawn_on_the_chart_and_follow_the_form(live_server, token_for, open_page):
+    post(live_server, token_for("kitchen"), [{"temperature": 21 + n / 10, "ts": time.time() - 60 + n} for n in range(5)])
+    requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"low": 18, "high": 25}, timeout=5)
+    page = open_dashboard(open_page, live_server)
+    card = page.locator('[data-device="kitchen"]')
+
+    expect(card.locator(".chart .threshold")).to_have_text(["low 18 °C", "high 25 °C"])
+    card.get_by_text("Alert thresholds").click()
+    form = card.locator(".thresholds form")
+    form.get_by_label("Metric").select_option("temperature")
+    form.get_by_label("High").fill("30")
+    form.get_by_role("button", name="Save").click()
+
+    expect(card.locator(".chart .threshold")).to_have_text(["low 18 °C", "high 30 °C"])
+    assert page.console_errors == []
+
+
+def test_the_card_sums_up_the_range_it_shows(live_server, token_for, open_page):
+    token = token_for("kitchen")
+    post(live_server, token, [{"temperature": t, "ts": time.time() - 30 + n} for n, t in enumerate([20, 22])])
+    page = open_dashboard(open_page, live_server)
+    summary = page.locator('[data-device="kitchen"] .summary')
+    expect(summary).to_have_text("temperature: min 20 · avg 21 · max 22 °C")
+
+    post(live_server, token, {"temperature": 24})
+
+    expect(summary).to_have_text("temperature: min 20 · avg 22 · max 24 °C")
+
+
+def test_a_chart_opens_large_and_escape_closes_it(live_server, token_for, open_page):
+    token = token_for("kitchen")
+    post(live_server, token, [{"temperature": 20 + n % 4, "ts": time.time() - 300 + n * 10} for n in range(30)])
+    page = open_dashboard(open_page, live_server)
+
+    page.get_by_role("button", name="Open kitchen's chart large").click()
+
+    dialog = page.get_by_role("dialog", name="kitchen")
+    expect(dialog.locator("canvas")).to_be_visible()
+    assert dialog.locator("canvas").bounding_box()["width"] >= 0.85 * DESK["width"]
+    post(live_server, token, {"temperature": 30})  # and it stays live
+    expect(page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-points", "31")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert page.console_errors == []
+
+
+def test_two_devices_same_metric_on_one_chart(live_server, token_for, open_page):
+    now = time.time()
+    for device, base in [("kitchen", 21), ("cellar", 12)]:
+        post(live_server, token_for(device), [{"temperature": base + n % 3, "humidity": 50, "ts": now - 300 + n * 10}
+                                              for n in range(20)])
+    page = open_dashboard(open_page, live_server)
+    expect(page.locator(".card")).to_have_count(2)
+
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    dialog.get_by_label("Metric").select_option("temperature")
+
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["cellar", "kitchen"])
+    expect(dialog.locator("canvas")).to_be_visible()
+    dialog.locator(".u-over").hover()
+    expect(dialog.locator(".readout")).to_contain_text("cellar")
+    expect(dialog.locator(".readout")).to_contain_text("kitchen")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert page.console_errors == []
+

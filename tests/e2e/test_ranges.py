@@ -1,0 +1,103 @@
+"""A user switches ranges on a fleet whose boards have run for days: each card says it is
+loading, ends on the range chosen last however fast they click, keeps its x axis on that
+range while time passes, and a custom range that ends before it starts is explained."""
+import re
+import time
+
+from playwright.sync_api import Error, expect
+
+DEVICES = ("attic", "cellar", "kitchen")
+HOUR = 3600
+BUCKETED = re.compile(r"/readings\?buckets=\d+&since=([\d.]+)&until=([\d.]+)")
+
+
+def seed_fleet(server, token_for, devices=DEVICES):
+    start = time.time() - 3 * 24 * HOUR
+    for device in devices:
+        readings = [{"temperature": 15 + n % 10, "ts": start + n * 600} for n in range(3 * 24 * 6)]
+        assert server.post("/api/readings", token_for(device), json=readings).ok
+
+
+def open_dashboard(page, server):
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator(".card")).to_have_count(len(DEVICES))
+
+
+def span_of(request):
+    since, until = BUCKETED.search(request.url).groups()
+    return float(until) - float(since)
+
+
+def next_frames(page):
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def test_a_week_then_an_hour_ends_on_the_hour_with_a_loading_state(live_server, token_for, browser_page):
+    seed_fleet(live_server, token_for)
+    held = []
+    browser_page.route(BUCKETED, lambda route: held.append(route) if span_of(route.request) > 86400 else route.continue_())
+    open_dashboard(browser_page, live_server)
+    charts = browser_page.locator(".card .chart")
+    picker = browser_page.get_by_label("Range")
+
+    picker.select_option("7d")  # slow to answer: held until the hour is drawn
+    for chart in charts.all():
+        expect(chart).to_have_class(re.compile(r"\bloading\b"))
+        expect(chart).to_have_attribute("aria-busy", "")
+    picker.select_option("1h")
+
+    for chart in charts.all():
+        expect(chart).to_have_attribute("data-range", "1h")
+        expect(chart).not_to_have_class(re.compile(r"\bloading\b"))
+    assert len(held) == len(DEVICES)
+    for route in held:  # the week's answers arrive late, unless the page gave up on them
+        if route.request.failure is None:
+            route.continue_()
+            route.request.response().finished()
+    next_frames(browser_page)
+    for chart in charts.all():
+        expect(chart).to_have_attribute("data-range", "1h")
+        assert float(chart.get_attribute("data-to")) - float(chart.get_attribute("data-from")) == HOUR
+    assert browser_page.console_errors == []
+
+
+def test_an_hour_stays_pinned_to_the_last_hour_and_slides_with_new_readings(live_server, token_for, browser_page):
+    token = token_for("kitchen")
+    assert live_server.post("/api/readings", token, json=[{"temperature": 20, "ts": time.time() - 600 + n * 60}
+                                                          for n in range(10)]).ok
+    browser_page.goto(live_server.url + "/")
+    expect(browser_page.locator("#connection")).to_have_text("live")
+    chart = browser_page.locator('[data-device="kitchen"] .chart')
+    browser_page.get_by_label("Range").select_option("1h")
+    expect(chart).to_have_attribute("data-range", "1h")
+    since, until = float(chart.get_attribute("data-from")), float(chart.get_attribute("data-to"))
+    assert until - since == HOUR  # the axis is the hour, not the ten minutes of data
+    assert abs(until - time.time()) < 30
+    points = int(chart.get_attribute("data-points"))
+
+    with browser_page.expect_request(BUCKETED, timeout=30_000):  # fetched again while the page stays open
+        assert live_server.post("/api/readings", token, json={"temperature": 25}).ok
+        expect(chart).to_have_attribute("data-points", str(points + 1))  # a live reading joins the hour
+        assert float(chart.get_attribute("data-to")) > until  # and the hour moved on
+
+    expect(browser_page.locator('[data-device="kitchen"] .summary')).to_contain_text("max 25 °C")
+    assert browser_page.console_errors == []
+
+
+def test_a_custom_range_that_ends_before_it_starts_is_explained(live_server, token_for, browser_page):
+    seed_fleet(live_server, token_for, ["kitchen"])
+    browser_page.goto(live_server.url + "/")
+    chart = browser_page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-range", "live")
+
+    browser_page.get_by_label("Range").select_option("custom")
+    browser_page.get_by_label("From", exact=True).fill("2026-05-02T10:00")
+    browser_page.get_by_label("To", exact=True).fill("2026-05-01T10:00")
+
+    expect(browser_page.get_by_role("alert")).to_contain_text("From must be before To")
+    expect(browser_page.get_by_label("To", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(chart).to_have_attribute("data-range", "live")
+    browser_page.get_by_label("To", exact=True).fill("2026-05-03T10:00")
+    expect(browser_page.get_by_role("alert")).to_have_text("")
+    expect(chart).to_have_attribute("data-range", "custom")
