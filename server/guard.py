@@ -23,6 +23,7 @@ import urllib.parse
 
 from flask import abort, current_app, request
 from gevent import Timeout, monkey
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestTimeout, TooManyRequests
 
 from .viewers import get_accounts
@@ -66,6 +67,8 @@ def _read_body():
     try:
         with deadline:
             body = request.environ["wsgi.input"].read(length if length else cap + 1)
+    except (OSError, ParseException) as error:  # gunicorn could not read it: a bad chunk, a body cut short
+        abort(400, f"the body could not be read: {type(error).__name__}")
     finally:
         bodies_arriving[address] -= 1
         if not bodies_arriving[address]:

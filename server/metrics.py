@@ -8,8 +8,9 @@ time (``device:<id>``, ``devices``); counters live in the Redis hash ``metrics``
 streams, whether its MQTT client is connected) into ``metrics:processes`` every second
 (``duties.py``), where a scrape sums the fresh entries and forgets the stale ones.
 
-Open like ``/healthz`` unless ``METRICS_TOKEN`` is set: then it needs
-``Authorization: Bearer <METRICS_TOKEN>``.
+It shows every device's latest values, so it is open only while reading is (no viewer
+exists); with ``METRICS_TOKEN`` set it needs ``Authorization: Bearer <METRICS_TOKEN>``,
+and once viewers exist it needs that token.
 """
 import hmac
 import json
@@ -25,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .readings import NOT_METRICS, decode_fields
 from .store import DEVICES, device_key, get_redis
+from .viewers import get_accounts
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ def count_upload(response):
 @bp.get("/metrics")
 def metrics():
     token = current_app.config["METRICS_TOKEN"]
+    if not token and not get_accounts().allows(None):
+        abort(403, "viewers guard the readings: set SENSORCAST_METRICS_TOKEN and give it to Prometheus")
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):

@@ -43,6 +43,7 @@ RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_tar
             "name", "group", "hidden")
 NOT_METRICS = FIELDS + RESERVED
 MAX_METRICS = 16
+LARGEST = 1e100  # a metric's magnitude: millions of them still sum to a finite double
 EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set
 
 
@@ -136,8 +137,8 @@ def check_metric_name(name, field):
 
 def _check_metric(name, value, where):
     check_metric_name(name, where + name)
-    if not is_number(value):
-        raise InvalidReading(where + name, "must be a finite number")
+    if not is_number(value) or abs(value) > LARGEST:
+        raise InvalidReading(where + name, f"must be a finite number of at most {LARGEST:g} either way")
     if name in METRICS:
         unit, low, high = METRICS[name]
         if not low <= value <= high:

@@ -69,6 +69,19 @@ def test_garbage_sent_in_a_loop_does_not_fill_the_log(start_server, tmp_path):
     assert (tmp_path / "server.log").read_text().count("Invalid request") == 1
 
 
+def test_a_broken_chunked_body_is_a_clear_400_and_no_traceback(start_server, tmp_path):
+    server = start_server(log=tmp_path / "server.log")
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as broken:
+            broken.sendall(b"POST /api/readings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+            assert broken.recv(100).startswith(b"HTTP/1.1 400")
+
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
 def test_a_chunked_body_over_the_cap_is_refused_not_cut(live_server, token_for):
     readings = b"[" + b",".join([b'{"temperature":20.5}'] * 13000) + b"]"  # 260 KB, over 256 KB
     padded = b'{"temperature":20.5}' + b" " * 300_000  # valid JSON if cut at the cap

@@ -247,3 +247,9 @@ def test_a_leaked_token_cannot_give_its_device_ever_more_metric_names(client, to
     assert "field names in all" in floods[-1].json["error"]
     assert redis_client.hlen(device_key("kitchen")) <= 64
     assert post(client, {"temperature": 21, "humidity": 41}, token).status_code == 201  # known names go on
+
+
+def test_a_value_too_large_to_sum_into_the_charts_is_refused(client, token_for):
+    answer = post(client, {"big": 1.7e308}, token_for("kitchen"))
+
+    assert answer.status_code == 400 and "at most 1e+100" in answer.json["error"]

@@ -68,8 +68,19 @@ def test_metrics_need_the_token_when_one_is_set(app, client):
     assert answer.status_code == 200 and b"sensorcast_redis_up 1.0" in answer.data
 
 
-def test_metrics_are_open_without_a_token(client):
+def test_metrics_are_open_without_a_token_while_reading_is_open(client):
     assert client.get("/metrics").status_code == 200
+
+
+def test_once_viewers_guard_the_readings_metrics_need_the_token(app, client):
+    app.test_cli_runner().invoke(args=["viewers", "add", "ana"], input="correct horse\ncorrect horse\n")
+
+    refused = client.get("/metrics")
+    app.config["METRICS_TOKEN"] = "s3cret"
+    scraped = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+
+    assert refused.status_code == 403 and "SENSORCAST_METRICS_TOKEN" in refused.json["error"]
+    assert scraped.status_code == 200
 
 
 def test_the_grafana_dashboard_asks_only_for_metrics_the_server_gives(client, redis_client, token_for):
