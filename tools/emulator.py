@@ -36,7 +36,7 @@ AGENT = (pathlib.Path(__file__).parent / "repl_agent.py").read_text()  # the REP
 
 def micropython_env(flash, hardware_file, extra_path=(), **variables):
     """The environment that puts the host fakes in front of the board's files."""
-    path = [*extra_path, FAKES, flash, ".frozen", os.path.join(flash, "lib")]  # a board's sys.path ends in /lib
+    path = [*extra_path, FAKES, flash, ".frozen"]
     return dict(os.environ, MICROPYPATH=":".join(map(str, path)), FAKE_HARDWARE=str(hardware_file),
                 **variables)
 
