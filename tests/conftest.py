@@ -214,3 +214,24 @@ def assert_each_reading_stored_once_and_seen_once(redis_client, device, browsers
         browser.stop()
         assert browser.ids == stored
     assert [int(fields["seq"]) for _, fields in entries] == list(range(1, len(entries) + 1))
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real Mosquitto with the shipped configuration (tests/mqtt_broker.py)."""
+    from tests.mqtt_broker import Broker  # it uses ``eventually`` from here
+
+    running = Broker(tmp_path).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mqtt_server(start_server, broker, tmp_path):
+    """Start a server subscribed to ``broker``, and wait until the broker routes readings to it."""
+    def start(**settings):
+        settings.setdefault("MQTT_CLIENT_ID", f"test-{tmp_path.name}")
+        server = start_server(MQTT_URL=broker.url(), **settings)
+        eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+        return server
+    return start

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-from tests.conftest import eventually
-from tests.mqtt_broker import Broker
 from tools.deploy import ENTRY_POINTS, FIRMWARE, LIBRARY, firmware_files, library
 from tools.emulator import DEFAULT_HARDWARE, MICROPYTHON, micropython_env
 
@@ -133,19 +131,9 @@ def node_settings(server_url, token, **overrides):
 
 
 @pytest.fixture
-def broker(tmp_path):
-    """A real Mosquitto with the shipped configuration (tests/mqtt_broker.py)."""
-    running = Broker(tmp_path).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def mqtt_server(start_server, broker, tmp_path):
-    """A server subscribed to ``broker``, once the broker routes readings to it."""
-    server = start_server(MQTT_URL=broker.url(), MQTT_CLIENT_ID=f"test-{tmp_path.name}")
-    eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
-    return server
+def mqtt_server(mqtt_server):
+    """One server subscribed to ``broker`` (the factory in tests/conftest.py, started)."""
+    return mqtt_server()
 
 
 def mqtt_settings(broker, server_url, token, device="kitchen", **overrides):

@@ -13,28 +13,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from server.mqtt import SERVER_USER
 from tests.conftest import eventually
-from tests.mqtt_broker import Broker, Publisher, leave_a_session, needs_mosquitto
+from tests.mqtt_broker import Publisher, leave_a_session, needs_mosquitto
 from tests.server.test_metrics import scrape
 
 pytestmark = needs_mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path):
-    running = Broker(tmp_path).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def mqtt_server(start_server, broker, tmp_path):
-    """Start a server subscribed to ``broker``, and wait until the broker routes readings to it."""
-    def start(**settings):
-        settings.setdefault("MQTT_CLIENT_ID", f"test-{tmp_path.name}")
-        server = start_server(MQTT_URL=broker.url(), **settings)
-        eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
-        return server
-    return start
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from server.readings import validate
 from simulator import __main__ as cli
 from simulator.devices import Device
 from tests.conftest import eventually
-from tests.firmware.conftest import Board, broker, mqtt_server, node_settings  # noqa: F401 (fixtures)
+from tests.firmware.conftest import Board, mqtt_server, node_settings  # noqa: F401 (a fixture)
 from tests.firmware.test_mqtt import StatusWatcher
 from tests.mqtt_broker import needs_mosquitto
 
