@@ -102,6 +102,7 @@ local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}}}" for size, span in TIERS)
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
 local rollup_pending = {{}}  -- key -> {{ends = its span's end, order = {{field, ...}}, slots = {{field -> summary}}}}
+local rollup_from_noted = {{}}  -- device -> true once this call noted it in rollups-from
 
 local function rollup_number(x)
   local text = string.format('%.15g', x)
@@ -110,7 +111,10 @@ local function rollup_number(x)
 end
 
 local function roll_up(device, fields, id)
-  redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
+  if not rollup_from_noted[device] then
+    redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
+    rollup_from_noted[device] = true
+  end
   local ts, names = nil, {{}}
   for k = 1, #fields, 2 do
     if fields[k] == 'ts' then ts = tonumber(fields[k + 1])
