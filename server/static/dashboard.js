@@ -199,13 +199,14 @@ async function getJSON(url) {
 // held, then applied in order, so the newest word on each device and alert wins.
 async function resync() {
   const waiting = (held = []);
+  const shown = [...devices.keys()]; // a card made meanwhile is of a device newer than the answer
   const loaded = await Promise.all([getJSON("/api/devices"), getJSON("/api/alerts?limit=50")])
     .catch((error) => console.error("could not load the devices' states", error));
   if (held !== waiting) return; // a newer reload has begun and holds the events now
   held = null;
   if (loaded) {
     const present = new Set(loaded[0].devices.map((state) => state.device));
-    [...devices.keys()].filter((id) => !present.has(id)).forEach(forget); // deleted meanwhile
+    shown.filter((id) => !present.has(id)).forEach(forget); // deleted while the stream was down
     loaded[0].devices.forEach(showState);
     listAlerts(loaded[1]);
   }

@@ -116,3 +116,29 @@ def test_a_reading_that_arrives_late_does_not_bring_an_offline_device_back(
     expect(card.locator(".chart")).to_have_attribute("data-points", "2")
     expect(card.locator(".status")).to_have_text("offline")
     expect(card.locator(".ago")).to_have_attribute("title", last_seen)
+
+
+def test_a_device_that_first_posts_while_the_dashboard_reloads_the_states_keeps_its_card(
+        live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    garage = page.locator('[data-device="garage"]')
+    loads = []
+
+    def garage_posts_while_answering(route):
+        loads.append(route.request.url)
+        if len(loads) == 1:  # the first load, before the stream opens
+            return route.continue_()
+        answer = route.fetch()  # no garage in it
+        live_server.post("/api/readings", token_for("garage"), json={"temperature": 5})
+        expect(garage.locator('[data-metric="temperature"] dd')).to_have_text("5 °C")
+        states = answer.json()
+        states["devices"][0]["name"] = "Kitchen (reloaded)"
+        route.fulfill(response=answer, json=states)
+
+    page.route("**/api/devices", garage_posts_while_answering, times=2)
+    page.goto(live_server.url + "/")
+
+    expect(page.get_by_role("heading", name=re.compile("Kitchen \\(reloaded\\)"))).to_be_visible()
+    expect(garage.locator('[data-metric="temperature"] dd')).to_have_text("5 °C")
+    assert page.console_errors == []
