@@ -22,6 +22,7 @@ from . import rollups
 from .auth import devices_cli, revoke_tokens
 from .firmware import TARGETS
 from .readings import InvalidReading, parse_json
+from .retries import seqs_key
 from .store import CHANNEL, DEVICES, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
 from .viewers import viewer_required
 
@@ -76,7 +77,8 @@ def labels(stored):
 def delete(client, device):
     """Delete everything kept about ``device``; False if there was no such device."""
     keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
-            thresholds_key(device), alerting_key(device), f"ratelimit:{device}", f"ratelimit:{device}:readings"]
+            thresholds_key(device), alerting_key(device), seqs_key(device), f"ratelimit:{device}",
+            f"ratelimit:{device}:readings"]
     existed = bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
     rollups.forget(client, device)
     return existed

@@ -5,7 +5,8 @@ a batch is stored all or nothing, so a refused request loses nothing already acc
 A device over its rate limit gets 429 with ``Retry-After`` and keeps its readings.
 The 201 answer also says which ``boot`` and ``seq`` the server now knows for the device
 (``known``): a board that finds there a seq it never sent knows its retries are being
-taken for duplicates, and starts a new boot id (firmware/uplink.py).
+taken for duplicates, and starts a new boot id (firmware/uplink.py). It does the same on
+a 409: a reading at a boot and seq that already hold other values (retries.py).
 """
 import time
 
@@ -13,7 +14,7 @@ from flask import Blueprint, abort, current_app, request
 
 from .auth import authenticate
 from .readings import InvalidReading, parse_json, validate
-from .store import add_readings, get_redis
+from .store import Conflict, add_readings, get_redis
 
 bp = Blueprint("ingest", __name__)
 
@@ -55,5 +56,8 @@ def _store(payload, device):
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
         abort(403, str(error))
+    except Conflict as error:
+        return {"error": str(error), "conflict": {"boot": error.boot, "seq": error.seq},
+                "known": {"boot": error.boot, "seq": error.highest}}, 409
     stored = [entry_id for entry_id in ids if entry_id]
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids, "known": known}, 201

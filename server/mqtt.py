@@ -48,7 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .metrics import count_refused, count_stored
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
-from .store import RateLimited, add_readings, device_key
+from .store import Conflict, RateLimited, add_readings, device_key
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,8 @@ class Subscriber:
             return self._refuse(message, device, "invalid", str(error))
         except PermissionError:
             return self._refuse(message, device, "forbidden", "a reading names another device than the topic")
+        except Conflict as error:
+            return self._refuse(message, device, "conflict", str(error))
         except redis.exceptions.RedisError as error:
             if not self.redis_failing:
                 log.warning("mqtt: Redis: %s; messages wait, tried again every %g s", error, self.redis_retry_seconds)

@@ -10,6 +10,7 @@ import redis
 from flask import current_app
 
 from .readings import STRING_FIELDS, InvalidReading
+from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
 
 READINGS = "readings"
@@ -148,15 +149,17 @@ end
 
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, the readings as JSON:
-# [{"device", "boot"?, "seq"?, "fields": [name, value, ...], "json"}], then the rate
+# [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
 # limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
-# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'. A device the sweep marked offline is
+# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'. A
+# reading that conflicts with one stored under its boot and seq (retries.py) stores
+# nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = _ALERTS + _RATE_LIMIT + ROLL_UP + """
+_ADD_READINGS = _ALERTS + _RATE_LIMIT + ROLL_UP + SEQS + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
@@ -174,15 +177,21 @@ for _, r in ipairs(readings) do
 end
 local wait = take(6, now * 1000, #readings)
 if wait > 0 then return wait end
+local before = {}  -- device key -> its {boot, seq} before this request
+for _, r in ipairs(readings) do
+  local key = 'device:' .. r.device
+  before[key] = before[key] or redis.call('HMGET', key, 'boot', 'seq')
+  if seen(r, before[key]) == 'conflict' then return {'conflict', r.boot, r.seq, before[key][2]} end
+end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids = {}
 for i, r in ipairs(readings) do
   local key = 'device:' .. r.device
   local known = redis.call('HMGET', key, 'boot', 'seq', 'status')
-  if r.seq and r.boot and known[1] == r.boot
-     and known[2] and tonumber(known[2]) >= r.seq then
+  if seen(r, known) ~= 'new' then
     ids[i] = false
   else
+    keep_seq(r)
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[11])
@@ -197,7 +206,11 @@ for i, r in ipairs(readings) do
     end
     if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
     check_thresholds(channel, r.device, r.fields, now)
-    redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online', unpack(r.fields))
+    if known[1] == r.boot and known[2] and tonumber(known[2]) > r.seq then  -- a skipped seq: not the latest
+      redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online')
+    else
+      redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online', unpack(r.fields))
+    end
     redis.call('ZADD', 'devices', ARGV[1], r.device)
     redis.call('PUBLISH', channel, '{"data":' .. r.json .. ',"type":"reading","id":"' .. id .. '"}')
     ids[i] = id
@@ -241,6 +254,16 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class Conflict(Exception):
+    """A reading's boot and seq already hold another reading (retries.py): the request
+    stored nothing."""
+
+    def __init__(self, boot, seq, highest):
+        super().__init__(f"seq {seq} of boot {boot!r} already holds another reading: "
+                         "start a new boot id and send these readings again under it")
+        self.boot, self.seq, self.highest = boot, seq, highest
+
+
 def _rate_limits(config, device):
     """``_RATE_LIMIT``'s arguments for a request by ``device``."""
     if not config["RATE_LIMIT"] or not device:
@@ -265,6 +288,8 @@ def add_readings(client, readings, now, config):
                           config["MAX_DEVICE_FIELDS"]], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
+    if isinstance(result, list) and result[0] == "conflict":
+        raise Conflict(result[1], result[2], int(result[3]))
     if isinstance(result, str):
         raise InvalidReading("body", f"a device may have {config['MAX_DEVICE_FIELDS']} field names in all, "
                                      "its metrics and the server's own: this would be more")
@@ -290,7 +315,7 @@ def _row(reading):
     row = {"device": reading["device"], "json": json.dumps(reading, separators=(",", ":")),
            "fields": [part for name, value in reading.items() for part in (name, _text(name, value))]}
     if "seq" in reading and "boot" in reading:
-        row.update(seq=reading["seq"], boot=reading["boot"])
+        row.update(seq=reading["seq"], boot=reading["boot"], slot=slot_of(reading))
     return row
 
 

@@ -59,6 +59,36 @@ def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_
     assert post(client, {"temperature": 21}, token_for("attic")).json["known"] == {"boot": None, "seq": None}
 
 
+def test_a_reading_planted_at_the_boards_next_seq_is_a_conflict_not_a_duplicate(client, token_for, redis_client):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)
+    post(client, {"temperature": 99, "seq": 2, "boot": "b1"}, token)  # someone with a leaked token
+
+    answer = post(client, [{"temperature": 21, "seq": 2, "boot": "b1"}, {"temperature": 22, "seq": 3, "boot": "b1"}],
+                  token)
+
+    assert answer.status_code == 409
+    assert answer.json["conflict"] == {"boot": "b1", "seq": 2} and answer.json["known"] == {"boot": "b1", "seq": 2}
+    assert "new boot" in answer.json["error"]
+    assert redis_client.xlen(device_readings("kitchen")) == 2  # nothing of the refused request
+    resent = post(client, [{"temperature": 21, "seq": 1, "boot": "b2"}, {"temperature": 22, "seq": 2, "boot": "b2"}],
+                  token)
+    assert resent.json["stored"] == 2
+
+
+def test_a_reading_planted_ahead_makes_none_of_the_boards_next_readings_a_duplicate(client, token_for, redis_client):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)
+    post(client, {"temperature": 99, "seq": 6, "boot": "b1"}, token)  # a leaked token, a few seqs ahead
+
+    answer = post(client, [{"temperature": 20 + seq, "seq": seq, "boot": "b1"} for seq in range(2, 6)], token)
+    again = post(client, [{"temperature": 20 + seq, "seq": seq, "boot": "b1"} for seq in range(2, 6)], token)
+
+    assert answer.json["stored"] == 4 and again.json["duplicates"] == 4
+    assert answer.json["known"] == {"boot": "b1", "seq": 6}
+    assert redis_client.hget(device_key("kitchen"), "temperature") == "99"  # the latest stays the highest seq's
+
+
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
     token = token_for("kitchen")
     post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)

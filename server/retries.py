@@ -1,0 +1,60 @@
+"""How a retried reading is told from a new one, and from a forged one.
+
+A board stamps each reading with its ``boot`` id and a ``seq`` that grows by one, and
+sends a batch again when its answer was lost. ``device:<id>`` keeps the latest boot and
+the highest seq stored under it; ``seqs:<id>`` keeps, for each of the last ``WINDOW``
+seqs, which boot and seq its slot (``seq % WINDOW``) last held and a digest of that
+reading's values: a Redis string of 32-bit fields read and written with BITFIELD, at
+most 24 KB a device. A reading of the latest boot at or below the highest seq is then
+
+- a retry, not stored again, when its slot holds that boot and seq with the same values;
+- a conflict when its slot holds other values under that boot and seq: someone with the
+  device's token planted a reading at a seq the board was about to use. The request is
+  refused whole (409) and the board starts a new boot (firmware/uplink.py);
+- stored when its slot holds no reading of that boot and seq: a seq nobody sent yet, so
+  a reading planted ahead makes none of the board's next ones a "duplicate";
+- a retry when it is ``WINDOW`` or more below the highest seq: too old to tell.
+"""
+import hashlib
+import json
+
+WINDOW = 2048  # far more than a board buffers (300 readings on an ESP32)
+SKIPPED = ("ts", "boot", "seq")  # not part of the digest: the server stamps a missing ts
+
+
+def seqs_key(device):
+    return f"seqs:{device}"
+
+
+def slot_of(reading):
+    """``[slot, boot tag, seq tag, digest]`` of a reading with a boot and seq: what
+    ``SEQS`` compares and keeps (each tag and the digest a 32-bit number)."""
+    values = {name: value for name, value in reading.items() if name not in SKIPPED}
+    digest = hashlib.blake2b(json.dumps(values, sort_keys=True).encode(), digest_size=4).digest()
+    boot = hashlib.blake2b(reading["boot"].encode(), digest_size=4).digest()
+    return [reading["seq"] % WINDOW, int.from_bytes(boot, "big"), reading["seq"] % 0xFFFFFFFF + 1,
+            int.from_bytes(digest, "big")]
+
+
+# Lua for store.py's ingest script. ``seen(r, known)`` says what reading ``r`` (with
+# ``r.slot`` from ``slot_of``) is, given its device's ``{boot, seq}`` as stored: 'new',
+# 'retry' or 'conflict'; ``keep_seq(r)`` notes a stored reading in its slot.
+SEQS = f"""
+local function seen(r, known)
+  if not (r.slot and known[1] == r.boot and known[2] and tonumber(known[2]) >= r.seq) then return 'new' end
+  if tonumber(known[2]) - r.seq >= {WINDOW} then return 'retry' end
+  local at = 3 * r.slot[1]
+  local held = redis.call('BITFIELD', 'seqs:' .. r.device, 'GET', 'u32', '#' .. at,
+    'GET', 'u32', '#' .. at + 1, 'GET', 'u32', '#' .. at + 2)
+  if held[1] ~= r.slot[2] or held[2] ~= r.slot[3] then return 'new' end
+  if held[3] == r.slot[4] then return 'retry' end
+  return 'conflict'
+end
+
+local function keep_seq(r)
+  if not r.slot then return end
+  local at = 3 * r.slot[1]
+  redis.call('BITFIELD', 'seqs:' .. r.device, 'SET', 'u32', '#' .. at, r.slot[2],
+    'SET', 'u32', '#' .. at + 1, r.slot[3], 'SET', 'u32', '#' .. at + 2, r.slot[4])
+end
+"""
