@@ -26,6 +26,12 @@ adds a field or lands in a span already over. A key expires ``RETENTION`` after 
 later of its span's end and its last late write, so it outlives every reading in it,
 as ``readings:<device>`` keeps a reading for ``RETENTION`` after it arrives.
 
+A reading measured more than ``RETENTION`` and a day before it arrives is kept in the raw
+history (and its CSV) but in no slot: charts do not reach back that far, and slots for
+any ``ts`` a device cares to send, years apart, would cost a few keys per reading. So a
+device's slots span at most ``RETENTION``, a day and ``MAX_FUTURE``: about as many
+fields as a device sending every 10 s has anyway.
+
 Readings stored before rollups existed (by an older server) are in no slot: the id of
 the first reading each device had rolled up is kept in ``rollups-from``, and a query
 reads what arrived before it from the raw readings, so an upgrade loses no history
@@ -91,9 +97,9 @@ def _lua_set(names):
     return "{" + ", ".join(f"['{name}'] = true" for name in names) + "}"
 
 
-# ``roll_up(device, fields, id)`` counts a stored reading (``fields`` as in its history:
+# ``roll_up(device, fields, id, oldest)`` counts a stored reading (``fields`` as in its history:
 # name, text, ...; ``id``, its stream id, noted in ``rollups-from`` if it is the device's
-# first) in ``rollup_pending``; ``write_rollups(now, retention)``, once the batch is
+# first) in ``rollup_pending``, unless it was measured over a day before ``oldest`` (seconds); ``write_rollups(now, retention)``, once the batch is
 # stored, merges that into Redis: per key touched, one HMGET and one HSET (in pieces of
 # ROLLUP_PIECE fields, as Lua's unpack is limited), and an EXPIREAT when needed. Min and
 # max keep the text as sent; a sum is written with the digits that read back as its double.
@@ -110,7 +116,7 @@ local function rollup_number(x)
   return text
 end
 
-local function roll_up(device, fields, id)
+local function roll_up(device, fields, id, oldest)
   if not rollup_from_noted[device] then
     redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
     rollup_from_noted[device] = true
@@ -120,7 +126,7 @@ local function roll_up(device, fields, id)
     if fields[k] == 'ts' then ts = tonumber(fields[k + 1])
     elseif not ROLLUP_SKIP[fields[k]] then names[#names + 1] = k end
   end
-  if not ts then return end
+  if not ts or ts < oldest - ROLLUP_TIERS[#ROLLUP_TIERS][2] then return end
   for _, tier in ipairs(ROLLUP_TIERS) do
     local size, span = tier[1], tier[2]
     local block = math.floor(ts / span) * span

@@ -195,7 +195,7 @@ for i, r in ipairs(readings) do
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[11])
-    roll_up(r.device, r.fields, id)
+    roll_up(r.device, r.fields, id, now - retention)
     local last_seen = redis.call('ZSCORE', 'devices', r.device)
     local status = nil
     if not last_seen then status = 'new'
