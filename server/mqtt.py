@@ -19,7 +19,9 @@ session whose slot no process takes back is taken over and emptied by another pr
 (``mqtt_sessions.py``).
 
 Over its rate limit, or while Redis is away, a device's messages wait here unacknowledged
-and are tried again, in order, when the wait is over; other devices go on. Since the
+and are tried again, in order, when the wait is over; other devices go on. QoS 1 messages
+in hand are bounded by the receive maximum; QoS 0 ones past ``held_per_topic`` are
+dropped (and counted), as are messages the server refuses. Since the
 broker deals one device's messages out to several processes, a reading whose ``seq``
 skips some of its boot waits up to ``reorder_seconds`` for the ones between to be stored
 by whoever got them (a session left behind included: ``mqtt_sessions.py``); stored
@@ -98,7 +100,9 @@ class Subscriber:
 
     keepalive = 30
     max_backoff = 30
-    receive_maximum = 200  # messages in hand, unacknowledged, at most
+    receive_maximum = 200  # QoS 1 messages in hand, unacknowledged, at most
+    held_per_topic = 100  # QoS 0 messages waiting per topic, at most: past it they are dropped
+    logged_per_minute = 10  # refusals logged per device and minute; the rest are only counted
     redis_retry_seconds = 1.0
     reorder_margin = 5.0  # seconds beyond MQTT_ADOPT_AFTER that a reading skipping seqs waits
     reorder_poll_seconds = 0.1
@@ -116,6 +120,7 @@ class Subscriber:
         self.inbox = queue.Queue()
         self.stopping = threading.Event()
         self.redis_failing = False
+        self.refusals_logged = {}  # device -> (when its minute began, refusals logged in it)
         # as long as the readings between may sit in a session whose process is gone, until taken over
         self.reorder_seconds = config["MQTT_ADOPT_AFTER"] + self.reorder_margin
         self.client = self._client()
@@ -178,7 +183,7 @@ class Subscriber:
             try:
                 item = self.inbox.get(timeout=max(0.0, wait))
                 while True:
-                    pending.setdefault(item[1].topic, collections.deque()).append(item)
+                    self._hold(item, pending)
                     item = self.inbox.get_nowait()
             except queue.Empty:
                 pass
@@ -186,6 +191,17 @@ class Subscriber:
                 if due.get(topic, 0) <= time.monotonic():
                     self._drain(topic, pending, due)
             self.tick(idle=not pending and self.inbox.empty())
+
+    def _hold(self, item, pending):
+        """Queue a message behind its topic's. QoS 1 ones are bounded by ``receive_maximum``;
+        a QoS 0 one past ``held_per_topic`` is dropped, as nobody would send it again
+        anyway: a device flooding past its rate limit cannot fill the process's memory."""
+        held = pending.setdefault(item[1].topic, collections.deque())
+        if item[1].qos == 0 and len(held) >= self.held_per_topic:
+            self._refuse(item[1], topic_device(item[1].topic), "held",
+                         f"over its rate limit with {self.held_per_topic} messages waiting already")
+        else:
+            held.append(item)
 
     def tick(self, idle):
         """Called about once a second, and after each round of messages (``mqtt_sessions.py``)."""
@@ -256,8 +272,19 @@ class Subscriber:
         return reading["seq"] > (int(seq) + 1 if boot == reading["boot"] and seq is not None else 1)
 
     def _refuse(self, message, device, reason, why):
-        log.warning("mqtt: dropped a message on %r from device %r: %r", message.topic, device, why)
+        """Count a dropped message, and log it: ``logged_per_minute`` of a device's a minute
+        at most, so a flood of bad messages cannot fill the log."""
         self._count(count_refused, "mqtt", reason)
+        now = time.monotonic()
+        since, logged = self.refusals_logged.get(device, (now, 0))
+        if now - since >= 60:
+            since, logged = now, 0
+        self.refusals_logged[device] = (since, logged + 1)
+        if logged < self.logged_per_minute:
+            log.warning("mqtt: dropped a message on %r from device %r: %r", message.topic, device, why)
+        elif logged == self.logged_per_minute:
+            log.warning("mqtt: device %r: its next dropped messages this minute are counted "
+                        "(sensorcast_uploads_refused_total), not logged", device)
 
     def _count(self, counter, *args):
         try:

@@ -11,7 +11,7 @@ import time
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from server.mqtt import SERVER_USER
+from server.mqtt import SERVER_USER, Subscriber
 from tests.conftest import eventually
 from tests.mqtt_broker import Publisher, leave_a_session, needs_mosquitto
 from tests.server.test_metrics import scrape
@@ -99,6 +99,24 @@ def test_a_device_over_its_rate_limit_has_its_messages_stored_later_in_order(mqt
     kitchen.publish_all([json.dumps({"temperature": 20, "boot": "fast", "seq": seq}) for seq in range(1, 16)],
                         "kitchen")
     eventually(lambda: seqs(server, "kitchen") == list(range(1, 16)))
+
+
+def test_a_device_flooding_at_qos_0_past_its_rate_limit_has_the_excess_dropped_not_held(mqtt_server, device,
+                                                                                        tmp_path):
+    log = tmp_path / "server.log"
+    server = mqtt_server(RATE_LIMIT=0.1, RATE_BURST=1, log=str(log))  # one stored, then a wait of 10 s
+    kitchen = device("kitchen")
+    flood = 300
+    for seq in range(1, flood + 1):
+        kitchen.client.publish("sensorcast/kitchen/readings", json.dumps({"temperature": 20, "seq": seq}), qos=0)
+
+    held = Subscriber.held_per_topic
+    dropped = ("sensorcast_uploads_refused_total", (("reason", "held"), ("transport", "mqtt")))
+    eventually(lambda: scrape(server).get(dropped, 0) >= flood - 1 - held)
+    assert scrape(server)[dropped] <= flood - held
+    lines = [line for line in log.read_text().splitlines() if "kitchen" in line and "dropped" in line]
+    assert len(lines) == Subscriber.logged_per_minute + 1  # then only counted
+    assert "not logged" in lines[-1]
 
 
 def test_two_server_processes_store_each_message_exactly_once(mqtt_server, device):
