@@ -51,6 +51,8 @@ DEFAULTS = {
     "BODIES_PER_ADDRESS": 20,
     "ALLOWED_HOSTS": [],
     "WEBHOOK_URL": "",
+    "ALERT_BURST": 10,  # a device's threshold alerts at once, then one every ALERT_EVERY seconds
+    "ALERT_EVERY": 60,
     "MQTT_URL": "",
     "MQTT_CA_FILE": "",
     "MQTT_CLIENT_ID": "",  # the client id's prefix; unset: sensorcast-<hostname>

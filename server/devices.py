@@ -78,7 +78,7 @@ def delete(client, device):
     """Delete everything kept about ``device``; False if there was no such device."""
     keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
             thresholds_key(device), alerting_key(device), seqs_key(device), f"ratelimit:{device}",
-            f"ratelimit:{device}:readings"]
+            f"ratelimit:{device}:readings", f"alert-budget:{device}", f"alerts-muted:{device}"]
     existed = bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
     rollups.forget(client, device)
     return existed

@@ -1,5 +1,6 @@
 """What a server process does from the moment it starts, whether or not anyone watches:
-the offline sweep, which turns a device's silence into ``offline`` alerts, the alert
+the offline sweep, which turns a device's silence into ``offline`` alerts (and sends
+where a flapping metric stands once its device may alert again: ``alerting.py``), the alert
 webhook, the MQTT subscriber and the Home Assistant publisher (with ``MQTT_URL`` set:
 ``mqtt.py``, ``mqtt_sessions.py``, ``homeassistant.py``) and this process's line in
 ``metrics:processes`` (``metrics.py``).
@@ -16,10 +17,11 @@ import time
 
 import redis
 
+from .alerting import resume_muted
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
-from .store import connect, mark_offline
+from .store import CHANNEL, connect, mark_offline
 from .webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,13 @@ class Duties:
 
     def _sweep(self, client):
         """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline,
-        and say how this process is (its open streams, its MQTT client)."""
+        send the muted alerts that may go now, and say how this process is (its open streams, its MQTT client)."""
         failing = False
         process = process_name()
         while not self.stopping.wait(self.sweep_seconds):
             try:
                 mark_offline(client, time.time() - self.config["OFFLINE_AFTER"])
+                resume_muted(client, time.time(), CHANNEL)
                 hub = self.extensions.get("sensorcast.hub")
                 report_process(client, process, hub.client_count() if hub else 0, self.mqtt_state(),
                                self.mqtt.stored_messages if self.mqtt else 0)

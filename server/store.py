@@ -9,6 +9,7 @@ import json
 import redis
 from flask import current_app
 
+from .alerting import RAISE_ALERTS, alert_budget
 from .readings import STRING_FIELDS, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
@@ -74,52 +75,6 @@ def connect(url, max_connections=8):
     return redis.Redis(connection_pool=pool)
 
 
-# Shared by the scripts below: an alert is kept in the ``alerts`` stream (the alert list
-# and the webhook's queue) and published as an ``alert`` event whose data carries its
-# ``alerts`` entry id and ``raised``, the time it was raised (an offline alert's ``ts`` is
-# when the device was last seen). Thresholds are a hash per
-# device, metric -> {"low"?, "high"?, "hysteresis"?}; which of them are crossed now is
-# ``alerting:<device>``, metric -> "low" | "high". An alert clears only once the value is
-# back inside by the hysteresis, so a value hovering at a limit does not flap.
-_ALERTS = """
-local function alert(channel, data)
-  local time = redis.call('TIME')
-  data.raised = tonumber(time[1]) + tonumber(time[2]) / 1e6
-  data.id = redis.call('XADD', 'alerts', 'MAXLEN', '~', 10000, '*', 'json', cjson.encode(data))
-  redis.call('PUBLISH', channel, cjson.encode({type = 'alert', data = data}))
-end
-
-local function check_thresholds(channel, device, fields, at)
-  local limits = redis.call('HGETALL', 'thresholds:' .. device)
-  for j = 1, #limits, 2 do
-    local metric, limit = limits[j], cjson.decode(limits[j + 1])
-    local value
-    for k = 1, #fields, 2 do
-      if fields[k] == metric then value = tonumber(fields[k + 1]) end
-    end
-    if value then
-      local was = redis.call('HGET', 'alerting:' .. device, metric)
-      local margin, now_state = limit.hysteresis or 0, false
-      if limit.high and value > limit.high then now_state = 'high'
-      elseif limit.low and value < limit.low then now_state = 'low'
-      elseif was == 'high' and limit.high and value > limit.high - margin then now_state = 'high'
-      elseif was == 'low' and limit.low and value < limit.low + margin then now_state = 'low' end
-      if now_state ~= was then
-        local data = {device = device, metric = metric, value = value, ts = at}
-        if now_state then
-          redis.call('HSET', 'alerting:' .. device, metric, now_state)
-          data.state, data.threshold = now_state, limit[now_state]
-        else
-          redis.call('HDEL', 'alerting:' .. device, metric)
-          data.state, data.threshold = 'cleared', limit[was]
-        end
-        alert(channel, data)
-      end
-    end
-  end
-end
-"""
-
 # GCRA (as redis-cell): ``ratelimit:<device>`` holds the theoretical arrival time (ms)
 # of the device's requests, ``ratelimit:<device>:readings`` that of its readings. ARGV
 # from ``first``: the device ('' for no limit), then ms between requests and their burst,
@@ -152,16 +107,18 @@ end
 # [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
 # limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
-# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'. A
+# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
+# each device's alert budget (ARGV[13], alerting.py). A
 # reading that conflicts with one stored under its boot and seq (retries.py) stores
 # nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = _ALERTS + _RATE_LIMIT + ROLL_UP + SEQS + """
+_ADD_READINGS = RAISE_ALERTS + _RATE_LIMIT + ROLL_UP + SEQS + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
+local budget = cjson.decode(ARGV[13])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
 for _, r in ipairs(readings) do
   local key = 'device:' .. r.device
@@ -205,7 +162,7 @@ for i, r in ipairs(readings) do
         data = {device = r.device, status = status, last_seen = now}}))
     end
     if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
-    check_thresholds(channel, r.device, r.fields, now)
+    check_thresholds(channel, r.device, r.fields, now, budget)
     if known[1] == r.boot and known[2] and tonumber(known[2]) > r.seq then  -- a skipped seq: not the latest
       redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online')
     else
@@ -224,7 +181,7 @@ return {ids, known[1], known[2]}
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
 # Marks the devices last seen since the previous sweep's cutoff (kept in ``offline-swept``,
 # shared by every process and instance) offline once, and announces it.
-_MARK_OFFLINE = _ALERTS + """
+_MARK_OFFLINE = RAISE_ALERTS + """
 local swept = redis.call('GET', 'offline-swept') or '-inf'
 if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
@@ -285,7 +242,7 @@ def add_readings(client, readings, now, config):
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
                           *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
-                          config["MAX_DEVICE_FIELDS"]], client=client)
+                          config["MAX_DEVICE_FIELDS"], alert_budget(config)], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     if isinstance(result, list) and result[0] == "conflict":
@@ -332,7 +289,7 @@ def mark_offline(client, cutoff):
 # ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is
 # removed is no longer crossed: that is a ``cleared`` alert, so every page and the
 # webhook hear it.
-_CLEAR_THRESHOLD = _ALERTS + """
+_CLEAR_THRESHOLD = RAISE_ALERTS + """
 redis.call('HDEL', 'thresholds:' .. ARGV[1], ARGV[2])
 if redis.call('HDEL', 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
   alert(ARGV[3], {device = ARGV[1], metric = ARGV[2], state = 'cleared', reason = 'threshold removed',

@@ -33,7 +33,8 @@ def seconds_of(iso):
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_a_value_flapping_at_a_limit_is_one_line_with_a_count(live_server, token_for, browser_page):
+def test_a_value_flapping_at_a_limit_is_one_line_with_a_count(start_server, token_for, browser_page):
+    live_server = start_server(ALERT_BURST=500)  # every crossing sent
     token = token_for("kitchen")
     live_server.post("/api/readings", token, json={"temperature": 20})
     set_limits(live_server, high=25)

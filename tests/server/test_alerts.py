@@ -9,8 +9,9 @@ import pytest
 import requests
 
 from server import create_app
+from server.alerting import resume_muted
+from server.store import CHANNEL, mark_offline
 from server.webhook import Webhook
-from server.store import mark_offline
 from tests.conftest import TEST_SETTINGS, eventually
 
 
@@ -208,16 +209,25 @@ def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_post
     hook.stop()
 
 
-def test_a_value_flapping_at_a_limit_is_one_line_per_state_with_a_count(client, kitchen, token_for):
+def test_a_value_flapping_at_a_limit_sends_a_few_alerts_then_where_it_stands(app, client, kitchen, token_for,
+                                                                              redis_client):
     client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
 
-    for _ in range(2):  # 300 alerts
+    for _ in range(2):  # 300 crossings, the last one back below
         client.post("/api/readings", json=[{"temperature": 31 - n % 2 * 2} for n in range(150)],
                     headers={"Authorization": f"Bearer {token_for('kitchen')}"})
 
     listed = client.get("/api/alerts?limit=50").json["recent"]
-    assert [(line["state"], line["repeats"]) for line in listed] == [("cleared", 149), ("high", 149)]
+    assert redis_client.xlen("alerts") == app.config["ALERT_BURST"]  # the rest muted: others' alerts stay
+    assert [(line["state"], line["repeats"]) for line in listed] == [("cleared", 4), ("high", 4)]
     assert listed[0]["first"] < listed[0]["raised"]
+    assert resume_muted(redis_client, time.time(), CHANNEL) == 0  # the device may not alert again yet
+
+    assert resume_muted(redis_client, time.time() + app.config["ALERT_BURST"] * app.config["ALERT_EVERY"],
+                        CHANNEL) == 1
+    latest = client.get("/api/alerts?limit=50").json["recent"][0]
+    assert (latest["state"], latest["muted"], latest["value"]) == ("cleared", 290, 29)
+    assert client.get("/api/alerts").json["active"] == []
 
 
 def test_an_offline_alert_says_when_it_was_raised_as_well_as_when_the_device_was_last_seen(client, kitchen,
