@@ -40,7 +40,7 @@ local function spend_alert(device, at, budget)
   local due = math.max(tonumber(redis.call('GET', key) or 0), at)
   local allowed = due - (budget[1] - 1) * budget[2]
   if allowed > at then return false, allowed end
-  redis.call('SET', key, string.format('%.3f', due + budget[2]), 'EX', math.ceil(budget[1] * budget[2]) + 1)
+  redis.call('SET', key, string.format('%.17g', due + budget[2]), 'EX', math.ceil(budget[1] * budget[2]) + 1)
   return true
 end
 

@@ -281,3 +281,19 @@ def test_removing_a_threshold_while_it_is_crossed_clears_the_alert_for_every_pag
     assert (cleared["state"], cleared["reason"]) == ("cleared", "threshold removed")
     alerts = requests.get(live_server.url + "/api/alerts", timeout=10).json()
     assert alerts["active"] == [] and alerts["recent"][0]["state"] == "cleared"
+
+
+def test_a_running_server_sends_where_a_muted_metric_stands_once_its_device_may_alert_again(start_server,
+                                                                                            token_for):
+    server = start_server(ALERT_BURST=2, ALERT_EVERY=1)
+    token = token_for("kitchen")
+    server.post("/api/readings", token, json={"temperature": 20})
+    requests.put(server.url + "/api/devices/kitchen/thresholds/temperature", json={"high": 30}, timeout=10)
+
+    server.post("/api/readings", token, json=[{"temperature": t} for _ in range(10) for t in (31, 29)] + [
+        {"temperature": 35}])
+
+    def latest():
+        return requests.get(server.url + "/api/alerts", timeout=10).json()["recent"][0]
+    eventually(lambda: "muted" in latest())
+    assert (latest()["state"], latest()["muted"], latest()["value"]) == ("high", 19, 35)
