@@ -27,6 +27,7 @@ from flask_sse import Message
 
 from .feed import Channel, Client
 from .gap import Gap
+from .metrics import count
 from .store import CHANNEL, stream_id
 
 log = logging.getLogger(__name__)
@@ -247,14 +248,15 @@ class Hub:
             first, closed = channel.first_seq, False
             for client in list(channel.clients):
                 if client.cursor < first:
-                    reason = "too far behind"
+                    reason, why = "behind", "too far behind"
                 elif client.writing_since is not None and client.writing_since < stalled_since:
-                    reason = f"a write stalled for {self.client_lag} s"
+                    reason, why = "stalled", f"a write stalled for {self.client_lag} s"
                 elif not allowed(client.access):
-                    reason = "its viewer's access ended"
+                    reason, why = "access", "its viewer's access ended"
                 else:
                     continue
-                log.info("closed a stream client from %s: %s", client.address, reason)
+                log.info("closed a stream client from %s: %s", client.address, why)
+                count(self.redis, f"closed:{reason}")
                 self.leave(client)
                 client.close()
                 closed = True

@@ -3,8 +3,9 @@ worker processes and instances run, whichever of them Prometheus happens to scra
 
 Nothing is kept in a process's memory: device figures are read from Redis at scrape
 time (``device:<id>``, ``devices``); counters live in the Redis hash ``metrics``
-(HINCRBY, by every process: ``stored:<transport>``, ``duplicates:<transport>``,
-``refused:<transport>:<reason>``); and each process writes what only it knows (its open
+(HINCRBY, by every process: ``stored:<transport>`` and ``duplicates:<transport>`` in the
+ingest script itself, ``refused:<transport>:<reason>``, ``webhook:<outcome>`` for each
+try to post an alert, ``closed:<reason>`` for each stream client the hub closed); and each process writes what only it knows (its open
 streams, whether its MQTT client is connected) into ``metrics:processes`` every second
 (``duties.py``), where a scrape sums the fresh entries and forgets the stale ones.
 
@@ -37,22 +38,23 @@ PROCESS_FRESH = 10  # seconds a process's entry counts after it was written
 PROCESS_FORGET = 300  # seconds after which a scrape removes it
 INGEST_ENDPOINTS = {"ingest.post_readings": "http", "ingest.therm_push": "http"}
 REFUSALS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 408: "timeout", 413: "too_large",
-            415: "not_json", 429: "rate_limited"}  # 503 and 507: Redis itself is away or full
+            409: "conflict", 415: "not_json", 429: "rate_limited"}  # 503 and 507: Redis itself is away or full
 
 
 def process_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def count_stored(client, transport, stored, duplicates=0):
-    with client.pipeline(transaction=False) as pipe:
-        pipe.hincrby(COUNTERS, f"stored:{transport}", stored)
-        pipe.hincrby(COUNTERS, f"duplicates:{transport}", duplicates)
-        pipe.execute()
+def count(client, field, amount=1):
+    """Add to a counter; a Redis error loses the figure, never what was being counted."""
+    try:
+        client.hincrby(COUNTERS, field, amount)
+    except redis.exceptions.RedisError as error:
+        log.warning("metrics: could not count %s: %s", field, error)
 
 
 def count_refused(client, transport, reason):
-    client.hincrby(COUNTERS, f"refused:{transport}:{reason}", 1)
+    count(client, f"refused:{transport}:{reason}")
 
 
 def report_process(client, name, streams, mqtt, mqtt_messages=0):
@@ -63,20 +65,12 @@ def report_process(client, name, streams, mqtt, mqtt_messages=0):
 
 
 @bp.after_app_request
-def count_upload(response):
-    """Count every answer to an upload: readings stored and duplicates, or the refusal."""
+def count_refusal(response):
+    """Count every upload refused, by why (the ones stored are counted as they are stored)."""
     transport = INGEST_ENDPOINTS.get(request.endpoint)
     reason = REFUSALS.get(response.status_code)
-    if transport is None or not (response.status_code == 201 or reason):
-        return response
-    try:
-        if reason:
-            count_refused(get_redis(), transport, reason)
-        else:
-            answer = response.get_json()
-            count_stored(get_redis(), transport, answer["stored"], answer["duplicates"])
-    except redis.exceptions.RedisError as error:  # the upload's answer stands; a figure is lost
-        log.warning("metrics: could not count an upload: %s", error)
+    if transport and reason:
+        count_refused(get_redis(), transport, reason)
     return response
 
 
@@ -151,12 +145,18 @@ class Scrape:
                                          "not stored twice", labels=["transport"])
         refused = CounterMetricFamily("sensorcast_uploads_refused", "uploads (requests, messages) refused, by reason",
                                       labels=["transport", "reason"])
+        webhook = CounterMetricFamily("sensorcast_webhook_posts", "tries to post an alert to the webhook, by outcome "
+                                      "(delivered, failed: tried again, given_up)", labels=["outcome"])
+        closed = CounterMetricFamily("sensorcast_stream_clients_closed", "live stream clients the server closed, by "
+                                     "why (behind: too slow to read, stalled: a write stalled, access: logged out)",
+                                     labels=["reason"])
+        families = {"stored": stored, "duplicates": duplicates, "refused": refused, "webhook": webhook,
+                    "closed": closed}
         for field, number in sorted(counters.items()):
             kind, _, labels = field.partition(":")
-            family = {"stored": stored, "duplicates": duplicates, "refused": refused}.get(kind)
-            if family:
-                family.add_metric(labels.split(":"), int(number))
-        yield from (stored, duplicates, refused)
+            if kind in families:
+                families[kind].add_metric(labels.split(":"), int(number))
+        yield from families.values()
 
     def _processes(self, processes, now):
         live = GaugeMetricFamily("sensorcast_processes", "server processes that reported in the last 10 s")

@@ -48,7 +48,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from .metrics import count_refused, count_stored
+from .metrics import count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
 from .store import Conflict, RateLimited, add_readings, device_key
 
@@ -239,7 +239,7 @@ class Subscriber:
             readings = validate(parse_json(message.payload), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
             if time.monotonic() - arrived < self.reorder_seconds and self._ahead(device, readings[0]):
                 return self.reorder_poll_seconds
-            ids, _ = add_readings(self.redis, readings, now, config)
+            add_readings(self.redis, readings, now, config, "mqtt")
         except RateLimited as error:
             return error.retry_after
         except InvalidReading as error:
@@ -257,8 +257,6 @@ class Subscriber:
             log.info("mqtt: Redis is back")
         self.redis_failing = False
         self.stored_messages += 1
-        stored = sum(1 for entry_id in ids if entry_id)
-        self._count(count_stored, "mqtt", stored, len(ids) - stored)
         return None
 
     def _ahead(self, device, reading):
@@ -274,7 +272,7 @@ class Subscriber:
     def _refuse(self, message, device, reason, why):
         """Count a dropped message, and log it: ``logged_per_minute`` of a device's a minute
         at most, so a flood of bad messages cannot fill the log."""
-        self._count(count_refused, "mqtt", reason)
+        count_refused(self.redis, "mqtt", reason)
         now = time.monotonic()
         since, logged = self.refusals_logged.get(device, (now, 0))
         if now - since >= 60:
@@ -285,9 +283,3 @@ class Subscriber:
         elif logged == self.logged_per_minute:
             log.warning("mqtt: device %r: its next dropped messages this minute are counted "
                         "(sensorcast_uploads_refused_total), not logged", device)
-
-    def _count(self, counter, *args):
-        try:
-            counter(self.redis, *args)
-        except redis.exceptions.RedisError as error:  # a figure lost, never a reading
-            log.warning("mqtt: could not count in Redis: %s", error)

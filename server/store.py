@@ -108,7 +108,8 @@ end
 # limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
 # in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
-# each device's alert budget (ARGV[13], alerting.py). A
+# each device's alert budget (ARGV[13], alerting.py); the transport the readings came by
+# (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates. A
 # reading that conflicts with one stored under its boot and seq (retries.py) stores
 # nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
@@ -174,6 +175,10 @@ for i, r in ipairs(readings) do
   end
 end
 write_rollups(now, retention)
+local stored = 0
+for _, id in ipairs(ids) do if id then stored = stored + 1 end end
+redis.call('HINCRBY', 'metrics', 'stored:' .. ARGV[14], stored)
+redis.call('HINCRBY', 'metrics', 'duplicates:' .. ARGV[14], #ids - stored)
 local known = redis.call('HMGET', 'device:' .. readings[1].device, 'boot', 'seq')
 return {ids, known[1], known[2]}
 """
@@ -229,20 +234,21 @@ def _rate_limits(config, device):
             1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
 
 
-def add_readings(client, readings, now, config):
+def add_readings(client, readings, now, config, transport="http"):
     """Store clean readings atomically; return their stream ids (None for a retry), and
     ``{"boot", "seq"}``: the first reading's device's boot and highest seq stored (the
     ones a retry is recognised by; None when it has none), so a board can tell when a
     stranger with its token holds seqs it never sent.
 
     The request counts against its device's rate limits: over one, nothing is stored and
-    ``RateLimited`` says how long to wait.
+    ``RateLimited`` says how long to wait. What is stored is counted for ``/metrics``, by
+    ``transport`` (metrics.py).
     """
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
                           *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
-                          config["MAX_DEVICE_FIELDS"], alert_budget(config)], client=client)
+                          config["MAX_DEVICE_FIELDS"], alert_budget(config), transport], client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     if isinstance(result, list) and result[0] == "conflict":

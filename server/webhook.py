@@ -24,6 +24,7 @@ import threading
 import redis
 import requests
 
+from .metrics import count
 from .store import ALERTS, WEBHOOK_LEASE, stream_id
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,18 @@ class Webhook:
                 answer = requests.post(self.url, data=body, timeout=self.timeout,
                                        headers={"Content-Type": "application/json"})
                 if answer.ok:
+                    count(self.redis, "webhook:delivered")
                     return True
                 problem = f"HTTP {answer.status_code}"
             except requests.RequestException as error:
                 problem = str(error)
             log.warning("alert webhook: try %d of %d failed (%s)", attempt, TRIES, problem)
+            count(self.redis, "webhook:failed")
             if not self._wait_holding(wait):
                 return False
             wait *= 2
         log.error("alert webhook: gave up on %s", body)
+        count(self.redis, "webhook:given_up")
         return True
 
     def _wait_holding(self, seconds):

@@ -130,6 +130,9 @@ def test_alerts_are_posted_to_the_webhook_with_retries(redis_server, redis_clien
 
     eventually(lambda: len(webhook.received) == 2)
     assert [alert["state"] for alert in webhook.received] == ["high", "cleared"]
+    figures = client.get("/metrics").text
+    assert 'sensorcast_webhook_posts_total{outcome="failed"} 1.0' in figures
+    assert 'sensorcast_webhook_posts_total{outcome="delivered"} 2.0' in figures
     duties.stop()
 
 

@@ -71,6 +71,7 @@ def test_a_client_that_stops_reading_is_let_go_while_the_reader_gets_everything(
     eventually(lambda: hub.client_count() == 1)
     assert reader.numbers() == list(range(3000))
     assert stopped.closed and list(stopped.chunks()) == []
+    assert redis_client.hget("metrics", "closed:behind") == "1"  # sensorcast_stream_clients_closed_total
 
 
 def test_live_events_already_replayed_are_not_sent_again(hub, redis_client):
