@@ -7,7 +7,7 @@ rate, each carrying the time it was sent as ``ts``, so every delivery is timed f
 POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
 route, which publishes what it is sent. Churn: browsers that open a stream and leave at
 once, by the thousand; what stays behind. Ingest: readings POSTed one per request and
-in batches. Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
+in batches; and over MQTT through a real Mosquitto (``bench_mqtt.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
 200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
 Publish: flask-sse's own ``publish`` (a new Redis client each call) against ours (the
 pooled client). ``--sections`` runs some of these only, e.g. ``make bench
@@ -37,10 +37,11 @@ from server.rollups import rollup_key
 from server.store import CHANNEL, connect, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
+from tools.bench_mqtt import mqtt_ingest
 from tools.run import ServerProcess
 
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
-SECTIONS = ("fan-out", "churn", "ingest", "ranges", "publish")
+SECTIONS = ("fan-out", "churn", "ingest", "mqtt", "ranges", "publish")
 RANGES = {"1 h": 3600, "24 h": 24 * 3600, "7 d": 7 * 24 * 3600}
 
 
@@ -278,6 +279,12 @@ def main(argv=None):
                     "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50)}])
             finally:
                 server.stop()
+
+        if "mqtt" in sections:
+            redis_client.flushall()
+            figures = mqtt_ingest(redis_server, redis_client, pathlib.Path(scratch), args.readings * 5)
+            print_table(f"MQTT ingest: {args.readings * 5} readings at QoS 1 through Mosquitto, one gevent worker",
+                        [figures] if figures else [{"skipped": "mosquitto is not installed"}])
 
         if "ranges" in sections:
             redis_client.flushall()
