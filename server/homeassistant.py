@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import redis
 
 from .devices import labels
-from .mqtt import DEFAULT_PORTS, TOPIC_ROOT, broker_client
+from .mqtt import TOPIC_ROOT, broker_client, connect_in_background, disconnect
 from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
 from .store import CHANNEL, DEVICES, READINGS, device_key, meta_key
 from .webhook import HOLD_LEASE
@@ -121,20 +121,17 @@ class Discovery:
         self._hold = redis_client.register_script(HOLD_LEASE)
         self.url = urlsplit(config["MQTT_URL"])
         self.client = broker_client(config, f"sensorcast-ha-{secrets.token_hex(6)}")
-        self.client.reconnect_delay_set(1, 30)
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
         self.client.on_subscribe, self.client.on_message = self._on_subscribe, self._on_status
 
     def start(self):
-        self.client.connect_async(self.url.hostname, self.url.port or DEFAULT_PORTS[self.url.scheme], keepalive=30)
-        self.client.loop_start()
+        connect_in_background(self.client, self.url)
         threading.Thread(target=self._run, name="homeassistant", daemon=True).start()
         return self
 
     def stop(self):
         self.stopping.set()
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:

@@ -59,6 +59,8 @@ SHARE_GROUP = "sensorcast"
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_ROOT}/+/readings"
 SERVER_USER = "sensorcast.server"  # not a device id (a dot), so no device can take its name
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+KEEPALIVE = 30
+MAX_BACKOFF = 30
 
 
 def readings_topic(device):
@@ -84,22 +86,33 @@ def broker_credentials(user):
 
 
 def broker_client(config, client_id, **options):
-    """A paho MQTT 5 client for ``MQTT_URL``'s broker, with its login and TLS."""
+    """A paho MQTT 5 client for ``MQTT_URL``'s broker, with its login and TLS, that
+    reconnects after a loss (1 s doubling to ``MAX_BACKOFF``)."""
     url = urlsplit(config["MQTT_URL"])
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, **options)
     if url.username:
         client.username_pw_set(unquote(url.username), unquote(url.password or ""))
     if url.scheme == "mqtts":
         client.tls_set(ca_certs=config["MQTT_CA_FILE"] or None)
+    client.reconnect_delay_set(1, MAX_BACKOFF)
     return client
+
+
+def connect_in_background(client, url, **options):
+    """Connect ``client`` to the broker at ``url`` (a urlsplit) from paho's own thread."""
+    client.connect_async(url.hostname, url.port or DEFAULT_PORTS[url.scheme], keepalive=KEEPALIVE, **options)
+    client.loop_start()
+
+
+def disconnect(client):
+    client.disconnect()
+    client.loop_stop()
 
 
 class Subscriber:
     """One process's MQTT client: connects in the background, reconnects with backoff
-    (1 s doubling to ``max_backoff``), stores what arrives from a thread of its own."""
+    (``broker_client``), stores what arrives from a thread of its own."""
 
-    keepalive = 30
-    max_backoff = 30
     receive_maximum = 200  # QoS 1 messages in hand, unacknowledged, at most
     held_per_topic = 100  # QoS 0 messages waiting per topic, at most: past it they are dropped
     logged_per_minute = 10  # refusals logged per device and minute; the rest are only counted
@@ -127,7 +140,6 @@ class Subscriber:
 
     def _client(self):
         client = broker_client(self.config, self.client_id, manual_ack=True)
-        client.reconnect_delay_set(1, self.max_backoff)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
         return client
@@ -136,17 +148,14 @@ class Subscriber:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.config["MQTT_SESSION_EXPIRY"]
         properties.ReceiveMaximum = self.receive_maximum
-        self.client.connect_async(self.url.hostname, self.url.port or DEFAULT_PORTS[self.url.scheme],
-                                  keepalive=self.keepalive, clean_start=False, properties=properties)
-        self.client.loop_start()
+        connect_in_background(self.client, self.url, clean_start=False, properties=properties)
         threading.Thread(target=self._work, name="mqtt-ingest", daemon=True).start()
         return self
 
     def stop(self):
         """Leave the broker, keeping the session: whoever takes this slot next resumes it."""
         self.stopping.set()
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -167,7 +176,7 @@ class Subscriber:
         self.generation += 1
         if self.connected and not self.stopping.is_set():
             log.warning("mqtt: lost %s (%s); reconnecting with backoff up to %d s",
-                        self.url.hostname, reason_code, self.max_backoff)
+                        self.url.hostname, reason_code, MAX_BACKOFF)
         self.connected = False
 
     def _on_message(self, client, userdata, message):
