@@ -11,7 +11,7 @@ import hashlib
 import secrets
 
 import click
-from flask import abort, current_app, request
+from flask import abort, current_app, g, request
 from flask.cli import AppGroup
 
 from .mqtt import broker_credentials, readings_topic
@@ -36,21 +36,43 @@ def revoke_tokens(client, device):
     return client.hdel(TOKENS, *digests) if digests else 0
 
 
+UNKNOWN_TOKEN = "this token is unknown or revoked"
+KNOWN_TOKENS = 10_000  # tokens this process remembers the device of, at most
+_known_devices = {}  # SHA-256 of a token -> its device
+
+
 def token_device(client, token):
     return client.hget(TOKENS, _digest(token))
 
 
-def authenticate():
-    """The device the request's bearer token writes as; None when auth is off."""
+def authenticate(cached=False):
+    """The device the request's bearer token writes as; None when auth is off.
+
+    ``cached``: from this process's memory when it has seen the token before, with no
+    Redis call, for a caller that has its own Redis call check ``g.token_digest`` again
+    (ingest does, in its script: a revoked token is refused there, then forgotten here).
+    """
     if not current_app.config["AUTH"]:
         return None
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         abort(401, "send the device token as 'Authorization: Bearer <token>'")
-    device = token_device(get_redis(), token.strip())
+    g.token_digest = digest = _digest(token.strip())
+    device = _known_devices.get(digest) if cached else None
     if device is None:
-        abort(401, "this token is unknown or revoked")
+        device = get_redis().hget(TOKENS, digest)
+    if device is None:
+        abort(401, UNKNOWN_TOKEN)
+    if cached:
+        if len(_known_devices) >= KNOWN_TOKENS:
+            _known_devices.clear()
+        _known_devices[digest] = device
     return device
+
+
+def forget_token(digest):
+    """A token found revoked: ask Redis again next time."""
+    _known_devices.pop(digest, None)
 
 
 devices_cli = AppGroup("devices", help="Manage device tokens.")

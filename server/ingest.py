@@ -7,14 +7,17 @@ The 201 answer also says which ``boot`` and ``seq`` the server now knows for the
 (``known``): a board that finds there a seq it never sent knows its retries are being
 taken for duplicates, and starts a new boot id (firmware/uplink.py). It does the same on
 a 409: a reading at a boot and seq that already hold other values (retries.py).
+
+A device posting again is one Redis call: this process remembers which device its token
+writes as, and the ingest script checks the token again as it stores (auth.py).
 """
 import time
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, g, request
 
-from .auth import authenticate
+from .auth import UNKNOWN_TOKEN, authenticate, forget_token
 from .readings import InvalidReading, parse_json, validate
-from .store import Conflict, add_readings, get_redis
+from .store import Conflict, TokenRevoked, add_readings, get_redis
 
 bp = Blueprint("ingest", __name__)
 
@@ -23,7 +26,7 @@ LEGACY_DEVICE = "therm"
 
 @bp.post("/api/readings")
 def post_readings():
-    device = authenticate()
+    device = authenticate(cached=True)
     if not request.is_json:
         abort(415, "send the readings as JSON with 'Content-Type: application/json'")
     return _store(_parse(request.get_data()), device)
@@ -32,7 +35,7 @@ def post_readings():
 @bp.post("/therm/push")
 def therm_push():
     """The tutorial's push: a body such as ``{"temperature":56}`` or ``56``, any content type."""
-    device = authenticate() or LEGACY_DEVICE
+    device = authenticate(cached=True) or LEGACY_DEVICE
     payload = _parse(request.get_data())
     if not isinstance(payload, dict):
         payload = {"temperature": payload}
@@ -51,11 +54,14 @@ def _store(payload, device):
     now = time.time()
     try:
         readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
-        ids, known = add_readings(get_redis(), readings, now, config)
+        ids, known = add_readings(get_redis(), readings, now, config, token_digest=g.get("token_digest", ""))
     except InvalidReading as error:
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
         abort(403, str(error))
+    except TokenRevoked:
+        forget_token(g.token_digest)
+        abort(401, UNKNOWN_TOKEN)
     except Conflict as error:
         return {"error": str(error), "conflict": {"boot": error.boot, "seq": error.seq},
                 "known": {"boot": error.boot, "seq": error.highest}}, 409

@@ -109,7 +109,9 @@ end
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
 # in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
 # each device's alert budget (ARGV[13], alerting.py); the transport the readings came by
-# (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates. A
+# (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates; the
+# SHA-256 of the token they came with (ARGV[15], '' for none): one not in ``tokens`` for the
+# readings' device stores nothing, and the answer is 'revoked'. A
 # reading that conflicts with one stored under its boot and seq (retries.py) stores
 # nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
@@ -119,6 +121,7 @@ end
 _ADD_READINGS = RAISE_ALERTS + _RATE_LIMIT + ROLL_UP + SEQS + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
+if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
 local budget = cjson.decode(ARGV[13])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
 for _, r in ipairs(readings) do
@@ -216,6 +219,10 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class TokenRevoked(Exception):
+    """The token the readings came with no longer writes as their device: nothing stored."""
+
+
 class Conflict(Exception):
     """A reading's boot and seq already hold another reading (retries.py): the request
     stored nothing."""
@@ -234,7 +241,7 @@ def _rate_limits(config, device):
             1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
 
 
-def add_readings(client, readings, now, config, transport="http"):
+def add_readings(client, readings, now, config, transport="http", token_digest=""):
     """Store clean readings atomically; return their stream ids (None for a retry), and
     ``{"boot", "seq"}``: the first reading's device's boot and highest seq stored (the
     ones a retry is recognised by; None when it has none), so a board can tell when a
@@ -242,17 +249,21 @@ def add_readings(client, readings, now, config, transport="http"):
 
     The request counts against its device's rate limits: over one, nothing is stored and
     ``RateLimited`` says how long to wait. What is stored is counted for ``/metrics``, by
-    ``transport`` (metrics.py).
+    ``transport`` (metrics.py). With ``token_digest``, the token is checked in the same
+    call: ``TokenRevoked`` if it no longer writes as the readings' device.
     """
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
                           *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
-                          config["MAX_DEVICE_FIELDS"], alert_budget(config), transport], client=client)
+                          config["MAX_DEVICE_FIELDS"], alert_budget(config), transport, token_digest],
+                    client=client)
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     if isinstance(result, list) and result[0] == "conflict":
         raise Conflict(result[1], result[2], int(result[3]))
+    if result == "revoked":
+        raise TokenRevoked()
     if isinstance(result, str):
         raise InvalidReading("body", f"a device may have {config['MAX_DEVICE_FIELDS']} field names in all, "
                                      "its metrics and the server's own: this would be more")

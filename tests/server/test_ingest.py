@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from server.auth import revoke_tokens
 from server.store import READINGS, device_key, device_readings
 
 
@@ -87,6 +88,19 @@ def test_a_reading_planted_ahead_makes_none_of_the_boards_next_readings_a_duplic
     assert answer.json["stored"] == 4 and again.json["duplicates"] == 4
     assert answer.json["known"] == {"boot": "b1", "seq": 6}
     assert redis_client.hget(device_key("kitchen"), "temperature") == "99"  # the latest stays the highest seq's
+
+
+def test_a_token_revoked_while_its_device_keeps_posting_is_refused_at_once(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201  # this process now knows the token
+
+    revoke_tokens(redis_client, "kitchen")
+
+    refused = post(client, {"temperature": 21}, token)
+    assert refused.status_code == 401 and "revoked" in refused.json["error"]
+    assert post(client, {"temperature": 21}, token).status_code == 401
+    assert redis_client.xlen(device_readings("kitchen")) == 1
+    assert post(client, {"temperature": 22}, token_for("kitchen")).status_code == 201
 
 
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
