@@ -6,8 +6,9 @@ other. Browsers are raw sockets in one epoll loop; a device POSTs readings at a 
 rate, each carrying the time it was sent as ``ts``, so every delivery is timed from the
 POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
 route, which publishes what it is sent. Churn: browsers that open a stream and leave at
-once, by the thousand; what stays behind. Ingest: readings POSTed one per request and
-in batches; and over MQTT through a real Mosquitto (``bench_mqtt.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
+once, by the thousand; what stays behind. Uploads: readings POSTed one per request
+and in batches by 32 keep-alive connections, beside the framework's own floor
+(``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
 200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
 Publish: flask-sse's own ``publish`` (a new Redis client each call) against ours (the
 pooled client). ``--sections`` runs some of these only, e.g. ``make bench
@@ -37,6 +38,7 @@ from server.rollups import rollup_key
 from server.store import CHANNEL, connect, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
+from tools.bench_ingest import CONNECTIONS, upload_table
 from tools.bench_mqtt import mqtt_ingest
 from tools.run import ServerProcess
 
@@ -163,16 +165,6 @@ def churn(server, cycles):
     return row
 
 
-def ingest(url, token, readings, batch):
-    session = requests.Session()
-    headers = {"Authorization": f"Bearer {token}"}
-    start = time.time()
-    for offset in range(0, readings, batch):
-        body = [{"temperature": 20 + (offset + i) % 10 / 10} for i in range(batch)]
-        session.post(url + "/api/readings", json=body if batch > 1 else body[0], headers=headers)
-    return round(readings / (time.time() - start))
-
-
 def range_queries(url, redis_client, readings, buckets=300, tries=5):
     """A row per range: a device with ``readings`` readings measured evenly over the range
     (up to now, stored 500 per POST) asks for it as ``buckets``: milliseconds (median of
@@ -271,14 +263,10 @@ def main(argv=None):
                         "one gevent worker", rows)
 
         if "ingest" in sections:
-            server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0)
-            try:
-                token = issue_token(redis_client, "bench")
-                print_table(f"Ingest: {args.readings} readings, one gevent worker", [{
-                    "readings/s, 1 per POST": ingest(server.url, token, args.readings, 1),
-                    "readings/s, 50 per POST": ingest(server.url, token, args.readings * 5, 50)}])
-            finally:
-                server.stop()
+            redis_client.flushall()
+            print_table(f"Uploads on {machine()}: one gevent worker on core 0; {CONNECTIONS} keep-alive "
+                        f"connections and Redis on the other core; {args.seconds:g} s each",
+                        upload_table(redis_server, redis_client, args.seconds))
 
         if "mqtt" in sections:
             redis_client.flushall()

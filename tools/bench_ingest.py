@@ -1,0 +1,111 @@
+"""``make bench``'s uploads, side by side with their peers on the same machine in the same
+run: stock flask-sse's push (the original tutorial's route), Sensorcast's ``POST
+/api/readings``, and a bare Flask view and a bare WSGI callable that parse the JSON body
+and answer 201 (what the framework itself costs). Each runs under gunicorn with one
+gevent worker pinned to core 0; the load is ``CONNECTIONS`` keep-alive connections, each
+POSTing and waiting for the answer before its next (as ``wrk -c32`` does), driven by one
+epoll loop on the other core, with Redis."""
+import json
+import re
+import select
+import socket
+import time
+
+from flask import Flask, request
+
+from server.auth import issue_token
+from tools.run import ServerProcess
+
+CONNECTIONS = 32
+BATCHES = (50, 500)  # readings a request, for Sensorcast's batch figures
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+def bare_flask_app():
+    """A Flask view doing only what any upload needs (gunicorn ``tools.bench_ingest:bare_flask_app()``)."""
+    app = Flask(__name__)
+    app.add_url_rule("/healthz", "healthz", lambda: "ok")
+
+    @app.post("/api/readings")
+    def readings():
+        return {"stored": _count(request.get_json())}, 201
+
+    return app
+
+
+def bare_wsgi(environ, start_response):
+    """The same as a bare WSGI callable (gunicorn ``tools.bench_ingest:bare_wsgi``)."""
+    if environ["REQUEST_METHOD"] != "POST":  # /healthz
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+    readings = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+    body = json.dumps({"stored": _count(readings)}).encode()
+    start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _count(readings):
+    return len(readings) if isinstance(readings, list) else 1
+
+
+def answered_per_second(url, path, headers, body, seconds):
+    """Requests answered a second over ``seconds``, and how many of them were not 2xx."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    request_bytes = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                     + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    poll, connections, buffers = select.epoll(), {}, {}
+    for _ in range(CONNECTIONS):
+        connection = socket.create_connection((host, int(port)))
+        connection.setblocking(False)
+        connections[connection.fileno()], buffers[connection.fileno()] = connection, b""
+        poll.register(connection.fileno(), select.EPOLLIN)
+        connection.send(request_bytes)
+    answered = failed = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for fd, _ in poll.poll(0.1):
+            data = buffers[fd] + connections[fd].recv(65536)
+            while True:
+                head_end = data.find(b"\r\n\r\n")
+                length = CONTENT_LENGTH.search(data, 0, head_end) if head_end >= 0 else None
+                if length is None or len(data) < head_end + 4 + int(length.group(1)):
+                    break
+                answered += 1
+                failed += not data.startswith(b"HTTP/1.1 2")
+                data = data[head_end + 4 + int(length.group(1)):]
+                connections[fd].send(request_bytes)
+            buffers[fd] = data
+    for connection in connections.values():
+        connection.close()
+    return answered / seconds, failed
+
+
+def upload_table(redis_server, redis_client, seconds):
+    """One row per server: one reading a request, and for Sensorcast batches of 50 and 500."""
+    token = issue_token(redis_client, "bench")
+    peers = [("stock flask-sse push", "tools.bench:stock_app()", "/therm/push", {}),
+             ("sensorcast", "server:create_app()", "/api/readings", {"Authorization": f"Bearer {token}"}),
+             ("bare Flask view", "tools.bench_ingest:bare_flask_app()", "/api/readings", {}),
+             ("bare WSGI callable", "tools.bench_ingest:bare_wsgi", "/api/readings", {})]
+    rows = []
+    for name, app, path, headers in peers:
+        server = ServerProcess(redis_server.url, app=app, cpus={0}, RATE_LIMIT=0)
+        try:
+            reading = json.dumps({"temperature": 21.5}).encode()
+            rate, failed = answered_per_second(server.url, path, headers, reading, seconds)
+            row = {"server": name, "requests/s, 1 reading": round(rate), "not 2xx": failed}
+            for batch in BATCHES:
+                row[f"readings/s, {batch} a request"] = ""
+                if name == "sensorcast":
+                    body = json.dumps([{"temperature": 20 + n % 10 / 10} for n in range(batch)]).encode()
+                    rate, failed = answered_per_second(server.url, path, headers, body, seconds)
+                    row[f"readings/s, {batch} a request"] = round(rate * batch)
+                    row["not 2xx"] += failed
+            rows.append(row)
+        finally:
+            server.stop()
+    stock = rows[0]["requests/s, 1 reading"]
+    for row in rows:
+        row["× stock"] = f"{row['requests/s, 1 reading'] / stock:.1f}"
+    return rows
