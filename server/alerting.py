@@ -23,8 +23,9 @@ crossings not sent, so the list, the pages and the webhook end up right.
 STREAM_CAP = 10_000
 
 # ``alert(channel, data)`` keeps and publishes an alert; ``check_thresholds(channel,
-# device, fields, at, budget)`` raises or clears the device's threshold alerts for a
-# reading (``fields``: name, text, ...; ``budget``: {burst, every seconds}).
+# device, fields, at, budget, limits)`` raises or clears the device's threshold alerts for a
+# reading (``fields``: name, text, ...; ``budget``: {burst, every seconds}; ``limits``: the
+# HGETALL of ``thresholds:<device>``).
 RAISE_ALERTS = f"""
 local function alert(channel, data)
   local time = redis.call('TIME')
@@ -44,8 +45,7 @@ local function spend_alert(device, at, budget)
   return true
 end
 
-local function check_thresholds(channel, device, fields, at, budget)
-  local limits = redis.call('HGETALL', 'thresholds:' .. device)
+local function check_thresholds(channel, device, fields, at, budget, limits)
   for j = 1, #limits, 2 do
     local metric, limit = limits[j], cjson.decode(limits[j + 1])
     local value

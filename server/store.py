@@ -138,52 +138,69 @@ for _, r in ipairs(readings) do
 end
 local wait = take(6, now * 1000, #readings)
 if wait > 0 then return wait end
-local before = {}  -- device key -> its {boot, seq} before this request
+local devices = {}  -- device -> what this call knows of it (``device_state``)
+local function device_state(device)
+  local d = devices[device]
+  if not d then
+    local key = 'device:' .. device
+    d = {key = key, known = redis.call('HMGET', key, 'boot', 'seq', 'status'), latest = {}, order = {},
+         seen_before = redis.call('ZSCORE', 'devices', device), stored = false,
+         limits = redis.call('HGETALL', 'thresholds:' .. device)}
+    devices[device] = d
+  end
+  return d
+end
 for _, r in ipairs(readings) do
-  local key = 'device:' .. r.device
-  before[key] = before[key] or redis.call('HMGET', key, 'boot', 'seq')
-  if seen(r, before[key]) == 'conflict' then return {'conflict', r.boot, r.seq, before[key][2]} end
+  local d = device_state(r.device)
+  if seen(r, d.known) == 'conflict' then return {'conflict', r.boot, r.seq, d.known[2]} end
 end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
-local ids = {}
+local ids, stored = {}, 0
 for i, r in ipairs(readings) do
-  local key = 'device:' .. r.device
-  local known = redis.call('HMGET', key, 'boot', 'seq', 'status')
-  if seen(r, known) ~= 'new' then
+  local d = device_state(r.device)
+  if seen(r, d.known) ~= 'new' then
     ids[i] = false
   else
     keep_seq(r)
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
-    redis.call('XTRIM', 'readings:' .. r.device, 'MAXLEN', '~', ARGV[11])
     roll_up(r.device, r.fields, id, now - retention)
-    local last_seen = redis.call('ZSCORE', 'devices', r.device)
-    local status = nil
-    if not last_seen then status = 'new'
-    elseif known[3] == 'offline' then status = 'online' end
-    if status then
-      redis.call('PUBLISH', channel, cjson.encode({type = 'device',
-        data = {device = r.device, status = status, last_seen = now}}))
+    if not d.stored then  -- back from the sweep's offline mark, or new: say so once
+      local status = nil
+      if not d.seen_before then status = 'new' elseif d.known[3] == 'offline' then status = 'online' end
+      if status then
+        redis.call('PUBLISH', channel, cjson.encode({type = 'device',
+          data = {device = r.device, status = status, last_seen = now}}))
+      end
+      if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
+      d.stored = true
     end
-    if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
-    check_thresholds(channel, r.device, r.fields, now, budget)
-    if known[1] == r.boot and known[2] and tonumber(known[2]) > r.seq then  -- a skipped seq: not the latest
-      redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online')
-    else
-      redis.call('HSET', key, 'last_seen', ARGV[1], 'status', 'online', unpack(r.fields))
+    check_thresholds(channel, r.device, r.fields, now, budget, d.limits)
+    if not (d.known[1] == r.boot and d.known[2] and tonumber(d.known[2]) > r.seq) then  -- else a skipped seq
+      for k = 1, #r.fields, 2 do
+        if not d.latest[r.fields[k]] then d.order[#d.order + 1] = r.fields[k] end
+        d.latest[r.fields[k]] = r.fields[k + 1]
+      end
+      if r.boot and r.seq then d.known[1], d.known[2] = r.boot, r.seq end
     end
-    redis.call('ZADD', 'devices', ARGV[1], r.device)
     redis.call('PUBLISH', channel, '{"data":' .. r.json .. ',"type":"reading","id":"' .. id .. '"}')
-    ids[i] = id
+    ids[i], stored = id, stored + 1
+  end
+end
+for device, d in pairs(devices) do  -- each device's latest values, once
+  if d.stored then
+    local latest = {'last_seen', ARGV[1], 'status', 'online'}
+    for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
+    redis.call('HSET', d.key, unpack(latest))
+    redis.call('ZADD', 'devices', ARGV[1], device)
+    redis.call('XTRIM', 'readings:' .. device, 'MAXLEN', '~', ARGV[11])
   end
 end
 write_rollups(now, retention)
-local stored = 0
-for _, id in ipairs(ids) do if id then stored = stored + 1 end end
 redis.call('HINCRBY', 'metrics', 'stored:' .. ARGV[14], stored)
 redis.call('HINCRBY', 'metrics', 'duplicates:' .. ARGV[14], #ids - stored)
-local known = redis.call('HMGET', 'device:' .. readings[1].device, 'boot', 'seq')
-return {ids, known[1], known[2]}
+local first = devices[readings[1].device].known
+return {ids, first[1], first[2]}
 """
 
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
