@@ -4,7 +4,10 @@ Stock flask-sse opens a subscription per browser and encodes each event once per
 browser. Here one background thread (a greenlet under gunicorn's gevent worker) listens
 on Redis, renders each event to bytes once into its channel's feed (``feed.py``), and
 wakes that channel's clients once per batch; the hub yields between batches, so a
-backfill of hundreds of readings never holds the worker. Heartbeats go through the
+backfill of hundreds of readings never holds the worker. A lone event is sent at once;
+while events keep coming, clients are woken at most every ``flush_seconds`` (50 ms) with
+all that came meanwhile, so a busy fleet costs a browser a write or so per 50 ms rather
+than one per reading. Heartbeats go through the
 feeds too, so no client needs a timer of its own. Once a second it closes the clients
 that fell behind, stalled, or lost the viewer's access they were opened with. It caps
 streams per process and per client address, so that open dashboards can never take the
@@ -58,6 +61,7 @@ class Hub:
     subscribe_timeout = 5.0
     recover_seconds = 10.0
     dispatch_slice = 100
+    flush_seconds = 0.05  # while events keep coming, a channel's clients are woken at most this often
 
     def __init__(self, client, heartbeat=15, max_streams=10_000, max_streams_per_address=100,
                  client_buffer=1024 * 1024, client_lag=30, allows=None):
@@ -148,18 +152,21 @@ class Hub:
     def _listen(self):
         pubsub, subscribed = self.redis.pubsub(), set()
         next_heartbeat = next_sweep = time.monotonic()
+        next_wake = 0.0  # clients are woken no sooner
         try:
             while not self._stopping.is_set():
                 subscribed = self._sync_subscriptions(pubsub, subscribed)
-                wait = self.poll_seconds
+                wait = max(0.0, next_wake - time.monotonic()) if self._changed() else self.poll_seconds
                 for _ in range(self.dispatch_slice):
                     message = self._next_message(pubsub, wait)
                     if message is None:
                         break
                     self._handle(message)
-                    wait = 0
+                    wait = max(0.0, next_wake - time.monotonic())  # gather what comes until the next wake
                 now = time.monotonic()
-                self._wake_changed(now)
+                if now >= next_wake and self._changed():
+                    self._wake_changed(now)
+                    next_wake = now + self.flush_seconds
                 time.sleep(0)  # let the woken clients write before the next slice
                 if now >= next_heartbeat:
                     next_heartbeat = now + self.heartbeat
@@ -225,6 +232,9 @@ class Hub:
                             "holds; closed its %d clients, which reconnect and replay",
                             self._close_everyone(CHANNEL))
         self.gap.mark()
+
+    def _changed(self):
+        return any(channel.dirty for channel in list(self._channels.values()))
 
     def _wake_changed(self, now):
         """Trim each feed that grew to its budget, then wake its clients."""

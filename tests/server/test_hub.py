@@ -211,3 +211,14 @@ def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_lo
     assert len(closing) == 1 and "closed its 3 clients" in closing[0]
     relay.mend()
     eventually(lambda: relayed_hub.join("sse") is not None)
+
+
+def test_a_steady_stream_of_readings_reaches_a_reader_in_a_few_writes_not_one_each(hub, redis_client):
+    reader = Reader(hub.join("sse"))
+
+    for n in range(300):  # a busy fleet: a reading every 2 ms or so, for about a second
+        publish(redis_client, n)
+        time.sleep(0.002)
+
+    eventually(lambda: reader.numbers() == list(range(300)))
+    assert len(reader.writes) <= 300 / 5  # woken at most every 50 ms, not once a reading
