@@ -8,7 +8,10 @@ however long the range. A bucket holds, per metric, the ``min``, ``avg`` and ``m
 the readings measured in it: summed from the rollups kept as readings are stored
 (``rollups.py``) when buckets are at least 10 s wide, so 200,000 readings become 300
 buckets in a few tens of ms (``make bench``) whatever the range; narrower buckets come
-from one pass in Python over the raw pages.
+from one pass in Python over the raw pages while those hold at most ``RAW_READINGS``
+readings. Past that, the 10 s rollups answer, in buckets 10 s wide (fewer than asked
+for, as the answer's ``width`` says), so that no request makes the server read a busy
+device's every reading.
 """
 import csv
 import io
@@ -28,6 +31,8 @@ bp = Blueprint("history", __name__)
 
 PAGE = 2000
 MAX_BUCKETS = 2000
+FINEST_SLOT = rollups.TIERS[0][0]  # seconds
+RAW_READINGS = 6000  # readings read at most for buckets narrower than FINEST_SLOT
 LAST_SECOND = 2**63 / 1000  # where stream ids end, near enough: any later time means "ever"
 
 
@@ -69,11 +74,20 @@ def time_range(client, device):
     return since, until
 
 
-def measured(client, device, since, until, end="+"):
+class TooManyReadings(Exception):
+    """A scan would read more readings than it may."""
+
+
+def measured(client, device, since, until, end="+", most=math.inf):
     """The fields of each reading measured from ``since`` to ``until``, oldest arrival
-    first (arrived up to ``end``, an XRANGE bound)."""
+    first (arrived up to ``end``, an XRANGE bound); ``TooManyReadings`` once the scan
+    has read more than ``most``."""
     start = f"{max(0, int((since - current_app.config['MAX_FUTURE']) * 1000))}"
+    read = 0
     for page in pages(client, device_readings(device), start, end):
+        read += len(page)
+        if read > most:
+            raise TooManyReadings(f"more than {most} readings from {start}")
         for _, fields in page:
             if since <= float(fields["ts"]) <= until:
                 yield fields
@@ -81,19 +95,30 @@ def measured(client, device, since, until, end="+"):
 
 def bucketed(client, device, count):
     """At most ``count`` buckets of the device's readings, oldest first, empty ones left out:
-    from its rollups when a slot fits in a bucket, else from the readings themselves."""
+    from its rollups when a slot fits in a bucket, else from the readings themselves while
+    there are few enough to read."""
     since, until = time_range(client, device)
     width = (until - since) / count
-    size = rollups.slot_size(width)
     rolled_from = rollups.rolled_up_from(client, device)
-    if size and rolled_from:
-        latest = time.time() + current_app.config["MAX_FUTURE"]  # no reading is measured later
-        summaries = rollups.slots(client, device, size, since, min(until, latest))
-        if since - current_app.config["MAX_FUTURE"] < stream_id(rolled_from)[0] / 1000:
-            summaries = itertools.chain(  # what arrived before rollups existed, then the rollups
-                _one_slot_each(measured(client, device, since, until, end="(" + rolled_from)), summaries)
-    else:
-        summaries = _one_slot_each(measured(client, device, since, until))
+    if not rolled_from:
+        return _answer(device, since, until, width, count, _one_slot_each(measured(client, device, since, until)))
+    if width < FINEST_SLOT:
+        try:
+            raw = _one_slot_each(measured(client, device, since, until, most=RAW_READINGS))
+            return _answer(device, since, until, width, count, raw)
+        except TooManyReadings:
+            width, count = FINEST_SLOT, math.ceil((until - since) / FINEST_SLOT)
+    latest = time.time() + current_app.config["MAX_FUTURE"]  # no reading is measured later
+    summaries = rollups.slots(client, device, rollups.slot_size(width), since, min(until, latest))
+    if since - current_app.config["MAX_FUTURE"] < stream_id(rolled_from)[0] / 1000:
+        summaries = itertools.chain(  # what arrived before rollups existed, then the rollups
+            _one_slot_each(measured(client, device, since, until, end="(" + rolled_from)), summaries)
+    return _answer(device, since, until, width, count, summaries)
+
+
+def _answer(device, since, until, width, count, summaries):
+    """The buckets, ``width`` seconds each, that ``summaries`` (as ``rollups.slots`` gives
+    them) fall in, as the API answers them."""
     stats = {}
     for start, name, n, total, low, high in summaries:
         index = min(max(int((start - since) / width), 0), count - 1)  # ts == until: the last

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from server.history import PAGE
+from server.history import FINEST_SLOT, PAGE, RAW_READINGS
 from server.rollups import TIERS, rollup_key
 
 HOUR = 3600
@@ -126,6 +126,33 @@ def test_a_day_of_thousands_of_readings_is_charted_from_the_rollups_alone(client
     assert wide["xrange"] <= 2  # its first reading (the default since) and any stored before rollups: no pages
     assert wide["hgetall"] <= 1 + 5  # who may view, and a day of 1 min rollups: a key per 6 hours
     assert narrow["xrange"] > len(readings) / PAGE  # 5 s buckets: every reading, page by page
+
+
+@pytest.fixture
+def busy_hour(app, client, token_for):
+    """The last hour of a sensor that sends four readings a second, on 10 s boundaries."""
+    app.config.update(RATE_LIMIT=0)
+    until = time.time() // FINEST_SLOT * FINEST_SLOT
+    readings = [{"temperature": 20 + n % 50 / 10, "humidity": 40 + n % 7, "ts": until - HOUR + n / 4}
+                for n in range(4 * HOUR)]
+    headers = {"Authorization": f"Bearer {token_for('press')}"}
+    for first in range(0, len(readings), 500):
+        assert client.post("/api/readings", json=readings[first:first + 500], headers=headers).status_code == 201
+    return until - HOUR, until, readings
+
+
+def test_buckets_narrower_than_any_slot_over_a_busy_hour_read_a_bounded_number_of_readings(
+        client, busy_hour, redis_client):
+    since, until, readings = busy_hour
+    redis_client.config_resetstat()
+
+    answer = client.get(f"/api/devices/press/readings?since={since}&until={until}&buckets=2000").json
+
+    assert len(readings) > 2 * RAW_READINGS
+    # Its first reading, pages up to one past RAW_READINGS, and any stored before rollups.
+    assert commands_run(redis_client)["xrange"] <= 1 + (RAW_READINGS // PAGE + 1) + 1
+    assert answer["width"] == FINEST_SLOT  # fewer, wider buckets, from the 10 s rollups
+    assert answer["buckets"] == buckets_of(readings, since, until, HOUR // FINEST_SLOT)
 
 
 def test_rollups_are_kept_as_long_as_the_readings_in_them(app, client, token_for, redis_client):
