@@ -13,31 +13,50 @@ graceful_timeout = 5
 control_socket_disable = True
 
 
-class QuietInvalidRequests(logging.Filter):
-    """gunicorn logs a line for each malformed request, so a client sending garbage in a
-    loop would fill the disk: one such line a minute, saying how many were left out."""
+CUT_OFF = "Cut off a client whose answer could not be sent for SENSORCAST_CLIENT_LAG seconds: it stopped reading"
+
+
+class QuietFloods(logging.Filter):
+    """gunicorn logs a line for each malformed request, and a traceback for each client
+    cut off because it stopped reading its answers (``server/guard.py``), so a client
+    doing either in a loop would fill the disk: one line a minute of each, saying how
+    many were left out."""
 
     def __init__(self):
         super().__init__()
-        self.next_line_at, self.left_out = 0.0, 0
+        self.next_line_at, self.left_out = {}, {}
 
     def filter(self, record):
-        if not str(record.msg).startswith("Invalid request from"):
+        if str(record.msg).startswith("Invalid request from"):
+            kind = "invalid requests"
+        elif record.exc_info and isinstance(record.exc_info[1], TimeoutError):  # gunicorn's "Socket error"
+            kind = "clients cut off"
+            record.msg, record.args, record.exc_info, record.exc_text = CUT_OFF, (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"  # the client's doing, not an error
+        else:
             return True
         now = time.monotonic()
-        if now < self.next_line_at:
-            self.left_out += 1
+        if now < self.next_line_at.get(kind, 0.0):
+            self.left_out[kind] += 1
             return False
-        if self.left_out:
-            record.msg = f"{record.msg} (and {self.left_out} more invalid requests in the minute before)"
-        self.next_line_at, self.left_out = now + 60, 0
+        if self.left_out.get(kind):
+            record.msg = f"{record.msg} (and {self.left_out[kind]} more {kind} in the minute before)"
+        self.next_line_at[kind], self.left_out[kind] = now + 60, 0
         return True
 
 
 def post_worker_init(worker):
     """Start the app's background duties (``server/duties.py``) in each worker, before
-    any request: offline alerts and the webhook must not wait for someone to look."""
-    worker.log.error_log.addFilter(QuietInvalidRequests())
+    any request: offline alerts and the webhook must not wait for someone to look. Warn
+    when the app believes X-Forwarded-For from anyone who can reach it."""
+    from server.guard import proxy_warning  # the app has imported it: after gevent patched the worker
+
+    worker.log.error_log.addFilter(QuietFloods())
     duties = getattr(worker.wsgi, "extensions", {}).get("sensorcast.duties")
     if duties:
         duties.start()
+    trusted_proxies = getattr(worker.wsgi, "config", {}).get("TRUSTED_PROXIES")
+    warning = proxy_warning(trusted_proxies, [address[0] for address in worker.cfg.address
+                                              if isinstance(address, tuple)])
+    if warning:
+        worker.log.warning(warning)

@@ -11,13 +11,22 @@ network or one hostile web page could otherwise do.
 - A request that changes something and carries no device token must come from this
   server's own pages when a browser sends it (``Sec-Fetch-Site``, else ``Origin``): a
   cross-site form cannot log a viewer out or change a threshold. A PUT takes JSON only.
-- While no viewer exists (reading is open), a browser's request must name this server
-  in ``Host``: an IP address, a name of this machine, or one in ``ALLOWED_HOSTS``, so
-  that a web page cannot reach the data through DNS rebinding.
+- A browser's request must name this server in ``Host``: an IP address, a name of this
+  machine, or one in ``ALLOWED_HOSTS``, so that a web page cannot reach the server
+  through DNS rebinding: not the data while reading is open, nor the login form to lock
+  a viewer out with failed logins from the viewer's own address.
+- A client that stops reading its answers (pipelining requests, say) is cut off once a
+  write to it has stalled for ``CLIENT_LAG`` seconds, so that such clients cannot hold
+  every connection the worker accepts. The live stream has its own rule for the same
+  limit (``hub.py``): it is left to it.
+- ``TRUSTED_PROXIES`` makes the server believe ``X-Forwarded-For``, the key of every
+  per-address limit above and of the logins': ``proxy_warning`` says so at start when
+  the server also listens beyond loopback, where any client could claim any address.
 """
 import collections
 import contextlib
 import io
+import ipaddress
 import socket
 import urllib.parse
 
@@ -26,17 +35,17 @@ from gevent import Timeout, monkey
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestTimeout, TooManyRequests
 
-from .viewers import get_accounts
-
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typed URL
 ALWAYS_OPEN = ("api.healthz",)
 DEVICE_BLUEPRINTS = ("ingest", "firmware")
+LIVE_STREAM = "sse.stream"  # its hub drops the clients whose writes stall
 bodies_arriving = collections.Counter()  # client address -> bodies being read from it now, in this process
 
 
 def check_request():
     """Flask ``before_request``: each check, in turn."""
+    _limit_writes()
     _read_body()
     if request.endpoint in ALWAYS_OPEN or _from_a_device():
         return
@@ -44,8 +53,28 @@ def check_request():
         abort(403, "this request did not come from this server's own pages")
     if request.method in ("PUT", "PATCH") and not request.is_json:
         abort(415, "send JSON with 'Content-Type: application/json'")
-    if not _known_host(request.host) and get_accounts().allows(None):
+    if not _known_host(request.host):
         abort(400, f"this server does not answer to {request.host!r}: add it to SENSORCAST_ALLOWED_HOSTS")
+
+
+def proxy_warning(trusted_proxies, hosts):
+    """What to warn of at start when ``trusted_proxies`` is on and the server listens on
+    ``hosts`` (gunicorn's bind addresses) beyond loopback; else None."""
+    exposed = [host for host in hosts if not _is_loopback(host)]
+    if not trusted_proxies or not exposed:
+        return None
+    return (f"SENSORCAST_TRUSTED_PROXIES={trusted_proxies} while listening on {', '.join(exposed)}: any client "
+            "that reaches this port can claim any address in X-Forwarded-For and so pass every per-address "
+            "limit (logins, streams, bodies). Listen on 127.0.0.1 behind the proxy, or set "
+            "SENSORCAST_TRUSTED_PROXIES=0 and let the clients connect directly.")
+
+
+def _limit_writes():
+    """Give up on a write to this connection after ``CLIENT_LAG`` seconds (under gunicorn;
+    a gevent socket's timeout bounds each send), except on the live stream's."""
+    connection = request.environ.get("gunicorn.socket")
+    if connection is not None:
+        connection.settimeout(None if request.endpoint == LIVE_STREAM else current_app.config["CLIENT_LAG"])
 
 
 def _read_body():
@@ -111,6 +140,13 @@ def _is_address(name):
         except OSError:
             pass
     return False
+
+
+def _is_loopback(host):
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _machine_names():

@@ -2,8 +2,9 @@
 
 Starts the embedded Redis unless ``REDIS_URL`` is set (and starts it again should it
 die), makes the demo device's token (kept in ``var/demo-token``, never in git), prints
-the dashboard URL, a curl that works and whether reading needs a login, then runs the
-server under gunicorn's gevent workers until Ctrl-C.
+the dashboard URL, a curl that works and whether reading needs a login (and a warning
+when the server would believe any client's X-Forwarded-For), then runs the server under
+gunicorn's gevent workers until Ctrl-C.
 """
 import argparse
 import contextlib
@@ -23,6 +24,7 @@ import requests
 from server import DATA_DIR, DEFAULTS, ROOT, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
+from server.guard import proxy_warning
 from server.store import VIEWERS, connect
 
 DEMO_DEVICE = "demo"
@@ -76,16 +78,18 @@ def free_port():
 
 
 class ServerProcess:
-    """A gunicorn + gevent server on loopback, for the tests and the benchmark."""
+    """A gunicorn + gevent server, for the tests and the benchmark: on loopback unless
+    ``host`` says otherwise, reached through loopback either way."""
 
-    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", cpus=None, log=None, **settings):
+    def __init__(self, redis_url, workers=1, port=None, app="server:create_app()", cpus=None, log=None,
+                 host="127.0.0.1", **settings):
         port = port or free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, REDIS_URL=redis_url, **GEVENT_ENV)
         env.update({f"SENSORCAST_{name}": json.dumps(value) for name, value in settings.items()})
         max_streams = allow_open_files(settings.get("MAX_STREAMS", DEFAULTS["MAX_STREAMS"]))
         env["SENSORCAST_MAX_STREAMS"] = str(max_streams)
-        self.process = subprocess.Popen(gunicorn_command("127.0.0.1", port, workers, max_streams, app),
+        self.process = subprocess.Popen(gunicorn_command(host, port, workers, max_streams, app),
                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                         stderr=open(log, "w") if log else subprocess.DEVNULL,
                                         preexec_fn=cpus and (lambda: os.sched_setaffinity(0, cpus)))
@@ -135,6 +139,9 @@ def run(args):
             print(f"Redis: embedded, data in {args.data}")
         config = create_app().config
         print_front_door(config, f"http://localhost:{args.port}", args.data)
+        warning = proxy_warning(config["TRUSTED_PROXIES"], [args.host])
+        if warning:
+            print(f"WARNING: {warning}\n", file=sys.stderr, flush=True)
         max_streams = allow_open_files(config["MAX_STREAMS"])
         if max_streams < config["MAX_STREAMS"]:
             os.environ["SENSORCAST_MAX_STREAMS"] = str(max_streams)

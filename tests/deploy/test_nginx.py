@@ -1,5 +1,6 @@
 """The deployment a user copies from deploy/: Debian's nginx with TLS in front of two
-server instances on one Redis, the site file rendered only with this test's ports."""
+server instances on one Redis, the shipped nginx.conf and site rendered only with this
+test's ports and folders."""
 import os
 import pathlib
 import re
@@ -20,11 +21,14 @@ from tools.run import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (apt-get install nginx)")
 SITE = ROOT / "deploy" / "nginx" / "sensorcast.conf"
+MAIN = ROOT / "deploy" / "nginx" / "nginx.conf"
+TEMPORARY_FILES = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # nginx's, kept in the test's folder
 SITE_NAMES = sorted({name for names in re.findall(r"server_name ([^;]+);", SITE.read_text()) for name in names.split()})
 
 
 class Nginx:
-    """deploy/'s site, with test ports and a self-signed certificate, under a real nginx."""
+    """deploy/'s nginx.conf and site, with test ports, folders and a self-signed
+    certificate, under a real nginx once started."""
 
     def __init__(self, folder, upstream_ports):
         self.folder = folder
@@ -35,25 +39,29 @@ class Nginx:
                         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
                         "-out", str(certificate)], check=True, capture_output=True)
         self.certificate = certificate
-        site = SITE.read_text()
-        for number, port in enumerate(upstream_ports, start=1):
-            site = site.replace(f"server 127.0.0.1:500{number} ", f"server 127.0.0.1:{port} ")
-        site = re.sub(r"\n\s*listen \[::\]:\d+( ssl)?;", "", site)
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.http};")
-        site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{self.https} ssl;")
-        site = site.replace("/etc/letsencrypt/live/sensorcast.example.com/fullchain.pem", str(certificate))
-        site = site.replace("/etc/letsencrypt/live/sensorcast.example.com/privkey.pem", str(key))
-        (folder / "site.conf").write_text(site)
-        (folder / "nginx.conf").write_text(
-            ("user root;\n" if os.geteuid() == 0 else "") +
-            f"worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\ndaemon off;\n"
-            "events { worker_connections 1024; }\n"
-            f"http {{\n access_log off;\n client_body_temp_path {folder}/body;\n proxy_temp_path {folder}/proxy;\n"
-            f" fastcgi_temp_path {folder}/fastcgi;\n uwsgi_temp_path {folder}/uwsgi;\n scgi_temp_path {folder}/scgi;\n"
-            f" include {folder}/site.conf;\n}}\n")
-        self.process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder)],
-                                        stderr=subprocess.PIPE, text=True)
+        (folder / "site.conf").write_text(render(SITE.read_text(), {
+            **{f"server 127.0.0.1:500{number} ": f"server 127.0.0.1:{port} "
+               for number, port in enumerate(upstream_ports, start=1)},
+            "listen [::]:80;": "", "listen [::]:443 ssl;": "",
+            "listen 80;": f"listen 127.0.0.1:{self.http};", "listen 443 ssl;": f"listen 127.0.0.1:{self.https} ssl;",
+            "/etc/letsencrypt/live/sensorcast.example.com/fullchain.pem": str(certificate),
+            "/etc/letsencrypt/live/sensorcast.example.com/privkey.pem": str(key)}))
+        (folder / "nginx.conf").write_text(render(MAIN.read_text(), {
+            "user www-data;": "user root;" if os.geteuid() == 0 else "",
+            "pid /run/nginx.pid;": f"pid {folder}/nginx.pid;\ndaemon off;",
+            "error_log /var/log/nginx/error.log;": f"error_log {folder}/error.log;",
+            "include /etc/nginx/modules-enabled/*.conf;": "",
+            "access_log /var/log/nginx/access.log;": "access_log off;\n" + "".join(
+                f"{kind}_temp_path {folder}/{kind};\n" for kind in TEMPORARY_FILES),
+            "include /etc/nginx/conf.d/*.conf;": "",
+            "include /etc/nginx/sites-enabled/*;": f"include {folder}/site.conf;"}))
+        self.command = ["nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder)]
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(self.command, stderr=subprocess.PIPE, text=True)
         eventually(self.answers)
+        return self
 
     def answers(self):
         assert self.process.poll() is None, self.process.stderr.read()
@@ -67,14 +75,29 @@ class Nginx:
         self.process.wait(timeout=10)
 
 
+def render(text, replacements):
+    """``text`` with each ``old: new`` of ``replacements`` made, every one of them found."""
+    for old, new in replacements.items():
+        assert old in text, f"the shipped file no longer says {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
 @pytest.fixture
 def deployment(start_server, tmp_path, monkeypatch):
     """Two instances on one Redis behind nginx; requests trust the test's certificate."""
     instances = [start_server(port=free_port(), TRUSTED_PROXIES=1, ALLOWED_HOSTS=SITE_NAMES) for _ in range(2)]
-    nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1]) for instance in instances])
+    nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1]) for instance in instances]).start()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(nginx.certificate))
     yield nginx, instances
     nginx.stop()
+
+
+def test_the_shipped_nginx_conf_and_site_pass_nginx_s_own_check(tmp_path):
+    check = subprocess.run(Nginx(tmp_path, [free_port(), free_port()]).command + ["-t"], capture_output=True,
+                           text=True)
+
+    assert check.returncode == 0 and "test is successful" in check.stderr, check.stderr
 
 
 def serving(instances):
@@ -120,7 +143,7 @@ def open_stream_from(nginx, source):
 def test_the_server_sees_each_browser_s_own_address_through_nginx(start_server, tmp_path, monkeypatch):
     instance = start_server(port=free_port(), TRUSTED_PROXIES=1, ALLOWED_HOSTS=SITE_NAMES,
                             MAX_STREAMS_PER_ADDRESS=1)
-    nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1])] * 2)
+    nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1])] * 2).start()
     try:
         mine, first = open_stream_from(nginx, "127.0.0.1")
         neighbour, theirs = open_stream_from(nginx, "127.0.0.2")
@@ -130,6 +153,23 @@ def test_the_server_sees_each_browser_s_own_address_through_nginx(start_server, 
 
     assert (first, theirs) == ("HTTP/1.1 200 OK", "HTTP/1.1 200 OK")
     assert second == "HTTP/1.1 429 TOO MANY REQUESTS"
+
+
+def test_one_address_has_at_most_limit_conn_requests_under_way_and_the_next_is_told_to_wait(
+        start_server, tmp_path):
+    per_address = int(re.search(r"limit_conn per_address (\d+);", SITE.read_text())[1])
+    instance = start_server(port=free_port(), TRUSTED_PROXIES=1, ALLOWED_HOSTS=SITE_NAMES,
+                            MAX_STREAMS_PER_ADDRESS=2 * per_address)
+    nginx = Nginx(tmp_path, [int(instance.url.rsplit(":", 1)[1])] * 2).start()
+    try:
+        held = [open_stream_from(nginx, "127.0.0.1") for _ in range(per_address)]
+        one_more = open_stream_from(nginx, "127.0.0.1")
+        neighbour = open_stream_from(nginx, "127.0.0.2")
+    finally:
+        nginx.stop()
+
+    assert {status for _, status in held} == {"HTTP/1.1 200 OK"}
+    assert (one_more[1], neighbour[1]) == ("HTTP/1.1 429 Too Many Requests", "HTTP/1.1 200 OK")
 
 
 def test_a_reconnect_that_lands_on_the_other_instance_replays_without_gap_or_duplicate(deployment, token_for):

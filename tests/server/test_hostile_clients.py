@@ -1,12 +1,15 @@
 """One client on the network or one hostile web page against the server: slow and
-oversized bodies, cross-site requests, DNS rebinding. Each is refused clearly, and the
-server's own pages and devices go on as before."""
+oversized bodies, answers never read, cross-site requests, DNS rebinding, forwarded
+addresses. Each is refused clearly, and the server's own pages and devices go on as before."""
 import contextlib
 import http.client
 import socket
 import time
 
 import pytest
+import requests
+
+from tests.conftest import eventually
 
 
 SLOW_LOGIN = (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -54,6 +57,45 @@ def test_one_address_cannot_hold_more_than_a_few_slow_bodies(start_server, token
     assert device.getresponse().status == 201
     for connection in held:
         connection.close()
+
+
+CHART_LIBRARY = b"GET /static/vendor/uPlot.iife.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # 51 KB
+PIPELINED = 10
+
+
+def never_reading(server):
+    """A connection that asks for the chart library ``PIPELINED`` times over and reads none
+    of it, with a small window (receive buffer and segments), so that the server's
+    writes stall with little of the answers in the kernel's buffers."""
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    hog = socket.socket()
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    hog.connect((host, int(port)))
+    hog.sendall(CHART_LIBRARY * PIPELINED)
+    return hog
+
+
+def answers(url):
+    try:
+        return requests.get(url, timeout=5).ok
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
+def test_clients_that_never_read_their_answers_are_cut_off_and_uploads_and_health_checks_go_on(
+        start_server, token_for, tmp_path):
+    server = start_server(CLIENT_LAG=2, MAX_STREAMS=1, log=tmp_path / "server.log")  # 1001 connections a worker
+    hogs = [never_reading(server) for _ in range(1100)]
+
+    eventually(lambda: answers(server.url + "/healthz"), timeout=60)
+    upload = server.post("/api/readings", token_for("kitchen"), json={"temperature": 21})
+
+    assert upload.status_code == 201
+    log = (tmp_path / "server.log").read_text()
+    assert log.count("Cut off a client") == 1 and "Traceback" not in log  # one line a minute, however many
+    for hog in hogs:
+        hog.close()
 
 
 def test_garbage_sent_in_a_loop_does_not_fill_the_log(start_server, tmp_path):
@@ -145,6 +187,16 @@ def test_with_reading_open_a_page_must_name_this_server(client, host, status):
         assert "SENSORCAST_ALLOWED_HOSTS" in answer.json["error"]
 
 
+def test_with_viewers_a_rebinding_page_reads_nothing_and_cannot_lock_the_viewer_out(app, ana):
+    rebound = {"Host": "evil.example", "Sec-Fetch-Site": "same-origin"}  # to the browser, the page's own origin
+    guesses = [ana.post("/login", data={"name": "ana", "password": "guess"}, headers=rebound)
+               for _ in range(app.config["LOGIN_FAILURES"] + 1)]
+    reading = ana.get("/api/devices", headers=rebound)
+
+    assert {answer.status_code for answer in guesses + [reading]} == {400}
+    assert ana.post("/login", data={"name": "ana", "password": "correct horse"}).status_code == 302
+
+
 def test_names_the_owner_allows_are_answered(app, client):
     app.config["ALLOWED_HOSTS"] = "sensorcast.lan,other.lan"
 
@@ -162,3 +214,11 @@ def test_no_authorization_header_opens_what_the_host_check_closes(client, token_
 
     assert reading.status_code == 400 and changing.status_code == 400
     assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}
+
+
+def test_trusting_proxies_while_listening_beyond_loopback_is_warned_of_at_start(start_server, tmp_path):
+    start_server(host="0.0.0.0", TRUSTED_PROXIES=1, log=tmp_path / "exposed.log")
+    start_server(TRUSTED_PROXIES=1, log=tmp_path / "behind.log")
+
+    assert "SENSORCAST_TRUSTED_PROXIES=1 while listening on 0.0.0.0" in (tmp_path / "exposed.log").read_text()
+    assert "X-Forwarded-For" not in (tmp_path / "behind.log").read_text()

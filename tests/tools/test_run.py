@@ -18,17 +18,19 @@ KILLED = "embedded Redis ended (exit code -9); starting it again from its append
 
 
 class Stack:
-    """``make run`` on a free port, its embedded Redis in a folder of the test's own, and
+    """``make run`` on a free port (of loopback unless ``host`` says otherwise) with the
+    ``SENSORCAST_`` settings given, its embedded Redis in a folder of the test's own, and
     a runtime folder of its own (where gunicorn would put a control socket)."""
 
-    def __init__(self, data, runtime):
+    def __init__(self, data, runtime, host="127.0.0.1", **settings):
         self.data, self.runtime = data, runtime
         runtime.mkdir()
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+        env.update({f"SENSORCAST_{name}": value for name, value in settings.items()})
         env["XDG_RUNTIME_DIR"] = str(self.runtime)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tools.run", "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1],
+            [sys.executable, "-m", "tools.run", "--host", host, "--port", self.url.rsplit(":", 1)[1],
              "--workers", "1", "--data", str(data)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output = []
@@ -70,6 +72,10 @@ class Stack:
         """What ``make run`` said about its embedded Redis, line by line."""
         return [line for line in self.log().splitlines() if line.startswith("embedded Redis")]
 
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
 
 def fill(redis_socket, keys=1_000_000):
     """Give a Redis an append-only file that takes a second or so to load: a million keys, in
@@ -85,8 +91,7 @@ def fill(redis_socket, keys=1_000_000):
 def stack(tmp_path):
     running = Stack(tmp_path / "var", tmp_path / "run")
     yield running
-    running.process.terminate()
-    running.process.wait(timeout=30)
+    running.stop()
 
 
 def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(stack):
@@ -94,6 +99,14 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
 
     assert f"Dashboard: http://localhost:{stack.url.rsplit(':', 1)[1]}/" in stack.log()
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
+
+
+def test_make_run_warns_when_any_client_could_claim_any_address(tmp_path):
+    exposed = Stack(tmp_path / "var", tmp_path / "run", host="0.0.0.0", TRUSTED_PROXIES="1")
+    try:
+        eventually(lambda: "WARNING: SENSORCAST_TRUSTED_PROXIES=1 while listening on 0.0.0.0" in exposed.log())
+    finally:
+        exposed.stop()
 
 
 def test_make_run_keeps_its_data_to_itself_caps_its_memory_and_opens_no_control_socket(stack):
