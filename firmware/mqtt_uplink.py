@@ -21,16 +21,17 @@ it or umqtt.
 import json
 import time
 
+from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
 from settings import PATH, SettingsError
 from uplink import Uplink
 
 DEFAULTS = {"mqtt_port": 1883, "mqtt_user": "", "mqtt_password": ""}  # here: the HTTP node never holds them
-TOPIC = "sensorcast/%s/%s"
-KEEPALIVE_INTERVALS = 3  # the broker's keepalive is this many reading intervals,
-MIN_KEEPALIVE = 60  # and at least a minute; a quiet cycle pings after a third of it
-BAD_LOGIN = (4, 5)  # CONNACK codes: bad user name or password, not authorised
+_TOPIC = const("sensorcast/%s/%s")
+_KEEPALIVE_INTERVALS = const(3)  # the broker's keepalive is this many reading intervals,
+_MIN_KEEPALIVE = const(60)  # and at least a minute; a quiet cycle pings after a third of it
+_BAD_LOGIN = const((4, 5))  # CONNACK codes: bad user name or password, not authorised
 # How umqtt.simple fails: socket errors (a timeout, a reset, OSError(-1) at the end of the
 # stream), a refused connection, and its asserts and indexing on a short or odd answer.
 FAILURES = (OSError, MQTTException, AssertionError, IndexError, TypeError)
@@ -73,9 +74,9 @@ class MqttUplink(Uplink):
             raise SettingsError("%s: 'mqtt_host' is missing (transport mqtt)" % PATH)
         if not isinstance(port, int) or not 0 < port < 65536:
             raise SettingsError("%s: 'mqtt_port' must be a port number" % PATH)
-        self.readings_topic = TOPIC % (device, "readings")
-        self.status_topic = TOPIC % (device, "status")
-        self.keepalive = max(MIN_KEEPALIVE, int(KEEPALIVE_INTERVALS * settings["interval"]))
+        self.readings_topic = _TOPIC % (device, "readings")
+        self.status_topic = _TOPIC % (device, "status")
+        self.keepalive = max(_MIN_KEEPALIVE, int(_KEEPALIVE_INTERVALS * settings["interval"]))
         self.broker = "%s:%d" % (host, port)
         self.client = MQTTClient("node." + device, host, port, settings["mqtt_user"] or device,
                                  settings["mqtt_password"], self.keepalive)
@@ -116,7 +117,7 @@ class MqttUplink(Uplink):
             self.client.sock = TimedSocket(self.client.sock, self.timeout)
             self.client.publish(self.status_topic, "online", True, 1)
         except MQTTException as error:  # the broker said no, with the CONNACK code
-            self.auth_refused = error.args[0] in BAD_LOGIN
+            self.auth_refused = error.args[0] in _BAD_LOGIN
             return self.failed("mqtt: login (CONNACK %d)" % error.args[0], error)
         except FAILURES as error:
             return self.failed("mqtt: connecting", error)

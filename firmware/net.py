@@ -2,11 +2,13 @@
 import time
 
 import network
+import ntptime
+from micropython import const
 
 EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
-EARLIEST_SYNCED = 1577836800  # 2020-01-01
-CONNECT_TIMEOUT_MS = 15000
-MAX_BACKOFF_S = 300
+_EARLIEST_SYNCED = const(1577836800)  # 2020-01-01
+_CONNECT_TIMEOUT_MS = const(15000)
+_MAX_BACKOFF_S = const(300)
 FAILED = tuple(getattr(network, name) for name in
                ("STAT_NO_AP_FOUND", "STAT_WRONG_PASSWORD", "STAT_CONNECT_FAIL") if hasattr(network, name))
 
@@ -33,7 +35,7 @@ class Wifi:
         elif not connected:
             self.log("wifi: no connection; next try in %d s" % self.backoff_s)
             self.next_try = time.time() + self.backoff_s
-            self.backoff_s = min(self.backoff_s * 2, MAX_BACKOFF_S)
+            self.backoff_s = min(self.backoff_s * 2, _MAX_BACKOFF_S)
         self.online = connected
         return connected
 
@@ -45,7 +47,7 @@ class Wifi:
         except OSError as error:
             self.log("wifi: %r" % error)
         start = time.ticks_ms()
-        while not self.wlan.isconnected() and time.ticks_diff(time.ticks_ms(), start) < CONNECT_TIMEOUT_MS:
+        while not self.wlan.isconnected() and time.ticks_diff(time.ticks_ms(), start) < _CONNECT_TIMEOUT_MS:
             if self.wlan.status() in FAILED:
                 return
             feed()
@@ -63,7 +65,6 @@ class Wifi:
 
 def sync_time(log):
     try:
-        import ntptime
         ntptime.settime()
     except (OSError, OverflowError) as error:
         log("ntp: no time (%r); the server will stamp readings" % error)
@@ -72,4 +73,4 @@ def sync_time(log):
 def unix_time():
     """Seconds since 1970, or None while the clock was never set."""
     now = time.time() + EPOCH_OFFSET
-    return now if now >= EARLIEST_SYNCED else None
+    return now if now >= _EARLIEST_SYNCED else None

@@ -9,6 +9,7 @@ import sys
 import time
 
 import machine
+from micropython import const
 
 import net
 import settings as settings_file
@@ -17,14 +18,15 @@ from sensors import open_sensor
 from uplink import Uplink
 from version import VERSION
 
-STATE_PATH = "state.json"
-SETTINGS_RETRY_MS = 30000
-TRIAL_CYCLES = 10  # cycles a new release has to post a reading in
-FAILED_UPDATE = "ota-failed.json"  # loader.FAILED and loader.PENDING: used here without
-PENDING_UPDATE = "ota-pending.json"  # importing the loader, whose code the heap may not fit
-UPDATE_BACKOFF = "ota-backoff.json"  # {"failures" in a row, "until": time.time() the next may be tried}
-BACKOFF_S = 86400  # after a failed update none is tried for a day (setting update_backoff),
-MAX_BACKOFF_FACTOR = 8  # twice as long after each further failure in a row, up to 8 days
+_STATE_PATH = const("state.json")
+_SETTINGS_RETRY_MS = const(30000)
+_TRIAL_CYCLES = const(10)  # cycles a new release has to post a reading in
+_UPDATE_MARKER = const("ota.json")  # loader.MARKER, FAILED and PENDING: used here without
+_FAILED_UPDATE = const("ota-failed.json")  # importing the loader, whose code the heap may not fit
+_PENDING_UPDATE = const("ota-pending.json")  # (boot.py's loader.recover() left the marker whole)
+_UPDATE_BACKOFF = const("ota-backoff.json")  # {"failures" in a row, "until": time.time() the next may be tried}
+_BACKOFF_S = const(86400)  # after a failed update none is tried for a day (setting update_backoff),
+_MAX_BACKOFF_FACTOR = const(8)  # twice as long after each further failure in a row, up to 8 days
 DEFAULT_BUFFER = {"esp8266": 40}
 
 
@@ -70,7 +72,7 @@ class Node:
         self.reporter = Reporter(settings["delta"], settings["heartbeat"])
         self.next_update_check = 0
         self.trial_cycles = 0
-        self.on_trial = with_module("loader", "on_trial")
+        self.on_trial = (read_json(_UPDATE_MARKER) or {}).get("state") == "trial"
         self.uptime_ms, self.ticks = 0, time.ticks_ms()
         self.watchdog = machine.WDT(timeout=settings["watchdog"] * 1000) if settings["watchdog"] else None
         if settings["deep_sleep"]:
@@ -99,54 +101,48 @@ class Node:
             self.led.show("trouble" if trouble or not delivered else "ok")
 
     def update(self, online):
-        """A release on trial stays once it has posted, or is given up after TRIAL_CYCLES
+        """A release on trial stays once it has posted, or is given up after _TRIAL_CYCLES
         cycles (loader.py rolls it back). At each heartbeat: a failed update is reported
-        once and starts a backoff, and, outside one, a newer release is installed by
-        restarting into it (boot.py, ota.py) once nothing waits to be uploaded. The
-        backoff stops an offer of a new version at every heartbeat, forged or not, from
-        restarting the board at every heartbeat."""
+        once, and, outside a backoff, a newer release is installed by restarting into it
+        (boot.py, ota.py) once nothing waits to be uploaded. The backoff starts before that
+        restart, whatever the install then does, and ends when a release stays: an offer of
+        a new version at every heartbeat, forged or not, cannot restart the board at every
+        heartbeat."""
         if self.on_trial:
             self.trial_cycles += 1
             if self.uplink.posted:
                 with_module("loader", "commit")
-                if read_json(UPDATE_BACKOFF):  # it stays: the failures in a row are over
-                    write_json(UPDATE_BACKOFF, {})
+                if read_json(_UPDATE_BACKOFF):  # it stays: the failures in a row are over
+                    write_json(_UPDATE_BACKOFF, {})
                 self.on_trial = False
                 log("update: %s posts; it stays" % VERSION)
                 self.report(VERSION, "updated", "")
-            elif self.trial_cycles >= TRIAL_CYCLES:
-                with_module("loader", "fail", "it did not post in %d cycles" % TRIAL_CYCLES)
+            elif self.trial_cycles >= _TRIAL_CYCLES:
+                with_module("loader", "fail", "it did not post in %d cycles" % _TRIAL_CYCLES)
                 machine.reset()
         if online and time.time() >= self.next_update_check:
             self.next_update_check = time.time() + self.settings["heartbeat"]
-            failed = read_json(FAILED_UPDATE) or {}
-            backing_off = self.backing_off(failed)
+            failed = read_json(_FAILED_UPDATE) or {}
             if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):
                 failed["reported"] = True
-                write_json(FAILED_UPDATE, failed)
-            if backing_off:
+                write_json(_FAILED_UPDATE, failed)
+            backoff = read_json(_UPDATE_BACKOFF) or {}
+            if time.time() < backoff.get("until", 0):
                 return
             _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (VERSION, self.settings["device"]),
                                         None, "update check")
             if offer and offer["version"] != failed.get("version") and not self.uplink.pending:
+                self.back_off(backoff.get("failures", 0) + 1)
                 log("update: %s is out; restarting to install it" % offer["version"])
-                write_json(PENDING_UPDATE, offer)  # a torn write is no request: it asks again
+                write_json(_PENDING_UPDATE, offer)  # a torn write is no request: it asks again
                 machine.reset()
 
-    def backing_off(self, failed):
-        """Whether no update may be tried yet: for ``update_backoff`` s after one failed,
-        twice as long after each further failure in a row. ``failed`` (the last failure)
-        is new unless reported or counted. A clock NTP never set counts from its reset."""
-        backoff = read_json(UPDATE_BACKOFF) or {"failures": 0, "until": 0}
-        if failed and not failed["reported"] and not failed.get("counted"):
-            failures = backoff["failures"] + 1
-            wait = self.settings.get("update_backoff", BACKOFF_S) * min(2 ** (failures - 1), MAX_BACKOFF_FACTOR)
-            backoff = {"failures": failures, "until": time.time() + wait}
-            write_json(UPDATE_BACKOFF, backoff)
-            failed["counted"] = True
-            write_json(FAILED_UPDATE, failed)
-            log("update: %d failed in a row; next try in %d s" % (failures, wait))
-        return time.time() < backoff["until"]
+    def back_off(self, failures):
+        """Try no update for ``update_backoff`` s, as if the one about to be tried failed,
+        twice as long for each failure in a row before it. A clock NTP never set counts from its reset."""
+        wait = self.settings.get("update_backoff", _BACKOFF_S) * min(2 ** (failures - 1), _MAX_BACKOFF_FACTOR)
+        write_json(_UPDATE_BACKOFF, {"failures": failures, "until": time.time() + wait})
+        log("update: if it fails, none is tried for %d s (%d failures in a row)" % (wait, failures))
 
     def report(self, version, status, reason):
         answer = self.uplink.call("POST", "/api/firmware/report?device=" + self.settings["device"],
@@ -177,10 +173,10 @@ class Node:
         uplink = self.uplink
         state = {"boot": uplink.boot, "seq": uplink.seq, "pending": uplink.pending,
                  "dropped": uplink.dropped, "last": self.reporter.last, "last_time": self.reporter.last_time}
-        write_json(STATE_PATH, state)
+        write_json(_STATE_PATH, state)
 
     def restore(self):
-        state = read_json(STATE_PATH)
+        state = read_json(_STATE_PATH)
         if state is None:
             return
         uplink = self.uplink
@@ -244,7 +240,7 @@ def start_node(led):
             log("start failed: %r" % error)
             sys.print_exception(error)
             led.show("trouble")
-        led.wait(SETTINGS_RETRY_MS, lambda: None)
+        led.wait(_SETTINGS_RETRY_MS, lambda: None)
 
 
 def main():

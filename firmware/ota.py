@@ -7,7 +7,8 @@ staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manif
 only when every file checks does loader.py swap them in, and the board resets into a
 trial of the release. A refused release is written to ota-failed.json, which node.py
 reports, and not tried again; nor is any other release until node.py's backoff is over,
-so offers forged at every heartbeat cannot restart the board at every heartbeat."""
+so offers forged at every heartbeat cannot restart the board at every heartbeat. Whatever
+goes wrong on the way (a redirect, an answer that is no manifest) refuses the release."""
 import binascii
 import gc
 import json
@@ -16,6 +17,7 @@ import sys
 import time
 
 import machine
+from micropython import const
 
 import loader
 import net
@@ -26,13 +28,9 @@ try:
     import hashlib
 except ImportError:
     import uhashlib as hashlib
-try:
-    import requests
-except ImportError:
-    import urequests as requests
 
-CHUNK = 512
-SIGNATURE = "sensorcast-signature"  # the manifest's header: its Ed25519 signature, hex
+_CHUNK = const(512)
+_SIGNATURE = const("sensorcast-signature")  # the manifest's header: its Ed25519 signature, hex
 
 
 def log(message):
@@ -46,16 +44,24 @@ def install_pending():
     settings = settings_file.load()
     wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
     if not wifi.up(lambda: None):
-        log("no network; node.py will ask again")
+        log("no network; node.py asks again after its backoff")
         return
     uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
     install(pending["version"], uplink, settings["device"], settings.get("release_key"))
 
 
 def install(version, uplink, device, key):
-    uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"}, "report")
-    manifest, problem = _manifest(version, uplink, device, key)
-    problem = problem or _refuse(manifest, version, device) or _download(manifest, uplink, device)
+    """Check the release, tell the server it is ``updating`` (not before: the signature
+    check needs a heap that no request has cut up yet), download it and swap it in."""
+    try:
+        manifest, problem = _manifest(version, uplink, device, key)
+        problem = problem or _refuse(manifest, version, device)
+        if not problem:
+            uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"},
+                        "report")
+            problem = _download(manifest, uplink, device)
+    except Exception as error:  # a forged server's answer, or the network's: refused, never tried again
+        problem = repr(error)
     if problem:
         log("%s refused: %s" % (version, problem))
         loader.write(loader.FAILED, {"version": version, "reason": problem, "reported": False})
@@ -69,25 +75,21 @@ def install(version, uplink, device, key):
 
 
 def _manifest(version, uplink, device, key):
-    """The release's manifest, if ``key`` (hex) signed it, and None; or None and why not."""
+    """The release's manifest, if ``key`` (hex) signed it, and None; or None and why not
+    (raised, if the server's answer or the network failed)."""
     if not key:
         return None, "settings.json has no release_key: make provision again"
-    response = None
+    response = uplink.open("GET", "/api/firmware/%s?device=%s" % (version, device))
     try:
-        response = requests.get("%s/api/firmware/%s?device=%s" % (uplink.server, version, device),
-                                headers=uplink.headers, timeout=uplink.timeout)
         if response.status_code != 200:
             return None, "no manifest (HTTP %d)" % response.status_code
         signature = ""
         for name, value in response.headers.items():
-            if name.lower() == SIGNATURE:
+            if name.lower() == _SIGNATURE:
                 signature = value
         text = response.content
-    except (OSError, ValueError) as error:
-        return None, repr(error)
     finally:
-        if response is not None:
-            response.close()
+        response.close()
     start = time.ticks_ms()
     try:
         signed = _signed(key, signature, text)
@@ -133,7 +135,7 @@ def _download(manifest, uplink, device):
     loader.clean()
     if not loader.exists(loader.STAGING):
         os.mkdir(loader.STAGING)
-    buffer = memoryview(bytearray(CHUNK))
+    buffer = memoryview(bytearray(_CHUNK))
     for entry in manifest["files"]:
         problem = _fetch(entry, uplink, device, buffer)
         gc.collect()
@@ -143,16 +145,14 @@ def _download(manifest, uplink, device):
 
 
 def _fetch(entry, uplink, device, buffer):
-    response = None
+    response = uplink.open("GET", "/api/firmware/files/%s?device=%s" % (entry["sha256"], device))
     try:
-        response = requests.get("%s/api/firmware/files/%s?device=%s" % (uplink.server, entry["sha256"], device),
-                                headers=uplink.headers, timeout=uplink.timeout)
         if response.status_code != 200:
             return "HTTP %d" % response.status_code
         digest, left = hashlib.sha256(), entry["size"]
         with open(loader.STAGING + "/" + entry["path"], "wb") as f:
             while left > 0:
-                count = response.raw.readinto(buffer[:min(CHUNK, left)])
+                count = response.raw.readinto(buffer[:min(_CHUNK, left)])
                 if not count:
                     break
                 digest.update(buffer[:count])
@@ -161,8 +161,5 @@ def _fetch(entry, uplink, device, buffer):
         if left or binascii.hexlify(digest.digest()).decode() != entry["sha256"]:
             return "wrong size or SHA-256"
         return None
-    except (OSError, ValueError) as error:
-        return repr(error)
     finally:
-        if response is not None:
-            response.close()
+        response.close()

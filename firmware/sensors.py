@@ -12,11 +12,11 @@ import machine
 from micropython import const
 from settings import SettingsError
 
-DHT11_INTERVAL_MS = const(1000)
-DHT22_INTERVAL_MS = const(2000)
-ADC_INTERVAL_MS = const(20)
-RETRIES = const(3)
-KELVIN = 273.15
+_DHT11_INTERVAL_MS = const(1000)
+_DHT22_INTERVAL_MS = const(2000)
+_ADC_INTERVAL_MS = const(20)
+_RETRIES = const(3)
+_KELVIN = const(273.15)
 
 # ADC1 pins by chip: ADC2 cannot be read while Wi-Fi is on.
 ADC1_PINS = {"esp32": range(32, 40), "esp32s2": range(1, 11), "esp32s3": range(1, 11),
@@ -45,7 +45,7 @@ def median(values):
 
 
 class Sensor:
-    interval_ms = ADC_INTERVAL_MS
+    interval_ms = _ADC_INTERVAL_MS
 
     def __init__(self, samples, log):
         self.samples = samples
@@ -66,12 +66,12 @@ class Sensor:
         return {name: median(values) for name, values in found.items()} or None
 
     def _sample_with_retries(self):
-        for attempt in range(RETRIES):
+        for attempt in range(_RETRIES):
             self._wait_turn()
             try:
                 return self._sample()
             except Exception as error:  # OSError timeouts, and the dht driver's "checksum error"
-                self.log("sensor read failed (try %d of %d): %r" % (attempt + 1, RETRIES, error))
+                self.log("sensor read failed (try %d of %d): %r" % (attempt + 1, _RETRIES, error))
         return None
 
     def _wait_turn(self):
@@ -87,9 +87,9 @@ class Dht(Sensor):
         super().__init__(samples, log)
         import dht
         if kind == "dht11":
-            self.driver, self.interval_ms = dht.DHT11(machine.Pin(pin)), DHT11_INTERVAL_MS
+            self.driver, self.interval_ms = dht.DHT11(machine.Pin(pin)), _DHT11_INTERVAL_MS
         else:
-            self.driver, self.interval_ms = dht.DHT22(machine.Pin(pin)), DHT22_INTERVAL_MS
+            self.driver, self.interval_ms = dht.DHT22(machine.Pin(pin)), _DHT22_INTERVAL_MS
 
     def _sample(self):
         self.driver.measure()
@@ -125,8 +125,8 @@ def celsius(volts, c):
         resistance = c["series"] * volts / (c["vcc"] - volts)
     else:
         resistance = c["series"] * (c["vcc"] - volts) / volts
-    inverse = 1 / (c["t0"] + KELVIN) + math.log(resistance / c["r0"]) / c["beta"]
-    return 1 / inverse - KELVIN
+    inverse = 1 / (c["t0"] + _KELVIN) + math.log(resistance / c["r0"]) / c["beta"]
+    return 1 / inverse - _KELVIN
 
 
 def open_sensor(settings, log):

@@ -1,10 +1,12 @@
 """The node's settings: one JSON file on the board's flash, checked before anything runs."""
 import json
 
+from micropython import const
+
 PATH = "settings.json"
-REQUIRED = ("wifi_ssid", "server", "device", "sensor")
-SENSORS = ("dht11", "dht22", "thermistor")
-DEVICE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+_REQUIRED = const(("wifi_ssid", "server", "device", "sensor"))
+_SENSORS = const(("dht11", "dht22", "thermistor"))
+_DEVICE_CHARS = const("abcdefghijklmnopqrstuvwxyz0123456789_-")
 DEFAULTS = {
     "wifi_password": "", "token": "", "pin": 4, "interval": 30, "heartbeat": 300,
     "delta": {"temperature": 0.2, "humidity": 1.0}, "samples": 3, "deep_sleep": False,
@@ -30,7 +32,7 @@ def load(path=PATH):
         raise SettingsError("%s is not valid JSON" % path)
     if not isinstance(given, dict):
         raise SettingsError("%s must hold one JSON object" % path)
-    for name in REQUIRED:
+    for name in _REQUIRED:
         if not given.get(name):
             raise SettingsError("%s: '%s' is missing" % (path, name))
     settings = dict(DEFAULTS)
@@ -40,8 +42,8 @@ def load(path=PATH):
     settings["thermistor"] = thermistor
     if not valid_device(settings["device"]):
         raise SettingsError("%s: 'device' must be 1-32 characters of a-z 0-9 _ -" % path)
-    if settings["sensor"] not in SENSORS:
-        raise SettingsError("%s: 'sensor' must be one of %s" % (path, ", ".join(SENSORS)))
+    if settings["sensor"] not in _SENSORS:
+        raise SettingsError("%s: 'sensor' must be one of %s" % (path, ", ".join(_SENSORS)))
     if not settings["server"].startswith("http://") and not settings["server"].startswith("https://"):
         raise SettingsError("%s: 'server' must start with http:// or https://" % path)
     for name in ("interval", "heartbeat", "samples", "timeout"):
@@ -53,4 +55,4 @@ def load(path=PATH):
 def valid_device(name):
     """Whether the server takes ``name`` as a device id (server/readings.py's DEVICE_ID,
     without ``re``): better said at start than by every reading refused."""
-    return isinstance(name, str) and 0 < len(name) <= 32 and all(c in DEVICE_CHARS for c in name)
+    return isinstance(name, str) and 0 < len(name) <= 32 and all(c in _DEVICE_CHARS for c in name)

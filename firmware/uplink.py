@@ -10,23 +10,39 @@ later reading would be answered "duplicate" and never stored. So each answer's `
 boot and seq are checked against the seqs this board gave out: a higher one means its
 boot is poisoned, and it starts a new boot id and sends every reading of the old one it
 still holds again under it (one that may have been stored before the poisoning is then
-stored twice rather than lost)."""
+stored twice rather than lost). A 409 says the same of a boot outright: the server holds
+other values at a boot and seq of this batch (someone got there first), and stored none of it.
+
+Redirects are not followed: the server never sends one, and requests follows a loop of
+them until RuntimeError, each hop without a timeout. A 3xx is a failed request."""
 import binascii
 import gc
 import json
 import os
 import time
+from micropython import const
 
 try:
     import requests
 except ImportError:
     import urequests as requests
 
-BATCH = 20
-REFUSED = (400, 413, 415, 422)  # the server will never take these readings: drop them
-AUTH_FAULT = (401, 403)
-PAUSE = (429, 503)  # the server is busy or over this device's rate: wait as Retry-After says
-LONGEST_PAUSE = 3600
+request = requests.request  # every request goes out through this: its redirects through the next
+
+
+def refuse_redirect(method, url, *args):
+    """What requests calls to follow a redirect (its module's ``request``)."""
+    raise ValueError("redirect to %s refused" % url)
+
+
+requests.request = refuse_redirect
+
+_BATCH = const(20)
+_REFUSED = const((400, 413, 415, 422))  # the server will never take these readings: drop them
+_AUTH_FAULT = const((401, 403))
+_PAUSE = const((429, 503))  # the server is busy or over this device's rate: wait as Retry-After says
+_CONFLICT = const(409)  # another reading holds a boot and seq of the batch: it must go under a new boot
+_LONGEST_PAUSE = const(3600)
 
 
 class Uplink:
@@ -62,7 +78,7 @@ class Uplink:
                 return not self.pending
             self.resume_at = None
         while self.pending:
-            done = self.deliver(self.pending[:BATCH])
+            done = self.deliver(self.pending[:_BATCH])
             if not done:
                 return False
             self.pending = self.pending[done:]
@@ -76,23 +92,24 @@ class Uplink:
         if status == 400 and len(batch) > 1:
             batch = batch[:1]
             status, answer = self.call("POST", "/api/readings", batch, "upload")
-        if status is None or not (200 <= status < 300 or status in REFUSED):
-            self.auth_refused = status in AUTH_FAULT
-            return 0
-        if status in REFUSED:
-            self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
-        elif answer and self._poisoned(answer):
+        known = answer.get("known") if answer else None
+        if known and (status == _CONFLICT or known.get("boot") == self.boot and (known.get("seq") or 0) > self.seq):
+            self.leave_boot(known)
             return 0  # sent again under the new boot next time
+        if status is None or not (200 <= status < 300 or status in _REFUSED):
+            self.auth_refused = status in _AUTH_FAULT
+            return 0
+        if status in _REFUSED:
+            self.log("server refused reading seq %s (HTTP %d): dropped" % (batch[0].get("seq"), status))
         else:
             self.posted += len(batch)
         return len(batch)
 
-    def _poisoned(self, answer):
-        """Whether the server holds a seq of this boot above any this board gave out. If
-        so, every reading of this boot still here gets a new boot id and seqs from 1."""
-        known, poisoned = answer.get("known") or {}, self.boot
-        if known.get("boot") != poisoned or (known.get("seq") or 0) <= self.seq:
-            return False
+    def leave_boot(self, known):
+        """The server holds seq ``known["seq"]`` of boot ``known["boot"]``, not this board's
+        reading: every reading of that boot still here gets a new boot id and seqs from 1,
+        and the readings to come follow them."""
+        poisoned = known["boot"]
         self.boot, self.seq = new_boot(), 0
         for reading in self.pending:
             if reading["boot"] == poisoned:
@@ -100,31 +117,34 @@ class Uplink:
                 reading["boot"], reading["seq"] = self.boot, self.seq
         self.log("boot %s poisoned (server holds seq %s); %d readings resent as %s"
                  % (poisoned, known["seq"], self.seq, self.boot))
-        return True
 
     def call(self, method, path, body, what):
-        """One request to the server: its status, and its JSON answer if 200 or 201; (None, None)
+        """One request to the server: its status, and its JSON answer if 200, 201 or 409; (None, None)
         if it failed, ``what`` failing then in the log."""
         response = None
         try:
-            response = requests.request(method, self.server + path, headers=self.headers, timeout=self.timeout,
-                                        data=None if body is None else json.dumps(body).encode())
+            response = self.open(method, path, body)
             status = response.status_code
             if status >= 300:
                 self.log("server answered %d: %s" % (status, response.text[:120]))
-            for name, value in response.headers.items() if status in PAUSE else ():
+            for name, value in response.headers.items() if status in _PAUSE else ():
                 if name.lower() == "retry-after" and value.strip().isdigit():
-                    seconds = min(int(value), LONGEST_PAUSE)
+                    seconds = min(int(value), _LONGEST_PAUSE)
                     self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
                     self.log("the server asked for a pause: next upload in %d s" % seconds)
-            return status, response.json() if status in (200, 201) else None
-        except (OSError, ValueError) as error:
+            return status, response.json() if status in (200, 201, _CONFLICT) else None
+        except Exception as error:  # whatever a server or the network does, it is one failed call
             self.log("%s failed: %r" % (what, error))
             return None, None
         finally:
             if response is not None:
                 response.close()
             gc.collect()
+
+    def open(self, method, path, body=None):
+        """The server's response to one request (the caller closes it); a redirect raises ValueError."""
+        return request(method, self.server + path, headers=self.headers, timeout=self.timeout,
+                       data=None if body is None else json.dumps(body).encode())
 
 
 def new_boot():

@@ -35,8 +35,11 @@ AGENT = (pathlib.Path(__file__).parent / "repl_agent.py").read_text()  # the REP
 
 
 def micropython_env(flash, hardware_file, extra_path=(), **variables):
-    """The environment that puts the host fakes in front of the board's files."""
-    path = [*extra_path, FAKES, flash, ".frozen"]
+    """The environment that puts the host fakes in front of the board's files, and MicroPython's
+    path as a board's: its flash, .frozen, then its /lib. That is "lib", relative to the flash
+    MicroPython runs in (its working directory): a short entry, as on a board, for every import
+    builds its paths in the heap."""
+    path = [*extra_path, FAKES, flash, ".frozen", "lib"]
     return dict(os.environ, MICROPYPATH=":".join(map(str, path)), FAKE_HARDWARE=str(hardware_file),
                 **variables)
 

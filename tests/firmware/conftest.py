@@ -1,6 +1,7 @@
 """A sensor node without hardware: the real ``firmware/`` files, copied to a folder that
 stands for the board's flash, run by the real MicroPython Unix port, with host fakes of
 ``machine``, ``network``, ``dht`` and ``ntptime`` in front of them on MICROPYPATH."""
+import http.server
 import json
 import shutil
 import signal
@@ -9,6 +10,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from tools.deploy import ENTRY_POINTS, FIRMWARE, LIBRARY, firmware_files, library
 from tools.emulator import DEFAULT_HARDWARE, MICROPYTHON, micropython_env
@@ -37,11 +39,7 @@ class Board:
                 source.unlink()
 
     def env(self):
-        """MicroPython's path as a board's: the host fakes, its flash, .frozen, then its /lib
-        (as "lib", relative to the flash the board runs in: a short entry, as on a board)."""
-        env = micropython_env(self.flash, self.hardware_file, self.extra_path)
-        env["MICROPYPATH"] += ":lib"
-        return env
+        return micropython_env(self.flash, self.hardware_file, self.extra_path)
 
     def configure(self, **settings):
         (self.flash / "settings.json").write_text(json.dumps(settings))
@@ -144,3 +142,49 @@ def mqtt_settings(broker, server_url, token, device="kitchen", **overrides):
                              mqtt_port=broker.port, mqtt_password=password)
     settings.update(overrides)
     return settings
+
+
+class Proxy:
+    """Stands between the board and the server at ``server_url`` (as nginx does): a real HTTP
+    server on loopback, at ``port`` or any free one, and a context manager that stops it.
+    Each request is answered by ``answer(method, path, body, forward)``: a (status, headers,
+    content) of its own, or what ``forward()`` gives, the server's."""
+
+    HOP_BY_HOP = ("connection", "content-length", "transfer-encoding", "date", "server")
+
+    def __init__(self, server_url, answer, port=0):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                status, headers, content = answer(self.command, self.path, body, lambda: self.forward(body))
+                self.send_response(status)
+                for name, value in dict(headers, **{"Content-Length": str(len(content))}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_POST = do_GET
+
+            def forward(self, body):
+                response = requests.request(self.command, server_url + self.path, data=body, timeout=5,
+                                            allow_redirects=False,
+                                            headers={name: self.headers[name] for name in
+                                                     ("Authorization", "Content-Type") if self.headers[name]})
+                headers = {name: value for name, value in response.headers.items()
+                           if name.lower() not in Proxy.HOP_BY_HOP}
+                return response.status_code, headers, response.content
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,15 +1,13 @@
 """A maker flashes the node: readings reach the dashboard, and nothing is lost on the way."""
 import ast
-import http.server
 import json
-import threading
 
 import pytest
 import requests
 
 from tests.conftest import eventually
+from tests.firmware.conftest import Proxy, node_settings
 from tools.run import free_port
-from tests.firmware.conftest import node_settings
 
 
 def test_the_nodes_readings_arrive_on_the_stream(board, live_server, token_for):
@@ -227,59 +225,68 @@ def test_a_stranger_who_poisons_the_boards_seqs_makes_it_start_a_new_boot_and_no
     assert board.console().count("poisoned") == 1
 
 
-class AnswerLosingProxy:
-    """Stands between the board and the server (as nginx does) and loses the answer to
-    the first upload of seq ``lose_at``: the server stores it, the board hears 504."""
+def losing_the_answer_to(seq):
+    """A Proxy's answer: the server's, but 504 for the first upload holding ``seq`` (stored all the same)."""
+    lost = []
 
-    def __init__(self, server_url, lose_at):
-        proxy = self
-        self.lost = False
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.forward(None)
-
-            def do_POST(self):
-                self.forward(self.rfile.read(int(self.headers["Content-Length"])))
-
-            def forward(self, body):
-                answer = requests.request(self.command, server_url + self.path, data=body, timeout=5,
-                                          headers={name: self.headers[name] for name in
-                                                   ("Authorization", "Content-Type") if self.headers[name]})
-                status, content = answer.status_code, answer.content
-                if body and not proxy.lost and any(r.get("seq") == lose_at for r in json.loads(body)):
-                    proxy.lost = True
-                    status, content = 504, b"upstream timed out"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(content)))
-                self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(method, path, body, forward):
+        status, headers, content = forward()
+        if body and not lost and any(reading.get("seq") == seq for reading in json.loads(body)):
+            lost.append(seq)
+            return 504, {"Content-Type": "text/plain"}, b"upstream timed out"
+        return status, headers, content
+    return answer
 
 
 def test_a_batch_whose_answer_was_lost_is_sent_again_and_stored_once(board, live_server, token_for):
-    proxy = AnswerLosingProxy(live_server.url, lose_at=3)
-    try:
+    with Proxy(live_server.url, losing_the_answer_to(3)) as proxy:
         board.configure(**node_settings(proxy.url, token_for("kitchen")))
         board.start()
         board.wait_for("server answered 504")
         eventually(lambda: len(live_server.history("kitchen")) >= 6)
         board.stop()
-    finally:
-        proxy.close()
 
     history = live_server.history("kitchen")
     seqs = [reading["seq"] for reading in history]
     assert seqs == list(range(1, len(seqs) + 1)) and len({reading["boot"] for reading in history}) == 1
     assert "poisoned" not in board.console()
+
+
+def taking_seq(seq):
+    """A Proxy's answer: the server's, but for the first upload holding ``seq`` a 409, as the
+    server answers when someone with the board's token stored other values at its boot and
+    that seq first; nothing of that upload is stored."""
+    taken = []
+
+    def answer(method, path, body, forward):
+        readings = json.loads(body) if body and path == "/api/readings" else []
+        mine = [reading for reading in readings if reading["seq"] == seq]
+        if taken or not mine:
+            return forward()
+        taken.append(mine[0]["boot"])
+        conflict = {"error": "a reading at this boot and seq holds other values",
+                    "known": {"boot": taken[0], "seq": seq}, "conflict": {"boot": taken[0], "seq": seq}}
+        return 409, {"Content-Type": "application/json"}, json.dumps(conflict).encode()
+    return answer
+
+
+def test_a_reading_taken_at_the_boards_next_seq_makes_it_start_a_new_boot_and_no_reading_is_lost(
+        board, live_server, token_for):
+    board.set(adc=RAWS)
+    with Proxy(live_server.url, taking_seq(3)) as proxy:
+        board.configure(**node_settings(proxy.url, token_for("kitchen"), delta=0))  # every reading is reported
+        board.start()
+        board.wait_for("server answered 409")
+        eventually(lambda: len({r["boot"] for r in live_server.history("kitchen")}) == 2
+                   and len(live_server.history("kitchen")) >= 8)
+        board.stop()
+
+    readings = live_server.history("kitchen")
+    boots = {}
+    for reading in readings:
+        boots.setdefault(reading["boot"], []).append(reading["seq"])
+    first, second = boots
+    assert boots[first] == [1, 2] and boots[second] == list(range(1, len(boots[second]) + 1)), boots
+    expected = temperatures_of(board, RAWS)
+    assert [r["temperature"] for r in readings] == expected[:len(readings)]  # none lost, none twice, in order
+    assert board.console().count(f"boot {first} poisoned (server holds seq 3)") == 1

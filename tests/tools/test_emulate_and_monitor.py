@@ -6,7 +6,10 @@ import sys
 import threading
 
 from server import ROOT
-from tests.firmware.conftest import node_settings
+from tests.conftest import eventually
+from tests.firmware.conftest import mqtt_settings, node_settings
+from tests.mqtt_broker import needs_mosquitto
+from tools.deploy import LIBRARY
 
 
 def test_emulate_prints_a_port_per_board_that_mpremote_talks_to(tmp_path):
@@ -43,3 +46,19 @@ def test_monitor_shows_the_running_nodes_log(emulated_board):
         monitor.wait()
 
     assert shown, "the monitor never showed the node's failed upload"
+
+
+@needs_mosquitto
+def test_an_emulated_board_finds_its_lib_as_a_board_does_and_publishes_over_mqtt(emulated_board, broker,
+                                                                                 mqtt_server, token_for):
+    """umqtt.simple is in the board's /lib, where ``make deploy`` puts it: not beside the firmware."""
+    for source in (ROOT / "firmware").glob("*.py"):
+        shutil.copy(source, emulated_board.flash)
+    shutil.copytree(LIBRARY, emulated_board.flash / "lib")
+    server = mqtt_server()
+    (emulated_board.flash / "settings.json").write_text(
+        json.dumps(mqtt_settings(broker, server.url, token_for("kitchen"), watchdog=0)))
+    emulated_board.power_off()
+    emulated_board.power_on()
+
+    eventually(lambda: server.history("kitchen"), timeout=60)

@@ -17,8 +17,9 @@ import requests
 from server.firmware import RELEASES, TARGETS, file_key, store_release
 from server.store import device_key
 from tests.conftest import eventually
-from tests.firmware.conftest import node_settings
+from tests.firmware.conftest import Proxy, node_settings
 from tools.deploy import FIRMWARE
+from tools.run import free_port
 from tools.release import public_key, release_files, release_key as make_release_key
 
 
@@ -27,12 +28,13 @@ def board(emulated_board, live_server, token_for, release_key):
     return running_today(emulated_board, live_server, token_for("kitchen"), release_key)
 
 
-def running_today(board, server, token, key):
-    """The board running today's firmware (0.1.0) as kitchen, posting to ``server``,
-    provisioned with ``key``'s public half (None: provisioned before releases were signed)."""
+def running_today(board, server, token, key, url=None):
+    """The board running today's firmware (0.1.0) as kitchen, posting to ``server`` (at
+    ``url`` if given: a proxy's), provisioned with ``key``'s public half (None: provisioned
+    before releases were signed)."""
     for source in FIRMWARE.glob("*.py"):
         shutil.copy(source, board.flash)
-    settings = node_settings(server.url, token, interval=0.3, heartbeat=0.3, watchdog=0)
+    settings = node_settings(url or server.url, token, interval=0.3, heartbeat=0.3, watchdog=0)
     if key:
         settings["release_key"] = public_key(key)
     (board.flash / "settings.json").write_text(json.dumps(settings))
@@ -220,6 +222,67 @@ def test_forged_offers_of_a_new_version_at_each_heartbeat_restart_the_board_once
     eventually(lambda: running(live_server) == "0.5.0", timeout=backoff + 60)
     assert time.monotonic() - failed_at >= backoff - 5  # counted from the failure, a little before we saw it
     assert device_state(live_server)["fw_status"] == "updated"
+
+
+def test_an_install_that_dies_without_a_word_still_backs_off(board, live_server, redis_client, release_key):
+    """The backoff starts before the restart to install: an install that no handler saw end
+    (here the power goes once it took the request, its first step) is a failed try all the
+    same, not one per heartbeat."""
+    board.prelude = ("import os\nif 'ota-pending.json' in os.listdir():\n"
+                     "    os.remove('ota-pending.json')\n    os.system('kill -9 $PPID')\n")
+    publish(redis_client, "0.2.0", release_key)
+    eventually(lambda: board.mode == "friendly", timeout=60)  # the plug was pulled as it began to install
+    board.prelude = ""
+    restarted = boots(live_server)
+
+    board.power_off()
+    board.power_on()
+    posted = len(live_server.history("kitchen"))
+    eventually(lambda: len(live_server.history("kitchen")) > posted + 5)  # heartbeats: 0.3 s
+
+    assert running(live_server) == "0.1.0" and len(boots(live_server)) == len(restarted) + 1
+
+
+def updated(server, redirects):
+    return running(server) == "0.2.0"
+
+
+def refused(server, redirects):
+    return device_state(server).get("fw_status") == "failed"
+
+
+def asked_three_times(server, redirects):
+    return len(redirects) >= 3
+
+
+@pytest.mark.parametrize("redirected, settled, restarts", [
+    ("/api/firmware/report", updated, 1),  # it reports nothing, and installs all the same
+    ("/api/firmware?", asked_three_times, 0),  # it never hears of the release
+    ("/api/firmware/0.2.0", refused, 1),  # the manifest
+    ("/api/firmware/files/", refused, 1),  # the download
+], ids=["report", "update check", "manifest", "download"])
+def test_a_server_redirecting_in_a_loop_restarts_the_board_at_most_once(
+        emulated_board, live_server, redis_client, token_for, release_key, redirected, settled, restarts):
+    """MicroPython's requests would follow the loop until RuntimeError: the board follows
+    no redirect, and whatever fails in an update, it restarts at most once per backoff."""
+    port, redirects = free_port(), []
+
+    def answer(method, path, body, forward):
+        if not path.startswith(redirected):
+            return forward()
+        redirects.append(path)
+        return 302, {"Location": f"http://127.0.0.1:{port}{path}"}, b""
+
+    with Proxy(live_server.url, answer, port) as proxy:
+        running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        publish(redis_client, "0.2.0", release_key)
+        eventually(lambda: settled(live_server, redirects), timeout=60)
+        posted = len(live_server.history("kitchen"))
+        eventually(lambda: len(live_server.history("kitchen")) > posted + 5)
+
+    assert len(boots(live_server)) == 1 + restarts
+    if settled is refused:
+        assert f"redirect to http://127.0.0.1:{port}{redirected}" in device_state(live_server)["fw_error"]
 
 
 def test_a_board_provisioned_before_releases_were_signed_installs_none_until_provisioned_again(
