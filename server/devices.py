@@ -6,10 +6,10 @@ friendly name is only shown. Deleting removes everything kept about the device (
 latest values, history, thresholds, alert state, rate limit state) in one script, and
 announces it, so every open dashboard drops its card; its rollups go right after
 (``rollups.forget``). Its tokens stay unless revoked
-too (``flask devices delete --revoke``): a board that posts again comes back as new.
+too (``?revoke=1``, ``flask devices delete --revoke``): a board that posts again comes back as new.
 
 ``PATCH /api/devices/<id>`` with ``{"name"?, "group"?, "hidden"?}`` (an empty name or
-group removes it), ``DELETE /api/devices/<id>``; ``flask --app server devices
+group removes it), ``DELETE /api/devices/<id>[?revoke=1]``; ``flask --app server devices
 name|group|hide|show|delete``. Each change is a ``device`` event, so other dashboards
 follow it live.
 """
@@ -104,7 +104,9 @@ def patch_device(device):
 @bp.delete("/api/devices/<device>")
 @viewer_required
 def delete_device(device):
-    if not delete(get_redis(), device):
+    found = delete(get_redis(), device)
+    revoked = revoke_tokens(get_redis(), device) if request.args.get("revoke") == "1" else 0
+    if not found and not revoked:
         abort(404, f"no device {device!r} has sent a reading")
     return "", 204
 

@@ -1,8 +1,8 @@
 // The dashboard: a card per device (in name order), seeded from /api and kept live by
 // /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
 import { acknowledged, isAlerting, listAlerts, relabel, showAlert, wireThresholds } from "./js/alerts.js";
-import { draw, resize } from "./js/chart.js";
-import { DIAGNOSTICS, ago, format, metricsOf, newer, prefs, when } from "./js/format.js";
+import { draw } from "./js/chart.js";
+import { DIAGNOSTICS, ago, format, metricsOf, newer, note, prefs, when } from "./js/format.js";
 import { nextFrame } from "./js/frame.js";
 import { label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
@@ -38,6 +38,7 @@ function card(id) {
 }
 
 function showValues(device, reading) {
+  note(reading);
   Object.assign(device.latest, reading);
   const list = device.node.querySelector(".metrics");
   const details = [];
@@ -124,6 +125,7 @@ function addReading(reading, live) {
   const device = card(reading.device);
   const rows = device.readings;
   if (rows.some((row) => row.id === reading.id)) return;
+  note(reading);
   let at = rows.length;
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   const newest = at === rows.length;
@@ -306,4 +308,3 @@ wireControls();
 seed().catch((error) => console.error("could not load devices", error))
   .finally(() => { tick(); connect(); });
 setInterval(tick, 1000);
-window.addEventListener("resize", () => devices.forEach(resize));

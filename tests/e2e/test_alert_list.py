@@ -159,3 +159,32 @@ def test_the_alerts_active_now_are_summed_up_at_the_top(live_server, token_for, 
     live_server.post("/api/readings", shed, json={"temperature": 9})
     expect(summary).to_have_text("None active.")
     assert page.console_errors == []
+
+
+RED = "rgb(180, 35, 24)"  # --bad in the light scheme
+
+
+def test_only_an_active_alert_is_red_and_a_line_saying_one_ended_has_nothing_to_acknowledge(
+        live_server, token_for, browser_page):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    set_limits(live_server, high=25)
+    page = browser_page
+    lines = open_alerts(page, live_server)
+    live_server.post("/api/readings", token, json={"temperature": 30})
+    expect(lines).to_have_count(1)
+    expect(lines.first).to_have_css("color", RED)
+
+    live_server.post("/api/readings", token, json={"temperature": 20})
+
+    expect(lines).to_have_count(2)
+    ended, raised = lines.nth(0), lines.nth(1)
+    expect(ended.locator("span")).to_have_text("kitchen: temperature back to 20 °C")
+    expect(ended.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    expect(ended).not_to_have_css("color", RED)
+    expect(raised).not_to_have_css("color", RED)
+    page.reload()
+    expect(lines).to_have_count(2)
+    expect(lines.nth(0).get_by_role("button", name="Acknowledge")).to_have_count(0)
+    expect(lines.nth(1)).not_to_have_css("color", RED)
+    assert page.console_errors == []

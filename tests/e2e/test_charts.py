@@ -107,14 +107,14 @@ def test_thresholds_are_drawn_on_the_chart_and_follow_the_form(live_server, toke
     page = open_dashboard(open_page, live_server)
     card = page.locator('[data-device="kitchen"]')
 
-    expect(card.locator(".chart .threshold")).to_have_text(["low 18 °C", "high 25 °C"])
+    expect(card.locator(".chart .threshold")).to_have_text(["low 18.0 °C", "high 25.0 °C"])  # as the values: 21.1 °C...
     card.get_by_text("Alert thresholds").click()
     form = card.locator(".thresholds form")
     form.get_by_label("Metric").select_option("temperature")
     form.get_by_label("High").fill("30")
     form.get_by_role("button", name="Save").click()
 
-    expect(card.locator(".chart .threshold")).to_have_text(["low 18 °C", "high 30 °C"])
+    expect(card.locator(".chart .threshold")).to_have_text(["low 18.0 °C", "high 30.0 °C"])
     assert page.console_errors == []
 
 
@@ -168,3 +168,51 @@ def test_two_devices_same_metric_on_one_chart(live_server, token_for, open_page)
     expect(dialog).to_be_hidden()
     assert page.console_errors == []
 
+
+def name(server, device, label):
+    assert requests.patch(f"{server.url}/api/devices/{device}", json={"name": label}, timeout=5).ok
+
+
+def test_large_and_compare_say_the_devices_names_in_the_pages_order(live_server, token_for, open_page):
+    now = time.time()
+    for device, label, base in [("esp-1", "Cellar", 12), ("esp-2", "Attic", 18), ("esp-3", "Kitchen", 21)]:
+        post(live_server, token_for(device), [{"temperature": base + n % 3, "ts": now - 300 + n * 10} for n in range(20)])
+        name(live_server, device, label)
+    requests.put(live_server.url + "/api/devices/esp-3/thresholds/temperature", json={"high": 25}, timeout=5)
+    page = open_dashboard(open_page, live_server)
+    expect(page.locator(".card .name")).to_have_text(["Attic", "Cellar", "Kitchen"])
+
+    page.get_by_role("button", name="Open esp-3's chart large").click()
+    expect(page.get_by_role("dialog", name="Kitchen")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["Attic", "Cellar", "Kitchen"])
+    expect(dialog.locator(".threshold")).to_have_text(["Kitchen high 25 °C"])
+    dialog.locator(".u-over").hover()
+    expect(dialog.locator(".readout .key")).to_have_text(["Attic", "Cellar", "Kitchen"])
+    assert page.console_errors == []
+
+
+NARROWER_THAN = "([selector, most]) => document.querySelector(selector).getBoundingClientRect().width <= most"
+
+
+def test_large_and_compare_charts_follow_the_window_size(live_server, token_for, open_page):
+    post(live_server, token_for("kitchen"), [{"temperature": 20 + n % 4, "ts": time.time() - 300 + n * 10}
+                                             for n in range(30)])
+    page = open_dashboard(open_page, live_server)
+
+    canvas = page.locator("dialog .chart canvas")
+    for button in ("Open kitchen's chart large", "Compare"):
+        page.set_viewport_size(DESK)
+        page.get_by_role("button", name=button).click()
+        expect(canvas).to_be_visible()
+        assert canvas.bounding_box()["width"] >= 0.85 * DESK["width"]
+
+        page.set_viewport_size({"width": 800, "height": 600})
+
+        page.wait_for_function(NARROWER_THAN, arg=["dialog .chart canvas", 0.96 * 800])
+        page.keyboard.press("Escape")
+        expect(page.locator("dialog")).to_be_hidden()
+    assert page.console_errors == []

@@ -80,7 +80,7 @@ def test_a_card_keeps_showing_new_values_once_its_device_has_more_readings_than_
 
     for value in (-18, -17.5, -17):
         live_server.post("/api/readings", token, json={"temperature": value})
-        expect(card.locator('[data-metric="temperature"] dd')).to_have_text(f"{value:g} °C")
+        expect(card.locator('[data-metric="temperature"] dd')).to_have_text(f"{value:.1f} °C")  # as the backlog
 
     expect(card.locator(".chart")).to_have_attribute("data-points", "500")
     assert page.console_errors == []

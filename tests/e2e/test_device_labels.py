@@ -148,6 +148,29 @@ def test_deleting_a_device_asks_first_then_removes_its_card_everywhere(live_serv
     assert page.console_errors == [] and other.console_errors == []
 
 
+def test_a_device_deleted_with_its_token_revoked_cannot_post_again(live_server, token_for, browser_page):
+    kitchen, porch = token_for("kitchen"), token_for("porch")
+    for token in (kitchen, porch):
+        live_server.post("/api/readings", token, json={"temperature": 20})
+    page = browser_page
+    open_dashboard(page, live_server)
+    card, form = edit(page, "kitchen")
+
+    form.get_by_role("button", name="Delete…").click()
+    confirm = form.locator(".confirm")
+    expect(confirm).to_contain_text("comes back as new when it posts again")
+    expect(confirm.get_by_label("also revoke its token")).to_be_checked()
+    confirm.get_by_role("button", name="Delete for good").click()
+    expect(card).to_have_count(0)
+
+    assert live_server.post("/api/readings", kitchen, json={"temperature": 21}).status_code == 401
+    live_server.post("/api/readings", porch, json={"temperature": 22})
+    expect(page.locator('[data-device="porch"] [data-metric="temperature"] dd')).to_have_text("22 °C")
+    expect(page.locator(".card .name")).to_have_text(["porch"])
+    assert labels_of(live_server, "kitchen") is None
+    assert page.console_errors == []
+
+
 def test_labels_and_alerts_fit_a_phone(live_server, token_for, browser_page, screenshot):
     device = "a-device-with-a-name-32-chars-xx"
     token = token_for(device)

@@ -101,3 +101,24 @@ def test_a_custom_range_that_ends_before_it_starts_is_explained(live_server, tok
     browser_page.get_by_label("To", exact=True).fill("2026-05-03T10:00")
     expect(browser_page.get_by_role("alert")).to_have_text("")
     expect(chart).to_have_attribute("data-range", "custom")
+
+
+def test_the_custom_range_message_keeps_the_header_on_one_line_at_a_desk(live_server, token_for, open_page):
+    seed_fleet(live_server, token_for, ["kitchen"])
+    page = open_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    page.get_by_label("Range").select_option("custom")
+    page.get_by_label("From", exact=True).fill("2026-05-01T10:00")
+    page.get_by_label("To", exact=True).fill("2026-05-02T10:00")
+    header = page.locator("body > header")
+    one_line = header.bounding_box()["height"]
+
+    page.get_by_label("To", exact=True).fill("2026-04-30T10:00")
+
+    message = page.get_by_role("alert")
+    expect(message).to_contain_text("From must be before To")
+    assert header.bounding_box()["height"] == one_line
+    box = message.bounding_box()
+    assert box["width"] > 0 and box["x"] + box["width"] <= 1280  # in sight, not cut off
+    assert page.console_errors == []

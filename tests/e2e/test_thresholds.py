@@ -73,3 +73,18 @@ def test_clearing_a_threshold_clears_the_red_at_once(live_server, token_for, bro
     expect(temperature).not_to_have_class(re.compile("alerting"))
     assert requests.get(live_server.url + "/api/alerts", timeout=5).json()["active"] == []
     assert page.console_errors == []
+
+
+def test_a_low_above_the_high_is_explained_on_the_form(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"high": 25}, timeout=5)
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    expect(form.get_by_label("High")).to_have_value("25")  # the form shows what is stored
+
+    form.get_by_label("Low").fill("30")
+    form.get_by_role("button", name="Save").click()
+
+    expect(form.locator(".message")).to_have_text("low: must be below high")
+    assert stored_threshold(live_server) == {"high": 25, "hysteresis": 0}
+    assert page.console_errors == []

@@ -7,8 +7,11 @@
 // moves that line to the top and counts "×N" instead of adding a line, so a value flapping
 // at a limit cannot fill the list. An alert both loaded and received is counted once: an
 // id no newer than its line's newest is in it already. A line's text comes last in it
-// ("… kitchen went offline"), after its time, details and its Acknowledge button.
-import { format, newer, number, shown, shownDifference, stored, storedDifference, unitOf, when } from "./format.js";
+// ("… kitchen went offline"), after its time, details and its Acknowledge button. Only the
+// line of an alert active now is red; a line that says one ended has nothing to acknowledge.
+import {
+  decimals, format, newer, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
+} from "./format.js";
 import { nameOf } from "./labels.js";
 
 const FOLD_SECONDS = 3600;
@@ -22,13 +25,13 @@ const lineKey = (alert) => JSON.stringify([alert.device, alert.metric ?? "", ale
 const raisedAt = (alert) => alert.raised ?? alert.ts;
 
 // A value and its limit, as precisely as it takes to tell them apart: "26.72 °C, above 26.7 °C"
-// (and as a card shows them when one decimal does).
+// (and as a card shows them when its decimals do).
 function apart(name, value, limit) {
   const rounded = (x, digits) => number(shown(name, x), digits);
-  let digits = 1;
+  let digits = decimals(name);
   while (rounded(value, digits) === rounded(limit, digits) && digits < 6) digits += 1;
-  if (digits === 1) return [format(name, value), format(name, limit)];
-  return [value, limit].map((x) => `${rounded(x, digits)} ${unitOf(name)}`.trim());
+  if (digits === decimals(name)) return [format(name, value), format(name, limit)];
+  return [value, limit].map((x) => withUnit(rounded(x, digits), unitOf(name)));
 }
 
 function describe(alert) {
@@ -57,6 +60,7 @@ const small = (className, ...parts) => {
 function render(item) {
   const { alert, repeats, first, acknowledged } = lines.get(item);
   item.className = `${alert.state}${acknowledged ? " acknowledged" : ""}`;
+  item.classList.toggle("ongoing", isOngoing(alert));
   item.dataset.id = alert.id ?? "";
   const parts = [stamp(raisedAt(alert))];
   if (alert.state === "offline") parts.push(small("detail", "last seen ", stamp(alert.ts)));
@@ -65,7 +69,7 @@ function render(item) {
     count.title = `raised ${number(repeats + 1)} times since ${when(first)}`;
     parts.push(count);
   }
-  if (!acknowledged) {
+  if (!acknowledged && CROSSED.includes(alert.state)) {
     const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Acknowledge" });
     button.addEventListener("click", () => acknowledge(alert, button));
     parts.push(button);
@@ -102,6 +106,7 @@ export function acknowledged(which) {
 }
 
 export const isAlerting = (device, metric) => ["high", "low"].includes(active.get(activeKey(device, metric)));
+const isOngoing = (alert) => active.get(activeKey(alert.device, alert.metric)) === alert.state;
 
 function mark(device, metric) {
   document.querySelector(`[data-device="${CSS.escape(device)}"] [data-metric="${CSS.escape(metric)}"]`)
@@ -114,8 +119,9 @@ function setActive(device, metric, state) {
   if (metric) mark(device, metric);
 }
 
-// "2 active: Kitchen temperature high, Shed offline", in name order.
+// "2 active: Kitchen temperature high, Shed offline", in name order; only their lines red.
 function summarize() {
+  for (const item of list().children) item.classList.toggle("ongoing", isOngoing(lines.get(item).alert));
   const named = [...active].map(([key, state]) => {
     const [device, metric] = JSON.parse(key);
     return [nameOf(device), metric, state].filter(Boolean).join(" ");
@@ -211,8 +217,14 @@ export function wireThresholds(id, node, metricNames) {
   form.metric.addEventListener("change", show);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const limit = edited();
+    // The server refuses it too, in these words; asked first, the refusal would be logged as an error.
+    if (limit.low != null && limit.high != null && limit.low >= limit.high) {
+      say("low: must be below high");
+      return;
+    }
     const answer = await fetch(url(), {
-      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(edited()),
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(limit),
     });
     say(answer.ok ? "Saved." : (await answer.json()).error);
     if (answer.ok) fill();

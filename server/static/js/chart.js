@@ -2,7 +2,7 @@
 // band from its min to its max, pinned to that range; the device's thresholds as lines; and
 // under it the min, average and max of each metric over what it shows. The same chart opens
 // large (overlay.js) and is kept live there too.
-import { DIAGNOSTICS, format, metricsOf, shown, unitOf } from "./format.js";
+import { DIAGNOSTICS, decimals, figure, format, metricsOf, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned } from "./range.js";
 
@@ -30,13 +30,12 @@ function chartData(device) {
   const names = chartedNames(device);
   const colour = (i) => COLOURS[i % COLOURS.length];
   if (!device.buckets) {
-    const specs = names.map((name, i) => ({ label: name, unit: unitOf(name), colour: colour(i) }));
+    const specs = names.map((name, i) => ({ label: name, unit: unitOf(name), digits: decimals(name), colour: colour(i) }));
     return { names, specs, xs: device.readings.map((r) => r.ts), columns: names.map((n) => seriesOf(device, n).column) };
   }
   const specs = names.flatMap((name, i) => [
-    { label: `${name} min`, unit: unitOf(name), colour: colour(i), band: "min" },
-    { label: name, unit: unitOf(name), colour: colour(i), spread: true },
-    { label: `${name} max`, unit: unitOf(name), colour: colour(i), band: "max" }]);
+    { label: `${name} min`, band: "min" }, { label: name, spread: true }, { label: `${name} max`, band: "max" },
+  ].map((spec) => ({ ...spec, unit: unitOf(name), digits: decimals(name), colour: colour(i) })));
   const columns = names.flatMap((name) => ["min", "avg", "max"]
     .map((key) => device.buckets.map((bucket) => shown(name, stat(bucket, name, key)))));
   return { names, specs, xs: device.buckets.map((bucket) => bucket.t), columns };
@@ -84,10 +83,9 @@ function summarise(device, names) {
     const averages = values("avg");
     if (!averages.length) return null;
     const average = averages.reduce((sum, value) => sum + value, 0) / averages.length;
-    const figure = (value) => format(name, value).replace(unitOf(name), "").trim();
     const line = Object.assign(document.createElement("span"), {
-      textContent: `${name}: min ${figure(Math.min(...values("min")))} · avg ${figure(average)} · `
-        + `max ${format(name, Math.max(...values("max")))}`,
+      textContent: `${name}: min\u00a0${figure(name, Math.min(...values("min")))} · avg\u00a0${figure(name, average)} · `
+        + `max\u00a0${format(name, Math.max(...values("max")))}`, // each figure on a line with its word and unit
     });
     line.dataset.summary = name;
     return line;
@@ -97,7 +95,7 @@ function summarise(device, names) {
 
 function drawInto(device, into, box, height, onTimes) {
   const { names, specs, xs, columns } = chartData(device);
-  const shape = [device.buckets ? "buckets" : "points", ...specs.map((spec) => spec.unit), ...names].join();
+  const shape = [device.buckets ? "buckets" : "points", ...specs.map((spec) => spec.unit + spec.digits), ...names].join();
   const options = () => plotOptions({
     specs, width: box.clientWidth || 300, height, pinned: () => pinned(device.period), limits: () => limitsOf(device, names),
     onTimes,
@@ -108,7 +106,10 @@ function drawInto(device, into, box, height, onTimes) {
 
 export function draw(device) {
   if (!window.uPlot) return;
-  if (!device.limits) watchLimits(device);
+  if (!device.limits) {
+    watchLimits(device);
+    watchWidth(device);
+  }
   const box = device.node.querySelector(".chart");
   const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max }); // the x axis, for tests
   const { chart, names, xs } = drawInto(device, device.chart, box, CHART_HEIGHT, showTimes);
@@ -118,6 +119,10 @@ export function draw(device) {
   if (device.large) device.large.chart = drawInto(device, device.large.chart, device.large.box, device.large.height).chart;
 }
 
-export function resize(device) {
-  device.chart?.setSize({ width: device.node.querySelector(".chart").clientWidth, height: CHART_HEIGHT });
+// The chart as wide as its card, which follows the window and the cards around it (groups
+// flow side by side); resized in the next frame, after the layout settled.
+function watchWidth(device) {
+  const box = device.node.querySelector(".chart");
+  const resize = () => device.chart?.setSize({ width: box.clientWidth, height: CHART_HEIGHT });
+  new ResizeObserver(() => requestAnimationFrame(resize)).observe(box);
 }

@@ -15,9 +15,10 @@ export const prefs = {
 };
 
 // Temperatures are stored in °C; a limit converts with its offset, a difference without.
-const fahrenheit = (name) => name === "temperature" && prefs.unit === "F";
+const fahrenheit = (name, unit = prefs.unit) => name === "temperature" && unit === "F";
 export const unitOf = (name) => (fahrenheit(name) ? "°F" : UNITS.get(name) || "");
-export const shown = (name, value) => (value == null || !fahrenheit(name) ? value : (value * 9) / 5 + 32);
+export const shown = (name, value, unit = prefs.unit) =>
+  (value == null || !fahrenheit(name, unit) ? value : (value * 9) / 5 + 32);
 export const stored = (name, value) => (value == null || !fahrenheit(name) ? value : ((value - 32) * 5) / 9);
 export const shownDifference = (name, value) => (fahrenheit(name) ? (value * 9) / 5 : value);
 export const storedDifference = (name, value) => (fahrenheit(name) ? (value * 5) / 9 : value);
@@ -32,12 +33,25 @@ function formatter(kind, options) {
 export const number = (value, most = 3, least = 0) =>
   formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
 
-// A value as a card shows it: whole numbers as such, others to one decimal, with the unit.
-export function format(name, value) {
-  const shownValue = shown(name, value);
-  const digits = Number.isInteger(shownValue) ? 0 : 1;
-  return `${number(shownValue, digits, digits)} ${unitOf(name)}`.trim();
+// A metric's figures (values, averages, thresholds, axis ticks) all have the same decimals:
+// none while every value of it read so far is whole in the unit shown, else one.
+const fractional = new Set(); // "unit metric": a value of the metric read is not whole in that unit
+export function note(reading) {
+  for (const name of metricsOf(reading)) {
+    if (typeof reading[name] !== "number") continue;
+    for (const unit of ["C", "F"]) {
+      if (!Number.isInteger(shown(name, reading[name], unit))) fractional.add(`${unit} ${name}`);
+    }
+  }
 }
+export const decimals = (name) => (fractional.has(`${prefs.unit} ${name}`) ? 1 : 0);
+export const figure = (name, value) => number(shown(name, value), decimals(name), decimals(name));
+
+// A figure and its unit, never apart on two lines.
+export const withUnit = (text, unit) => `${text}\u00a0${unit}`.trim();
+
+// A value as a card shows it, with the unit.
+export const format = (name, value) => withUnit(figure(name, value), unitOf(name));
 
 const rank = (name) => (KNOWN.includes(name) ? KNOWN.indexOf(name) : KNOWN.length);
 export function metricsOf(reading) {

@@ -49,7 +49,7 @@ function show(id) {
   arrange();
 }
 
-// Hidden cards out of sight unless asked for; a heading only over shown cards, and only
+// Hidden cards out of sight unless asked for, and a group with none shown; a heading only
 // when some shown card has a group; empty groups gone.
 function arrange() {
   const showing = toggle().querySelector("input");
@@ -57,11 +57,16 @@ function arrange() {
   if (!hiddenCount) showing.checked = false;
   for (const { node, hidden } of known.values()) node.hidden = hidden && !showing.checked;
   const sections = [...main().querySelectorAll(":scope > .group")];
-  const shownIn = (node) => node.querySelector(":scope > .card:not([hidden])");
+  const shownIn = (node) => node.querySelectorAll(":scope > .card:not([hidden])").length;
   const headed = sections.some((node) => node.dataset.group && shownIn(node));
   for (const node of sections) {
-    if (!node.querySelector(":scope > .card")) node.remove();
-    else node.querySelector(".group-name").hidden = !headed || !shownIn(node);
+    if (!node.querySelector(":scope > .card")) {
+      node.remove();
+      continue;
+    }
+    node.hidden = !shownIn(node);
+    node.querySelector(".group-name").hidden = !headed || node.hidden;
+    node.style.setProperty("--cards", shownIn(node)); // how wide the group is laid out (dashboard.css)
   }
   toggle().hidden = !hiddenCount;
   toggle().querySelector(".count").textContent = hiddenCount;
@@ -141,7 +146,8 @@ function wireForm(id, entry, forget) {
   confirm.querySelector(".cancel").addEventListener("click", cancel);
   confirm.addEventListener("keydown", (event) => event.key === "Escape" && cancel());
   confirm.querySelector(".really").addEventListener("click", async () => {
-    const answer = await fetch(url, { method: "DELETE" }).catch(() => null);
+    const revoke = field("revoke").checked ? "?revoke=1" : "";
+    const answer = await fetch(url + revoke, { method: "DELETE" }).catch(() => null);
     if (answer?.ok || answer?.status === 404) forget(id);
     else say("Could not delete it.");
   });

@@ -1,14 +1,17 @@
 // Charts opened large, in a dialog over the page (Esc or Close closes it), both kept live:
 // a card's chart at the dialog's full width, and a comparison of one metric of every device
-// that has it, one series per device.
-import { unitOf } from "./format.js";
-import { chartedNames, draw, seriesOf } from "./chart.js";
+// that has it, one series per device in the page's order, with each device's thresholds.
+// Both are titled with the devices' names and follow the window's size.
+import { decimals, unitOf } from "./format.js";
+import { chartedNames, draw, limitsOf, seriesOf } from "./chart.js";
+import { nameOf } from "./labels.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned } from "./range.js";
 
 const tallest = () => Math.max(240, Math.round(window.innerHeight * 0.6));
 let dialog = null;
 let compared = null; // while comparing: { devices, metric, chart, box }
+let enlarged = null; // the device whose chart is open large
 
 // The one dialog, emptied and titled; closing it ends what it showed.
 function open(title, onClose) {
@@ -44,10 +47,12 @@ export function wireLarge(device) {
   button.setAttribute("aria-label", `Open ${device.id}'s chart large`);
   device.node.querySelector(".actions").append(button);
   button.addEventListener("click", () => {
-    const body = open(device.id, () => {
+    const body = open(nameOf(device.id), () => {
       device.large?.chart?.destroy();
       device.large = null;
+      enlarged = null;
     });
+    enlarged = device;
     device.large = { chart: null, box: chartBox(body), height: tallest() };
     draw(device);
   });
@@ -56,15 +61,20 @@ export function wireLarge(device) {
 export function redrawCompare() {
   if (!compared?.metric) return;
   const { metric, box } = compared;
-  const having = [...compared.devices.values()].filter((device) => chartedNames(device).includes(metric));
-  const specs = having.map((device, i) => ({ label: device.id, unit: unitOf(metric), colour: COLOURS[i % COLOURS.length] }));
+  const having = [...compared.devices.values()].filter((device) => chartedNames(device).includes(metric))
+    .sort((a, b) => (a.node.compareDocumentPosition(b.node) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1)); // as on the page
+  const specs = having.map((device, i) => ({ label: nameOf(device.id), unit: unitOf(metric), digits: decimals(metric),
+    colour: COLOURS[i % COLOURS.length] }));
+  const limits = () => having.flatMap((device) => limitsOf(device, [metric])
+    .map((limit) => ({ ...limit, label: `${nameOf(device.id)} ${limit.label}` })));
   const tables = having.map((device) => {
     const { xs, column } = seriesOf(device, metric);
     return withGaps(xs, [column]);
   });
   const values = tables.length ? uPlot.join(tables) : [[]];
-  const options = () => plotOptions({ specs, width: box.clientWidth, height: tallest(), pinned: () => pinned(having[0]?.period) });
-  compared.chart = plot(compared.chart, [metric, ...specs.map((spec) => spec.label), specs[0]?.unit].join(), options, values, box);
+  const options = () => plotOptions({ specs, width: box.clientWidth, height: tallest(), pinned: () => pinned(having[0]?.period), limits });
+  const shape = [metric, ...specs.map((spec) => spec.label), specs[0]?.unit, specs[0]?.digits].join();
+  compared.chart = plot(compared.chart, shape, options, values, box);
   box.dataset.series = specs.length;
 }
 
@@ -92,3 +102,13 @@ export function wireCompare(devices) {
     }
   });
 }
+
+// The dialog's chart follows the window's size.
+const fit = (chart, box) => chart?.setSize({ width: box.clientWidth, height: tallest() });
+window.addEventListener("resize", () => {
+  if (enlarged) {
+    enlarged.large.height = tallest();
+    fit(enlarged.large.chart, enlarged.large.box);
+  }
+  if (compared) fit(compared.chart, compared.box);
+});

@@ -2,11 +2,12 @@
 // axis and one value axis per unit in the page's locale, an x range pinned to the chosen range
 // (a single point gets some room around it), breaks longer than a few intervals drawn as
 // gaps, a readout of the time and each series' value under the cursor, and threshold lines.
-import { number, tick, when } from "./format.js";
+import { number, tick, when, withUnit } from "./format.js";
 
 export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d"];
 const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
 const GAP = 3; // a break longer than this many usual intervals is a gap
+const TIME_SPACE = 90; // px from one time on the axis to the next: room for "12:00:00 AM" and a gap
 
 // Rows (xs and one column per series) with a null row wherever the time between two rows is
 // more than GAP times the median interval: uPlot breaks its line at a null (spanGaps false)
@@ -47,7 +48,7 @@ function valueRange(unit, limits) {
   };
 }
 
-const say = (value, unit) => (value == null ? "–" : `${number(value, 2)} ${unit}`.trim());
+const say = (value, unit) => (value == null ? "–" : withUnit(number(value, 2), unit));
 
 // A box by the cursor that reads out the time and each drawn series' value there (a band's
 // middle line with the band's ends: "21.5 °C (20–23)").
@@ -105,16 +106,23 @@ function thresholdLines(limits) {
   };
 }
 
-// uPlot options for series described as { label, unit, colour, band ("min"/"max": the edge
-// of a band, not in the readout nor legend), spread (a band's middle) }.
+// A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its figures'
+// decimals can write.
+const steps = (digits) => Array.from({ length: 16 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** (power - digits))).flat();
+
+// uPlot options for series described as { label, unit, digits (its figures' decimals), colour,
+// band ("min"/"max": the edge of a band, not in the readout nor legend), spread (a band's middle) }.
 export function plotOptions({ specs, width, height, pinned = () => null, limits = () => [], onTimes = () => {} }) {
   const units = [...new Set(specs.map((spec) => spec.unit))];
   const style = getComputedStyle(document.body); // follows the light or dark scheme
   const lines = { stroke: style.getPropertyValue("--line"), width: 1 };
   const axis = { stroke: style.color, grid: lines, ticks: lines };
-  const times = { ...axis, values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
-  const numbers = { ...axis, values: (u, splits) => splits.map((value) => number(value)), size: 50 };
-  const axes = [times, ...units.slice(0, 2).map((scale, i) => ({ ...numbers, scale, side: i ? 1 : 3, label: scale }))];
+  const times = { ...axis, space: TIME_SPACE, values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
+  const axes = [times, ...units.slice(0, 2).map((scale, i) => {
+    const digits = Math.max(...specs.filter((spec) => spec.unit === scale).map((spec) => spec.digits));
+    return { ...axis, scale, side: i ? 1 : 3, label: scale, size: 50, incrs: steps(digits),
+      values: (u, splits) => splits.map((value) => number(value, digits, digits)) };
+  })];
   const scales = { x: { time: true, range: timeRange(pinned) } };
   for (const unit of units) scales[unit] = { range: valueRange(unit, limits) };
   const series = specs.map((spec) => ({

@@ -1,0 +1,100 @@
+"""A user reads the figures on a card: the times under its chart stand apart at a desk or on
+a phone, whatever the range; a metric's value, its min · avg · max and its axis have as many
+decimals; and a unit never wraps away from its figure."""
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+# Each canvas keeps the texts drawn on it since it was last cleared, with where they went.
+RECORD_TEXTS = """
+const { clearRect, fillText } = CanvasRenderingContext2D.prototype;
+CanvasRenderingContext2D.prototype.clearRect = function (...args) {
+  this.canvas.texts = [];
+  return clearRect.apply(this, args);
+};
+CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
+  const { a, b } = this.getTransform();
+  (this.canvas.texts ||= []).push({ text: String(text), x: a * x, y, width: a * this.measureText(text).width,
+    align: this.textAlign, rotated: b !== 0 });
+  return fillText.call(this, text, x, y, ...rest);
+};
+"""
+# The labels under the x axis, left to right: centred, not rotated, on the lowest line.
+X_LABELS = """(canvas) => {
+  const centred = canvas.texts.filter((text) => text.align === "center" && !text.rotated);
+  const lowest = Math.max(...centred.map((text) => text.y));
+  return centred.filter((text) => text.y === lowest).sort((a, b) => a.x - b.x);
+}"""
+Y_LABELS = """(canvas) => canvas.texts.filter((text) => text.align === "right").map((text) => text.text)"""
+# The widths of the line at which its unit (the last word) starts a line of its own.
+UNIT_SPLIT_AT = """(line) => {
+  const text = line.firstChild, unit = text.data.lastIndexOf("°");
+  const top = (start, end) => {
+    const range = document.createRange();
+    range.setStart(text, start);
+    range.setEnd(text, end);
+    return range.getClientRects()[0].top;
+  };
+  const widths = [];
+  for (let width = 40; width <= 400; width += 2) {
+    line.style.width = `${width}px`;
+    if (top(unit, unit + 1) !== top(unit - 2, unit - 1)) widths.push(width);
+  }
+  return widths;
+}"""
+GAP = 6  # canvas pixels between two labels, at least
+
+
+def open_dashboard(open_page, server, viewport):
+    page = open_page(viewport=viewport)
+    page.add_init_script(RECORD_TEXTS)
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    return page
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}])
+@pytest.mark.parametrize("minutes, every", [(5, 5), (24 * 60, 600)])
+def test_the_time_labels_under_a_chart_do_not_run_together(live_server, token_for, open_page, viewport, minutes, every):
+    start = time.time() - minutes * 60
+    readings = [{"temperature": 20 + n % 5, "ts": start + n * every} for n in range(minutes * 60 // every)]
+    assert live_server.post("/api/readings", token_for("kitchen"), json=readings).ok
+    page = open_dashboard(open_page, live_server, viewport)
+    chart = page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-points", str(min(len(readings), 500)))
+    canvas = chart.locator("canvas")
+    page.wait_for_function(f"(canvas) => ({X_LABELS})(canvas).length > 0", arg=canvas.element_handle())
+
+    labels = canvas.evaluate(X_LABELS)
+    for left, right in zip(labels, labels[1:]):
+        assert left["x"] + left["width"] / 2 + GAP <= right["x"] - right["width"] / 2, (left, right)
+    assert page.console_errors == []
+
+
+def test_a_metric_has_as_many_decimals_on_its_card_its_summary_and_its_axis(live_server, token_for, open_page):
+    token = token_for("kitchen")
+    readings = [{"temperature": t, "ts": time.time() - 60 + n} for n, t in enumerate([20, 21.5, 22, 21])]
+    assert live_server.post("/api/readings", token, json=readings).ok
+    page = open_dashboard(open_page, live_server, {"width": 1280, "height": 900})
+    card = page.locator('[data-device="kitchen"]')
+
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21.0 °C")
+    expect(card.locator(".summary")).to_have_text("temperature: min 20.0 · avg 21.1 · max 22.0 °C")
+    canvas = card.locator(".chart canvas")
+    page.wait_for_function(f"(canvas) => ({Y_LABELS})(canvas).length > 1", arg=canvas.element_handle())
+    assert all(re.fullmatch(r"\d+\.\d", label) for label in canvas.evaluate(Y_LABELS))
+    assert page.console_errors == []
+
+
+def test_a_unit_never_wraps_away_from_its_figure(live_server, token_for, open_page):
+    readings = [{"temperature": t, "ts": time.time() - 60 + n} for n, t in enumerate([20.5, 21.5])]
+    assert live_server.post("/api/readings", token_for("kitchen"), json=readings).ok
+    page = open_dashboard(open_page, live_server, {"width": 1280, "height": 900})
+    summary = page.locator('[data-device="kitchen"] .summary span')
+    expect(summary).to_have_text("temperature: min 20.5 · avg 21.0 · max 21.5 °C")
+
+    split_at = summary.evaluate(UNIT_SPLIT_AT)
+
+    assert split_at == []
