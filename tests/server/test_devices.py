@@ -69,6 +69,7 @@ def test_deleting_a_device_removes_it_and_its_history_and_leaves_the_others(clie
         post_as("old-shed", temperature=temperature)
     post_as("kitchen", temperature=21)
     client.put("/api/devices/old-shed/thresholds/temperature", json={"high": 25})
+    post_as("old-shed", temperature=31, boot="b1", seq=1)  # an alert, and a seq to tell retries by
     client.patch("/api/devices/old-shed", json={"name": "Shed"})
 
     assert client.delete("/api/devices/old-shed").status_code == 204
@@ -87,6 +88,18 @@ def test_a_deleted_device_that_posts_again_comes_back_new(client, post_as):
 
     assert answer.status_code == 201 and listed(client)["shed"]["temperature"] == 21
     assert len(client.get("/api/devices/shed/readings").json["readings"]) == 1
+
+
+def test_a_device_deleted_with_its_tokens_revoked_cannot_post_again(client, post_as):
+    token = post_as("shed", temperature=20)
+    post_as("kitchen", temperature=21)
+
+    assert client.delete("/api/devices/shed?revoke=1").status_code == 204
+
+    answer = client.post("/api/readings", json={"temperature": 21}, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401 and list(listed(client)) == ["kitchen"]
+    assert client.delete("/api/devices/shed?revoke=1").status_code == 404
+    post_as("kitchen", temperature=22)  # another device's token is kept
 
 
 def test_open_pages_drop_a_deleted_device(live_server, token_for):
