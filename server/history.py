@@ -33,6 +33,7 @@ PAGE = 2000
 MAX_BUCKETS = 2000
 FINEST_SLOT = rollups.TIERS[0][0]  # seconds
 RAW_READINGS = 6000  # readings read at most for buckets narrower than FINEST_SLOT
+LAST_FILE_TIME = 253402300799  # 9999-12-31 23:59:59, the last time a datetime holds
 LAST_SECOND = 2**63 / 1000  # where stream ids end, near enough: any later time means "ever"
 
 
@@ -175,9 +176,14 @@ def export(device):
                 batch = []
         yield _csv(batch)
 
-    filename = f"{device}-{int(since)}-{int(until)}.csv"
+    filename = f"{device}-{_file_time(since)}-{_file_time(until)}.csv"
     return Response(stream_with_context(rows()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _file_time(ts):
+    """``ts`` for a file name, in UTC (the server knows no viewer's time zone): 2026-11-29T1330Z."""
+    return datetime.fromtimestamp(min(max(ts, 0), LAST_FILE_TIME), timezone.utc).strftime("%Y-%m-%dT%H%MZ")
 
 
 def _heading(name, fahrenheit):

@@ -2,6 +2,7 @@
 import csv
 import io
 import random
+import re
 import time
 
 import pytest
@@ -196,7 +197,11 @@ def test_the_export_is_a_csv_with_a_header_and_a_row_per_reading(client, week):
     answer = client.get(f"/api/devices/kitchen/readings.csv?since={week}")
 
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True))))
-    assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]
+    assert answer.mimetype == "text/csv"
+    since = time.strftime("%Y-%m-%dT%H%MZ", time.gmtime(week))
+    assert re.fullmatch(rf'attachment; filename="kitchen-{since}-\d{{4}}-\d\d-\d\dT\d{{4}}Z\.csv"',
+                        answer.headers["Content-Disposition"])
+
     assert rows[0] == ["time", "ts", "temperature (°C)", "humidity (%RH)"]
     assert len(rows) == 1 + 7 * 24
     assert rows[1][0].endswith("+00:00") and float(rows[1][1]) == pytest.approx(week)
