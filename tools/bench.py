@@ -8,7 +8,9 @@ POST until the browser's socket has it. Stock flask-sse gets the original tutori
 route, which publishes what it is sent. Churn: browsers that open a stream and leave at
 once, by the thousand; what stays behind. Uploads: readings POSTed one per request
 and in batches by 32 keep-alive connections, beside the framework's own floor
-(``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
+(``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``).
+Fleet: devices posting as boards do while browsers watch, on ``make run``'s workers
+(``bench_fleet.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
 200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
 Publish: flask-sse's own ``publish`` (a new Redis client each call) against ours (the
 pooled client). ``--sections`` runs some of these only, e.g. ``make bench
@@ -38,12 +40,13 @@ from server.rollups import rollup_key
 from server.store import CHANNEL, connect, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
+from tools.bench_fleet import BROWSERS, DEVICES, cell
 from tools.bench_ingest import CONNECTIONS, upload_table
 from tools.bench_mqtt import mqtt_ingest
 from tools.run import ServerProcess
 
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
-SECTIONS = ("fan-out", "churn", "ingest", "mqtt", "ranges", "publish")
+SECTIONS = ("fan-out", "churn", "ingest", "mqtt", "fleet", "ranges", "publish")
 RANGES = {"1 h": 3600, "24 h": 24 * 3600, "7 d": 7 * 24 * 3600}
 
 
@@ -225,6 +228,7 @@ def main(argv=None):
     parser.add_argument("--servers", default="stock flask-sse,sensorcast")
     parser.add_argument("--readings", type=int, default=2000, help="readings for the ingest figures")
     parser.add_argument("--churn", type=int, default=10_000, help="browsers that come and go")
+    parser.add_argument("--fleet-seconds", type=float, default=20, help="how long each fleet and crowd cell runs")
     parser.add_argument("--range-readings", type=int, default=200_000, help="readings of each range query's device")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="which to run, comma-separated")
     args = parser.parse_args(argv)
@@ -273,6 +277,15 @@ def main(argv=None):
             figures = mqtt_ingest(redis_server, redis_client, pathlib.Path(scratch), args.readings * 5)
             print_table(f"MQTT ingest: {args.readings * 5} readings at QoS 1 through Mosquitto, one gevent worker",
                         [figures] if figures else [{"skipped": "mosquitto is not installed"}])
+
+        if "fleet" in sections:
+            rows = []
+            for devices in DEVICES:
+                for browsers in BROWSERS:
+                    rows.append(cell(redis_server, redis_client, devices, browsers, args.fleet_seconds))
+                    print_table("", rows[-1:])
+            print_table(f"Fleet and crowd on {machine()}: make run's workers (one per core, not pinned); each "
+                        f"device posts a reading every 10 s; {args.fleet_seconds:g} s a cell", rows)
 
         if "ranges" in sections:
             redis_client.flushall()
