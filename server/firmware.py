@@ -30,7 +30,8 @@ from flask import Blueprint, Response, abort, current_app, request
 
 from .auth import authenticate
 from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
-from .store import CHANNEL, device_key, get_redis, take_request
+from .ratelimit import take_request
+from .store import CHANNEL, device_key, get_redis
 
 bp = Blueprint("firmware", __name__)
 log = logging.getLogger(__name__)

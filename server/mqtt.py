@@ -50,7 +50,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .metrics import count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
-from .store import Conflict, RateLimited, add_readings, device_key
+from .ratelimit import RateLimited
+from .store import Conflict, add_readings, device_key
 
 log = logging.getLogger(__name__)
 

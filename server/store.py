@@ -10,6 +10,7 @@ import redis
 from flask import current_app
 
 from .alerting import RAISE_ALERTS, alert_budget
+from .ratelimit import RATE_LIMIT, RateLimited, rate_limits
 from .readings import STRING_FIELDS, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
@@ -75,37 +76,10 @@ def connect(url, max_connections=8):
     return redis.Redis(connection_pool=pool)
 
 
-# GCRA (as redis-cell): ``ratelimit:<device>`` holds the theoretical arrival time (ms)
-# of the device's requests, ``ratelimit:<device>:readings`` that of its readings. ARGV
-# from ``first``: the device ('' for no limit), then ms between requests and their burst,
-# ms between readings and their burst. Takes one request and ``readings`` readings, or
-# nothing: returns 0, or the ms to wait until both fit.
-_RATE_LIMIT = """
-local function take(first, now_ms, readings)
-  if ARGV[first] == '' then return 0 end
-  local limits = {{'ratelimit:' .. ARGV[first], tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2]), 1},
-                  {'ratelimit:' .. ARGV[first] .. ':readings', tonumber(ARGV[first + 3]), tonumber(ARGV[first + 4]),
-                   math.min(readings, tonumber(ARGV[first + 4]))}}
-  local wait, dues = 0, {}
-  for i, limit in ipairs(limits) do
-    local key, interval, burst, cost = unpack(limit)
-    dues[i] = math.max(tonumber(redis.call('GET', key) or 0), now_ms) + interval * cost
-    wait = math.max(wait, dues[i] - now_ms - interval * burst)
-  end
-  if wait > 0 then return math.ceil(wait) end
-  for i, limit in ipairs(limits) do
-    if dues[i] > now_ms then
-      redis.call('SET', limit[1], string.format('%d', math.floor(dues[i])), 'PX', math.ceil(dues[i] - now_ms))
-    end
-  end
-  return 0
-end
-"""
-
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, the readings as JSON:
 # [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
-# limits (``_RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
+# limits (``ratelimit.RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
 # in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
 # each device's alert budget (ARGV[13], alerting.py); the transport the readings came by
@@ -118,7 +92,7 @@ end
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = RAISE_ALERTS + _RATE_LIMIT + ROLL_UP + SEQS + """
+_ADD_READINGS = RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local readings = cjson.decode(ARGV[5])
 if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
@@ -226,16 +200,6 @@ return gone
 """
 
 
-class RateLimited(Exception):
-    """A device sent more than its rate limits allow: ``RATE_LIMIT`` requests or
-    ``READINGS_RATE_LIMIT`` readings a second, after a burst of ``RATE_BURST`` or
-    ``READINGS_BURST``."""
-
-    def __init__(self, retry_after):
-        super().__init__(f"too many requests from this device; retry in {retry_after:.1f} s")
-        self.retry_after = retry_after
-
-
 class TokenRevoked(Exception):
     """The token the readings came with no longer writes as their device: nothing stored."""
 
@@ -248,14 +212,6 @@ class Conflict(Exception):
         super().__init__(f"seq {seq} of boot {boot!r} already holds another reading: "
                          "start a new boot id and send these readings again under it")
         self.boot, self.seq, self.highest = boot, seq, highest
-
-
-def _rate_limits(config, device):
-    """``_RATE_LIMIT``'s arguments for a request by ``device``."""
-    if not config["RATE_LIMIT"] or not device:
-        return ["", 0, 0, 0, 0]
-    return [device, 1000 / config["RATE_LIMIT"], config["RATE_BURST"],
-            1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
 
 
 def add_readings(client, readings, now, config, transport="http", token_digest=""):
@@ -272,7 +228,7 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
     result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
-                          *_rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
+                          *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
                           config["MAX_DEVICE_FIELDS"], alert_budget(config), transport, token_digest],
                     client=client)
     if isinstance(result, int):
@@ -286,20 +242,6 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
                                      "its metrics and the server's own: this would be more")
     ids, boot, seq = result
     return ids, {"boot": boot, "seq": None if seq is None else int(seq)}
-
-
-_TAKE_REQUEST = _RATE_LIMIT + """
-return take(2, tonumber(ARGV[1]) * 1000, 0)
-"""
-
-
-def take_request(client, device, now, config):
-    """Count one request that stores no reading (a firmware report, say) against
-    ``device``'s rate limit; raises ``RateLimited`` past it."""
-    script = client.register_script(_TAKE_REQUEST)
-    wait = script(args=[repr(now), *_rate_limits(config, device)], client=client)
-    if wait:
-        raise RateLimited(wait / 1000)
 
 
 def _row(reading):
