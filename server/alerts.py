@@ -9,8 +9,9 @@ alert list; the optional webhook is ``webhook.py``.
 repeats folded: a device, metric and state raised again within ``FOLD_SECONDS`` of the
 line's oldest is counted in its ``repeats`` (``first``: when that oldest was raised),
 so a value flapping at a limit is one line, not the whole list. ``POST
-/api/alerts/acknowledge`` with ``{"device", "metric"?, "state"}`` marks a line seen: it
-shows ``acknowledged`` until the same alert is raised again.
+/api/alerts/acknowledge`` with ``{"device", "metric"?, "state"}`` (an existing device and
+metric; "high", "low" or "offline") marks a line seen: it shows ``acknowledged`` until
+the same alert is raised again.
 ``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
 ``{"low"?, "high"?, "hysteresis"?}``. ``flask --app server thresholds set|clear|list``.
 """
@@ -29,6 +30,7 @@ from .viewers import viewer_required
 bp = Blueprint("alerts", __name__)
 
 FOLD_SECONDS = 3600
+ACKNOWLEDGEABLE = ("high", "low", "offline")  # the states an alert stays in until it ends
 PAGE = 500
 
 
@@ -140,10 +142,15 @@ def acknowledge():
         line = parse_json(request.get_data())
     except InvalidReading:
         line = None
-    if not (isinstance(line, dict) and isinstance(line.get("device"), str) and isinstance(line.get("state"), str)
-            and isinstance(line.get("metric", ""), str) and not set(line) - {"device", "metric", "state"}):
-        abort(400, 'send {"device", "metric"?, "state"} as JSON')
+    if not (isinstance(line, dict) and isinstance(line.get("device"), str) and DEVICE_ID.match(line["device"])
+            and line.get("state") in ACKNOWLEDGEABLE and isinstance(line.get("metric", ""), str)
+            and (line["state"] == "offline") == (line.get("metric", "") == "")
+            and not set(line) - {"device", "metric", "state"}):
+        abort(400, 'send {"device", "metric" (none for offline), "state": "high", "low" or "offline"} as JSON')
     client = get_redis()
+    if client.zscore(DEVICES, line["device"]) is None or (
+            line.get("metric") and not client.hexists(device_key(line["device"]), line["metric"])):
+        abort(404, "no such device, or it has no such metric")
     client.hset(ACKNOWLEDGED, _line_key(line), repr(time.time()))
     client.publish(CHANNEL, json.dumps({"type": "acknowledged", "data": line}))
     return "", 204

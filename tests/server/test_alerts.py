@@ -264,11 +264,25 @@ def test_a_viewer_acknowledges_an_alert_until_it_is_raised_again(live_server, to
 
 
 @pytest.mark.parametrize("body", [{"device": "kitchen"}, {"device": 1, "state": "high"}, [],
-                                  {"device": "kitchen", "state": "high", "extra": 1}])
+                                  {"device": "kitchen", "state": "high", "extra": 1},
+                                  {"device": "kitchen" + "x" * 250_000, "state": "high", "metric": "temperature"},
+                                  {"device": "kitchen", "state": "anything", "metric": "temperature"},
+                                  {"device": "kitchen", "state": "offline", "metric": "temperature"},
+                                  {"device": "kitchen", "state": "high"}])
 def test_an_acknowledgement_must_say_which_alert(client, body):
     answer = client.post("/api/alerts/acknowledge", json=body)
 
     assert answer.status_code == 400 and "device" in answer.json["error"]
+
+
+@pytest.mark.parametrize("body", [{"device": "nobody", "state": "offline"},
+                                  {"device": "kitchen", "state": "high", "metric": "invented"}])
+def test_only_a_device_and_metric_that_exist_can_be_acknowledged(client, kitchen, redis_client, body):
+    kitchen(20)
+
+    answer = client.post("/api/alerts/acknowledge", json=body)
+
+    assert answer.status_code == 404 and not redis_client.exists("alerts-acknowledged")
 
 
 def test_removing_a_threshold_while_it_is_crossed_clears_the_alert_for_every_page(live_server, token_for):
