@@ -128,7 +128,8 @@ def _answer_errors_in_json(app):
 
     @app.errorhandler(redis.exceptions.ResponseError)
     def redis_refused(error):
-        if "OOM command not allowed" not in str(error):
+        full = isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(error)
+        if not full:  # a script's error says OOM in its text
             raise error
         app.logger.error("Redis is full (maxmemory): %s", error)
         return {"error": "the database is full: nothing was stored; its owner must make room"}, 507

@@ -97,11 +97,13 @@ def _bound(name, default, exclusive):
 
 @bp.get("/healthz")
 def healthz():
-    """Redis answers; ``streams`` counts this process's open live streams; ``mqtt``
-    (with ``MQTT_URL`` set) says whether this process's MQTT client is connected: "down"
-    is no failure, since HTTP uploads go on meanwhile."""
-    get_redis().ping()
-    health = {"status": "ok", "streams": get_hub().client_count()}
+    """Redis answers (``status`` "full" when it is at its ``maxmemory`` and refuses writes);
+    ``streams`` counts this process's open live streams; ``mqtt`` (with ``MQTT_URL`` set)
+    says whether this process's MQTT client is connected: "down" is no failure, since HTTP
+    uploads go on meanwhile."""
+    memory = get_redis().info("memory")
+    full = 0 < memory["maxmemory"] <= memory["used_memory"]
+    health = {"status": "full" if full else "ok", "streams": get_hub().client_count()}
     mqtt = current_app.extensions["sensorcast.duties"].mqtt_state()
     if mqtt:
         health["mqtt"] = mqtt

@@ -21,7 +21,7 @@ from flask import Blueprint, abort, request
 from . import rollups
 from .auth import devices_cli, revoke_tokens
 from .firmware import TARGETS
-from .readings import InvalidReading, parse_json
+from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
 from .store import CHANNEL, DEVICES, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
 from .viewers import viewer_required
@@ -75,7 +75,10 @@ def labels(stored):
 
 
 def delete(client, device):
-    """Delete everything kept about ``device``; False if there was no such device."""
+    """Delete everything kept about ``device``; False if there was no such device (or
+    the name is none a device can have: it is never a pattern of several)."""
+    if not DEVICE_ID.match(device):
+        return False
     keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
             thresholds_key(device), alerting_key(device), seqs_key(device), f"ratelimit:{device}",
             f"ratelimit:{device}:readings", f"alert-budget:{device}", f"alerts-muted:{device}"]

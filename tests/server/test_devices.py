@@ -80,6 +80,16 @@ def test_deleting_a_device_removes_it_and_its_history_and_leaves_the_others(clie
     assert redis_client.xlen("readings:kitchen") == 1
 
 
+def test_a_device_name_that_is_a_pattern_deletes_nothing(client, post_as, redis_client):
+    post_as("kitchen", temperature=21)
+    rollups = list(redis_client.scan_iter(match="rollup:*"))
+
+    assert client.delete("/api/devices/*").status_code == 404
+    assert client.delete("/api/devices/k*").status_code == 404
+
+    assert sorted(redis_client.scan_iter(match="rollup:*")) == sorted(rollups) and rollups
+
+
 def test_a_deleted_device_that_posts_again_comes_back_new(client, post_as):
     token = post_as("shed", temperature=20)
     client.delete("/api/devices/shed")

@@ -273,10 +273,14 @@ def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, tok
     redis_client.config_set("maxmemory", 1)  # as full as it gets
     try:
         answer = post(client, {"temperature": 21}, token)
+        limit = client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
+        health = client.get("/healthz")
     finally:
         redis_client.config_set("maxmemory", 0)
 
     assert answer.status_code == 507 and "database is full" in answer.json["error"]
+    assert limit.status_code == 507 and "database is full" in limit.json["error"]
+    assert health.status_code == 200 and health.json["status"] == "full"
     assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings("kitchen"))] == ["20"]
     assert post(client, {"temperature": 22}, token).status_code == 201
 
