@@ -216,9 +216,9 @@ class Conflict(Exception):
 
 def add_readings(client, readings, now, config, transport="http", token_digest=""):
     """Store clean readings atomically; return their stream ids (None for a retry), and
-    ``{"boot", "seq"}``: the first reading's device's boot and highest seq stored (the
-    ones a retry is recognised by; None when it has none), so a board can tell when a
-    stranger with its token holds seqs it never sent.
+    ``{"boot", "seq"}``: the first reading's boot and the highest seq stored under it, if
+    that is its device's latest boot (the ones a retry is recognised by; None otherwise),
+    so a board can tell when a stranger with its token holds seqs it never sent.
 
     The request counts against its device's rate limits: over one, nothing is stored and
     ``RateLimited`` says how long to wait. What is stored is counted for ``/metrics``, by
@@ -241,7 +241,9 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
         raise InvalidReading("body", f"a device may have {config['MAX_DEVICE_FIELDS']} field names in all, "
                                      "its metrics and the server's own: this would be more")
     ids, boot, seq = result
-    return ids, {"boot": boot, "seq": None if seq is None else int(seq)}
+    if boot is None or boot != readings[0].get("boot"):  # a stranger with the token learns no board's boot
+        return ids, {"boot": None, "seq": None}
+    return ids, {"boot": boot, "seq": int(seq)}
 
 
 def _row(reading):

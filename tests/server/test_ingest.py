@@ -56,8 +56,18 @@ def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_
     assert poisoned.json["stored"] == 1
     assert answer.json["duplicates"] == 1 and answer.json["ids"] == [None]
     assert answer.json["known"] == {"boot": "b1", "seq": 2**53 - 1}  # a seq the board never sent
-    assert post(client, {"temperature": 21}, token).json["known"] == {"boot": "b1", "seq": 2**53 - 1}
+    assert post(client, {"temperature": 21, "boot": "b1", "seq": 3}, token).json["known"] == {"boot": "b1",
+                                                                                              "seq": 2**53 - 1}
     assert post(client, {"temperature": 21}, token_for("attic")).json["known"] == {"boot": None, "seq": None}
+
+
+def test_a_request_learns_nothing_of_a_boot_it_did_not_send(client, token_for):
+    token = token_for("kitchen")
+    post(client, {"temperature": 20, "seq": 7, "boot": "b0a7d"}, token)  # the board
+
+    assert post(client, {"temperature": 21}, token).json["known"] == {"boot": None, "seq": None}
+    assert post(client, {"temperature": 21, "seq": 1, "boot": "guess"}, token).json["known"] == {"boot": "guess",
+                                                                                                 "seq": 1}
 
 
 def test_a_reading_planted_at_the_boards_next_seq_is_a_conflict_not_a_duplicate(client, token_for, redis_client):
