@@ -27,6 +27,7 @@ class Channel:
         self.size = 0
         self.changed = threading.Event()
         self.dirty = False
+        self.woken_seq = 0  # entries from here on came after the last wake: no client has had them yet
 
     @property
     def first_seq(self):
@@ -43,14 +44,16 @@ class Channel:
         """Wake every client waiting for something new."""
         changed, self.changed = self.changed, threading.Event()
         self.dirty = False
+        self.woken_seq = self.next_seq
         changed.set()
 
     def trim(self, max_bytes, oldest):
-        """Forget entries beyond ``max_bytes`` or older than ``oldest``; a new list, so
-        a client reading the old one meanwhile still sees it whole."""
+        """Forget entries beyond ``max_bytes`` or older than ``oldest``, but none that
+        came since the last wake (a burst larger than the budget reaches the clients that
+        keep up); a new list, so a client reading the old one meanwhile still sees it whole."""
         drop, size = 0, self.size
-        for _, at, _, data in self.entries:
-            if size <= max_bytes and at >= oldest:
+        for seq, at, _, data in self.entries:
+            if (size <= max_bytes and at >= oldest) or seq >= self.woken_seq:
                 break
             drop, size = drop + 1, size - len(data)
         if drop:

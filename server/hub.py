@@ -167,7 +167,7 @@ class Hub:
                 if now >= next_wake and self._changed():
                     self._wake_changed(now)
                     next_wake = now + self.flush_seconds
-                time.sleep(0)  # let the woken clients write before the next slice
+                time.sleep(0)  # let the clients write before the next slice
                 if now >= next_heartbeat:
                     next_heartbeat = now + self.heartbeat
                     self._beat(now)
@@ -237,7 +237,8 @@ class Hub:
         return any(channel.dirty for channel in list(self._channels.values()))
 
     def _wake_changed(self, now):
-        """Trim each feed that grew to its budget, then wake its clients."""
+        """Trim each feed that grew to its budget (keeping what came since the last wake),
+        then wake its clients."""
         for channel in list(self._channels.values()):
             if channel.dirty:
                 channel.trim(self.client_buffer, now - self.client_lag)

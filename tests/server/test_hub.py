@@ -61,6 +61,19 @@ def test_a_burst_reaches_a_reader_whole(hub, redis_client):
     assert reader.numbers() == list(range(300))
 
 
+def test_a_burst_larger_than_the_feed_reaches_a_reader_that_keeps_up(hub, redis_client):
+    reader = Reader(hub.join("sse"))
+    padding = "x" * 1000
+
+    with redis_client.pipeline(transaction=False) as pipe:  # 300 KB at once, the feed holds 64 KB
+        for n in range(300):
+            pipe.publish("sse", json.dumps(Message({"n": n, "pad": padding}, type="reading", id=f"1-{n}").to_dict()))
+        pipe.execute()
+
+    eventually(lambda: reader.numbers() == list(range(300)))
+    assert hub.client_count() == 1
+
+
 def test_a_client_that_stops_reading_is_let_go_while_the_reader_gets_everything(hub, redis_client):
     stopped, reader = hub.join("sse"), Reader(hub.join("sse"))
 
