@@ -17,6 +17,7 @@ import csv
 import io
 import itertools
 import math
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -30,6 +31,7 @@ from .viewers import viewer_required
 bp = Blueprint("history", __name__)
 
 PAGE = 2000
+EXPORTS_AT_ONCE = 2  # CSV exports a process makes at once (each a few seconds of CPU for 200,000 readings)
 MAX_BUCKETS = 2000
 FINEST_SLOT = rollups.TIERS[0][0]  # seconds
 RAW_READINGS = 6000  # readings read at most for buckets narrower than FINEST_SLOT
@@ -147,7 +149,9 @@ def _one_slot_each(readings):
 @viewer_required
 def export(device):
     """Every reading in the range as CSV, streamed page by page; ``?unit=F`` gives °F
-    (``C``, the default, or ``F``, in either case: any other unit is a 400)."""
+    (``C``, the default, or ``F``, in either case: any other unit is a 400). At most
+    ``EXPORTS_AT_ONCE`` at a time per process (429 past it), so downloads cannot starve
+    the uploads and live streams."""
     client = get_redis()
     latest = client.hgetall(device_key(device)) if DEVICE_ID.fullmatch(device) else None
     if not latest:
@@ -157,6 +161,9 @@ def export(device):
         abort(400, "unit: must be C (°C) or F (°F)")
     fahrenheit = unit == "F"
     since, until = time_range(client, device)
+    exports = current_app.extensions.setdefault("sensorcast.exports", threading.BoundedSemaphore(EXPORTS_AT_ONCE))
+    if not exports.acquire(blocking=False):
+        abort(429, f"{EXPORTS_AT_ONCE} exports are being made by this server process; try again in a few seconds")
     known = [name for name in METRICS if name in latest]
     columns = known + sorted(name for name in latest if name not in known + list(NOT_METRICS))
     header = ["time", "ts"] + [_heading(name, fahrenheit) for name in columns]
@@ -177,8 +184,10 @@ def export(device):
         yield _csv(batch)
 
     filename = f"{device}-{_file_time(since)}-{_file_time(until)}.csv"
-    return Response(stream_with_context(rows()), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    response = Response(stream_with_context(rows()), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    response.call_on_close(exports.release)
+    return response
 
 
 def _file_time(ts):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.history import FINEST_SLOT, PAGE, RAW_READINGS
+from server.history import EXPORTS_AT_ONCE, FINEST_SLOT, PAGE, RAW_READINGS
 from server.rollups import TIERS, rollup_key
 
 HOUR = 3600
@@ -222,6 +222,21 @@ def test_the_export_in_fahrenheit_says_so_in_its_header(client, week):
     rows = list(csv.reader(io.StringIO(client.get("/api/devices/kitchen/readings.csv?unit=F").get_data(as_text=True))))
 
     assert rows[0][2] == "temperature (°F)" and rows[1][2] == "68.00"
+
+
+def test_a_process_makes_a_few_exports_at_once_and_asks_the_rest_to_wait(client, week):
+    url = f"/api/devices/kitchen/readings.csv?since={week}"
+    running = [client.get(url, buffered=False) for _ in range(EXPORTS_AT_ONCE)]
+
+    refused = client.get(url)
+    running.pop().close()
+    allowed = client.get(url)
+
+    assert [answer.status_code for answer in running] == [200] * (EXPORTS_AT_ONCE - 1)
+    assert refused.status_code == 429 and "try again" in refused.json["error"]
+    assert allowed.status_code == 200 and len(allowed.get_data(as_text=True).splitlines()) == 1 + 7 * 24
+    for answer in running:
+        answer.close()
 
 
 def test_an_unknown_device_has_no_export(client):
