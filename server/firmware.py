@@ -30,6 +30,7 @@ from flask import Blueprint, Response, abort, current_app, request
 
 from .auth import authenticate
 from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
+from .loglimit import LinesPerMinute
 from .ratelimit import take_request
 from .store import CHANNEL, device_key, get_redis
 
@@ -134,6 +135,8 @@ def file(digest):
 
 @bp.post("/api/firmware/report")
 def report():
+    """A board says how its update goes: kept on the device, published, and logged (ten
+    lines a minute per device at most, so a board reporting in a loop cannot fill the log)."""
     device, client = _device(), get_redis()
     take_request(client, device, time.time(), current_app.config)
     try:
@@ -151,5 +154,9 @@ def report():
     client.hset(device_key(device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
     client.publish(CHANNEL, json.dumps({"type": "device", "data": {
         "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
-    (log.warning if status == "failed" else log.info)("firmware %r on %s: %s %r", version, device, status, reason)
+    turn = current_app.extensions.setdefault("sensorcast.reports-logged", LinesPerMinute()).take(device)
+    if turn:
+        (log.warning if status == "failed" else log.info)("firmware %r on %s: %s %r%s", version, device, status,
+                                                          reason, "; its next reports this minute go unlogged"
+                                                          if turn == "last" else "")
     return "", 204

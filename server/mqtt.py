@@ -48,6 +48,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from .loglimit import LinesPerMinute
 from .metrics import count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
 from .ratelimit import RateLimited
@@ -134,7 +135,7 @@ class Subscriber:
         self.inbox = queue.Queue()
         self.stopping = threading.Event()
         self.redis_failing = False
-        self.refusals_logged = {}  # device -> (when its minute began, refusals logged in it)
+        self.refusals_logged = LinesPerMinute(self.logged_per_minute)
         # as long as the readings between may sit in a session whose process is gone, until taken over
         self.reorder_seconds = config["MQTT_ADOPT_AFTER"] + self.reorder_margin
         self.client = self._client()
@@ -280,16 +281,10 @@ class Subscriber:
         return reading["seq"] > (int(seq) + 1 if boot == reading["boot"] and seq is not None else 1)
 
     def _refuse(self, message, device, reason, why):
-        """Count a dropped message, and log it: ``logged_per_minute`` of a device's a minute
-        at most, so a flood of bad messages cannot fill the log."""
+        """Count a dropped message, and log it (``logged_per_minute`` of a device's at most)."""
         count_refused(self.redis, "mqtt", reason)
-        now = time.monotonic()
-        since, logged = self.refusals_logged.get(device, (now, 0))
-        if now - since >= 60:
-            since, logged = now, 0
-        self.refusals_logged[device] = (since, logged + 1)
-        if logged < self.logged_per_minute:
-            log.warning("mqtt: dropped a message on %r from device %r: %r", message.topic, device, why)
-        elif logged == self.logged_per_minute:
-            log.warning("mqtt: device %r: its next dropped messages this minute are counted "
-                        "(sensorcast_uploads_refused_total), not logged", device)
+        turn = self.refusals_logged.take(device)
+        if turn:
+            log.warning("mqtt: dropped a message on %r from device %r: %r%s", message.topic, device, why,
+                        "; its next ones this minute are counted (sensorcast_uploads_refused_total), not logged"
+                        if turn == "last" else "")

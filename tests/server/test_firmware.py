@@ -148,6 +148,19 @@ def test_a_report_cannot_write_lines_of_its_own_into_the_log(client, token_for, 
     assert "\n" not in record.getMessage() and repr(forged) in record.getMessage()
 
 
+def test_a_board_reporting_in_a_loop_writes_ten_lines_a_minute(app, client, token_for, caplog):
+    app.config.update(RATE_LIMIT=0)
+    kitchen = token_for("kitchen")
+
+    for _ in range(50):
+        assert report(client, kitchen, version="0.2.0", status="failed", reason="again").status_code == 204
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.firmware"]
+    assert len(lines) == 11 and "unlogged" in lines[-1]
+    assert report(client, token_for("attic"), version="0.2.0", status="failed").status_code == 204
+    assert "attic" in [r.getMessage() for r in caplog.records if r.name == "server.firmware"][-1]
+
+
 def test_reports_count_against_the_devices_rate_limit_as_uploads_do(app, client, token_for):
     app.config.update(RATE_LIMIT=1, RATE_BURST=3)
     kitchen = token_for("kitchen")
