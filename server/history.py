@@ -33,8 +33,7 @@ bp = Blueprint("history", __name__)
 PAGE = 2000
 EXPORTS_AT_ONCE = 2  # CSV exports a process makes at once (each a few seconds of CPU for 200,000 readings)
 MAX_BUCKETS = 2000
-FINEST_SLOT = rollups.TIERS[0][0]  # seconds
-RAW_READINGS = 6000  # readings read at most for buckets narrower than FINEST_SLOT
+RAW_READINGS = 6000  # readings read at most for buckets narrower than any slot that reaches back to them
 LAST_FILE_TIME = 253402300799  # 9999-12-31 23:59:59, the last time a datetime holds
 LAST_SECOND = 2**63 / 1000  # where stream ids end, near enough: any later time means "ever"
 
@@ -105,14 +104,17 @@ def bucketed(client, device, count):
     rolled_from = rollups.rolled_up_from(client, device)
     if not rolled_from:
         return _answer(device, since, until, width, count, _one_slot_each(measured(client, device, since, until)))
-    if width < FINEST_SLOT:
+    now = time.time()
+    size = rollups.slot_size(width, since, now)
+    if size is None:
         try:
             raw = _one_slot_each(measured(client, device, since, until, most=RAW_READINGS))
             return _answer(device, since, until, width, count, raw)
         except TooManyReadings:
-            width, count = FINEST_SLOT, math.ceil((until - since) / FINEST_SLOT)
-    latest = time.time() + current_app.config["MAX_FUTURE"]  # no reading is measured later
-    summaries = rollups.slots(client, device, rollups.slot_size(width), since, min(until, latest))
+            size = rollups.finest_slot(since, now)
+            width, count = size, math.ceil((until - since) / size)
+    latest = now + current_app.config["MAX_FUTURE"]  # no reading is measured later
+    summaries = rollups.slots(client, device, size, since, min(until, latest))
     if since - current_app.config["MAX_FUTURE"] < stream_id(rolled_from)[0] / 1000:
         summaries = itertools.chain(  # what arrived before rollups existed, then the rollups
             _one_slot_each(measured(client, device, since, until, end="(" + rolled_from)), summaries)

@@ -8,11 +8,11 @@ stores it, so a reading and its rollups never disagree; a retry that is not stor
 not counted either. Slots are by measured time (``ts``): a backlog a board uploads late
 lands in the slots of when it was measured, as it does in the raw history.
 
-Three tiers, each a slot size and the span one hash holds::
+Three tiers, each a slot size, the span one hash holds, and how far back it reaches::
 
-    rollup:<device>:10:<start>    10 s slots, a key per hour     (1 h / 300 buckets: 12 s wide)
-    rollup:<device>:60:<start>    1 min slots, a key per 6 hours (24 h / 300 buckets: 288 s)
-    rollup:<device>:600:<start>   10 min slots, a key per day    (7 d / 300 buckets: 2016 s)
+    rollup:<device>:10:<start>    10 s slots, a key per hour     a day    (1 h / 300 buckets: 12 s wide)
+    rollup:<device>:60:<start>    1 min slots, a key per 6 hours RETENTION (24 h / 300 buckets: 288 s)
+    rollup:<device>:600:<start>   10 min slots, a key per day    RETENTION (7 d / 300 buckets: 2016 s)
 
 ``<start>`` is the key's first second (Unix seconds, a multiple of its span); a field
 is ``<slot start>:<metric>``, its value ``"<count> <sum> <min> <max>"``. A query reads
@@ -22,15 +22,18 @@ device sending many readings a second; each tier is 6 or 10 times the one before
 query reads at most about ten slots per bucket and metric, whatever its range. A stored
 batch costs, per key it touches (three for a lone reading), one HMGET and one HSET of
 all its fields, whatever the number of metrics and readings, and an EXPIREAT when it
-adds a field or lands in a span already over. A key expires ``RETENTION`` after the
-later of its span's end and its last late write, so it outlives every reading in it,
-as ``readings:<device>`` keeps a reading for ``RETENTION`` after it arrives.
+adds a field or lands in a span already over. A key expires its tier's reach (``RETENTION``,
+or a day for the 10 s slots) after the later of its span's end and its last late write,
+so it outlives every reading in it, as ``readings:<device>`` keeps a reading for
+``RETENTION`` after it arrives.
 
-A reading measured more than ``RETENTION`` and a day before it arrives is kept in the raw
-history (and its CSV) but in no slot: charts do not reach back that far, and slots for
-any ``ts`` a device cares to send, years apart, would cost a few keys per reading. So a
-device's slots span at most ``RETENTION``, a day and ``MAX_FUTURE``: about as many
-fields as a device sending every 10 s has anyway.
+A tier keeps a reading (measured up to a key's span before its reach) only while it is
+that recent, and a key lives that long after its span: the 10 s slots serve charts of
+the last day, which read a busy device's hour at a glance; older, narrow buckets come
+from the raw readings (or, past ``history.RAW_READINGS``, the 1 min slots). A reading
+measured earlier still is kept in the raw history (and its CSV) but in no slot, so slots
+for any ``ts`` a device cares to send, years apart, cost nothing: a device's 10 s slots
+hold at most a day, its others ``RETENTION`` and a day.
 
 Readings stored before rollups existed (by an older server) are in no slot: the id of
 the first reading each device had rolled up is kept in ``rollups-from``, and a query
@@ -47,24 +50,32 @@ import math
 from .readings import EARLIEST_SYNCED_TS, NOT_METRICS
 
 HOUR = 3600
+DAY = 24 * HOUR
 ROLLUPS_FROM = "rollups-from"
-TIERS = ((10, HOUR), (60, 6 * HOUR), (600, 24 * HOUR))  # slot seconds, key span seconds
+# slot seconds, key span seconds, and how far back the tier reaches (None: RETENTION)
+TIERS = ((10, HOUR, DAY), (60, 6 * HOUR, None), (600, DAY, None))
 
 
 def rollup_key(device, size, start):
     return f"rollup:{device}:{size}:{start}"
 
 
-def slot_size(width):
-    """The coarsest slot size that fits in a bucket ``width`` seconds wide, or None."""
-    fitting = [size for size, _ in TIERS if size <= width]
+def slot_size(width, since, now):
+    """The coarsest slot size that fits in a bucket ``width`` seconds wide and whose tier
+    reaches back to ``since``, or None."""
+    fitting = [size for size, _, reach in TIERS if size <= width and (reach is None or since >= now - reach)]
     return fitting[-1] if fitting else None
+
+
+def finest_slot(since, now):
+    """The finest slot size whose tier reaches back to ``since``."""
+    return min(size for size, _, reach in TIERS if reach is None or since >= now - reach)
 
 
 def slots(client, device, size, since, until):
     """``(start, metric, count, sum, min, max)`` of each of the device's slots of ``size``
     seconds that overlap ``since`` to ``until`` (a slot starting at ``until`` does not)."""
-    span = dict(TIERS)[size]
+    span = {tier[0]: tier[1] for tier in TIERS}[size]
     first = math.floor(max(since, EARLIEST_SYNCED_TS) / span) * span
     with client.pipeline(transaction=False) as pipe:
         for start in range(first, math.ceil(until), span):
@@ -104,7 +115,7 @@ def _lua_set(names):
 # ROLLUP_PIECE fields, as Lua's unpack is limited), and an EXPIREAT when needed. Min and
 # max keep the text as sent; a sum is written with the digits that read back as its double.
 ROLL_UP = f"""
-local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}}}" for size, span in TIERS)}}}
+local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
 local rollup_pending = {{}}  -- key -> {{ends = its span's end, order = {{field, ...}}, slots = {{field -> summary}}}}
@@ -116,7 +127,7 @@ local function rollup_number(x)
   return text
 end
 
-local function roll_up(device, fields, id, oldest)
+local function roll_up(device, fields, id, now, retention)
   if not rollup_from_noted[device] then
     redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
     rollup_from_noted[device] = true
@@ -126,27 +137,30 @@ local function roll_up(device, fields, id, oldest)
     if fields[k] == 'ts' then ts = tonumber(fields[k + 1])
     elseif not ROLLUP_SKIP[fields[k]] then names[#names + 1] = k end
   end
-  if not ts or ts < oldest - ROLLUP_TIERS[#ROLLUP_TIERS][2] then return end
+  if not ts then return end
   for _, tier in ipairs(ROLLUP_TIERS) do
     local size, span = tier[1], tier[2]
-    local block = math.floor(ts / span) * span
-    local key = 'rollup:' .. device .. ':' .. size .. ':' .. block  -- whole numbers print whole
-    local pending = rollup_pending[key]
-    if not pending then
-      pending = {{ends = block + span, order = {{}}, slots = {{}}}}
-      rollup_pending[key] = pending
-    end
-    local slot = math.floor(ts / size) * size .. ':'
-    for _, k in ipairs(names) do
-      local field, text = slot .. fields[k], fields[k + 1]
-      local value, summary = tonumber(text), pending.slots[field]
-      if not summary then
-        pending.order[#pending.order + 1] = field
-        pending.slots[field] = {{1, value, value, text, value, text}}
-      else
-        summary[1], summary[2] = summary[1] + 1, summary[2] + value
-        if value < summary[3] then summary[3], summary[4] = value, text end
-        if value > summary[5] then summary[5], summary[6] = value, text end
+    local keep = tier[3] > 0 and tier[3] or retention
+    if ts >= now - keep - span then  -- within this tier's reach (and a key's span)
+      local block = math.floor(ts / span) * span
+      local key = 'rollup:' .. device .. ':' .. size .. ':' .. block  -- whole numbers print whole
+      local pending = rollup_pending[key]
+      if not pending then
+        pending = {{ends = block + span, keep = keep, order = {{}}, slots = {{}}}}
+        rollup_pending[key] = pending
+      end
+      local slot = math.floor(ts / size) * size .. ':'
+      for _, k in ipairs(names) do
+        local field, text = slot .. fields[k], fields[k + 1]
+        local value, summary = tonumber(text), pending.slots[field]
+        if not summary then
+          pending.order[#pending.order + 1] = field
+          pending.slots[field] = {{1, value, value, text, value, text}}
+        else
+          summary[1], summary[2] = summary[1] + 1, summary[2] + value
+          if value < summary[3] then summary[3], summary[4] = value, text end
+          if value > summary[5] then summary[5], summary[6] = value, text end
+        end
       end
     end
   end
@@ -173,7 +187,7 @@ local function write_rollups(now, retention)
       added = added + redis.call('HSET', key, unpack(new))
     end
     if added > 0 or now > pending.ends then
-      redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + retention))
+      redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + pending.keep))
     end
   end
   rollup_pending = {{}}

@@ -138,7 +138,7 @@ for i, r in ipairs(readings) do
     keep_seq(r)
     local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
-    roll_up(r.device, r.fields, id, now - retention)
+    roll_up(r.device, r.fields, id, now, retention)
     if not d.stored then  -- back from the sweep's offline mark, or new: say so once
       local status = nil
       if not d.seen_before then status = 'new' elseif d.known[3] == 'offline' then status = 'online' end

@@ -18,3 +18,17 @@ def test_readings_measured_before_the_retention_are_kept_but_not_rolled_up(app, 
     assert answer.status_code == 201 and answer.json["stored"] == len(years) + 1
     assert len(list(redis_client.scan_iter(match=rollup_key("attic", "*", "*")))) == 3  # now's slot in each tier
     assert redis_client.xlen("readings:attic") == len(years) + 1
+
+
+def test_the_10_s_rollups_reach_back_a_day_and_charts_older_than_that_come_from_coarser_ones(
+        client, token_for, redis_client):
+    now = time.time()
+    three_days_ago = [{"temperature": 10 + n % 7, "ts": now - 3 * DAY + n * 10} for n in range(360)]  # an hour
+    headers = {"Authorization": f"Bearer {token_for('attic')}"}
+    assert client.post("/api/readings", json=three_days_ago, headers=headers).status_code == 201
+
+    since, until = now - 3 * DAY, now - 3 * DAY + 3600
+    answer = client.get(f"/api/devices/attic/readings?since={since}&until={until}&buckets=120").json
+
+    assert not list(redis_client.scan_iter(match=rollup_key("attic", 10, "*")))
+    assert answer["width"] == 30 and len(answer["buckets"]) == 120  # from the readings themselves
