@@ -14,9 +14,8 @@ there, retained, as soon as it is up. A cycle that publishes nothing pings the b
 and then, which keeps the board online and finds a dead connection.
 
 Firmware updates and their reports still go over HTTP (``Uplink.call``) to ``server``, so
-an MQTT node keeps the token. node.py imports this module only for a transport other than
-http (it checks that it is mqtt, and its own settings): the HTTP node's heap never holds
-it or umqtt.
+an MQTT node keeps the token. node.py imports this module only for ``transport: mqtt``
+(settings.py checked the broker's settings): the HTTP node's heap never holds it or umqtt.
 """
 import json
 import time
@@ -24,11 +23,10 @@ import time
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
-from settings import PATH, SettingsError
 from uplink import Uplink
 
-DEFAULTS = {"mqtt_port": 1883, "mqtt_user": "", "mqtt_password": ""}  # here: the HTTP node never holds them
-_TOPIC = const("sensorcast/%s/%s")
+_READINGS_TOPIC = const("sensorcast/%s/readings")
+_STATUS_TOPIC = const("sensorcast/%s/status")
 _KEEPALIVE_INTERVALS = const(3)  # the broker's keepalive is this many reading intervals,
 _MIN_KEEPALIVE = const(60)  # and at least a minute; a quiet cycle pings after a third of it
 _BAD_LOGIN = const((4, 5))  # CONNACK codes: bad user name or password, not authorised
@@ -65,21 +63,12 @@ class TimedSocket:
 class MqttUplink(Uplink):
     def __init__(self, settings, capacity, log):
         Uplink.__init__(self, settings["server"], settings["token"], capacity, settings["timeout"], log)
-        for name, value in DEFAULTS.items():
-            settings.setdefault(name, value)
-        host, port, device = settings.get("mqtt_host"), settings["mqtt_port"], settings["device"]
-        if settings["transport"] != "mqtt":
-            raise SettingsError("%s: 'transport' must be http or mqtt" % PATH)
-        if not host:
-            raise SettingsError("%s: 'mqtt_host' is missing (transport mqtt)" % PATH)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise SettingsError("%s: 'mqtt_port' must be a port number" % PATH)
-        self.readings_topic = _TOPIC % (device, "readings")
-        self.status_topic = _TOPIC % (device, "status")
+        device = settings["device"]
+        self.readings_topic = _READINGS_TOPIC % device
+        self.status_topic = _STATUS_TOPIC % device
         self.keepalive = max(_MIN_KEEPALIVE, int(_KEEPALIVE_INTERVALS * settings["interval"]))
-        self.broker = "%s:%d" % (host, port)
-        self.client = MQTTClient("node." + device, host, port, settings["mqtt_user"] or device,
-                                 settings["mqtt_password"], self.keepalive)
+        self.client = MQTTClient("node." + device, settings["mqtt_host"], settings["mqtt_port"],
+                                 settings["mqtt_user"] or device, settings["mqtt_password"], self.keepalive)
         self.client.set_last_will(self.status_topic, "offline", True, 1)
         self.connected = False
         self.last_sent = 0
@@ -95,7 +84,7 @@ class MqttUplink(Uplink):
                 self.client.ping()
                 self.client.wait_msg()  # its PINGRESP
             except FAILURES as error:
-                return self.failed("mqtt: ping", error)
+                return self.failed("mqtt: keepalive ping", error)
             self.last_sent = time.ticks_ms()
         return True
 
@@ -111,7 +100,7 @@ class MqttUplink(Uplink):
 
     def connect(self):
         """Connect with the last will, then say ``online``; False (logged) when that failed."""
-        self.log("mqtt: connecting to %s" % self.broker)
+        self.log("mqtt: connecting to %s:%d" % (self.client.server, self.client.port))
         try:
             self.client.connect(True, self.timeout)
             self.client.sock = TimedSocket(self.client.sock, self.timeout)

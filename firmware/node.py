@@ -12,7 +12,6 @@ import machine
 from micropython import const
 
 import net
-import settings as settings_file
 from led import Led
 from sensors import open_sensor
 from uplink import Uplink
@@ -27,7 +26,8 @@ _PENDING_UPDATE = const("ota-pending.json")  # (boot.py's loader.recover() left 
 _UPDATE_BACKOFF = const("ota-backoff.json")  # {"failures" in a row, "until": time.time() the next may be tried}
 _BACKOFF_S = const(86400)  # after a failed update none is tried for a day (setting update_backoff),
 _MAX_BACKOFF_FACTOR = const(8)  # twice as long after each further failure in a row, up to 8 days
-DEFAULT_BUFFER = {"esp8266": 40}
+_ESP8266_BUFFER = const(40)  # readings kept while the server is away (setting buffer), on an ESP8266's heap,
+_BUFFER = const(300)  # and on any other board's
 
 
 def log(message):
@@ -60,15 +60,15 @@ class Node:
     def __init__(self, settings, led):
         self.settings = settings
         self.led = led
-        self.sensor = open_sensor(settings, log)
-        self.wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
-        capacity = settings["buffer"] or DEFAULT_BUFFER.get(sys.platform, 300)
+        capacity = settings["buffer"] or (_ESP8266_BUFFER if sys.platform == "esp8266" else _BUFFER)
         if settings["transport"] == "http":
             self.uplink = Uplink(settings["server"], settings["token"], capacity, settings["timeout"], log)
-        else:  # the HTTP node's heap never holds the MQTT code (which checks its settings)
+        else:  # the HTTP node's heap never holds the MQTT code
             from mqtt_uplink import MqttUplink
 
             self.uplink = MqttUplink(settings, capacity, log)
+        self.sensor = open_sensor(settings, log)
+        self.wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
         self.reporter = Reporter(settings["delta"], settings["heartbeat"])
         self.next_update_check = 0
         self.trial_cycles = 0
@@ -228,19 +228,34 @@ def read_json(path):
 def start_node(led):
     """A node built from the settings; while they are missing or broken, say why, blink fast, look again."""
     while True:
-        try:
-            settings = settings_file.load()
-            node = Node(settings, led)
-            led.show("ok")
-            return node
-        except settings_file.SettingsError as error:
-            log("settings: %s" % error)
+        settings = read_settings()
+        if settings is None:
             led.show("fault")
-        except Exception as error:  # a start that failed is retried, never a reboot loop
-            log("start failed: %r" % error)
-            sys.print_exception(error)
-            led.show("trouble")
+        else:
+            try:
+                node = Node(settings, led)
+                led.show("ok")
+                return node
+            except Exception as error:  # a start that failed is retried, never a reboot loop
+                log("start failed: %r" % error)
+                sys.print_exception(error)
+                led.show("trouble")
         led.wait(_SETTINGS_RETRY_MS, lambda: None)
+
+
+def read_settings():
+    """The checked settings, or None when they are missing or broken (the log says why).
+    Then settings.py goes, before the node's own code loads: nothing after needs it."""
+    import settings as settings_file
+
+    try:
+        return settings_file.load()
+    except settings_file.SettingsError as error:
+        log("settings: %s" % error)
+        return None
+    finally:
+        del sys.modules["settings"]
+        gc.collect()
 
 
 def main():

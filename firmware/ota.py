@@ -21,7 +21,6 @@ from micropython import const
 
 import loader
 import net
-import settings as settings_file
 from uplink import Uplink
 
 try:
@@ -41,13 +40,25 @@ def install_pending():
     """The release node.py asked for, tried once: the request is gone whatever happens."""
     pending = loader.read(loader.PENDING)
     loader.remove(loader.PENDING)
-    settings = settings_file.load()
+    settings = read_settings()
     wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
     if not wifi.up(lambda: None):
         log("no network; node.py asks again after its backoff")
         return
     uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
+    uplink.kept_headers = (_SIGNATURE,)
     install(pending["version"], uplink, settings["device"], settings.get("release_key"))
+
+
+def read_settings():
+    """The board's settings; then settings.py goes, as in node.py: the signature check needs the heap."""
+    import settings
+
+    try:
+        return settings.load()
+    finally:
+        del sys.modules["settings"]
+        gc.collect()
 
 
 def install(version, uplink, device, key):
@@ -83,10 +94,7 @@ def _manifest(version, uplink, device, key):
     try:
         if response.status_code != 200:
             return None, "no manifest (HTTP %d)" % response.status_code
-        signature = ""
-        for name, value in response.headers.items():
-            if name.lower() == _SIGNATURE:
-                signature = value
+        signature = response.headers.get(_SIGNATURE, "")
         text = response.content
     finally:
         response.close()

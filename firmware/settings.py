@@ -1,20 +1,31 @@
-"""The node's settings: one JSON file on the board's flash, checked before anything runs."""
+"""The node's settings: one JSON file on the board's flash, checked before anything runs.
+
+Only the start needs this module (node.py lets it go then), so every check of a setting
+lives here, the MQTT broker's and the thermistor's pin too: none of it stays in the heap.
+"""
 import json
+import os
+import sys
 
 from micropython import const
 
 PATH = "settings.json"
 _REQUIRED = const(("wifi_ssid", "server", "device", "sensor"))
 _SENSORS = const(("dht11", "dht22", "thermistor"))
+_TRANSPORTS = const(("http", "mqtt"))
 _DEVICE_CHARS = const("abcdefghijklmnopqrstuvwxyz0123456789_-")
 DEFAULTS = {
     "wifi_password": "", "token": "", "pin": 4, "interval": 30, "heartbeat": 300,
     "delta": {"temperature": 0.2, "humidity": 1.0}, "samples": 3, "deep_sleep": False,
     "led_pin": 2, "led_active_low": True, "watchdog": 60, "buffer": 0, "timeout": 10,
-    "chip": None, "transport": "http",  # or mqtt, whose own settings mqtt_uplink.py checks
+    "chip": None, "transport": "http",  # or mqtt, with these four:
+    "mqtt_host": None, "mqtt_port": 1883, "mqtt_user": "", "mqtt_password": "",
     "thermistor": {"series": 10000, "r0": 10000, "t0": 25.0, "beta": 3950,
                    "ntc_to_ground": True, "vcc": 3.3, "full_scale": None},
 }
+# ADC1 pins by chip: ADC2 cannot be read while Wi-Fi is on.
+ADC1_PINS = {"esp32": range(32, 40), "esp32s2": range(1, 11), "esp32s3": range(1, 11),
+             "esp32c3": range(0, 5), "esp8266": (0,)}
 
 
 class SettingsError(Exception):
@@ -22,7 +33,8 @@ class SettingsError(Exception):
 
 
 def load(path=PATH):
-    """The settings as a dict with defaults filled in, or SettingsError saying what to fix."""
+    """The settings as a dict with defaults filled in (``chip`` found out when not given),
+    or SettingsError saying what to fix."""
     try:
         with open(path) as f:
             given = json.load(f)
@@ -40,6 +52,7 @@ def load(path=PATH):
     thermistor = dict(DEFAULTS["thermistor"])
     thermistor.update(given.get("thermistor") or {})
     settings["thermistor"] = thermistor
+    settings["chip"] = settings["chip"] or chip()
     if not valid_device(settings["device"]):
         raise SettingsError("%s: 'device' must be 1-32 characters of a-z 0-9 _ -" % path)
     if settings["sensor"] not in _SENSORS:
@@ -49,6 +62,17 @@ def load(path=PATH):
     for name in ("interval", "heartbeat", "samples", "timeout"):
         if not isinstance(settings[name], (int, float)) or settings[name] <= 0:
             raise SettingsError("%s: '%s' must be a number above 0" % (path, name))
+    pins = ADC1_PINS.get(settings["chip"], ())
+    if settings["sensor"] == "thermistor" and settings["pin"] not in pins:
+        raise SettingsError("%s: pin %s is not an ADC1 pin of %s (ADC2 stops working with Wi-Fi); use one of %s"
+                            % (path, settings["pin"], settings["chip"], list(pins)))
+    if settings["transport"] not in _TRANSPORTS:
+        raise SettingsError("%s: 'transport' must be http or mqtt" % path)
+    port = settings["mqtt_port"]
+    if settings["transport"] == "mqtt" and not settings["mqtt_host"]:
+        raise SettingsError("%s: 'mqtt_host' is missing (transport mqtt)" % path)
+    if settings["transport"] == "mqtt" and (not isinstance(port, int) or not 0 < port < 65536):
+        raise SettingsError("%s: 'mqtt_port' must be a port number" % path)
     return settings
 
 
@@ -56,3 +80,14 @@ def valid_device(name):
     """Whether the server takes ``name`` as a device id (server/readings.py's DEVICE_ID,
     without ``re``): better said at start than by every reading refused."""
     return isinstance(name, str) and 0 < len(name) <= 32 and all(c in _DEVICE_CHARS for c in name)
+
+
+def chip():
+    """'esp32', 'esp32s2', 'esp32s3', 'esp32c3' or 'esp8266'."""
+    if sys.platform != "esp32":
+        return sys.platform
+    name = os.uname().machine.upper()
+    for variant in ("S2", "S3", "C3"):
+        if "ESP32" + variant in name:
+            return "esp32" + variant.lower()
+    return "esp32"

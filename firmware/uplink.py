@@ -46,6 +46,8 @@ _LONGEST_PAUSE = const(3600)
 
 
 class Uplink:
+    kept_headers = ("retry-after",)  # of a response's headers: the one call() reads
+
     def __init__(self, server, token, capacity, timeout, log):
         self.server = server.rstrip("/")
         self.headers = {"Content-Type": "application/json"}
@@ -127,11 +129,11 @@ class Uplink:
             status = response.status_code
             if status >= 300:
                 self.log("server answered %d: %s" % (status, response.text[:120]))
-            for name, value in response.headers.items() if status in _PAUSE else ():
-                if name.lower() == "retry-after" and value.strip().isdigit():
-                    seconds = min(int(value), _LONGEST_PAUSE)
-                    self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
-                    self.log("the server asked for a pause: next upload in %d s" % seconds)
+            pause = response.headers.get("retry-after", "") if status in _PAUSE else ""
+            if pause.isdigit():
+                seconds = min(int(pause), _LONGEST_PAUSE)
+                self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
+                self.log("the server asked for a pause: next upload in %d s" % seconds)
             return status, response.json() if status in (200, 201, _CONFLICT) else None
         except Exception as error:  # whatever a server or the network does, it is one failed call
             self.log("%s failed: %r" % (what, error))
@@ -142,9 +144,18 @@ class Uplink:
             gc.collect()
 
     def open(self, method, path, body=None):
-        """The server's response to one request (the caller closes it); a redirect raises ValueError."""
+        """The server's response to one request (the caller closes it); a redirect raises ValueError.
+        Its ``headers`` hold only those named in ``kept_headers``."""
         return request(method, self.server + path, headers=self.headers, timeout=self.timeout,
-                       data=None if body is None else json.dumps(body).encode())
+                       data=None if body is None else json.dumps(body).encode(), parse_headers=self.keep_header)
+
+    def keep_header(self, line, headers):
+        """requests' parse_headers: a header ``line`` goes into ``headers`` (its name in lower case) only
+        if named in ``kept_headers``; a dict of all of them would cut up the heap at every request."""
+        name, value = line.decode().split(":", 1)  # as requests splits them
+        name = name.lower()
+        if name in self.kept_headers:
+            headers[name] = value.strip()
 
 
 def new_boot():

@@ -53,9 +53,12 @@ class Board:
         partial.replace(self.hardware_file)
 
     def start(self, *args, script="main.py"):
+        """Run ``script`` as a board runs boot.py and main.py, and as ``make emulate`` does: imported
+        from the flash, which is '' on sys.path, so that each module's path is as short as on a board
+        (``micropython main.py`` would put the flash's whole path first, and into every module's name)."""
         self.lines = []
-        self.process = subprocess.Popen([str(MICROPYTHON), *args, script], cwd=self.flash,
-                                        env=self.env(), stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([str(MICROPYTHON), *args, "-c", "import " + script.removesuffix(".py")],
+                                        cwd=self.flash, env=self.env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self.collector = threading.Thread(target=self._collect, args=(self.process,), daemon=True)
         self.collector.start()

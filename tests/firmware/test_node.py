@@ -191,8 +191,8 @@ RAWS = list(range(1000, 3400, 8))  # the ADC's counts, one a reading: each readi
 
 
 def temperatures_of(board, raws):
-    """The temperature the node reports for each ADC count (sensors.py's formula, run by MicroPython)."""
-    code = ("from sensors import celsius\nimport settings\n"
+    """The temperature the node reports for each ADC count (thermistor.py's formula, run by MicroPython)."""
+    code = ("from thermistor import celsius\nimport settings\n"
             "print([round(celsius(raw * 3.3 / 4095, settings.DEFAULTS['thermistor']), 2) for raw in %r])" % raws)
     return ast.literal_eval(board.python_last_line(code))
 

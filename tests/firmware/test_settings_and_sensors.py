@@ -52,7 +52,7 @@ def test_the_board_and_the_server_take_the_same_device_names(board):
 def celsius(board, volts, **constants):
     c = {"series": 10000, "r0": 10000, "t0": 25.0, "beta": 3950, "ntc_to_ground": True, "vcc": 3.3}
     c.update(constants)
-    return float(board.python(f"import sensors; print(sensors.celsius({volts!r}, {c!r}))"))
+    return float(board.python(f"import thermistor; print(thermistor.celsius({volts!r}, {c!r}))"))
 
 
 @pytest.mark.parametrize("ohms, expected", [(33620, 0.0), (10000, 25.0), (3588, 50.0), (697, 100.0)])
@@ -65,8 +65,8 @@ def test_a_10k_b3950_ntc_reads_its_known_points(board, ohms, expected):
 
 
 def test_each_chip_reads_its_own_adc_range(board):
-    code = ("import sensors, settings; c = settings.DEFAULTS['thermistor']; "
-            "t = sensors.Thermistor({pin}, c, '{chip}', 1, print); print(t.adc_max, t.full_scale)")
+    code = ("import thermistor, settings; c = settings.DEFAULTS['thermistor']; "
+            "t = thermistor.Thermistor({pin}, c, '{chip}', 1, print); print(t.adc_max, t.full_scale)")
 
     assert board.python(code.format(pin=34, chip="esp32")).split() == ["4095", "3.3"]
     assert board.python(code.format(pin=0, chip="esp8266")).split() == ["1023", "1.0"]
