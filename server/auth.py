@@ -89,7 +89,8 @@ def add_device(device, mqtt):
     if mqtt:
         password, line = broker_credentials(device)
         click.echo(f"MQTT username: {device}\nMQTT password: {password}\npublishes to: {readings_topic(device)}\n"
-                   "Add this line to the broker's password file (deploy/mosquitto/), then reload Mosquitto:\n"
+                   "Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, README: MQTT), "
+                   "then reload Mosquitto:\n"
                    f"{line}")
 
 

@@ -162,4 +162,5 @@ def delete_command(device, revoke):
     revoked = revoke_tokens(get_redis(), device) if revoke else 0
     if not found and not revoked:
         raise click.UsageError(f"no device {device!r}")
-    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s)" if revoke else ""))
+    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s). Over MQTT it can still publish until "
+                                      f"its line leaves the broker's password file" if revoke else ""))

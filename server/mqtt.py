@@ -62,7 +62,7 @@ SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_ROOT}/+/readings"
 SERVER_USER = "sensorcast.server"  # not a device id (a dot), so no device can take its name
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 KEEPALIVE = 30
-MAX_BACKOFF = 30
+MAX_BACKOFF = 5  # seconds: back within 5 s of the broker, whose restart drops what comes before
 
 
 def readings_topic(device):
