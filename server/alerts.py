@@ -14,6 +14,8 @@ metric; "high", "low" or "offline") marks a line seen: it shows ``acknowledged``
 the same alert is raised again.
 ``GET /api/devices/<id>/thresholds``; ``PUT``/``DELETE .../thresholds/<metric>`` with
 ``{"low"?, "high"?, "hysteresis"?}``. ``flask --app server thresholds set|clear|list``.
+Every change, by either, is a ``thresholds`` event ``{"device", "metric", "limit"}`` (``limit``
+as stored, or null once removed), so open pages follow it.
 """
 import json
 import time
@@ -51,7 +53,20 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
         raise ValueError("hysteresis: must be 0 or more")
     limit["hysteresis"] = hysteresis
     client.hset(thresholds_key(device), metric, json.dumps(limit))
+    publish_threshold(client, device, metric, limit)
     return limit
+
+
+def remove_threshold(client, device, metric):
+    """Remove one threshold (its alert, if raised, ends) and tell every open page."""
+    clear_threshold(client, device, metric, time.time())
+    publish_threshold(client, device, metric, None)
+
+
+def publish_threshold(client, device, metric, limit):
+    """A ``thresholds`` event: ``device``'s ``metric`` is now watched with ``limit`` (None: not at all)."""
+    event = {"type": "thresholds", "data": {"device": device, "metric": metric, "limit": limit}}
+    client.publish(CHANNEL, json.dumps(event))
 
 
 @bp.get("/api/devices/<device>/thresholds")
@@ -82,7 +97,7 @@ def put_threshold(device, metric):
 @bp.delete("/api/devices/<device>/thresholds/<metric>")
 @viewer_required
 def delete_threshold(device, metric):
-    clear_threshold(get_redis(), device, metric, time.time())
+    remove_threshold(get_redis(), device, metric)
     return "", 204
 
 
@@ -178,7 +193,7 @@ def set_command(device, metric, low, high, hysteresis):
 @click.argument("device")
 @click.argument("metric")
 def clear_command(device, metric):
-    clear_threshold(get_redis(), device, metric, time.time())
+    remove_threshold(get_redis(), device, metric)
     click.echo(f"{device} {metric}: no threshold")
 
 

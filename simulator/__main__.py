@@ -2,6 +2,8 @@
 
 For a local server, tokens are made on first use in its Redis and kept in
 ``var/simulator-tokens.json``; for another server pass ``--token`` (used by every device).
+A device whose token the server refuses (revoked from the dashboard, say) stops; the
+others go on, and the run ends once none is left.
 """
 import argparse
 import json
@@ -70,19 +72,20 @@ def main(argv=None):
     start = next_step = time.time()
     print(f"simulating {', '.join(names)} -> {target} over {args.transport} (every {step:g} s)", flush=True)
     try:
-        while args.duration is None or time.time() - start < args.duration:
+        while fleet.devices and (args.duration is None or time.time() - start < args.duration):
             now = time.time()
-            fleet.step(now, clock=start + (now - start) * args.speed, uptime=now - start)
+            for refusal in fleet.step(now, clock=start + (now - start) * args.speed, uptime=now - start):
+                print(f"simulator: {refusal}", file=sys.stderr)
             next_step += step
             time.sleep(max(0.0, next_step - time.time()))
-    except AuthRefused as error:
-        print(f"simulator: {error}; check --token", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         pass
     finally:
         fleet.close()
     print(f"sent {fleet.sent}, buffered {fleet.buffered}, failed {fleet.failed}")
+    if not fleet.devices:
+        print(f"simulator: every device's token was refused{'; check --token' if args.token else ''}", file=sys.stderr)
+        return 2
     return 0
 
 

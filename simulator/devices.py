@@ -25,7 +25,7 @@ PAUSE = (429, 503)  # busy, or over the device's rate: kept, and sent after Retr
 
 
 class AuthRefused(Exception):
-    """The server refused a token: no retry will help."""
+    """The server refused a device's token, or the broker the login: no retry will help."""
 
 
 class Device:
@@ -97,13 +97,20 @@ class Fleet:
         return sum(len(device.pending) for device in self.devices)
 
     def step(self, now, clock, uptime):
-        """One interval: every device reads (at simulated ``clock``), buffers, and uploads."""
-        for device in self.devices:
+        """One interval: every device reads (at simulated ``clock``), buffers, and uploads.
+        A device whose token is refused leaves the fleet: returns the refusals (AuthRefused)."""
+        refusals = []
+        for device in list(self.devices):
             values = device.measure(clock)
             if values is not None:
                 device.keep(device.reading(values, now, uptime))
             if device.wifi_up() and now >= device.resume_at:
-                self.upload(device, now)
+                try:
+                    self.upload(device, now)
+                except AuthRefused as refusal:
+                    self.devices.remove(device)
+                    refusals.append(refusal)
+        return refusals
 
     def upload(self, device, now):
         while device.pending:
@@ -115,7 +122,8 @@ class Fleet:
                 self.failed += 1
                 return
             if answer.status_code in (401, 403):
-                raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code})")
+                raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code}): "
+                                  "revoked, or not this device's; it stops, any others go on")
             if answer.status_code in PAUSE:
                 device.resume_at = now + float(answer.headers.get("Retry-After", 5))
             if answer.status_code >= 300:

@@ -2,20 +2,18 @@
 // /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
 import { acknowledged, isAlerting, listAlerts, relabel, showAlert, wireThresholds } from "./js/alerts.js";
 import { draw } from "./js/chart.js";
-import { DIAGNOSTICS, ago, format, metricsOf, newer, note, prefs, when } from "./js/format.js";
+import { DIAGNOSTICS, ago, format, metricsOf, note, prefs, when } from "./js/format.js";
 import { nextFrame } from "./js/frame.js";
 import { label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
 import { addToBuckets, loadRange, range, readingsUrl, slide, wireRange } from "./js/range.js";
 import { markStale } from "./js/stale.js";
+import { connect, resumeAfter, toLogin } from "./js/stream.js";
 
 const CHART_POINTS = 500;
 const VALUES_EVERY = 100; // ms
 const CHART_EVERY = 250; // ms
-const RETRY_MS = 3000;
 const devices = new Map();
-let lastEventId = "";
-let retryDelay = RETRY_MS;
 let held = null; // while states are reloaded: the device and alert events received meanwhile
 
 function card(id) {
@@ -26,10 +24,10 @@ function card(id) {
   place(id, node, forget); // under its group's heading, by name
   // latest and measured are keyed by metric names, which may be "__proto__" or "constructor"
   const device = { id, node, lastSeen: 0, online: true, latest: Object.create(null), measured: new Map(),
-    readings: [], buckets: null, chart: null };
+    readings: [], buckets: null, chart: null, limits: new Map() };
   devices.set(id, device);
   const charted = () => metricsOf(device.latest).filter((name) => !DIAGNOSTICS.includes(name));
-  device.showThresholds = wireThresholds(id, node, charted);
+  device.showThresholds = wireThresholds(device, charted);
   wireLarge(device);
   const download = node.querySelector(".download");
   download.href = csvUrl(device);
@@ -181,7 +179,7 @@ async function seed() {
   const answer = await fetch("/api/devices");
   if (answer.status === 401) return toLogin();
   const known = await answer.json();
-  if (known.last_id && newer(known.last_id, lastEventId)) lastEventId = known.last_id;
+  resumeAfter(known.last_id);
   await Promise.all(known.devices.map((state) => guarded(state.device, async () => {
     const device = showState(state);
     showValues(device, state);
@@ -216,15 +214,10 @@ async function resync() {
 }
 
 // An event handler that applies the event's data now, or after the reload under way.
-const inTurn = (apply) => (event) => {
-  const data = JSON.parse(event.data);
+const inTurn = (apply) => (data) => {
   if (held) held.push(() => apply(data));
   else apply(data);
 };
-
-function toLogin() {
-  window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
-}
 
 // The server no longer keeps everything since our last event: load history afresh.
 async function reload() {
@@ -232,42 +225,15 @@ async function reload() {
   await seed();
 }
 
-function retryLater() {
-  setTimeout(connect, retryDelay * (0.5 + Math.random()));
-  retryDelay = Math.min(retryDelay * 2, 60000);
-}
-
-function connect() {
-  const indicator = document.getElementById("connection");
-  const query = lastEventId ? `?lastEventID=${encodeURIComponent(lastEventId)}` : "";
-  const source = new EventSource(`/stream${query}`);
-  source.onopen = () => {
-    retryDelay = RETRY_MS;
-    indicator.textContent = "live";
-    indicator.className = "connection live";
-    resync();
-  };
-  source.onerror = () => {
-    indicator.textContent = "reconnecting…";
-    indicator.className = "connection reconnecting";
-    // A refusal (503 or 429 while the server is full, 401 when the login ended) closes an
-    // EventSource for good: open a new one after a growing, jittered delay, so a crowd
-    // does not return at once; or log in again.
-    if (source.readyState === EventSource.CLOSED) {
-      fetch("/api/devices", { method: "HEAD" })
-        .then((answer) => (answer.status === 401 ? toLogin() : retryLater()), retryLater);
-    }
-  };
-  source.addEventListener("reading", (event) => {
-    lastEventId = event.lastEventId || lastEventId;
-    addReading({ ...JSON.parse(event.data), id: event.lastEventId }, true);
-  });
-  source.addEventListener("device", inTurn(showChange));
-  source.addEventListener("alert", inTurn(showAlertEvent));
-  source.addEventListener("acknowledged", inTurn(acknowledged));
-  source.addEventListener("reset", () => {
-    reload().catch((error) => console.error("could not reload history", error));
-  });
+// A threshold set or removed, here or elsewhere: the card's lines and form follow.
+function showLimit({ device: id, metric, limit }) {
+  const device = devices.get(id);
+  if (!device) return;
+  if (limit) device.limits.set(metric, limit);
+  else device.limits.delete(metric);
+  device.showThresholds(true);
+  draw(device);
+  redrawCompare();
 }
 
 function tick() {
@@ -306,5 +272,15 @@ function wireControls() {
 
 wireControls();
 seed().catch((error) => console.error("could not load devices", error))
-  .finally(() => { tick(); connect(); });
+  .finally(() => {
+    tick();
+    connect(resync, {
+      reading: (reading) => addReading(reading, true),
+      device: inTurn(showChange),
+      alert: inTurn(showAlertEvent),
+      acknowledged: inTurn(acknowledged),
+      thresholds: inTurn(showLimit),
+      reset: () => reload().catch((error) => console.error("could not reload history", error)),
+    });
+  });
 setInterval(tick, 1000);

@@ -86,3 +86,18 @@ def test_long_names_and_versions_fit_a_phone(live_server, token_for, redis_clien
             const field = label.querySelector("input, select").getBoundingClientRect();
             return field.top - label.getBoundingClientRect().top < 1.5 * parseFloat(getComputedStyle(label).lineHeight);
         }""")
+
+
+def test_no_card_is_stale_while_the_stream_is_down(start_server, token_for, browser_page):
+    server = start_server()
+    start = time.time() - 5
+    server.post("/api/readings", token_for("kitchen"), json=[{"temperature": 20, "ts": start + n} for n in range(6)])
+    card = open_card(browser_page, server, "kitchen")
+    expect(card.locator(".ago")).to_have_text(re.compile(r"^[0-4] s ago$"))
+
+    server.stop()
+    expect(browser_page.locator("#connection")).to_have_text("reconnecting…")
+
+    expect(card.locator(".ago")).to_have_text(re.compile(r"^([6-9]|\d\d+) s ago$"), timeout=20_000)  # stale, were it live
+    expect(card.locator(".metrics")).not_to_have_class(re.compile("stale"))
+    assert [error for error in browser_page.console_errors if not error.startswith("Failed to load resource")] == []

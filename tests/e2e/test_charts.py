@@ -4,6 +4,7 @@ opens large, and puts several devices' same metric side by side."""
 import re
 import time
 
+import pytest
 import requests
 from playwright.sync_api import expect
 
@@ -97,8 +98,30 @@ def test_hovering_reads_out_the_time_and_each_value_in_the_page_language(live_se
     readout = card.locator(".readout")
     expect(readout).to_be_visible()
     expect(readout.locator("time")).to_have_text(re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}, \d{2}:\d{2}:\d{2}$"))
-    expect(readout).to_contain_text("temperature 21,25 °C")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21,3 °C")
+    expect(readout).to_contain_text("temperature 21,3 °C")  # as the card says it
     expect(readout).to_contain_text("humidity 40,5 %")
+
+
+@pytest.mark.parametrize("viewport", [DESK, {"width": 390, "height": 844}])
+def test_the_readout_keeps_clear_of_the_value_axes(live_server, token_for, open_page, viewport):
+    start = time.time() - 10 * MINUTE
+    for device in ("attic", "cellar", "hall", "kitchen"):  # a row of four cards at a desk
+        post(live_server, token_for(device), [{"temperature": 21.25 + n, "humidity": 40.5, "ts": start + n * MINUTE}
+                                              for n in range(10)])
+    page = open_page(viewport=viewport)
+    page.goto(live_server.url + "/")
+    over = page.locator('[data-device="kitchen"] .u-over')
+    expect(page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-points", "10")
+    plot = over.bounding_box()
+
+    for x in (2, plot["width"] / 2, plot["width"] - 2):
+        over.hover(position={"x": x, "y": plot["height"] / 2})
+        readout = page.locator('[data-device="kitchen"] .readout')
+        expect(readout).to_be_visible()
+        box = readout.bounding_box()
+        assert plot["x"] <= box["x"] and box["x"] + box["width"] <= plot["x"] + plot["width"], (x, box, plot)
+    assert page.console_errors == []
 
 
 def test_thresholds_are_drawn_on_the_chart_and_follow_the_form(live_server, token_for, open_page):
@@ -215,4 +238,99 @@ def test_large_and_compare_charts_follow_the_window_size(live_server, token_for,
         page.wait_for_function(NARROWER_THAN, arg=["dialog .chart canvas", 0.96 * 800])
         page.keyboard.press("Escape")
         expect(page.locator("dialog")).to_be_hidden()
+    assert page.console_errors == []
+
+
+# Whether the texts of any two threshold lines shown cover each other.
+LABELS_OVERLAP = """(lines) => {
+  const boxes = lines.filter((line) => line.innerText.trim()).map((line) => {
+    const text = document.createRange();
+    text.selectNodeContents(line);
+    return text.getBoundingClientRect();
+  });
+  return boxes.some((a, i) => boxes.slice(i + 1)
+    .some((b) => a.top < b.bottom && b.top < a.bottom && a.left < b.right && b.left < a.right));
+}"""
+
+
+def test_threshold_labels_stand_on_their_own_background_apart_from_each_other(live_server, token_for, open_page):
+    now = time.time()
+    for device in ("attic", "cellar", "kitchen"):
+        post(live_server, token_for(device), [{"temperature": 15.5 + n % 10, "ts": now - 300 + n * 10} for n in range(20)])
+        requests.put(f"{live_server.url}/api/devices/{device}/thresholds/temperature", json={"low": 20, "high": 20.5},
+                     timeout=5)
+    page = open_dashboard(open_page, live_server)
+    card_labels = page.locator('[data-device="kitchen"] .threshold')
+    expect(card_labels).to_have_text(["low 20.0 °C", "high 20.5 °C"])
+
+    assert not card_labels.evaluate_all(LABELS_OVERLAP)
+    background = "(line) => getComputedStyle(line.querySelector('*') || line).backgroundColor"
+    assert card_labels.first.evaluate(background) != "rgba(0, 0, 0, 0)"
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.locator(".threshold")).to_have_count(6)
+    assert not dialog.locator(".threshold").evaluate_all(LABELS_OVERLAP)
+    assert page.console_errors == []
+
+
+# Each canvas keeps the lengths of the horizontal lines stroked on it since it was last
+# cleared, and its texts with their alignment.
+RECORD_LINES = """
+const { beginPath, clearRect, fillText, lineTo, moveTo, stroke } = CanvasRenderingContext2D.prototype;
+Object.assign(CanvasRenderingContext2D.prototype, {
+  clearRect(...args) {
+    Object.assign(this.canvas, { lines: [], texts: [] });
+    return clearRect.apply(this, args);
+  },
+  fillText(text, ...rest) {
+    this.canvas.texts?.push({ text: String(text), align: this.textAlign });
+    return fillText.call(this, text, ...rest);
+  },
+  beginPath() { this.path = []; return beginPath.call(this); },
+  moveTo(x, y) { this.path?.push([x, y, true]); return moveTo.call(this, x, y); },
+  lineTo(x, y) { this.path?.push([x, y, false]); return lineTo.call(this, x, y); },
+  stroke(...args) {
+    (this.path || []).forEach(([x, y, start], i) => !start && y === this.path[i - 1][1]
+      && this.canvas.lines?.push(Math.abs(x - this.path[i - 1][0])));
+    return stroke.apply(this, args);
+  },
+});
+"""
+# The horizontal lines across the whole plot, and the figures on the left (first) value axis.
+GRID_AND_FIGURES = """(canvas) => {
+  const longest = Math.max(...canvas.lines);
+  return [canvas.lines.filter((length) => length > longest * 0.9).length,
+    canvas.texts.filter((text) => text.align === "right").length];
+}"""
+
+
+def test_a_chart_with_two_value_axes_draws_one_set_of_grid_lines(live_server, token_for, open_page):
+    post(live_server, token_for("kitchen"), [{"temperature": 20 + n % 3, "humidity": 40 + n % 7, "ts": time.time() - 60 + n}
+                                             for n in range(20)])
+    page = open_page(viewport=DESK)
+    page.add_init_script(RECORD_LINES)
+    page.goto(live_server.url + "/")
+    canvas = page.locator('[data-device="kitchen"] .chart canvas')
+    expect(canvas).to_be_attached()
+    page.wait_for_function("(canvas) => canvas.texts?.some((text) => text.align === 'right')", arg=canvas.element_handle())
+
+    grid_lines, figures = canvas.evaluate(GRID_AND_FIGURES)
+
+    assert grid_lines == figures
+    assert page.console_errors == []
+
+
+def test_compare_opens_on_the_first_metric_in_the_cards_order(live_server, token_for, open_page):
+    for device in ("cellar", "kitchen"):
+        post(live_server, token_for(device), [{"humidity": 40 + n, "temperature": 20 + n, "ts": time.time() - 60 + n}
+                                              for n in range(5)])
+    page = open_dashboard(open_page, live_server)
+    expect(page.locator('[data-device="kitchen"] .metrics dt')).to_have_text(["temperature", "humidity"])
+
+    page.get_by_role("button", name="Compare").click()
+
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.get_by_label("Metric")).to_have_value("temperature")
+    expect(dialog.get_by_label("Metric").locator("option")).to_have_text(["temperature", "humidity"])
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["cellar", "kitchen"])
     assert page.console_errors == []

@@ -106,7 +106,7 @@ def test_a_hidden_device_shows_only_with_show_hidden(live_server, token_for, ope
 
     page.keyboard.press("Space")
     expect(cards[0]).to_be_visible()
-    expect(cards[0].locator(".id")).to_have_text("hidden")
+    expect(cards[0].locator(".id")).to_have_text("kitchen · hidden")
     expect(cards[1]).to_be_hidden()  # each page chooses for itself
     form.get_by_role("button", name="Show").click()
 

@@ -4,6 +4,7 @@ range while time passes, and a custom range that ends before it starts is explai
 import re
 import time
 
+import pytest
 from playwright.sync_api import Error, expect
 
 DEVICES = ("attic", "cellar", "kitchen")
@@ -92,14 +93,13 @@ def test_a_custom_range_that_ends_before_it_starts_is_explained(live_server, tok
     expect(chart).to_have_attribute("data-range", "live")
 
     browser_page.get_by_label("Range").select_option("custom")
-    browser_page.get_by_label("From", exact=True).fill("2026-05-02T10:00")
-    browser_page.get_by_label("To", exact=True).fill("2026-05-01T10:00")
+    browser_page.get_by_label("To", exact=True).fill("2026-05-01T10:00")  # before the From shown
 
     expect(browser_page.get_by_role("alert")).to_contain_text("From must be before To")
     expect(browser_page.get_by_label("To", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(chart).to_have_attribute("data-range", "live")
-    browser_page.get_by_label("To", exact=True).fill("2026-05-03T10:00")
-    expect(browser_page.get_by_role("alert")).to_have_text("")
+    browser_page.get_by_label("From", exact=True).fill("2026-04-30T10:00")
+    expect(browser_page.locator(".range-message")).to_be_empty()
     expect(chart).to_have_attribute("data-range", "custom")
 
 
@@ -122,3 +122,66 @@ def test_the_custom_range_message_keeps_the_header_on_one_line_at_a_desk(live_se
     box = message.bounding_box()
     assert box["width"] > 0 and box["x"] + box["width"] <= 1280  # in sight, not cut off
     assert page.console_errors == []
+
+
+def test_custom_starts_from_the_range_shown(live_server, token_for, browser_page):
+    seed_fleet(live_server, token_for, ["kitchen"])
+    browser_page.add_init_script("localStorage.setItem('sensorcast.range', JSON.stringify({name: '24h'}))")
+    browser_page.goto(live_server.url + "/")
+    chart = browser_page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-range", "24h")
+
+    browser_page.get_by_label("Range").select_option("custom")
+
+    since, until = [browser_page.get_by_label(name, exact=True).evaluate("(input) => Date.parse(input.value) / 1000")
+                    for name in ("From", "To")]
+    assert until - since == pytest.approx(24 * HOUR, abs=60) and until == pytest.approx(time.time(), abs=120)
+    expect(chart).to_have_attribute("data-range", "24h")  # until From or To changes
+    browser_page.get_by_label("From", exact=True).fill(time.strftime("%Y-%m-%dT%H:%M", time.localtime(since - HOUR)))
+    expect(chart).to_have_attribute("data-range", "custom")
+    assert browser_page.console_errors == []
+
+
+# Whether any element that is not the range message, nor holds it, covers part of it.
+COVERED = """(message) => {
+  const box = message.getBoundingClientRect();
+  return [...document.querySelectorAll("h1, label, input, select, button, #connection, #alerts, .card")]
+    .filter((node) => !node.contains(message) && node.checkVisibility())
+    .map((node) => node.getBoundingClientRect())
+    .some((other) => other.left < box.right && box.left < other.right && other.top < box.bottom && box.top < other.bottom);
+}"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}])
+def test_the_custom_range_message_covers_nothing(live_server, token_for, open_page, viewport):
+    seed_fleet(live_server, token_for, ["attic", "cellar", "hall", "kitchen"])
+    page = open_page(viewport=viewport)
+    page.goto(live_server.url + "/")
+    expect(page.locator(".card")).to_have_count(4)
+    page.get_by_label("Range").select_option("custom")
+
+    page.get_by_label("To", exact=True).fill("2026-04-30T10:00")
+
+    message = page.get_by_role("alert")
+    expect(message).to_contain_text("From must be before To")
+    assert not message.evaluate(COVERED)
+    assert page.console_errors == []
+
+
+def test_a_range_without_readings_says_so_on_the_card(live_server, token_for, browser_page):
+    seed_fleet(live_server, token_for, ["kitchen"])
+    open_page = browser_page
+    open_page.goto(live_server.url + "/")
+    card = open_page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-range", "live")
+    expect(card.locator(".no-readings")).to_have_count(0)
+
+    open_page.get_by_label("Range").select_option("custom")
+    open_page.get_by_label("From", exact=True).fill("2020-05-01T10:00")
+    open_page.get_by_label("To", exact=True).fill("2020-05-02T10:00")
+
+    expect(card.locator(".chart")).to_have_attribute("data-range", "custom")
+    expect(card.locator(".chart")).to_contain_text("No readings in this range")
+    open_page.get_by_label("Range").select_option("24h")
+    expect(card.locator(".no-readings")).to_have_count(0)
+    assert open_page.console_errors == []

@@ -88,3 +88,52 @@ def test_a_low_above_the_high_is_explained_on_the_form(live_server, token_for, b
     expect(form.locator(".message")).to_have_text("low: must be below high")
     assert stored_threshold(live_server) == {"high": 25, "hysteresis": 0}
     assert page.console_errors == []
+
+
+def test_stored_limits_that_load_late_never_overwrite_what_the_user_typed(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"low": 10}, timeout=5)
+    page = browser_page
+    page.goto(live_server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart canvas")).to_be_attached()
+    held = []  # the first load of the form's limits, let through once the user typed
+    page.route("**/api/devices/kitchen/thresholds", lambda route: route.continue_() if held else held.append(route))
+
+    card.get_by_text("Alert thresholds").click()
+    form = card.locator(".thresholds form")
+    form.get_by_label("High").fill("25")
+    while not held:  # Playwright hands the route over between its calls
+        page.wait_for_timeout(20)
+    held[0].continue_()
+
+    expect(form.get_by_label("Low")).to_have_value("10")
+    expect(form.get_by_label("High")).to_have_value("25")
+    form.get_by_role("button", name="Save").click()
+    expect(form.locator(".message")).to_have_text("Saved.")
+    assert stored_threshold(live_server) == {"low": 10, "high": 25, "hysteresis": 0}
+    assert page.console_errors == []
+
+
+def test_a_threshold_changed_elsewhere_shows_at_once_on_the_card_and_its_form(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    expect(card.locator(".chart canvas")).to_be_attached()
+    url = live_server.url + "/api/devices/kitchen/thresholds/temperature"
+
+    requests.put(url, json={"low": 10, "high": 25}, timeout=5)  # as another page or the CLI does
+
+    expect(card.locator(".threshold")).to_have_text(["low 10 °C", "high 25 °C"])
+    expect(form.get_by_label("High")).to_have_value("25")
+    expect(form.get_by_label("Low")).to_have_value("10")
+    form.get_by_label("Low").fill("12")
+    requests.put(url, json={"high": 26}, timeout=5)
+    expect(card.locator(".threshold")).to_have_text(["high 26 °C"])
+    expect(form.get_by_label("High")).to_have_value("26")
+    expect(form.get_by_label("Low")).to_have_value("12")  # what the user typed stays
+    requests.delete(url, timeout=5)
+    expect(card.locator(".threshold")).to_have_count(0)
+    expect(form.get_by_label("High")).to_have_value("")
+    assert page.console_errors == []

@@ -314,3 +314,20 @@ def test_a_running_server_sends_where_a_muted_metric_stands_once_its_device_may_
         return requests.get(server.url + "/api/alerts", timeout=10).json()["recent"][0]
     eventually(lambda: "muted" in latest())
     assert (latest()["state"], latest()["muted"], latest()["value"]) == ("high", 19, 35)
+
+
+def test_every_threshold_change_reaches_watching_browsers(live_server, token_for, app):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    browser = live_server.stream()
+    url = live_server.url + "/api/devices/kitchen/thresholds/temperature"
+
+    requests.put(url, json={"high": 30}, timeout=5)
+    assert browser.next_of("thresholds")["data"] == {
+        "device": "kitchen", "metric": "temperature", "limit": {"high": 30, "hysteresis": 0}}
+    requests.delete(url, timeout=5)
+    assert browser.next_of("thresholds")["data"] == {"device": "kitchen", "metric": "temperature", "limit": None}
+    app.test_cli_runner().invoke(args=["thresholds", "set", "kitchen", "temperature", "--low", "5"])
+    assert browser.next_of("thresholds")["data"]["limit"] == {"low": 5, "hysteresis": 0}
+    app.test_cli_runner().invoke(args=["thresholds", "clear", "kitchen", "temperature"])
+    assert browser.next_of("thresholds")["data"]["limit"] is None
+    browser.close()

@@ -1,8 +1,9 @@
 """The simulator against the real server, and the same payload as the firmware's."""
 import json
 import random
+import threading
 
-from server.auth import token_device
+from server.auth import revoke_tokens, token_device
 from server.mqtt import SERVER_USER
 from server.readings import validate
 from simulator import __main__ as cli
@@ -72,3 +73,23 @@ def test_a_login_the_broker_refuses_stops_the_run_with_a_message(broker, capsys)
     url = broker.url().replace(broker.passwords[SERVER_USER], "wrong")
     assert cli.main(["--transport", "mqtt", "--mqtt-url", url, "--duration", "1"]) == 2
     assert "refused the login" in capsys.readouterr().err
+
+
+def test_a_device_whose_token_is_revoked_stops_while_the_others_go_on(live_server, redis_server, redis_client,
+                                                                      monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
+    run = {}
+    simulator = threading.Thread(target=lambda: run.update(code=cli.main([
+        "--url", live_server.url, "--devices", "2", "--interval", "0.2", "--duration", "8", "--seed", "4"])))
+    simulator.start()
+    eventually(lambda: live_server.history("sim-2"))
+
+    revoke_tokens(redis_client, "sim-2")  # as the dashboard's Delete does, with "also revoke its token"
+    revoked_at = len(live_server.history("sim-1"))
+    simulator.join()
+
+    assert run["code"] == 0
+    said = capsys.readouterr().err
+    assert "sim-2: the server refused its token (401): revoked" in said and "check --token" not in said
+    assert len(live_server.history("sim-1")) > revoked_at + 5  # sim-1 went on

@@ -73,14 +73,16 @@ def test_a_busy_server_or_a_rate_limit_is_honoured_for_its_retry_after(fleet, bu
 
 
 @responses.activate
-def test_a_refused_token_stops_the_simulator_with_a_clear_message(fleet, capsys, monkeypatch):
+def test_a_refused_token_stops_its_device_and_a_fleet_without_devices_stops(fleet, capsys, monkeypatch):
     responses.post(READINGS, status=401, json={"error": "this token is unknown or revoked"})
-    with pytest.raises(AuthRefused):
-        fleet.step(1_800_000_000, clock=0, uptime=0)
 
+    [refusal] = fleet.step(1_800_000_000, clock=0, uptime=0)
+
+    assert isinstance(refusal, AuthRefused) and fleet.devices == []
     monkeypatch.setattr(Device, "dropout_rate", 0.0)
     assert cli.main(["--url", URL, "--token", "bad", "--devices", "1", "--duration", "1"]) == 2
-    assert "refused its token" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "sim-1: the server refused its token (401): revoked" in said and "check --token" in said
 
 
 def test_signals_are_believable_and_reproducible():

@@ -175,46 +175,56 @@ export function relabel(deleted) {
   summarize();
 }
 
+// The device's stored limits, into device.limits (kept live by `thresholds` events).
+export async function loadLimits(device) {
+  const answer = await fetch(`/api/devices/${encodeURIComponent(device.id)}/thresholds`);
+  if (!answer.ok) throw new Error(`${device.id}'s thresholds: HTTP ${answer.status}`);
+  device.limits = new Map(Object.entries((await answer.json()).thresholds));
+}
+
 // The form shows the stored limits in the unit chosen now (show() again when it changes);
-// Save sends a changed field converted to °C and an untouched one exactly as stored.
-export function wireThresholds(id, node, metricNames) {
+// Save sends a changed field converted to °C and an untouched one exactly as stored. The
+// limits are loaded again each time it opens and after a save, and follow `thresholds`
+// events (show(true)): a field the user edited meanwhile keeps what they typed.
+export function wireThresholds(device, metricNames) {
+  const { id, node } = device;
   const details = node.querySelector(".thresholds");
   const form = details.querySelector("form");
   const say = (text) => { form.querySelector(".message").textContent = text; };
   const url = () => `/api/devices/${encodeURIComponent(id)}/thresholds/${encodeURIComponent(form.metric.value)}`;
   const fields = { low: [shown, stored], high: [shown, stored], hysteresis: [shownDifference, storedDifference] };
-  let known = new Map();
+  const isEdited = (input) => input.value !== (input.dataset.shown ?? input.defaultValue);
 
   async function fill() {
     const chosen = form.metric.value;
     form.metric.replaceChildren(...metricNames().map((name) => new Option(name, name)));
     if (chosen) form.metric.value = chosen;
-    const answer = await (await fetch(`/api/devices/${encodeURIComponent(id)}/thresholds`)).json();
-    known = new Map(Object.entries(answer.thresholds));
-    show();
+    await loadLimits(device);
+    show(true);
   }
-  function show() {
+  function show(keepEdits = false) {
     const name = form.metric.value;
-    const limit = known.get(name) || {};
+    const limit = device.limits.get(name) || {};
     form.querySelectorAll(".unit").forEach((span) => { span.textContent = unitOf(name) && `(${unitOf(name)})`; });
     for (const [field, [toShown]] of Object.entries(fields)) {
-      const value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : "";
-      form[field].value = value;
-      form[field].dataset.shown = form[field].value;
+      const input = form[field];
+      if (keepEdits && isEdited(input)) continue;
+      input.value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : "";
+      input.dataset.shown = input.value;
     }
   }
   function edited() {
     const name = form.metric.value;
-    const limit = known.get(name) || {};
+    const limit = device.limits.get(name) || {};
     const entries = Object.entries(fields).map(([field, [, toStored]]) => {
       const input = form[field];
-      if (input.value === input.dataset.shown) return [field, limit[field]];
+      if (!isEdited(input)) return [field, limit[field]];
       return [field, input.value === "" ? undefined : toStored(name, Number(input.value))];
     });
     return Object.fromEntries(entries);
   }
   details.addEventListener("toggle", () => details.open && fill());
-  form.metric.addEventListener("change", show);
+  form.metric.addEventListener("change", () => show());
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const limit = edited();
@@ -227,16 +237,19 @@ export function wireThresholds(id, node, metricNames) {
       method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(limit),
     });
     say(answer.ok ? "Saved." : (await answer.json()).error);
-    if (answer.ok) fill();
+    if (!answer.ok) return;
+    Object.keys(fields).forEach((field) => { form[field].dataset.shown = form[field].value; }); // stored as typed
+    fill();
   });
   form.querySelector(".clear").addEventListener("click", async () => {
     const name = form.metric.value;
     const answer = await fetch(url(), { method: "DELETE" });
-    if (answer.ok) { // no limit, no alert: the server forgets it too
-      setActive(id, name, "cleared");
-      summarize();
-    }
     say(answer.ok ? "Cleared." : "Could not clear it.");
+    if (!answer.ok) return;
+    setActive(id, name, "cleared"); // no limit, no alert: the server forgets it too
+    summarize();
+    device.limits.delete(name);
+    show();
     fill();
   });
   return show;

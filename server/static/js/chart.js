@@ -2,11 +2,14 @@
 // band from its min to its max, pinned to that range; the device's thresholds as lines; and
 // under it the min, average and max of each metric over what it shows. The same chart opens
 // large (overlay.js) and is kept live there too.
+import { loadLimits } from "./alerts.js";
 import { DIAGNOSTICS, decimals, figure, format, metricsOf, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned } from "./range.js";
 
 export const CHART_HEIGHT = 260;
+const NO_READINGS = "No readings in this range";
+const watched = new WeakSet(); // the devices whose chart follows their card's width and has their limits
 
 export function chartedNames(device) {
   const sample = Object.assign(Object.create(null), ...(device.buckets || device.readings)); // keeps "__proto__"
@@ -41,25 +44,9 @@ function chartData(device) {
   return { names, specs, xs: device.buckets.map((bucket) => bucket.t), columns };
 }
 
-// The device's thresholds as lines, in the unit shown: fetched with its first chart and
-// again whenever its threshold form reports a save or a clear.
-function watchLimits(device) {
-  device.limits = new Map();
-  const load = () => fetch(`/api/devices/${encodeURIComponent(device.id)}/thresholds`)
-    .then((answer) => answer.json())
-    .then((answer) => {
-      device.limits = new Map(Object.entries(answer.thresholds));
-      draw(device);
-    })
-    .catch((error) => console.error(`could not load ${device.id}'s thresholds`, error));
-  const message = device.node.querySelector(".thresholds .message");
-  if (message) new MutationObserver(load).observe(message, { childList: true, characterData: true, subtree: true });
-  load();
-}
-
 export function limitsOf(device, names) {
   return names.flatMap((name) => {
-    const limit = device.limits?.get(name) || {};
+    const limit = device.limits.get(name) || {};
     return ["low", "high"].filter((side) => limit[side] != null).map((side) => ({
       unit: unitOf(name), value: shown(name, limit[side]),
       label: `${names.length > 1 ? `${name} ` : ""}${side} ${format(name, limit[side])}`,
@@ -106,17 +93,28 @@ function drawInto(device, into, box, height, onTimes) {
 
 export function draw(device) {
   if (!window.uPlot) return;
-  if (!device.limits) {
-    watchLimits(device);
+  if (!watched.has(device)) {
+    watched.add(device);
     watchWidth(device);
+    loadLimits(device).then(() => draw(device)) // drawn as lines, then kept live by `thresholds` events
+      .catch((error) => console.error(`could not load ${device.id}'s thresholds`, error));
   }
   const box = device.node.querySelector(".chart");
-  const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max }); // the x axis, for tests
+  // The x axis, for Custom… to start from (range.js) and for tests.
+  const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max });
   const { chart, names, xs } = drawInto(device, device.chart, box, CHART_HEIGHT, showTimes);
   device.chart = chart;
   Object.assign(box.dataset, { points: xs.length, range: device.period?.name ?? "live" });
+  sayIfEmpty(box, !xs.length);
   summarise(device, names);
   if (device.large) device.large.chart = drawInto(device, device.large.chart, device.large.box, device.large.height).chart;
+}
+
+// Over a chart with nothing to draw, a word why.
+function sayIfEmpty(box, empty) {
+  const note = box.querySelector(".no-readings");
+  if (!empty) note?.remove();
+  else if (!note) box.append(Object.assign(document.createElement("p"), { className: "no-readings", textContent: NO_READINGS }));
 }
 
 // The chart as wide as its card, which follows the window and the cards around it (groups

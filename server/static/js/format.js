@@ -71,11 +71,15 @@ const FULL = { year: "numeric", month: "numeric", day: "numeric", hour: "numeric
   second: "numeric" }; // as toLocaleString() writes it
 export const when = (seconds) => date(seconds, FULL);
 
-// A chart's time axis: the finer its step, the more of the time each label says.
+// A chart's time axis, short enough for a narrow card: the finer its step, the more of the
+// time each label says, on a 24-hour clock ("14:30", "14:30:15"); a day's label, and
+// midnight's, is its date ("29/11" or "11/29").
+const CLOCK = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+const DAY = { month: "numeric", day: "numeric" };
 export function tick(seconds, step) {
-  if (step < 60) return date(seconds, { timeStyle: "medium" });
-  if (step < 86400) return date(seconds, { timeStyle: "short" });
-  return date(seconds, { dateStyle: "short" });
+  const midnight = new Date(seconds * 1000).setHours(0, 0, 0, 0) === seconds * 1000;
+  if (step >= 86400 || (midnight && step >= 3600)) return date(seconds, DAY);
+  return date(seconds, step < 60 ? { ...CLOCK, second: "2-digit" } : CLOCK);
 }
 
 export function newer(a, b) {

@@ -1,5 +1,5 @@
 // What viewers make of a device (devices.py): a friendly name on its card (the id then in
-// small print, and both in the title), a group (a room, say) that cards are sorted under,
+// small print, as on a hidden card: "kitchen · hidden"; both in the title), a group (a room, say) that cards are sorted under,
 // a heading per group in name order and the ungrouped last (no headings while no shown
 // card has a group), and hidden: a hidden card is out of sight unless "show hidden (N)"
 // is on. Set from the card's "Edit device" form; other pages and the CLI are followed by
@@ -34,7 +34,7 @@ function show(id) {
   const { node, name, group, hidden } = known.get(id);
   Object.assign(node.querySelector(".name"), { textContent: name || id, title: name ? `${name} (${id})` : id });
   const small = node.querySelector(".id");
-  small.textContent = [name && id, hidden && "hidden"].filter(Boolean).join(" · ");
+  small.textContent = [(name || hidden) && id, hidden && "hidden"].filter(Boolean).join(" · ");
   small.title = small.textContent;
   node.querySelector(".labels .hide").textContent = hidden ? "Show" : "Hide";
   node.classList.toggle("hidden-device", hidden);

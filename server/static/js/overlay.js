@@ -2,7 +2,7 @@
 // a card's chart at the dialog's full width, and a comparison of one metric of every device
 // that has it, one series per device in the page's order, with each device's thresholds.
 // Both are titled with the devices' names and follow the window's size.
-import { decimals, unitOf } from "./format.js";
+import { decimals, metricsOf, unitOf } from "./format.js";
 import { chartedNames, draw, limitsOf, seriesOf } from "./chart.js";
 import { nameOf } from "./labels.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
@@ -78,28 +78,26 @@ export function redrawCompare() {
   box.dataset.series = specs.length;
 }
 
-// The header's Compare button: a dialog with a metric to choose and every device's series of it.
+// The header's Compare button: a dialog with a metric to choose (the first in the cards'
+// order to begin with) and every device's series of it.
 export function wireCompare(devices) {
   document.getElementById("compare").addEventListener("click", () => {
     const body = open("Compare devices", () => {
       compared?.chart?.destroy();
       compared = null;
     });
-    const names = [...new Set([...devices.values()].flatMap(chartedNames))].sort();
+    const names = metricsOf(Object.fromEntries([...devices.values()].flatMap(chartedNames).map((name) => [name, true])));
     const select = document.createElement("select");
-    select.append(new Option("Choose a metric", ""), ...names.map((name) => new Option(name, name)));
+    select.append(...names.map((name) => new Option(name, name)));
     const label = Object.assign(document.createElement("label"), { textContent: "Metric " });
     label.append(select);
     body.append(label);
-    compared = { devices, metric: "", chart: null, box: chartBox(body) };
+    compared = { devices, metric: select.value, chart: null, box: chartBox(body) };
     select.addEventListener("change", () => {
       compared.metric = select.value;
       redrawCompare();
     });
-    if (names.length === 1) {
-      select.value = names[0];
-      select.dispatchEvent(new Event("change"));
-    }
+    redrawCompare();
   });
 }
 

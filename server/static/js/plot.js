@@ -7,7 +7,18 @@ import { number, tick, when, withUnit } from "./format.js";
 export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d"];
 const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
 const GAP = 3; // a break longer than this many usual intervals is a gap
-const TIME_SPACE = 90; // px from one time on the axis to the next: room for "12:00:00 AM" and a gap
+const TIME_SPACE = 90; // px from one time on the axis to the next, where the chart is wide enough
+const LEAST_TIMES = 3; // labels on a time axis, however narrow, while they fit side by side
+const LABEL_GAP = 6; // px between two labels on the time axis, at least
+const AXIS_FONT = "12px system-ui, sans-serif";
+// Seconds from one time on the axis to the next: steps close together, so that one of them
+// gives a narrow chart its LEAST_TIMES labels.
+const TIME_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600, 7200,
+  10800, 14400, 21600, 28800, 43200, 86400, 172800, 259200, 604800, 1209600, 2592000];
+const UNIT_SPACE = 16; // px for a value axis's unit, written up its side
+const TICK_SPACE = 12; // px for a value axis's ticks and the gap to its figures
+const measure = document.createElement("canvas").getContext("2d");
+measure.font = AXIS_FONT;
 
 // Rows (xs and one column per series) with a null row wherever the time between two rows is
 // more than GAP times the median interval: uPlot breaks its line at a null (spanGaps false)
@@ -48,10 +59,27 @@ function valueRange(unit, limits) {
   };
 }
 
-const say = (value, unit) => (value == null ? "–" : withUnit(number(value, 2), unit));
+// The time axis's spacing in px for a plot `width` px wide showing min to max: the first step
+// whose labels fit side by side and that is TIME_SPACE apart, or, before that, the last
+// one that still gives LEAST_TIMES labels.
+function timeSpace(u, axis, min, max, width) {
+  const px = width / (max - min); // per second
+  const fits = (step) => step * px >= measure.measureText(tick(max, step)).width + LABEL_GAP;
+  const step = TIME_STEPS.find((each, i) => fits(each)
+    && (each * px >= TIME_SPACE || (max - min) / (TIME_STEPS[i + 1] ?? Infinity) < LEAST_TIMES));
+  return step ? step * px * 0.999 : TIME_SPACE; // a hair under, so uPlot picks that step
+}
 
-// A box by the cursor that reads out the time and each drawn series' value there (a band's
-// middle line with the band's ends: "21.5 °C (20–23)").
+// A value axis as wide as its widest figure.
+const valueAxisSize = (u, values) =>
+  Math.ceil(Math.max(24, ...(values || []).map((text) => measure.measureText(text).width))) + TICK_SPACE;
+
+const figure = (value, digits) => number(value, digits, digits);
+const say = (value, { unit, digits }) => (value == null ? "–" : withUnit(figure(value, digits), unit));
+
+// A box by the cursor that reads out the time and each drawn series' value there, with the
+// series' decimals (a band's middle line with the band's ends: "21.5 °C (20.0–23.0)"); inside
+// the plot, clear of the value axes' figures either side.
 function readout(specs) {
   let box;
   const line = (label, text, colour) => {
@@ -72,20 +100,24 @@ function readout(specs) {
         specs.forEach((spec, i) => {
           if (spec.band) return;
           const [low, value, high] = [u.data[i][idx], u.data[i + 1][idx], u.data[i + 2]?.[idx]];
-          let text = say(value, spec.unit);
-          if (spec.spread && low != null && high != null) text += ` (${number(low, 2)}–${number(high, 2)})`;
+          let text = say(value, spec);
+          if (spec.spread && low != null && high != null) text += ` (${figure(low, spec.digits)}–${figure(high, spec.digits)})`;
           rows.push(line(spec.label, text, spec.colour));
         });
         box.replaceChildren(...rows);
+        const room = u.over.clientWidth;
+        box.style.maxWidth = `${room}px`;
         const after = left + 12; // right of the cursor, or left of it where that does not fit
-        const fits = after + box.offsetWidth <= u.over.clientWidth;
-        box.style.left = `${fits ? after : Math.max(-u.over.offsetLeft, left - 12 - box.offsetWidth)}px`;
+        const fits = after + box.offsetWidth <= room;
+        box.style.left = `${Math.max(0, Math.min(fits ? after : left - 12 - box.offsetWidth, room - box.offsetWidth))}px`;
       },
     },
   };
 }
 
-// A dashed line across the plot at each limit, labelled ("high 25 °C").
+// A dashed line across the plot at each limit, labelled ("high 25 °C") on a background at
+// its right end: under the line, or over it where that would cover another label, or not
+// at all where both would (several devices' "low 30 °C" in one place, say).
 function thresholdLines(limits) {
   let drawn = new Map();
   return {
@@ -94,16 +126,35 @@ function thresholdLines(limits) {
         const now = new Map(limits().map((limit) => [`${limit.unit} ${limit.label}`, limit]));
         for (const [key, node] of drawn) if (!now.has(key)) node.remove();
         drawn = new Map([...now].map(([key, limit]) => {
-          const node = drawn.get(key) || u.over.appendChild(Object.assign(document.createElement("div"), {
-            className: "threshold", textContent: limit.label,
-          }));
+          let node = drawn.get(key);
+          if (!node) {
+            node = u.over.appendChild(Object.assign(document.createElement("div"), { className: "threshold" }));
+            node.append(Object.assign(document.createElement("span"), { textContent: limit.label }));
+          }
           node.style.top = `${u.valToPos(limit.value, limit.unit)}px`;
           node.dataset.value = limit.value;
           return [key, node];
         }));
+        placeLabels([...drawn.values()], u.over.clientHeight);
       },
     },
   };
+}
+
+// Each line's label under it, else over it, else hidden: never on another line's label.
+function placeLabels(lines, height) {
+  const taken = []; // [top, bottom] of each label placed, px
+  const at = (line) => parseFloat(line.style.top);
+  for (const line of lines.sort((a, b) => at(a) - at(b))) {
+    const label = line.firstChild;
+    const size = label.offsetHeight;
+    const top = [at(line) + 1, at(line) - size - 1].find((y) => y >= 0 && y + size <= height
+      && !taken.some(([above, below]) => y < below && y + size > above));
+    label.style.visibility = top === undefined ? "hidden" : "";
+    if (top === undefined) continue;
+    label.style.top = `${top - at(line)}px`;
+    taken.push([top, top + size]);
+  }
 }
 
 // A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its figures'
@@ -116,11 +167,14 @@ export function plotOptions({ specs, width, height, pinned = () => null, limits 
   const units = [...new Set(specs.map((spec) => spec.unit))];
   const style = getComputedStyle(document.body); // follows the light or dark scheme
   const lines = { stroke: style.getPropertyValue("--line"), width: 1 };
-  const axis = { stroke: style.color, grid: lines, ticks: lines };
-  const times = { ...axis, space: TIME_SPACE, values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
+  const axis = { stroke: style.color, grid: lines, ticks: lines, font: AXIS_FONT };
+  const times = { ...axis, space: timeSpace, incrs: TIME_STEPS,
+    values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
   const axes = [times, ...units.slice(0, 2).map((scale, i) => {
     const digits = Math.max(...specs.filter((spec) => spec.unit === scale).map((spec) => spec.digits));
-    return { ...axis, scale, side: i ? 1 : 3, label: scale, size: 50, incrs: steps(digits),
+    return { ...axis, scale, side: i ? 1 : 3, label: scale, labelSize: UNIT_SPACE, labelGap: 0,
+      grid: i ? { show: false } : lines, // one set of grid lines: the first axis's
+      size: valueAxisSize, ticks: { ...lines, size: 4 }, incrs: steps(digits),
       values: (u, splits) => splits.map((value) => number(value, digits, digits)) };
   })];
   const scales = { x: { time: true, range: timeRange(pinned) } };

@@ -100,8 +100,17 @@ export function slide(reload) {
   }, 1000);
 }
 
-// The range picker: the choice is remembered; a custom From that is not before its To is
-// refused with a message, and the charts keep their range until it is fixed.
+// The range the charts show: the one chosen, or while live the first chart's x axis
+// (chart.js writes it on the chart), or the last hour before any is drawn.
+function shownRange() {
+  const axis = document.querySelector(".card .chart[data-from]")?.dataset;
+  const now = Date.now() / 1000;
+  return range() || (axis ? { since: Number(axis.from), until: Number(axis.to) } : { since: now - 3600, until: now });
+}
+
+// The range picker: the choice is remembered; choosing Custom… fills From and To with the
+// range shown, which the charts keep until either is changed; a custom From that is not
+// before its To is refused with a message, and the charts keep their range until it is fixed.
 export function wireRange(onChange) {
   const select = document.getElementById("range");
   const custom = document.getElementById("custom");
@@ -110,21 +119,26 @@ export function wireRange(onChange) {
   custom.append(message);
   const [from, to] = ["from", "to"].map((name) => custom.querySelector(`[name=${name}]`));
   const local = (seconds) => new Date((seconds - new Date().getTimezoneOffset() * 60) * 1000).toISOString().slice(0, 16);
+  const fill = ({ since, until }) => { [from.value, to.value] = [local(since), local(until)]; };
   const chosen = prefs.range;
   select.value = chosen.name;
   custom.hidden = chosen.name !== "custom";
-  if (chosen.name === "custom") [from.value, to.value] = [local(chosen.since), local(chosen.until)];
-  const choose = () => {
+  if (chosen.name === "custom") fill(chosen);
+  select.addEventListener("change", () => {
     custom.hidden = select.value !== "custom";
+    message.textContent = "";
+    if (select.value === "custom") return fill(shownRange());
+    prefs.range = { name: select.value };
+    onChange();
+  });
+  custom.addEventListener("change", () => {
     const since = Date.parse(from.value) / 1000;
     const until = Date.parse(to.value) / 1000;
-    const wrong = select.value === "custom" && since >= until;
-    message.textContent = wrong ? "From must be before To: the charts keep their range until it is." : "";
+    const wrong = since >= until;
+    message.textContent = wrong ? "From must be before To." : "";
     [from, to].forEach((input) => input.setAttribute("aria-invalid", String(wrong)));
-    if (select.value === "custom" && !(since < until)) return;
-    prefs.range = select.value === "custom" ? { name: "custom", since, until } : { name: select.value };
+    if (!(since < until)) return;
+    prefs.range = { name: "custom", since, until };
     onChange();
-  };
-  select.addEventListener("change", choose);
-  custom.addEventListener("change", choose);
+  });
 }

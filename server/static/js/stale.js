@@ -4,8 +4,10 @@
 // moment to arrive, so a device that posts many times a second is not stale while it posts
 // (nor one whose clock gives many readings the same second). A metric the device stopped
 // sending is stale on its own, and says how old its value is, once it lags the device's
-// newest reading by more than that metric's own allowance.
+// newest reading by more than that metric's own allowance. While the stream is down the
+// silence is the server's, not the devices': no card is stale for it.
 import { ago, when } from "./format.js";
+import { isLive } from "./stream.js";
 
 const STALE_FLOOR = 5; // seconds
 const RECENT = 20; // readings that tell the usual interval
@@ -20,7 +22,8 @@ function allowance(rows) {
 export function markStale(device, now) {
   const rows = device.readings;
   const usual = allowance(rows) ?? Infinity;
-  device.node.querySelector(".metrics").classList.toggle("stale", device.online && now - device.lastSeen > usual);
+  const silent = isLive() && now - device.lastSeen > usual;
+  device.node.querySelector(".metrics").classList.toggle("stale", device.online && silent);
   const newest = rows.at(-1)?.ts;
   for (const item of device.node.querySelectorAll(".metrics [data-metric]")) {
     const name = item.dataset.metric;

@@ -1,0 +1,56 @@
+// The live stream: /stream as an EventSource that resumes after the newest reading id seen,
+// and the header's indicator of whether it is live. A refusal (503 or 429 while the server
+// is full, 401 when the login ended) closes an EventSource for good: a new one opens after a
+// growing, jittered delay, so a crowd does not return at once; or the viewer logs in again.
+import { newer } from "./format.js";
+
+const RETRY_MS = 3000;
+const indicator = () => document.getElementById("connection");
+let lastEventId = "";
+let retryDelay = RETRY_MS;
+
+export const isLive = () => indicator().classList.contains("live");
+
+// Replay from this reading id on, unless a newer one was seen.
+export function resumeAfter(id) {
+  if (id && newer(id, lastEventId)) lastEventId = id;
+}
+
+export function toLogin() {
+  window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+}
+
+function show(live) {
+  const state = live ? "live" : "reconnecting";
+  Object.assign(indicator(), { textContent: live ? "live" : "reconnecting…", className: `connection ${state}` });
+}
+
+// Opens the stream: onOpen() each time it opens; handlers by event name get each event's
+// data parsed (a reading with its id).
+export function connect(onOpen, handlers) {
+  const retryLater = () => {
+    setTimeout(() => connect(onOpen, handlers), retryDelay * (0.5 + Math.random()));
+    retryDelay = Math.min(retryDelay * 2, 60000);
+  };
+  const query = lastEventId ? `?lastEventID=${encodeURIComponent(lastEventId)}` : "";
+  const source = new EventSource(`/stream${query}`);
+  source.onopen = () => {
+    retryDelay = RETRY_MS;
+    show(true);
+    onOpen();
+  };
+  source.onerror = () => {
+    show(false);
+    if (source.readyState === EventSource.CLOSED) {
+      fetch("/api/devices", { method: "HEAD" })
+        .then((answer) => (answer.status === 401 ? toLogin() : retryLater()), retryLater);
+    }
+  };
+  source.addEventListener("reading", (event) => {
+    lastEventId = event.lastEventId || lastEventId;
+    handlers.reading({ ...JSON.parse(event.data), id: event.lastEventId });
+  });
+  for (const [name, handle] of Object.entries(handlers)) {
+    if (name !== "reading") source.addEventListener(name, (event) => handle(JSON.parse(event.data)));
+  }
+}
