@@ -122,6 +122,8 @@ def test_make_run_keeps_its_data_to_itself_caps_its_memory_and_opens_no_control_
 
 def test_a_killed_redis_is_started_again_and_keeps_what_was_accepted(stack):
     assert stack.post(21.5) == 201
+    aof = stack.data / "appendonly.aof"
+    eventually(lambda: b"21.5" in aof.read_bytes())  # written out within 2 s even on a busy disk (everysec)
 
     stack.kill_redis()
 
