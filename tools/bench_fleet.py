@@ -19,13 +19,13 @@ import requests
 
 from server.auth import issue_token
 from tools.bench_browsers import Browsers
+from tools.bench_ingest import answer_end
 from tools.run import ServerProcess
 
 INTERVAL = 10  # seconds between a device's readings, as a board's default
 DEVICES = (100, 1000, 5000)
 BROWSERS = (10, 1000, 5000)
 CONNECTIONS = 64
-CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 OPEN_STREAMS = re.compile(r"^sensorcast_open_streams (\S+)$", re.MULTILINE)
 
 
@@ -79,9 +79,7 @@ def upload(url, tokens, seconds, results):
             connection, sent_at = busy[fd]
             received = connection.recv(65536)
             data = buffers[fd] + received
-            head_end = data.find(b"\r\n\r\n")
-            length = CONTENT_LENGTH.search(data, 0, head_end) if head_end >= 0 else None
-            if received and (length is None or len(data) < head_end + 4 + int(length.group(1))):
+            if received and answer_end(data) is None:
                 buffers[fd] = data
                 continue
             del busy[fd]

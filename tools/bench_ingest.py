@@ -48,6 +48,15 @@ def _count(readings):
     return len(readings) if isinstance(readings, list) else 1
 
 
+def answer_end(data):
+    """Where the first whole HTTP answer in ``data`` ends, or None while it is not all in."""
+    head_end = data.find(b"\r\n\r\n")
+    length = CONTENT_LENGTH.search(data, 0, head_end) if head_end >= 0 else None
+    if length is None or len(data) < head_end + 4 + int(length.group(1)):
+        return None
+    return head_end + 4 + int(length.group(1))
+
+
 def answered_per_second(url, path, headers, body, seconds):
     """Requests answered a second over ``seconds``, and how many of them were not 2xx."""
     host, port = url.rsplit("/", 1)[1].split(":")
@@ -66,14 +75,10 @@ def answered_per_second(url, path, headers, body, seconds):
     while time.monotonic() < deadline:
         for fd, _ in poll.poll(0.1):
             data = buffers[fd] + connections[fd].recv(65536)
-            while True:
-                head_end = data.find(b"\r\n\r\n")
-                length = CONTENT_LENGTH.search(data, 0, head_end) if head_end >= 0 else None
-                if length is None or len(data) < head_end + 4 + int(length.group(1)):
-                    break
+            while (end := answer_end(data)) is not None:
                 answered += 1
                 failed += not data.startswith(b"HTTP/1.1 2")
-                data = data[head_end + 4 + int(length.group(1)):]
+                data = data[end:]
                 connections[fd].send(request_bytes)
             buffers[fd] = data
     for connection in connections.values():

@@ -12,6 +12,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 ARTIFACTS = ROOT / "test-artifacts"
+# A page init script: every text a chart draws on its canvas is kept in window.chartTexts.
+RECORD_CHART_TEXT = """
+window.chartTexts = new Set();
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+  window.chartTexts.add(String(text));
+  return fillText.call(this, text, ...rest);
+};
+"""
 
 
 @pytest.fixture

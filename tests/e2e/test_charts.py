@@ -8,16 +8,10 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import RECORD_CHART_TEXT
+
 DESK = {"width": 1280, "height": 900}
 MINUTE = 60
-RECORD_CHART_TEXT = """
-window.chartTexts = new Set();
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-  window.chartTexts.add(String(text));
-  return fillText.call(this, text, ...rest);
-};
-"""
 # Whether the canvas column at time t (Unix seconds) of a chart from `from` to `to` holds a
 # pixel of the first series' red.
 RED_AT = """([device, t, from, to]) => {

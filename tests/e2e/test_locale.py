@@ -6,14 +6,8 @@ import time
 import requests
 from playwright.sync_api import expect
 
-RECORD_CHART_TEXT = """
-window.chartTexts = new Set();
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-  window.chartTexts.add(String(text));
-  return fillText.call(this, text, ...rest);
-};
-"""
+from tests.e2e.conftest import RECORD_CHART_TEXT
+
 GERMAN_DATE_TIME = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}, \d{2}:\d{2}:\d{2}$")
 
 
