@@ -42,6 +42,9 @@ FIELDS = STRING_FIELDS + ("seq", "ts")  # a reading's keys that are not metrics
 RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t",
             "name", "group", "hidden")
 NOT_METRICS = FIELDS + RESERVED
+# Kept by the server to tell retries apart, never shown to a reader: whoever knows a
+# board's boot id could plant readings at the seqs it is about to send (retries.py).
+PRIVATE = ("boot",)
 MAX_METRICS = 16
 LARGEST = 1e100  # a metric's magnitude: millions of them still sum to a finite double
 EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set
@@ -156,9 +159,10 @@ def is_number(value):
 
 
 def decode_fields(fields):
-    """Turn a stream entry's flat fields (strings, as Redis keeps them) back into a reading."""
+    """Turn a stream entry's flat fields (strings, as Redis keeps them) back into a reading,
+    without its ``PRIVATE`` ones (kept by older servers)."""
     return {name: value if name in STRING_FIELDS else _number(value)
-            for name, value in fields.items()}
+            for name, value in fields.items() if name not in PRIVATE}
 
 
 def _number(text):

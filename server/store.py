@@ -11,7 +11,7 @@ from flask import current_app
 
 from .alerting import RAISE_ALERTS, alert_budget
 from .ratelimit import RATE_LIMIT, RateLimited, rate_limits
-from .readings import STRING_FIELDS, InvalidReading
+from .readings import PRIVATE, STRING_FIELDS, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
 
@@ -164,6 +164,7 @@ end
 for device, d in pairs(devices) do  -- each device's latest values, once
   if d.stored then
     local latest = {'last_seen', ARGV[1], 'status', 'online'}
+    if d.known[1] then latest[5], latest[6] = 'boot', d.known[1] end  -- not among the fields shown
     for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
     redis.call('HSET', d.key, unpack(latest))
     redis.call('ZADD', 'devices', ARGV[1], device)
@@ -247,8 +248,9 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
 
 
 def _row(reading):
-    row = {"device": reading["device"], "json": json.dumps(reading, separators=(",", ":")),
-           "fields": [part for name, value in reading.items() for part in (name, _text(name, value))]}
+    shown = {name: value for name, value in reading.items() if name not in PRIVATE}
+    row = {"device": reading["device"], "json": json.dumps(shown, separators=(",", ":")),
+           "fields": [part for name, value in shown.items() for part in (name, _text(name, value))]}
     if "seq" in reading and "boot" in reading:
         row.update(seq=reading["seq"], boot=reading["boot"], slot=slot_of(reading))
     return row

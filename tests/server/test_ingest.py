@@ -2,6 +2,7 @@
 import time
 
 import pytest
+import requests
 
 from server.auth import revoke_tokens
 from server.store import READINGS, device_key, device_readings
@@ -59,6 +60,26 @@ def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_
     assert post(client, {"temperature": 21, "boot": "b1", "seq": 3}, token).json["known"] == {"boot": "b1",
                                                                                               "seq": 2**53 - 1}
     assert post(client, {"temperature": 21}, token_for("attic")).json["known"] == {"boot": None, "seq": None}
+
+
+def test_no_reader_ever_sees_a_boards_boot_id(live_server, token_for):
+    """Whoever knew it could plant readings at the seqs the board is about to send, and
+    over MQTT the board would never hear of it: the boot id stays between board and server."""
+    stream = live_server.stream()
+    try:
+        answer = live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20, "seq": 7,
+                                                                              "boot": "b0a7d"})
+        live = stream.next_reading()["data"]
+    finally:
+        stream.close()
+    [device] = requests.get(live_server.url + "/api/devices", timeout=10).json()["devices"]
+    [stored] = live_server.history("kitchen")
+    export = requests.get(live_server.url + "/api/devices/kitchen/readings.csv", timeout=10).text
+
+    assert answer.status_code == 201 and answer.json()["known"] == {"boot": "b0a7d", "seq": 7}  # the board's own
+    assert live["seq"] == stored["seq"] == device["seq"] == 7
+    assert "boot" not in live and "boot" not in stored and "boot" not in device
+    assert "b0a7d" not in export
 
 
 def test_a_request_learns_nothing_of_a_boot_it_did_not_send(client, token_for):
