@@ -33,7 +33,8 @@ the last day, which read a busy device's hour at a glance; older, narrow buckets
 from the raw readings (or, past ``history.RAW_READINGS``, the 1 min slots). A reading
 measured earlier still is kept in the raw history (and its CSV) but in no slot, so slots
 for any ``ts`` a device cares to send, years apart, cost nothing: a device's 10 s slots
-hold at most a day, its others ``RETENTION`` and a day.
+hold at most a day, its others ``RETENTION`` and a day; and each slot at most
+``SLOT_METRICS`` metrics, however many names a device sends.
 
 Readings stored before rollups existed (by an older server) are in no slot: the id of
 the first reading each device had rolled up is kept in ``rollups-from``, and a query
@@ -47,13 +48,19 @@ other edges are blurred by less than one slot, which is never wider than the buc
 """
 import math
 
-from .readings import EARLIEST_SYNCED_TS, NOT_METRICS
+from .readings import EARLIEST_SYNCED_TS, MAX_METRICS, NOT_METRICS
 
 HOUR = 3600
 DAY = 24 * HOUR
 ROLLUPS_FROM = "rollups-from"
 # slot seconds, key span seconds, and how far back the tier reaches (None: RETENTION)
 TIERS = ((10, HOUR, DAY), (60, 6 * HOUR, None), (600, DAY, None))
+
+
+# The most metrics a key holds a slot (so at most its slots times this many fields), as
+# many as one reading may carry: ever other names sent by one token cannot grow a device's
+# rollups past that; a metric past it in a slot is in the raw history only.
+SLOT_METRICS = MAX_METRICS
 
 
 def rollup_key(device, size, start):
@@ -146,7 +153,7 @@ local function roll_up(device, fields, id, now, retention)
       local key = 'rollup:' .. device .. ':' .. size .. ':' .. block  -- whole numbers print whole
       local pending = rollup_pending[key]
       if not pending then
-        pending = {{ends = block + span, keep = keep, order = {{}}, slots = {{}}}}
+        pending = {{ends = block + span, keep = keep, cap = span / size * {SLOT_METRICS}, order = {{}}, slots = {{}}}}
         rollup_pending[key] = pending
       end
       local slot = math.floor(ts / size) * size .. ':'
@@ -166,25 +173,32 @@ local function roll_up(device, fields, id, now, retention)
   end
 end
 
+local function rollup_merged(summary, old)  -- a slot's text: this call's summary, merged with the one stored
+  local count, total, low, low_text, high, high_text = unpack(summary)
+  local total_text = count == 1 and low_text
+  if old then
+    local was_count, was_total, was_low, was_high = string.match(old, '^(%S+) (%S+) (%S+) (%S+)$')
+    count, total, total_text = count + tonumber(was_count), total + tonumber(was_total), nil
+    if tonumber(was_low) <= low then low_text = was_low end
+    if tonumber(was_high) >= high then high_text = was_high end
+  end
+  return count .. ' ' .. (total_text or rollup_number(total)) .. ' ' .. low_text .. ' ' .. high_text
+end
+
 local function write_rollups(now, retention)
   for key, pending in pairs(rollup_pending) do
-    local added = 0
+    local added, room = 0, nil  -- room: how many fields the key may still add
     for first = 1, #pending.order, ROLLUP_PIECE do
       local fields = {{unpack(pending.order, first, math.min(first + ROLLUP_PIECE - 1, #pending.order))}}
       local old, new = redis.call('HMGET', key, unpack(fields)), {{}}
       for i, field in ipairs(fields) do
-        local count, total, low, low_text, high, high_text = unpack(pending.slots[field])
-        local total_text = count == 1 and low_text
-        if old[i] then
-          local was_count, was_total, was_low, was_high = string.match(old[i], '^(%S+) (%S+) (%S+) (%S+)$')
-          count, total, total_text = count + tonumber(was_count), total + tonumber(was_total), nil
-          if tonumber(was_low) <= low then low_text = was_low end
-          if tonumber(was_high) >= high then high_text = was_high end
+        if not old[i] then room = (room or pending.cap - redis.call('HLEN', key)) - 1 end
+        if old[i] or room >= 0 then
+          local n = #new
+          new[n + 1], new[n + 2] = field, rollup_merged(pending.slots[field], old[i])
         end
-        total_text = total_text or rollup_number(total)
-        new[2 * i - 1], new[2 * i] = field, count .. ' ' .. total_text .. ' ' .. low_text .. ' ' .. high_text
       end
-      added = added + redis.call('HSET', key, unpack(new))
+      if #new > 0 then added = added + redis.call('HSET', key, unpack(new)) end
     end
     if added > 0 or now > pending.ends then
       redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + pending.keep))

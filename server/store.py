@@ -76,6 +76,11 @@ def connect(url, max_connections=8):
     return redis.Redis(connection_pool=pool)
 
 
+# A reading counts once against STREAM_MAXLEN and HISTORY_MAXLEN per this many bytes of its
+# JSON (a small one once): those caps hold a few of the largest readings, so one token's
+# readings of 16 long names hold no more memory than readings of a few metrics would.
+READING_BYTES = 256
+
 # KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
 # retention in seconds, readings stream cap, channel, the readings as JSON:
 # [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
@@ -92,8 +97,9 @@ def connect(url, max_connections=8):
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + """
-local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+_ADD_READINGS = RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"local READING_BYTES = {READING_BYTES}" + """
+local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local function weight(r) return math.max(1, #r.json / READING_BYTES) end
 local readings = cjson.decode(ARGV[5])
 if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
 local budget = cjson.decode(ARGV[13])
@@ -119,7 +125,7 @@ local function device_state(device)
     local key = 'device:' .. device
     d = {key = key, known = redis.call('HMGET', key, 'boot', 'seq', 'status'), latest = {}, order = {},
          seen_before = redis.call('ZSCORE', 'devices', device), stored = false,
-         limits = redis.call('HGETALL', 'thresholds:' .. device)}
+         limits = redis.call('HGETALL', 'thresholds:' .. device), weight = 0, count = 0}
     devices[device] = d
   end
   return d
@@ -136,7 +142,8 @@ for i, r in ipairs(readings) do
     ids[i] = false
   else
     keep_seq(r)
-    local id = redis.call('XADD', 'readings', 'MAXLEN', '~', cap, '*', unpack(r.fields))
+    local id = redis.call('XADD', 'readings', 'MAXLEN', '~', math.floor(cap / weight(r)), '*', unpack(r.fields))
+    d.weight, d.count = d.weight + weight(r), d.count + 1
     redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     roll_up(r.device, r.fields, id, now, retention)
     if not d.stored then  -- back from the sweep's offline mark, or new: say so once
@@ -168,7 +175,7 @@ for device, d in pairs(devices) do  -- each device's latest values, once
     for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
     redis.call('HSET', d.key, unpack(latest))
     redis.call('ZADD', 'devices', ARGV[1], device)
-    redis.call('XTRIM', 'readings:' .. device, 'MAXLEN', '~', ARGV[11])
+    redis.call('XTRIM', 'readings:' .. device, 'MAXLEN', '~', math.floor(ARGV[11] * d.count / d.weight))
   end
 end
 write_rollups(now, retention)

@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from server.auth import revoke_tokens
-from server.store import READINGS, device_key, device_readings
+from server.store import READING_BYTES, READINGS, device_key, device_readings
 
 
 def post(client, body, token=None, **kwargs):
@@ -295,6 +295,24 @@ def test_a_device_s_history_is_capped_by_size_as_well_as_by_age(app, client, tok
     assert 1000 <= len(kept) < 1200  # trimmed a whole block of entries at a time
     assert int(kept[-1][1]["seq"]) == 2499
     assert redis_client.xlen(READINGS) == 2500
+
+
+def test_one_token_s_largest_readings_hold_no_more_memory_than_the_caps_allow_for_small_ones(
+        app, client, token_for, redis_client):
+    """A reading counts once per READING_BYTES of its JSON against HISTORY_MAXLEN and
+    STREAM_MAXLEN: sixteen metrics with the longest names and values shorten the history
+    instead of multiplying its memory."""
+    app.config.update(HISTORY_MAXLEN=1000, STREAM_MAXLEN=1000, RATE_LIMIT=0)
+    token, names = token_for("evil"), [f"m{n:031d}" for n in range(40)]
+
+    for first in range(0, 2500, 200):
+        largest = [{names[(n + k) % 40]: -1.2345678901234567e+99 for k in range(16)} for n in range(first, first + 200)]
+        assert post(client, largest, token).status_code == 201
+
+    budget = 1000 * READING_BYTES
+    assert redis_client.memory_usage(device_readings("evil"), samples=0) < 1.3 * budget
+    assert redis_client.memory_usage(READINGS, samples=0) < 1.3 * budget
+    assert redis_client.xlen(device_readings("evil")) < 400  # about 1,000 readings' worth of bytes
 
 
 def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client):

@@ -1,7 +1,7 @@
 """A device sends whatever measured times it likes: its chart rollups stay bounded."""
 import time
 
-from server.rollups import rollup_key
+from server.rollups import SLOT_METRICS, rollup_key
 
 DAY = 24 * 3600
 
@@ -32,3 +32,19 @@ def test_the_10_s_rollups_reach_back_a_day_and_charts_older_than_that_come_from_
 
     assert not list(redis_client.scan_iter(match=rollup_key("attic", 10, "*")))
     assert answer["width"] == 30 and len(answer["buckets"]) == 120  # from the readings themselves
+
+
+def test_ever_new_metric_names_cannot_grow_a_device_s_rollups_past_a_bounded_number_a_slot(
+        app, client, token_for, redis_client):
+    app.config.update(RATE_LIMIT=0)
+    hour = (int(time.time()) // 3600 - 1) * 3600
+    names = [f"m{n}" for n in range(40)]
+    readings = [{"ts": hour + slot * 10 + turn, **{names[(16 * turn + k) % 40]: 1.5 for k in range(16)}}
+                for slot in range(360) for turn in range(3)]  # all 40 names in each 10 s slot of an hour
+    headers = {"Authorization": f"Bearer {token_for('attic')}"}
+
+    for first in range(0, len(readings), 500):
+        assert client.post("/api/readings", json=readings[first:first + 500], headers=headers).status_code == 201
+
+    assert redis_client.hlen(rollup_key("attic", 10, hour)) == 360 * SLOT_METRICS  # not 360 * 40
+    assert redis_client.xlen("readings:attic") == len(readings)  # the raw history keeps every one
