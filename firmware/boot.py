@@ -13,7 +13,7 @@ try:
 
     loader.recover()
     if loader.exists(loader.PENDING):
-        import ota  # in a heap nothing else holds yet; it resets when it installs
+        import ota  # in a heap nothing else holds yet; the try ends in a reset
 
         ota.install_pending()
     for name in list(sys.modules):  # main.py starts on a clean heap

@@ -8,7 +8,15 @@ only when every file checks does loader.py swap them in, and the board resets in
 trial of the release. A refused release is written to ota-failed.json, which node.py
 reports, and not tried again; nor is any other release until node.py's backoff is over,
 so offers forged at every heartbeat cannot restart the board at every heartbeat. Whatever
-goes wrong on the way (a redirect, an answer that is no manifest) refuses the release."""
+goes wrong on the way (a redirect, an answer that is no manifest, a manifest over
+_MANIFEST_LIMIT bytes, which is never read to its end) refuses the release.
+
+Anyone who can answer the board's requests (a hostile Wi-Fi, a spoofed DNS name) could
+answer slowly, a byte at a time within the socket timeout, and hold the board in the
+install for ever. So the hardware watchdog (setting ``watchdog``, as node.py starts it)
+runs from before the first request, fed only when the install gets somewhere: a request
+answered, a piece of a file read, a step done. A dribbled answer resets the board within
+``watchdog`` seconds, and it boots into main.py: the request is gone, node.py's backoff holds."""
 import binascii
 import gc
 import json
@@ -29,6 +37,7 @@ except ImportError:
     import uhashlib as hashlib
 
 _CHUNK = const(512)
+_MANIFEST_LIMIT = const(4096)  # bytes; tools/release.py's MANIFEST_LIMIT publishes none longer
 _SIGNATURE = const("sensorcast-signature")  # the manifest's header: its Ed25519 signature, hex
 
 
@@ -37,17 +46,31 @@ def log(message):
 
 
 def install_pending():
-    """The release node.py asked for, tried once: the request is gone whatever happens."""
+    """The release node.py asked for, tried once: the request is gone whatever happens.
+    The try ends in a reset whatever happens, since nothing stops a watchdog once started:
+    main.py then starts with none until node.py starts its own, and no wait on the way
+    (a node that fails to start waits 30 s to try again) can outlast it."""
     pending = loader.read(loader.PENDING)
     loader.remove(loader.PENDING)
     settings = read_settings()
-    wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
-    if not wifi.up(lambda: None):
-        log("no network; node.py asks again after its backoff")
-        return
-    uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
-    uplink.kept_headers = (_SIGNATURE,)
-    install(pending["version"], uplink, settings["device"], settings.get("release_key"))
+    feed = start_watchdog(settings["watchdog"])
+    try:
+        wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
+        if not wifi.up(feed):
+            log("no network; node.py asks again after its backoff")
+            return
+        uplink = Uplink(settings["server"], settings["token"], 0, settings["timeout"], log)
+        uplink.kept_headers = (_SIGNATURE,)
+        install(pending["version"], uplink, settings["device"], settings.get("release_key"), feed)
+    finally:
+        machine.reset()
+
+
+def start_watchdog(seconds):
+    """The hardware watchdog's feed, started as node.py starts it (none when ``seconds`` is 0)."""
+    if not seconds:
+        return lambda: None
+    return machine.WDT(timeout=seconds * 1000).feed
 
 
 def read_settings():
@@ -61,16 +84,18 @@ def read_settings():
         gc.collect()
 
 
-def install(version, uplink, device, key):
+def install(version, uplink, device, key, feed):
     """Check the release, tell the server it is ``updating`` (not before: the signature
-    check needs a heap that no request has cut up yet), download it and swap it in."""
+    check needs a heap that no request has cut up yet), download it and swap it in; the
+    caller resets the board then. ``feed`` feeds the watchdog at each step."""
     try:
-        manifest, problem = _manifest(version, uplink, device, key)
+        manifest, problem = _manifest(version, uplink, device, key, feed)
         problem = problem or _refuse(manifest, version, device)
         if not problem:
             uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"},
                         "report")
-            problem = _download(manifest, uplink, device)
+            feed()
+            problem = _download(manifest, uplink, device, feed)
     except Exception as error:  # a forged server's answer, or the network's: refused, never tried again
         problem = repr(error)
     if problem:
@@ -79,35 +104,50 @@ def install(version, uplink, device, key):
         loader.clean()
         return
     log("%s checks; swapping it in and restarting" % version)
-    try:
-        loader.swap(version, [entry["path"] for entry in manifest["files"]])
-    finally:  # a swap the flash refused halfway is rolled back at the next boot
-        machine.reset()
+    loader.swap(version, [entry["path"] for entry in manifest["files"]])  # if halfway, rolled back at the next boot
 
 
-def _manifest(version, uplink, device, key):
+def _manifest(version, uplink, device, key, feed):
     """The release's manifest, if ``key`` (hex) signed it, and None; or None and why not
     (raised, if the server's answer or the network failed)."""
     if not key:
         return None, "settings.json has no release_key: make provision again"
     response = uplink.open("GET", "/api/firmware/%s?device=%s" % (version, device))
     try:
+        feed()
         if response.status_code != 200:
             return None, "no manifest (HTTP %d)" % response.status_code
         signature = response.headers.get(_SIGNATURE, "")
-        text = response.content
+        text = _head(response.raw)  # response.content would read on to the end
     finally:
         response.close()
+    if len(text) > _MANIFEST_LIMIT:
+        return None, "manifest too large (over %d bytes)" % _MANIFEST_LIMIT
+    feed()
     start = time.ticks_ms()
     try:
         signed = _signed(key, signature, text)
     except MemoryError:  # refused, so that node.py does not restart into it again and again
         return None, "too little free heap to check its signature"
+    feed()
     if not signed:
         return None, "its manifest is not signed with this board's release key"
     log("%s: the manifest is signed with this board's release key (checked in %d ms)"
         % (version, time.ticks_diff(time.ticks_ms(), start)))
     return json.loads(text), None
+
+
+def _head(stream):
+    """At most _MANIFEST_LIMIT + 1 bytes of ``stream``, read in CHUNK-byte pieces: the heap
+    the requests cut up may hold no free block of _MANIFEST_LIMIT bytes."""
+    pieces, size = [], 0
+    while size <= _MANIFEST_LIMIT:
+        piece = stream.read(_CHUNK)
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
 
 
 def _signed(key, signature, text):
@@ -139,22 +179,23 @@ def _refuse(manifest, version, device):
     return None
 
 
-def _download(manifest, uplink, device):
+def _download(manifest, uplink, device, feed):
     loader.clean()
     if not loader.exists(loader.STAGING):
         os.mkdir(loader.STAGING)
     buffer = memoryview(bytearray(_CHUNK))
     for entry in manifest["files"]:
-        problem = _fetch(entry, uplink, device, buffer)
+        problem = _fetch(entry, uplink, device, buffer, feed)
         gc.collect()
         if problem:
             return "%s: %s" % (entry["path"], problem)
     return None
 
 
-def _fetch(entry, uplink, device, buffer):
+def _fetch(entry, uplink, device, buffer, feed):
     response = uplink.open("GET", "/api/firmware/files/%s?device=%s" % (entry["sha256"], device))
     try:
+        feed()
         if response.status_code != 200:
             return "HTTP %d" % response.status_code
         digest, left = hashlib.sha256(), entry["size"]
@@ -163,6 +204,7 @@ def _fetch(entry, uplink, device, buffer):
                 count = response.raw.readinto(buffer[:min(_CHUNK, left)])
                 if not count:
                     break
+                feed()
                 digest.update(buffer[:count])
                 f.write(buffer[:count])
                 left -= count

@@ -5,7 +5,8 @@ its ``version.py`` set to VERSION, into a release in the local server's Redis, t
 at every device or at DEVICES, its manifest signed with the operator's release key (made
 on first use; ``make provision`` puts its public half on each board, which installs
 nothing else). ``boot.py`` and ``main.py`` are never in a release: they are the loader
-that rolls a failed update back. ``settings.json`` is never touched.
+that rolls a failed update back. ``settings.json`` is never touched. A manifest over
+MANIFEST_LIMIT bytes is not published: the boards would refuse it.
 """
 import argparse
 import os
@@ -26,6 +27,7 @@ from tools.deploy import FIRMWARE, firmware_files
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
 LOADER = ("boot.py", "main.py", "loader.py")  # never in a release: they roll a bad one back
 RELEASE_KEY = DATA_DIR / "release-key.pem"  # git ignores var/; back it up all the same
+MANIFEST_LIMIT = 4096  # bytes: a board reads no more of a manifest (firmware/ota.py's _MANIFEST_LIMIT)
 
 
 def release_key(path=RELEASE_KEY):
@@ -51,6 +53,17 @@ def release_key(path=RELEASE_KEY):
 def public_key(key):
     """The public half of ``key`` as the boards' ``release_key`` setting holds it (hex)."""
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def signer(key):
+    """``key``'s signing of a manifest for store_release, which refuses a manifest the boards would."""
+    def sign(manifest):
+        if len(manifest) > MANIFEST_LIMIT:
+            raise ValueError(f"its manifest would be {len(manifest)} bytes, and boards refuse one over "
+                             f"{MANIFEST_LIMIT}: release fewer files")
+        return key.sign(manifest)
+
+    return sign
 
 
 def current_version(source=FIRMWARE):
@@ -83,7 +96,7 @@ def main(argv=None):
     devices = [device for device in args.devices.split(",") if device]
     try:
         manifest = store_release(client, version, release_files(version, args.mpy, args.source),
-                                 MICROPYTHON, devices, release_key(args.key or RELEASE_KEY).sign)
+                                 MICROPYTHON, devices, signer(release_key(args.key or RELEASE_KEY)))
     except ValueError as error:
         print(f"release: {error}", file=sys.stderr)
         return 2

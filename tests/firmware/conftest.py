@@ -121,6 +121,17 @@ def board(tmp_path):
     node.stop()
 
 
+def boot_runs(readings):
+    """The seqs of each boot in turn, from readings in stored order: the server shows no
+    reader a boot id, but each boot numbers its readings from 1."""
+    runs = []
+    for reading in readings:
+        if reading["seq"] == 1 or not runs:
+            runs.append([])
+        runs[-1].append(reading["seq"])
+    return runs
+
+
 def node_settings(server_url, token, **overrides):
     """Settings for a fast thermistor node on the test's server."""
     settings = {"wifi_ssid": "lab", "wifi_password": "secret", "server": server_url,
@@ -151,7 +162,8 @@ class Proxy:
     """Stands between the board and the server at ``server_url`` (as nginx does): a real HTTP
     server on loopback, at ``port`` or any free one, and a context manager that stops it.
     Each request is answered by ``answer(method, path, body, forward)``: a (status, headers,
-    content) of its own, or what ``forward()`` gives, the server's."""
+    content) of its own, or what ``forward()`` gives, the server's. Content that is not bytes
+    is pieces of it, each written as it comes (the headers then say its Content-Length)."""
 
     HOP_BY_HOP = ("connection", "content-length", "transfer-encoding", "date", "server")
 
@@ -161,11 +173,17 @@ class Proxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 status, headers, content = answer(self.command, self.path, body, lambda: self.forward(body))
+                if isinstance(content, bytes):
+                    headers, content = dict(headers, **{"Content-Length": str(len(content))}), [content]
                 self.send_response(status)
-                for name, value in dict(headers, **{"Content-Length": str(len(content))}).items():
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(content)
+                try:
+                    for piece in content:
+                        self.wfile.write(piece)
+                except (BrokenPipeError, ConnectionResetError):  # the board went away (a reset) meanwhile
+                    pass
 
             do_POST = do_GET
 

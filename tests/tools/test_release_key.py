@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from server import ROOT
 from server.firmware import RELEASES, SIGNATURES
 from tests.tools.test_deploy import make
-from tools.release import RELEASE_KEY
+from tools.release import MANIFEST_LIMIT, RELEASE_KEY, main as release
 
 
 def test_provision_gives_the_board_the_key_that_release_signs_with(emulated_board, live_server, redis_server,
@@ -36,3 +36,21 @@ def test_the_default_release_key_is_kept_out_of_git():
     ignored = subprocess.run(["git", "check-ignore", "-q", str(RELEASE_KEY)], cwd=ROOT)
 
     assert ignored.returncode == 0 and RELEASE_KEY.is_relative_to(ROOT / "var")
+
+
+def test_release_publishes_no_manifest_longer_than_a_board_reads(redis_server, redis_client, monkeypatch, tmp_path,
+                                                                  capsys):
+    """A board reads at most MANIFEST_LIMIT bytes of a manifest (about 100 a file): a release
+    of 60 modules would be refused by every board, so make release refuses it first."""
+    source = tmp_path / "firmware"
+    source.mkdir()
+    (source / "version.py").write_text('VERSION = "0.1.0"\n')
+    for n in range(60):
+        (source / f"module_{n}.py").write_text(f"N = {n}\n")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+
+    code = release(["--version", "0.2.0", "--key", str(tmp_path / "release-key.pem"), "--source", str(source)])
+
+    assert code == 2
+    assert f"and boards refuse one over {MANIFEST_LIMIT}: release fewer files" in capsys.readouterr().err
+    assert not redis_client.exists(RELEASES) and not redis_client.keys("firmware:file:*")
