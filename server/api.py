@@ -10,6 +10,7 @@ with ``buckets=N``, downsampled to at most N buckets instead (``history.py``).
 ``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
 then excludes that id, for paging); each reading carries its own measured ``ts``.
 """
+import json
 import time
 
 import redis
@@ -19,7 +20,8 @@ from .devices import labels
 from .firmware import TARGETS, UPDATE_STATE, target
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
-from .store import DEVICES, READINGS, device_key, device_readings, get_redis, meta_key, stream_id
+from .store import (DEVICES, READINGS, device_key, device_readings, get_redis, meta_key, stream_id,
+                    thresholds_key)
 from .stream import get_hub
 from .viewers import viewer_required
 
@@ -73,6 +75,22 @@ def device_history(device):
     return {"device": device,
             "readings": [dict(decode_fields(fields), id=entry_id)
                          for entry_id, fields in reversed(newest_first)]}
+
+
+@bp.get("/api/thresholds")
+@viewer_required
+def all_thresholds():
+    """Every device's thresholds at once, ``{"thresholds": {device: {metric: limit}}}``
+    (a device without any left out), as ``GET /api/devices/<id>/thresholds`` gives one
+    device's: a page that was offline reloads them all in one request."""
+    client = get_redis()
+    ids = client.zrange(DEVICES, 0, -1)
+    with client.pipeline(transaction=False) as pipe:
+        for device in ids:
+            pipe.hgetall(thresholds_key(device))
+        stored = pipe.execute()
+    return {"thresholds": {device: {metric: json.loads(limit) for metric, limit in limits.items()}
+                           for device, limits in zip(ids, stored) if limits}}
 
 
 def whole_number(name, default, highest):

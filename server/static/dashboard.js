@@ -194,21 +194,27 @@ async function getJSON(url) {
   return answer.json();
 }
 
-// Device and alert events are not replayed: each time the stream opens, the devices'
-// states and the alerts are loaded afresh while the events that arrive meanwhile are
-// held, then applied in order, so the newest word on each device and alert wins.
+// Device, alert and threshold events are not replayed: each time the stream opens, the
+// devices' states, the alerts and every device's thresholds are loaded afresh while the
+// events that arrive meanwhile are held, then applied in order, so the newest word wins.
 async function resync() {
   const waiting = (held = []);
   const shown = [...devices.keys()]; // a card made meanwhile is of a device newer than the answer
-  const loaded = await Promise.all([getJSON("/api/devices"), getJSON("/api/alerts?limit=50")])
+  const loaded = await Promise.all(["/api/devices", "/api/alerts?limit=50", "/api/thresholds"].map(getJSON))
     .catch((error) => console.error("could not load the devices' states", error));
   if (held !== waiting) return; // a newer reload has begun and holds the events now
   held = null;
   if (loaded) {
-    const present = new Set(loaded[0].devices.map((state) => state.device));
+    const [states, alerts, { thresholds }] = loaded;
+    const present = new Set(states.devices.map((state) => state.device));
     shown.filter((id) => !present.has(id)).forEach(forget); // deleted while the stream was down
-    loaded[0].devices.forEach(showState);
-    listAlerts(loaded[1]);
+    states.devices.forEach(showState);
+    listAlerts(alerts);
+    for (const device of devices.values()) {
+      device.limits = new Map(Object.entries(thresholds[device.id] || {}));
+      showLimits(device);
+    }
+    redrawCompare();
   }
   waiting.forEach((apply) => apply());
 }
@@ -231,9 +237,14 @@ function showLimit({ device: id, metric, limit }) {
   if (!device) return;
   if (limit) device.limits.set(metric, limit);
   else device.limits.delete(metric);
+  showLimits(device);
+  redrawCompare();
+}
+
+// The card's lines and form as of device.limits.
+function showLimits(device) {
   device.showThresholds(true);
   draw(device);
-  redrawCompare();
 }
 
 function tick() {

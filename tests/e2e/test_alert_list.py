@@ -188,3 +188,25 @@ def test_only_an_active_alert_is_red_and_a_line_saying_one_ended_has_nothing_to_
     expect(lines.nth(0).get_by_role("button", name="Acknowledge")).to_have_count(0)
     expect(lines.nth(1)).not_to_have_css("color", RED)
     assert page.console_errors == []
+
+
+def test_a_high_alert_that_ends_loses_its_acknowledge_button_live_and_after_a_reload(
+        live_server, token_for, browser_page):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    set_limits(live_server, high=25)
+    page = browser_page
+    lines = open_alerts(page, live_server)
+    live_server.post("/api/readings", token, json={"temperature": 30})
+    raised = page.locator("#alerts li.high")
+    expect(raised.get_by_role("button", name="Acknowledge")).to_be_visible()
+
+    live_server.post("/api/readings", token, json={"temperature": 20})
+
+    expect(lines).to_have_count(2)
+    expect(raised.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    page.reload()
+    expect(lines).to_have_count(2)
+    expect(raised.locator("span")).to_have_text("kitchen: temperature 30 °C, above 25 °C")
+    expect(raised.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    assert page.console_errors == []

@@ -328,3 +328,40 @@ def test_compare_opens_on_the_first_metric_in_the_cards_order(live_server, token
     expect(dialog.get_by_label("Metric").locator("option")).to_have_text(["temperature", "humidity"])
     expect(dialog.locator(".u-legend .u-label")).to_have_text(["cellar", "kitchen"])
     assert page.console_errors == []
+
+
+# How many pixels of the dialog's chart are of the second series' teal (#00798c).
+TEAL_PIXELS = """() => {
+  const canvas = document.querySelector("dialog .chart canvas");
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b, a] = pixels.slice(i, i + 4);
+    count += a > 200 && r < 40 && Math.abs(g - 121) < 25 && Math.abs(b - 140) < 25;
+  }
+  return count;
+}"""
+NUMBERS_DRAWN = "() => [...window.chartTexts].filter((text) => /^-?[\\d.,]+$/.test(text)).map(Number)"
+
+
+def test_a_device_with_one_reading_is_a_dot_on_the_compare_chart_on_an_axis_around_it(
+        live_server, token_for, open_page):
+    now = time.time()
+    post(live_server, token_for("kitchen"), [{"temperature": 21 + n % 3, "ts": now - 300 + n} for n in range(300)])
+    post(live_server, token_for("shed"), {"temperature": 12, "humidity": 55, "ts": now - 150})
+    page = open_page(viewport=DESK)
+    page.add_init_script(RECORD_CHART_TEXT)
+    page.goto(live_server.url + "/")
+    expect(page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-points", "300")
+
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["kitchen", "shed"])
+    page.wait_for_function(f"() => ({TEAL_PIXELS})() >= 10")  # the shed's one reading, among the kitchen's 300
+
+    page.evaluate("window.chartTexts.clear()")
+    dialog.get_by_label("Metric").select_option("humidity")
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["shed"])
+    page.wait_for_function(f"() => ({NUMBERS_DRAWN})().length >= 2")
+    assert all(50 <= figure <= 60 for figure in page.evaluate(NUMBERS_DRAWN))  # not from 0 to 110
+    assert page.console_errors == []

@@ -1,9 +1,14 @@
 """A user with a wide screen and a few rooms of one or two devices each: the rooms sit side
-by side instead of each taking a row of its own."""
+by side instead of each taking a row of its own; on a phone, the header is one short row
+that still holds every control."""
+import re
+
 import requests
 from playwright.sync_api import expect
 
 DESK = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+SHORT_HEADER = 64  # px
 CHARTS_FILL_THEIR_CARDS = """() => [...document.querySelectorAll(".card .chart")].every((box) => {
   const width = box.querySelector("canvas")?.getBoundingClientRect().width;
   return width <= box.clientWidth && width >= 0.9 * box.clientWidth;
@@ -28,4 +33,38 @@ def test_small_groups_share_a_row_on_a_wide_screen(live_server, token_for, open_
     assert max(widths) - min(widths) <= 2  # the cards are alike
     page.wait_for_function(CHARTS_FILL_THEIR_CARDS)
     assert page.evaluate("document.documentElement.scrollWidth") <= DESK["width"]
+    assert page.console_errors == []
+
+
+def test_on_a_phone_the_header_is_one_short_row_that_still_holds_every_control(
+        live_server, app, client, token_for, open_page):
+    for device in ("kitchen", "porch"):
+        live_server.post("/api/readings", token_for(device), json={"temperature": 20})
+    assert client.patch("/api/devices/porch", json={"hidden": True}).status_code == 200
+    app.test_cli_runner().invoke(args=["viewers", "add", "ana"], input="correct horse\ncorrect horse\n")
+    page = open_page(viewport=PHONE)
+    page.goto(live_server.url + "/")
+    page.get_by_label("Name").fill("ana")
+    page.get_by_label("Password").fill("correct horse")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#connection")).to_have_text("live")
+    header = page.locator("header")
+    assert header.bounding_box()["height"] <= SHORT_HEADER
+
+    page.get_by_label("Range").select_option("custom")
+    expect(page.get_by_label("From", exact=True)).to_be_visible()
+    assert header.bounding_box()["height"] <= SHORT_HEADER
+
+    controls = [page.locator("#connection"), page.get_by_label("Range"), page.get_by_label("From", exact=True),
+                page.get_by_label("To", exact=True), page.get_by_role("button", name="Temperature unit"),
+                page.get_by_role("button", name="Compare"), page.get_by_label(re.compile("show hidden")),
+                page.get_by_role("button", name="Log out ana")]
+    for control in controls:  # each in sight once the strip is scrolled to it
+        control.scroll_into_view_if_needed()
+        box = control.bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"] and box["y"] + box["height"] <= SHORT_HEADER
+    page.get_by_label(re.compile("show hidden")).check()
+    expect(page.locator('[data-device="porch"]')).to_be_visible()
+    page.get_by_role("button", name="Log out ana").click()
+    expect(page.locator("form.login")).to_be_visible()
     assert page.console_errors == []

@@ -1,6 +1,7 @@
 """A device goes offline at an awkward moment for the dashboard: while it loads the
-devices, while it loads the alerts, or while its stream is down. Device and alert events
-are not replayed, yet the card and the alert list end up right, each alert listed once."""
+devices, while it loads the alerts, or while its stream is down; or its thresholds change
+while the stream is down. Device, alert and threshold events are not replayed, yet the
+card and the alert list end up right, each alert listed once."""
 import json
 import re
 import time
@@ -97,6 +98,26 @@ def test_a_device_deleted_while_the_stream_is_down_leaves_the_page(start_server,
     expect(page.locator('[data-device="old-shed"]')).to_have_count(0)
     expect(page.locator('[data-device="kitchen"]')).to_be_visible()
 
+
+def test_a_threshold_changed_while_the_stream_is_down_shows_once_it_reconnects(
+        start_server, token_for, browser_page, client):
+    server = start_server()
+    server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    assert client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 25}).status_code == 200
+    page = browser_page
+    page.goto(server.url + "/")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".threshold")).to_have_text(["high 25 °C"])
+    expect(page.locator("#connection")).to_have_text("live")
+
+    port = server.url.rsplit(":", 1)[1]
+    server.stop()
+    expect(page.locator("#connection")).to_have_text("reconnecting…")
+    assert client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30}).status_code == 200
+    start_server(port=int(port))  # the change was published while no stream was open to carry it
+
+    expect(page.locator("#connection")).to_have_text("live", timeout=20_000)
+    expect(card.locator(".threshold")).to_have_text(["high 30 °C"])
 
 def test_a_reading_that_arrives_late_does_not_bring_an_offline_device_back(
         live_server, token_for, browser_page, redis_client):

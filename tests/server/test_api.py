@@ -74,3 +74,14 @@ def test_odd_history_queries_are_refused_clearly(client, kitchen, query, field):
     answer = client.get(f"/api/devices/kitchen/readings?{query}")
 
     assert answer.status_code == 400 and field in answer.json["error"]
+
+
+def test_every_devices_thresholds_come_in_one_answer(client, kitchen, token_for):
+    client.post("/api/readings", json={"humidity": 50}, headers={"Authorization": f"Bearer {token_for('shed')}"})
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 25})
+    client.put("/api/devices/kitchen/thresholds/rssi", json={"low": -80, "hysteresis": 2})
+
+    thresholds = client.get("/api/thresholds").json["thresholds"]
+
+    assert thresholds == {"kitchen": {"temperature": {"high": 25, "hysteresis": 0.0},
+                                      "rssi": {"low": -80, "hysteresis": 2}}}

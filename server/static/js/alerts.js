@@ -8,7 +8,8 @@
 // at a limit cannot fill the list. An alert both loaded and received is counted once: an
 // id no newer than its line's newest is in it already. A line's text comes last in it
 // ("… kitchen went offline"), after its time, details and its Acknowledge button. Only the
-// line of an alert active now is red; a line that says one ended has nothing to acknowledge.
+// line of an alert active now is red and has that button: an alert that ended has nothing
+// left to acknowledge, and its line loses the button as it ends.
 import {
   decimals, format, newer, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
 } from "./format.js";
@@ -69,7 +70,7 @@ function render(item) {
     count.title = `raised ${number(repeats + 1)} times since ${when(first)}`;
     parts.push(count);
   }
-  if (!acknowledged && CROSSED.includes(alert.state)) {
+  if (!acknowledged && isOngoing(alert)) {
     const button = Object.assign(document.createElement("button"), { type: "button", textContent: "Acknowledge" });
     button.addEventListener("click", () => acknowledge(alert, button));
     parts.push(button);
@@ -121,7 +122,9 @@ function setActive(device, metric, state) {
 
 // "2 active: Kitchen temperature high, Shed offline", in name order; only their lines red.
 function summarize() {
-  for (const item of list().children) item.classList.toggle("ongoing", isOngoing(lines.get(item).alert));
+  for (const item of list().children) {
+    if (item.classList.contains("ongoing") !== isOngoing(lines.get(item).alert)) render(item);
+  }
   const named = [...active].map(([key, state]) => {
     const [device, metric] = JSON.parse(key);
     return [nameOf(device), metric, state].filter(Boolean).join(" ");

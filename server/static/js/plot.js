@@ -1,11 +1,13 @@
 // What every chart on the page shares (a card's, its enlarged view, the compare view): a time
 // axis and one value axis per unit in the page's locale, an x range pinned to the chosen range
-// (a single point gets some room around it), breaks longer than a few intervals drawn as
-// gaps, a readout of the time and each series' value under the cursor, and threshold lines.
+// (a single point gets some room around it, in time and in value), breaks longer than a few
+// intervals drawn as gaps, a value with none to join drawn as a dot, a readout of the time
+// and each series' value under the cursor, and threshold lines.
 import { number, tick, when, withUnit } from "./format.js";
 
 export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d"];
 const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
+const FLAT_ROOM = 1; // either side of a value axis's only value (one reading, or all alike), in its unit
 const GAP = 3; // a break longer than this many usual intervals is a gap
 const TIME_SPACE = 90; // px from one time on the axis to the next, where the chart is wide enough
 const LEAST_TIMES = 3; // labels on a time axis, however narrow, while they fit side by side
@@ -49,14 +51,29 @@ function timeRange(pinned) {
   };
 }
 
-// A value axis holds its data and the unit's threshold lines, with some room around them.
+// A value axis holds its data and the unit's threshold lines, with some room around them
+// (uPlot would run an axis with a single value from 0 to twice that value).
 function valueRange(unit, limits) {
   return (u, min, max) => {
     const values = limits().filter((limit) => limit.unit === unit).map((limit) => limit.value);
     if (min != null) values.push(min, max);
     if (!values.length) return [0, 1];
-    return uPlot.rangeNum(Math.min(...values), Math.max(...values), 0.1, true);
+    const [lowest, highest] = [Math.min(...values), Math.max(...values)];
+    const room = lowest === highest ? FLAT_ROOM : 0;
+    return uPlot.rangeNum(lowest - room, highest + room, 0.1, true);
   };
+}
+
+// uPlot draws a series' points only where they are sparse; where it does not, the values with
+// no line to either side (a null or nothing before and after) are drawn all the same, or a
+// device with one reading would be in the legend but nowhere on the chart.
+function lonePoints(u, index, show) {
+  if (show) return null; // every point is drawn
+  const values = u.data[index];
+  const drawn = values.flatMap((value, i) => (value === undefined ? [] : [i])); // undefined is spanned
+  const lone = drawn.filter((i, at) => values[i] !== null
+    && (at === 0 || values[drawn[at - 1]] === null) && (at === drawn.length - 1 || values[drawn[at + 1]] === null));
+  return lone.length ? lone : null;
 }
 
 // The time axis's spacing in px for a plot `width` px wide showing min to max: the first step
@@ -179,10 +196,11 @@ export function plotOptions({ specs, width, height, pinned = () => null, limits 
   })];
   const scales = { x: { time: true, range: timeRange(pinned) } };
   for (const unit of units) scales[unit] = { range: valueRange(unit, limits) };
-  const series = specs.map((spec) => ({
-    label: spec.label, band: spec.band, scale: spec.unit, spanGaps: false, stroke: spec.colour + (spec.band ? "55" : ""),
-    width: spec.band ? 1 : 1.5, points: { size: 5 },
-  }));
+  const series = specs.map((spec) => {
+    const colour = spec.colour + (spec.band ? "55" : "");
+    return { label: spec.label, band: spec.band, scale: spec.unit, spanGaps: false, stroke: colour,
+      width: spec.band ? 1 : 1.5, points: { size: 6, fill: colour, filter: lonePoints } };
+  });
   const bands = specs.flatMap((spec, i) => (spec.band === "max" ? [{ series: [i + 1, i - 1], fill: `${spec.colour}22` }] : []));
   return {
     width, height, axes, scales, bands, legend: { live: false },
