@@ -31,8 +31,9 @@ flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FI
 deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=settings.json]
 	$(PY) -m tools.deploy --port "$(PORT)" --settings "$(SETTINGS)" $(if $(MPY),--mpy)
 
-provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000]
-	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)"
+provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000] [TRANSPORT=mqtt [BROKER=mqtt://host:1883]]
+	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)" \
+		--transport "$(or $(TRANSPORT),http)" --broker "$(BROKER)"
 
 release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
 	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" --key "$(RELEASE_KEY)" $(if $(MPY),--mpy)
@@ -40,8 +41,8 @@ release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0
 monitor: $(SETUP)  ## the board's serial log: PORT=…
 	$(PY) -m tools.monitor --port "$(PORT)"
 
-emulate: $(SETUP)  ## emulated boards for the targets above: [BOARDS=2]
-	$(PY) -m tools.emulator --boards $(or $(BOARDS),1)
+emulate: $(SETUP)  ## emulated boards for the targets above: [BOARDS=2] [EMULATE_PORT=4000, the first's; default: any free]
+	$(PY) -m tools.emulator --boards $(or $(BOARDS),1) --port $(or $(EMULATE_PORT),0)
 
 test: $(SETUP)  ## run every test
 	$(PY) -m pytest

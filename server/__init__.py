@@ -9,6 +9,7 @@ import math
 import os
 import pathlib
 
+import click
 import redis
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -93,13 +94,26 @@ def create_app(test_config=None):
     app.register_blueprint(viewers.bp)
     app.register_blueprint(metrics.bp)
     app.session_interface = viewers.SharedKeySessions()
-    app.cli.add_command(devices_cli)
-    app.cli.add_command(viewers.viewers_cli)
-    app.cli.add_command(alerts.thresholds_cli)
+    for group in (devices_cli, viewers.viewers_cli, alerts.thresholds_cli):
+        app.cli.add_command(ReachingRedis(group))
     app.extensions["sensorcast.duties"] = Duties(app.config, app.extensions, DATA_DIR)  # started by gunicorn.conf.py
     _answer_errors_in_json(app)
     app.after_request(_security_headers)
     return app
+
+
+class ReachingRedis(click.Group):
+    """``group``'s commands, which say in one line, not a traceback, that Redis is away."""
+
+    def __init__(self, group):
+        super().__init__(group.name, commands=group.commands, help=group.help)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise click.ClickException(f"cannot reach Redis ({error}): is `make run` running, "
+                                       "or REDIS_URL set to where Redis is?") from None
 
 
 SECURITY_HEADERS = {

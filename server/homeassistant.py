@@ -10,9 +10,10 @@ It reads ``readings`` as the one consumer of the group ``homeassistant`` and ack
 an entry only once the broker has confirmed every message it caused: each state is
 published once however many processes run, and the next holder resumes where the last
 stopped. What was published of each device is kept in ``homeassistant:<device>``. Labels,
-hiding, deletes and offline come as ``device`` events on ``sse``; on taking the lease and
-every ``resync_seconds`` the holder compares every device anyway, so nothing missed while
-no process listened stays wrong.
+deletes and offline come as ``device`` events on ``sse``; on taking the lease and every
+``resync_seconds`` the holder compares every device anyway, so nothing missed while no
+process listened stays wrong. Only a delete removes a device's entities: hiding its card
+is the dashboard's business, and Home Assistant keeps it.
 
 A status topic's ``offline`` may be the board's last will, unknown to the server: only a
 reading turns it back ``online``. A reading publishes ``online`` before its state, then
@@ -42,7 +43,11 @@ LEASE = "homeassistant-lease"
 ANNOUNCED = "homeassistant-devices"  # the devices with something published, so a delete is noticed
 ONLINE, OFFLINE = "online", "offline"
 # metric -> Home Assistant's device class, and the unit that class takes
-DEVICE_CLASSES = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%")}
+DEVICE_CLASSES = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%"), "pressure": ("pressure", "hPa"),
+                  "battery": ("voltage", "V"), "rssi": ("signal_strength", "dBm"), "uptime": ("duration", "s"),
+                  "heap": ("data_size", "B")}
+COUNTERS = ("dropped",)  # only grow, but for a reset (a reboot): Home Assistant sums them right
+DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")  # about the board, not what it measures
 BATCH = 100
 
 
@@ -69,8 +74,8 @@ def sensor_config(device, metric, name, fw):
         "name": metric.replace("_", " ").capitalize(),
         "unique_id": f"sensorcast-{device}-{metric}",  # a metric has no "-": the last one splits
         "state_topic": state_topic(device),
-        "value_template": f"{{{{ value_json.{metric} }}}}",
-        "state_class": "measurement",
+        "value_template": f"{{{{ value_json['{metric}'] }}}}",
+        "state_class": "total_increasing" if metric in COUNTERS else "measurement",
         "availability_topic": status_topic(device),
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
@@ -82,6 +87,8 @@ def sensor_config(device, metric, name, fw):
         config["device_class"] = device_class
     if unit:
         config["unit_of_measurement"] = unit
+    if metric in DIAGNOSTICS:
+        config["entity_category"] = "diagnostic"
     return config
 
 
@@ -94,7 +101,7 @@ class Device:
 
     def __init__(self, device, score, meta, latest, announced):
         self.id = device
-        self.visible = score is not None and not labels(meta)["hidden"]
+        self.known = score is not None  # not deleted; a hidden card is still known
         self.name = labels(meta)["name"] or device
         self.fw = latest.get("fw")
         self.status = latest.get("status", ONLINE)
@@ -232,7 +239,7 @@ class Discovery:
             self._publish(messages)
             with self.redis.pipeline(transaction=False) as pipe:
                 for view in views:
-                    if not view.visible and view.announced:
+                    if not view.known and view.announced:
                         pipe.delete(announced_key(view.id))
                         pipe.srem(ANNOUNCED, view.id)
                     elif view.written:
@@ -252,7 +259,7 @@ class Discovery:
 
     def _messages(self, view, readings):
         """The (topic, payload) pairs that bring the broker in line with ``view``."""
-        if not view.visible:
+        if not view.known:
             metrics = [field.removeprefix("config:") for field in view.announced if field.startswith("config:")]
             topics = [config_topic(self.prefix, view.id, metric) for metric in metrics]
             return [(topic, "") for topic in topics + [state_topic(view.id), status_topic(view.id)]] \

@@ -18,18 +18,21 @@ thus resumes its predecessor's session, and gets what was queued for it meanwhil
 session whose slot no process takes back is taken over and emptied by another process
 (``mqtt_sessions.py``).
 
-Over its rate limit, or while Redis is away, a device's messages wait here unacknowledged
-and are tried again, in order, when the wait is over; other devices go on. QoS 1 messages
-in hand are bounded by the receive maximum; QoS 0 ones past ``held_per_topic`` are
-dropped (and counted), as are messages the server refuses. Since the
-broker deals one device's messages out to several processes, a reading whose ``seq``
-skips some of its boot waits up to ``reorder_seconds`` for the ones between to be stored
-by whoever got them (a session left behind included: ``mqtt_sessions.py``); stored
-first, it would make them look like retries. A message the
-server refuses (bad JSON, a bad field, another device) is logged once and acknowledged,
-since sending it again would not help. After a reconnect the broker sends again whatever
-was not acknowledged: held copies from the old connection are let go, and ``boot`` +
-``seq`` make a reading stored just before a crash stored once.
+A reading without ``ts`` gets the time its message reached this process, not the time it
+is stored: over its rate limit, or while Redis is away, a device's messages wait here
+unacknowledged and are tried again, in order, when the wait is over; other devices go on.
+QoS 1 messages in hand are bounded by the receive maximum; QoS 0 ones past
+``held_per_topic`` are dropped (and counted), as are messages the server refuses. A
+message the server refuses (bad JSON, a bad field, too large, another device) is logged
+once and acknowledged, since sending it again would not help. After a reconnect the
+broker sends again whatever was not acknowledged: held copies from the old connection
+are let go, and ``boot`` + ``seq`` make a reading stored just before a crash stored once.
+
+The broker deals one device's messages out to several processes (and to a session left
+behind until it is taken over: ``mqtt_sessions.py``), so a boot's readings may be stored
+out of ``seq`` order, each once all the same: the server keeps which of a device's recent
+seqs it stored (``retries.py``), so a seq stored after a higher one is not taken for a
+retry, and does not overwrite the device's latest values.
 """
 import base64
 import collections
@@ -52,7 +55,7 @@ from .loglimit import LinesPerMinute
 from .metrics import count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
 from .ratelimit import RateLimited
-from .store import Conflict, add_readings, device_key
+from .store import Conflict, add_readings
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,6 @@ class Subscriber:
     held_per_topic = 100  # QoS 0 messages waiting per topic, at most: past it they are dropped
     logged_per_minute = 10  # refusals logged per device and minute; the rest are only counted
     redis_retry_seconds = 1.0
-    reorder_margin = 5.0  # seconds beyond MQTT_ADOPT_AFTER that a reading skipping seqs waits
-    reorder_poll_seconds = 0.1
 
     def __init__(self, redis_client, config, client_id):
         self.redis = redis_client
@@ -136,8 +137,6 @@ class Subscriber:
         self.stopping = threading.Event()
         self.redis_failing = False
         self.refusals_logged = LinesPerMinute(self.logged_per_minute)
-        # as long as the readings between may sit in a session whose process is gone, until taken over
-        self.reorder_seconds = config["MQTT_ADOPT_AFTER"] + self.reorder_margin
         self.client = self._client()
 
     def _client(self):
@@ -182,12 +181,12 @@ class Subscriber:
         self.connected = False
 
     def _on_message(self, client, userdata, message):
-        self.inbox.put((self.generation, message, time.monotonic()))
+        self.inbox.put((self.generation, message, time.time()))  # the time a reading without ts gets
 
     def _work(self):
         """Store messages in the order they came, per topic; a topic that must wait (rate
         limit, Redis away) keeps its messages and waits alone."""
-        pending = {}  # topic -> deque of (generation, message, when it came)
+        pending = {}  # topic -> deque of (generation, message, Unix time it came)
         due = {}  # topic -> time.monotonic() when it may be tried again
         while not self.stopping.is_set():
             wait = min([1.0] + [when - time.monotonic() for when in due.values()])
@@ -206,10 +205,19 @@ class Subscriber:
     def _hold(self, item, pending):
         """Queue a message behind its topic's. QoS 1 ones are bounded by ``receive_maximum``;
         a QoS 0 one past ``held_per_topic`` is dropped, as nobody would send it again
-        anyway: a device flooding past its rate limit cannot fill the process's memory."""
-        held = pending.setdefault(item[1].topic, collections.deque())
-        if item[1].qos == 0 and len(held) >= self.held_per_topic:
-            self._refuse(item[1], topic_device(item[1].topic), "held",
+        anyway, and one over ``MAX_CONTENT_LENGTH`` at once (the broker lets through up to
+        its own, larger limit): a device flooding past its rate limit cannot fill the
+        process's memory."""
+        generation, message, _ = item
+        limit = self.config["MAX_CONTENT_LENGTH"]
+        if len(message.payload) > limit:
+            self._refuse(message, topic_device(message.topic), "too_large", f"more than {limit} bytes")
+            if generation == self.generation:
+                self.client.ack(message.mid, message.qos)
+            return
+        held = pending.setdefault(message.topic, collections.deque())
+        if message.qos == 0 and len(held) >= self.held_per_topic:
+            self._refuse(message, topic_device(message.topic), "held",
                          f"over its rate limit with {self.held_per_topic} messages waiting already")
         else:
             held.append(item)
@@ -244,13 +252,9 @@ class Subscriber:
         try:
             if device is None:
                 raise InvalidReading("topic", f"not {readings_topic('<device>')} with a device id of a-z 0-9 _ -")
-            if len(message.payload) > config["MAX_CONTENT_LENGTH"]:
-                raise InvalidReading("body", f"more than {config['MAX_CONTENT_LENGTH']} bytes")
-            now = time.time()
-            readings = validate(parse_json(message.payload), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
-            if time.monotonic() - arrived < self.reorder_seconds and self._ahead(device, readings[0]):
-                return self.reorder_poll_seconds
-            add_readings(self.redis, readings, now, config, "mqtt")
+            readings = validate(parse_json(message.payload), arrived, config["MAX_BATCH"], config["MAX_FUTURE"],
+                                device)
+            add_readings(self.redis, readings, time.time(), config, "mqtt")
         except RateLimited as error:
             return error.retry_after
         except InvalidReading as error:
@@ -269,16 +273,6 @@ class Subscriber:
         self.redis_failing = False
         self.stored_messages += 1
         return None
-
-    def _ahead(self, device, reading):
-        """Whether ``reading`` skips seqs of its boot that the broker may still be handing
-        to another process (each message goes to whichever is next): stored first, it would
-        make them look like retries. A reading of a boot the server does not know yet is
-        ahead unless it is seq 1 (where the firmware begins)."""
-        if "boot" not in reading or "seq" not in reading:
-            return False
-        boot, seq = self.redis.hmget(device_key(device), "boot", "seq")
-        return reading["seq"] > (int(seq) + 1 if boot == reading["boot"] and seq is not None else 1)
 
     def _refuse(self, message, device, reason, why):
         """Count a dropped message, and log it (``logged_per_minute`` of a device's at most)."""

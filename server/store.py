@@ -156,8 +156,8 @@ for i, r in ipairs(readings) do
       if status == 'online' then alert(channel, {device = r.device, state = 'online', ts = now}) end
       d.stored = true
     end
-    check_thresholds(channel, r.device, r.fields, now, budget, d.limits)
     if not (d.known[1] == r.boot and d.known[2] and tonumber(d.known[2]) > r.seq) then  -- else a skipped seq
+      check_thresholds(channel, r.device, r.fields, now, budget, d.limits)
       for k = 1, #r.fields, 2 do
         if not d.latest[r.fields[k]] then d.order[#d.order + 1] = r.fields[k] end
         d.latest[r.fields[k]] = r.fields[k + 1]

@@ -1,6 +1,7 @@
-"""A real Mosquitto (Debian's ``mosquitto``) running deploy/mosquitto/'s configuration and
-ACL, on a free loopback port, with a password file made as ``devices add --mqtt`` makes
-its lines; and a device that publishes to it as the firmware will."""
+"""A real Mosquitto (Debian's ``mosquitto``) running deploy/mosquitto/'s configuration
+snippet and ACL, included by Debian's own configuration as on a server, on a free
+loopback port, with a password file made as ``devices add --mqtt`` makes its lines; and
+a device that publishes to it as the firmware will."""
 import os
 import shutil
 import signal
@@ -19,14 +20,21 @@ from tests.conftest import eventually
 from tools.run import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+SNIPPET = ROOT / "deploy" / "mosquitto" / "conf.d" / "sensorcast.conf"
 ACL = ROOT / "deploy" / "mosquitto" / "acl"
+# Debian's /etc/mosquitto/mosquitto.conf, as the package ships it, with its paths in {folder}
+DEBIAN_CONF = """pid_file {folder}/mosquitto.pid
+persistence true
+persistence_location {folder}/
+log_dest file {folder}/mosquitto.log
+include_dir {folder}/conf.d
+"""
 needs_mosquitto = pytest.mark.skipif(not MOSQUITTO, reason="mosquitto is not installed (apt-get install mosquitto)")
 
 
 class Broker:
-    """deploy/mosquitto/'s configuration, with only the port, the password file and the
-    persistence folder changed to this test's."""
+    """Debian's configuration with deploy/mosquitto/'s snippet in its ``conf.d``, only the
+    port, the password file and the folders changed to this test's."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -34,16 +42,15 @@ class Broker:
         self.passwords = {}
         self.password_file = folder / "passwords"
         self.password_file.touch(mode=0o600)
-        conf = CONF.read_text()
+        snippet = SNIPPET.read_text()
         for shipped, here in [("listener 1883", f"listener {self.port} 127.0.0.1"),
                               ("/etc/mosquitto/sensorcast/passwords", str(self.password_file)),
-                              ("/etc/mosquitto/sensorcast/acl", str(ACL)),
-                              ("persistence_location /var/lib/mosquitto/", f"persistence_location {folder}/"),
-                              ("pid_file /run/mosquitto/mosquitto.pid", f"pid_file {folder}/mosquitto.pid"),
-                              ("log_dest file /var/log/mosquitto/mosquitto.log", f"log_dest file {folder}/mosquitto.log")]:
-            assert shipped in conf, shipped
-            conf = conf.replace(shipped, here)
-        conf += "user root\n" if os.geteuid() == 0 else ""
+                              ("/etc/mosquitto/sensorcast/acl", str(ACL))]:
+            assert shipped in snippet, shipped
+            snippet = snippet.replace(shipped, here)
+        (folder / "conf.d").mkdir()
+        (folder / "conf.d" / SNIPPET.name).write_text(snippet)
+        conf = DEBIAN_CONF.format(folder=folder) + ("user root\n" if os.geteuid() == 0 else "")
         (folder / "mosquitto.conf").write_text(conf)
         self.process = None
         self.add_user(SERVER_USER)

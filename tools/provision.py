@@ -5,6 +5,11 @@ device's token with the server's CLI, points the board at this machine's LAN add
 gives it the public half of the release key (``make release``'s, made here on first use:
 the board installs only releases it signed), and writes ``settings.json`` straight to
 the board: the secrets never touch the repo.
+
+With ``--transport mqtt`` the board publishes its readings to the broker at ``--broker``
+(``mqtt://[device:password@]host[:port]``; the firmware speaks plain MQTT) and keeps the
+token for firmware updates over HTTP. Without a login in the URL, a new one is made, and
+its line for the broker's password file printed (as ``devices add --mqtt`` does).
 """
 import argparse
 import getpass
@@ -14,7 +19,9 @@ import re
 import subprocess
 import sys
 import tempfile
+from urllib.parse import unquote, urlsplit
 
+from server.mqtt import DEFAULT_PORTS, broker_credentials
 from tools.deploy import FIRMWARE, mpremote
 from tools.release import RELEASE_KEY, public_key, release_key
 
@@ -35,6 +42,21 @@ def make_token(device):
     return result.stdout.strip()
 
 
+def broker_settings(broker, device):
+    """The board's MQTT settings for ``broker``, and the password-file line of the login
+    made for it (None when the URL gives one); ``ValueError`` for a URL the board cannot use."""
+    url = urlsplit(broker)
+    if url.scheme != "mqtt" or not url.hostname:
+        raise ValueError(f"BROKER: give mqtt://[{device}:password@]host[:port], not {broker!r}")
+    user = unquote(url.username or device)
+    if user != device:  # deploy/mosquitto/acl lets a device publish only under its own name
+        raise ValueError(f"BROKER: the broker login must be the device's name, {device!r}, not {user!r}")
+    password, line = (unquote(url.password or ""), None) if url.username else broker_credentials(device)
+    settings = {"transport": "mqtt", "mqtt_host": url.hostname, "mqtt_port": url.port or DEFAULT_PORTS["mqtt"],
+                "mqtt_user": user, "mqtt_password": password}
+    return settings, line
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make provision", description=__doc__.splitlines()[0])
     parser.add_argument("--port", default="")
@@ -45,6 +67,8 @@ def main(argv=None):
     parser.add_argument("--sensor", default="dht22")
     parser.add_argument("--pin", type=int, default=4)
     parser.add_argument("--key", default="", help=f"the release key; default: {RELEASE_KEY}")
+    parser.add_argument("--transport", default="http", choices=("http", "mqtt"), help="how readings go up")
+    parser.add_argument("--broker", default="", help="with mqtt; default: mqtt://<this machine's LAN address>")
     args = parser.parse_args(argv)
     if not args.port or not args.device:
         print("provision: PORT and DEVICE are needed, e.g. make provision PORT=/dev/ttyUSB0 DEVICE=kitchen",
@@ -52,6 +76,8 @@ def main(argv=None):
         return 2
     try:
         key = public_key(release_key(args.key or RELEASE_KEY))
+        mqtt, password_line = broker_settings(args.broker or f"mqtt://{lan_address()}", args.device) \
+            if args.transport == "mqtt" else ({}, None)
     except ValueError as error:
         print(f"provision: {error}", file=sys.stderr)
         return 2
@@ -59,14 +85,18 @@ def main(argv=None):
     settings.update(wifi_ssid=args.ssid or input("Wi-Fi name: "),
                     wifi_password=args.password if args.password is not None else getpass.getpass("Wi-Fi password: "),
                     server=args.server or f"http://{lan_address()}:5000", device=args.device,
-                    token=make_token(args.device), sensor=args.sensor, pin=args.pin, release_key=key)
+                    token=make_token(args.device), sensor=args.sensor, pin=args.pin, release_key=key, **mqtt)
     with tempfile.TemporaryDirectory() as private:
         path = os.path.join(private, "settings.json")
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             json.dump(settings, f, indent=1)
         if not mpremote(args.port, ["fs", "cp", path, ":settings.json"]):
             return 1
-    print(f"provisioned {args.device}: server {settings['server']}; next: make deploy PORT={args.port}")
+    via = f"; readings over MQTT to {mqtt['mqtt_host']}:{mqtt['mqtt_port']}" if mqtt else ""
+    print(f"provisioned {args.device}: server {settings['server']}{via}; next: make deploy PORT={args.port}")
+    if password_line:
+        print("Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, README: MQTT), "
+              f"then reload Mosquitto:\n{password_line}")
     return 0
 
 

@@ -41,6 +41,21 @@ def test_crossing_a_high_alerts_once_and_clears_past_the_hysteresis(client, kitc
     assert cooled["active"] == []
 
 
+def test_a_reading_that_arrives_after_a_later_one_neither_raises_nor_clears_an_alert(client, token_for):
+    """Over MQTT a boot's readings may be stored out of seq order: the latest stands."""
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+
+    for seq, temperature in [(1, 20), (3, 35), (2, 20), (5, 20), (4, 35)]:
+        answer = client.post("/api/readings", json={"temperature": temperature, "boot": "b", "seq": seq},
+                             headers=headers)
+        assert answer.status_code == 201 and answer.json["stored"] == 1
+        if seq == 1:
+            assert client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30}).status_code == 200
+
+    assert [a["state"] for a in reversed(client.get("/api/alerts").json["recent"])] == ["high", "cleared"]
+    assert client.get("/api/alerts").json["active"] == []
+
+
 def test_a_low_alerts_too_and_thresholds_can_be_read_and_removed(client, kitchen):
     client.put("/api/devices/kitchen/thresholds/temperature", json={"low": 5})
 

@@ -1,7 +1,10 @@
 """A viewer names devices, groups them by room, hides one and deletes another with its
-history: from the dashboard's API and from the command line, and every open page hears."""
+history: from the dashboard's API and from the command line, and every open page hears.
+A command run while Redis is away says so in one line."""
 import pytest
 import requests
+
+from server import create_app
 
 
 @pytest.fixture
@@ -137,3 +140,13 @@ def test_the_command_line_names_groups_hides_and_deletes(app, client, post_as):
     assert deleted.output.startswith("deleted shed; revoked 1 token(s). Over MQTT it can still publish until")
     assert client.post("/api/readings", json={"temperature": 21},
                        headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_command_run_while_redis_is_away_says_so_in_one_line(tmp_path):
+    app = create_app({"REDIS_URL": f"unix://{tmp_path / 'redis.sock'}", "TESTING": True})  # no Redis there
+
+    listed_tokens = app.test_cli_runner().invoke(args=["devices", "list"])
+
+    assert listed_tokens.exit_code == 1
+    assert listed_tokens.output.startswith("Error: cannot reach Redis (") and "`make run`" in listed_tokens.output
+    assert len(listed_tokens.output.splitlines()) == 1

@@ -1,4 +1,8 @@
-"""make run: the whole stack in one command, which keeps its embedded Redis alive."""
+"""make run: the whole stack in one command, which keeps its embedded Redis alive; and
+make provision's MQTT options."""
+import base64
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -177,3 +181,23 @@ def test_a_second_make_run_on_the_same_data_is_refused_and_harms_nothing(stack):
 
     assert second.returncode == 1 and "another Redis already runs in" in second.stderr
     assert (stack.data / "redis.sock").exists() and stack.post(21) == 201
+
+
+def test_make_provision_points_a_board_at_the_mqtt_broker_with_a_login_the_broker_takes(emulated_board, live_server,
+                                                                                         redis_server, tmp_path):
+    env = dict(os.environ, REDIS_URL=redis_server.url, WIFI_SSID="lab", WIFI_PASSWORD="secret-password",
+               RELEASE_KEY=str(tmp_path / "release-key.pem"))
+    provisioned = subprocess.run(["make", "-s", "provision", f"PORT={emulated_board.port}", "DEVICE=attic",
+                                  f"SERVER={live_server.url}", "TRANSPORT=mqtt", "BROKER=mqtt://broker.lan:1884"],
+                                 cwd=ROOT, capture_output=True, text=True, env=env)
+
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    settings = json.loads((emulated_board.flash / "settings.json").read_text())
+    assert {name: settings[name] for name in ("transport", "mqtt_host", "mqtt_port", "mqtt_user")} == {
+        "transport": "mqtt", "mqtt_host": "broker.lan", "mqtt_port": 1884, "mqtt_user": "attic"}
+    user, _, stored = provisioned.stdout.splitlines()[-1].partition(":")  # the broker's password-file line
+    _, scheme, iterations, salt, digest = stored.split("$")
+    assert (user, scheme) == ("attic", "7")
+    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", settings["mqtt_password"].encode(),
+                                                           base64.b64decode(salt), int(iterations))
+    assert live_server.post("/api/readings", settings["token"], json={"temperature": 20}).status_code == 201
