@@ -23,6 +23,10 @@ DATA_DIR = ROOT / "var"
 DEFAULTS = {
     "REDIS_URL": f"unix://{DATA_DIR / 'redis.sock'}",
     "REDIS_MAXMEMORY": "1gb",  # the embedded Redis's memory cap
+    "REDIS_SENTINELS": "",  # host:port,… of Redis Sentinels: then the primary they know as REDIS_SERVICE
+    "REDIS_SERVICE": "sensorcast",
+    "WAIT_REPLICAS": 0,  # an upload's 201 waits until this many replicas have it (Redis's WAIT)…
+    "WAIT_MS": 1000,  # …for up to this long, else 503: the board sends it again, and it is stored once
     "AUTH": True,
     "RETENTION": 7 * 24 * 3600,
     "STREAM_MAXLEN": 100_000,

@@ -21,7 +21,7 @@ from .alerting import resume_muted
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
-from .store import CHANNEL, connect, mark_offline
+from .store import CHANNEL, client_for, mark_offline
 from .webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,15 @@ class Duties:
         self.stopping = threading.Event()
 
     def start(self):
-        client = connect(self.config["REDIS_URL"], max_connections=4)
+        client = client_for(self.config, max_connections=4)
         threading.Thread(target=self._sweep, args=(client,), name="offline-sweep", daemon=True).start()
         if self.config["WEBHOOK_URL"]:
             self.webhook = Webhook(client, self.config["WEBHOOK_URL"])
         if self.config["MQTT_URL"]:
-            self.mqtt = start_subscriber(connect(self.config["REDIS_URL"], max_connections=2), self.config,
+            self.mqtt = start_subscriber(client_for(self.config, max_connections=2), self.config,
                                          self.slot_folder)
             if self.config["HOMEASSISTANT_PREFIX"]:
-                self.homeassistant = Discovery(connect(self.config["REDIS_URL"], max_connections=3),
+                self.homeassistant = Discovery(client_for(self.config, max_connections=3),
                                                self.config).start()
         return self
 

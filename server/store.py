@@ -7,6 +7,7 @@ event id and its place in the history never disagree, however large the batch.
 import json
 
 import redis
+import redis.sentinel
 from flask import current_app
 
 from .alerting import RAISE_ALERTS, alert_budget
@@ -62,18 +63,41 @@ def get_redis():
     """The process's one Redis client (a connection pool), made on first use."""
     client = current_app.extensions.get("sensorcast.redis")
     if client is None:
-        client = connect(current_app.config["REDIS_URL"], current_app.config["REDIS_CONNECTIONS"])
+        client = client_for(current_app.config, current_app.config["REDIS_CONNECTIONS"])
         current_app.extensions["sensorcast.redis"] = client
     return client
+
+
+def client_for(config, max_connections=8):
+    """A client of the Redis that ``config`` names: the primary that the ``REDIS_SENTINELS``
+    know as ``REDIS_SERVICE`` (found again at each new connection, so a failover is
+    followed), or else ``REDIS_URL``, whose database and password hold in both cases."""
+    if not config["REDIS_SENTINELS"]:
+        return connect(config["REDIS_URL"], max_connections)
+    url = redis.connection.parse_url(config["REDIS_URL"])
+    sentinels = [(host, int(port)) for host, _, port in
+                 (address.strip().rpartition(":") for address in config["REDIS_SENTINELS"].split(","))]
+    sentinel = redis.sentinel.Sentinel(sentinels, socket_connect_timeout=2, socket_timeout=2,
+                                       sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2})
+    return sentinel.master_for(config["REDIS_SERVICE"], connection_pool_class=_SentinelBlockingPool,
+                               **_pool_options(max_connections),
+                               **{name: url[name] for name in ("db", "username", "password") if name in url})
 
 
 def connect(url, max_connections=8):
     """A client whose pool holds at most ``max_connections``: past that, callers wait for
     one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, decode_responses=True, client_name=CLIENT_NAME,
-        socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **_pool_options(max_connections)))
+
+
+def _pool_options(max_connections):
+    return dict(max_connections=max_connections, timeout=10, decode_responses=True, client_name=CLIENT_NAME,
+                socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+
+
+class _SentinelBlockingPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """Sentinel's pool (it asks the sentinels where the primary is for each new connection,
+    and drops connections to a former one) with the cap of ``connect``'s pool."""
 
 
 # A reading counts once against STREAM_MAXLEN and HISTORY_MAXLEN per this many bytes of its
@@ -208,6 +232,11 @@ return gone
 """
 
 
+class NotReplicated(redis.exceptions.ConnectionError):
+    """Fewer replicas than ``WAIT_REPLICAS`` confirmed the readings: a failover now could
+    lose them, so the upload is not answered 201 (but 503: sent again, it is stored once)."""
+
+
 class TokenRevoked(Exception):
     """The token the readings came with no longer writes as their device: nothing stored."""
 
@@ -235,10 +264,19 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     """
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
-    result = script(args=[repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
-                          *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"],
-                          config["MAX_DEVICE_FIELDS"], alert_budget(config), transport, token_digest],
-                    client=client)
+    args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
+            *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"], config["MAX_DEVICE_FIELDS"],
+            alert_budget(config), transport, token_digest]
+    if not config["WAIT_REPLICAS"]:
+        result = script(args=args, client=client)
+    else:
+        with client.pipeline(transaction=False) as pipe:  # WAIT counts the writes of its own connection
+            script(args=args, client=pipe)
+            pipe.wait(config["WAIT_REPLICAS"], config["WAIT_MS"])
+            result, replicas = pipe.execute()
+        if replicas < config["WAIT_REPLICAS"]:
+            raise NotReplicated(f"{replicas} of {config['WAIT_REPLICAS']} replicas had the readings "
+                                f"within {config['WAIT_MS']} ms")
     if isinstance(result, int):
         raise RateLimited(result / 1000)
     if isinstance(result, list) and result[0] == "conflict":

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 
 from server import DATA_DIR, create_app
 from server.firmware import store_release
-from server.store import connect
+from server.store import client_for
 from tools.deploy import FIRMWARE, firmware_files
 
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
@@ -92,7 +92,7 @@ def main(argv=None):
     parser.add_argument("--source", type=pathlib.Path, default=FIRMWARE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     version = args.version or f"{current_version(args.source)}+{time.strftime('%Y%m%d%H%M')}"
-    client = connect(create_app().config["REDIS_URL"])
+    client = client_for(create_app().config)
     devices = [device for device in args.devices.split(",") if device]
     try:
         manifest = store_release(client, version, release_files(version, args.mpy, args.source),

@@ -25,7 +25,7 @@ from server import DATA_DIR, DEFAULTS, ROOT, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
 from server.guard import proxy_warning
-from server.store import VIEWERS, connect
+from server.store import VIEWERS, client_for
 
 DEMO_DEVICE = "demo"
 REQUEST_ROOM = 1000  # connections per worker beyond its streams: uploads, API, health
@@ -37,9 +37,9 @@ SUPERVISE_SECONDS = 0.5
 GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 
 
-def demo_token(redis_url, data_dir):
+def demo_token(config, data_dir):
     """The demo device's token: the saved one while Redis still knows it, else a new one."""
-    client = connect(redis_url)
+    client = client_for(config)
     saved = data_dir / DEMO_TOKEN_FILE
     if saved.exists():
         token = saved.read_text().strip()
@@ -133,7 +133,7 @@ def run(args):
     """Redis, then the server, until one of them ends; returns the exit code."""
     with contextlib.ExitStack() as stack:
         redis_server = None
-        if not os.environ.get("REDIS_URL"):
+        if not (os.environ.get("REDIS_URL") or create_app().config["REDIS_SENTINELS"]):
             redis_server = stack.enter_context(EmbeddedRedis(args.data, create_app().config["REDIS_MAXMEMORY"]))
             os.environ["REDIS_URL"] = redis_server.url
             print(f"Redis: embedded, data in {args.data}")
@@ -162,8 +162,8 @@ def print_front_door(config, base, data_dir):
     """The dashboard's address, a curl that works, and whether reading needs a login."""
     auth = ""
     if config["AUTH"]:
-        auth = f' -H "Authorization: Bearer {demo_token(config["REDIS_URL"], data_dir)}"'
-    viewers = connect(config["REDIS_URL"]).hlen(VIEWERS)
+        auth = f' -H "Authorization: Bearer {demo_token(config, data_dir)}"'
+    viewers = client_for(config).hlen(VIEWERS)
     flask = ".venv/bin/flask --app server"
     if config["REDIS_URL"] != DEFAULTS["REDIS_URL"]:  # the command must find this Redis too
         flask = f"REDIS_URL={config['REDIS_URL']} {flask}"
