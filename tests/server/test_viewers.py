@@ -7,7 +7,7 @@ import pytest
 import requests
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from server import viewers
+from server import logins
 from tests.conftest import eventually
 
 
@@ -163,24 +163,24 @@ def test_a_viewer_logging_in_from_a_known_place_goes_before_every_waiting_strang
         thread.start()
         return thread
 
-    monkeypatch.setattr(viewers, "check_password_hash", held_check)
-    releases.update({f"hold {n}": threading.Event() for n in range(viewers.HASHING_AT_ONCE)})
-    logins = [log_in_later(f"user{n}", f"hold {n}", f"203.0.113.{n}") for n in range(viewers.HASHING_AT_ONCE)]
+    monkeypatch.setattr(logins, "check_password_hash", held_check)
+    releases.update({f"hold {n}": threading.Event() for n in range(logins.HASHING_AT_ONCE)})
+    attempts = [log_in_later(f"user{n}", f"hold {n}", f"203.0.113.{n}") for n in range(logins.HASHING_AT_ONCE)]
     try:
-        eventually(lambda: len(checked) == viewers.HASHING_AT_ONCE)  # every slot is taken
-        logins.append(log_in_later("mallory", "a stranger's guess", "203.0.113.50"))
-        eventually(lambda: len(viewers._hashing.lines[1]) == 1)
-        logins.append(log_in_later("ana", "correct horse", "192.0.2.7", client=home))
-        eventually(lambda: len(viewers._hashing.lines[0]) == 1)
+        eventually(lambda: len(checked) == logins.HASHING_AT_ONCE)  # every slot is taken
+        attempts.append(log_in_later("mallory", "a stranger's guess", "203.0.113.50"))
+        eventually(lambda: len(logins._hashing.lines[1]) == 1)
+        attempts.append(log_in_later("ana", "correct horse", "192.0.2.7", client=home))
+        eventually(lambda: len(logins._hashing.lines[0]) == 1)
         releases["hold 0"].set()
-        eventually(lambda: len(checked) == viewers.HASHING_AT_ONCE + 2)
+        eventually(lambda: len(checked) == logins.HASHING_AT_ONCE + 2)
     finally:
         for release in releases.values():
             release.set()
-        for thread in logins:
+        for thread in attempts:
             thread.join()
 
-    assert checked[viewers.HASHING_AT_ONCE:] == ["correct horse", "a stranger's guess"]
+    assert checked[logins.HASHING_AT_ONCE:] == ["correct horse", "a stranger's guess"]
 
 
 def test_logins_sent_at_once_from_one_address_are_checked_one_at_a_time_up_to_the_limit(app, add_viewer,
@@ -203,7 +203,7 @@ def test_logins_sent_at_once_from_one_address_are_checked_one_at_a_time_up_to_th
         answers.append(log_in(app.test_client(), "ana", f"guess {n}").status_code)
         note()
 
-    monkeypatch.setattr(viewers, "check_password_hash", held_check)
+    monkeypatch.setattr(logins, "check_password_hash", held_check)
     guessers = [threading.Thread(target=guess, args=(n,)) for n in range(burst)]
     for guesser in guessers:
         guesser.start()
@@ -229,9 +229,9 @@ def test_a_login_that_waits_too_long_for_its_turn_gets_503_and_still_counts(app,
             done.wait(timeout=60)
         return check_password_hash(password_hash, password)
 
-    monkeypatch.setattr(viewers, "check_password_hash", held_check)
+    monkeypatch.setattr(logins, "check_password_hash", held_check)
     holders = [threading.Thread(target=log_in, args=(app.test_client(), "ana", "hold"),
-                                kwargs={"address": f"203.0.113.{n}"}) for n in range(viewers.HASHING_AT_ONCE)]
+                                kwargs={"address": f"203.0.113.{n}"}) for n in range(logins.HASHING_AT_ONCE)]
     for holder in holders:
         holder.start()
     try:
