@@ -30,6 +30,7 @@ DEFAULTS = {
     "AUTH": True,
     "RETENTION": 7 * 24 * 3600,
     "STREAM_MAXLEN": 100_000,
+    "MAX_REPLAY": 5000,  # readings a reconnecting browser gets replayed at most (further back: a reset)
     "HISTORY_MAXLEN": 200_000,
     "MAX_DEVICE_FIELDS": 64,
     "OFFLINE_AFTER": 600,

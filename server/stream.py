@@ -9,6 +9,7 @@ with no gap and no duplicate before live events resume. A ``Last-Event-ID`` olde
 anything ``readings`` still keeps first gets a ``reset`` event: the gap is never silent.
 """
 import logging
+import threading
 
 import redis
 from flask import current_app, request
@@ -20,7 +21,9 @@ from .hub import Hub, StreamLimit
 from .store import CHANNEL, READINGS, get_redis, stream_id
 from .viewers import get_accounts, session_access, viewer_required
 
-REPLAY_PAGE = 500
+REPLAY_PAGE = 100
+REPLAYS_AT_ONCE = 4
+_replay_turns = threading.BoundedSemaphore(REPLAYS_AT_ONCE)  # gevent's, once gunicorn's worker has patched
 log = logging.getLogger(__name__)
 
 
@@ -36,17 +39,37 @@ def get_hub():
     return hub
 
 
-def replay(client, last_event_id):
-    """Readings stored after ``last_event_id`` as event bytes, a page at a time, each
-    with the stream id of its last reading; a ``reset`` event first when some are gone."""
-    oldest = client.xrange(READINGS, "-", "+", count=1)
-    if oldest and stream_id(oldest[0][0]) > stream_id(last_event_id):
-        yield str(Message({"oldest": oldest[0][0]}, type="reset")).encode(), None
-    start = "(" + last_event_id
+# KEYS: the readings stream; ARGV: '(' and the last id a browser had, MAX_REPLAY. The id
+# of the oldest of the newest MAX_REPLAY readings after it, or nil when there are no more.
+_REPLAY_START = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', ARGV[1], 'COUNT', ARGV[2])
+if #newest < tonumber(ARGV[2]) then return nil end
+return newest[#newest][1]
+"""
+
+
+def replay(client, last_event_id, most):
+    """Readings stored after ``last_event_id``, at most the newest ``most`` of them, as event
+    bytes, a page at a time, each with the stream id of its last reading; a ``reset``
+    event first when some are not replayed (gone, or further back than ``most``): the
+    dashboard then reloads each device's history. Each page is read and rendered in one of
+    ``REPLAYS_AT_ONCE`` turns of the process, holding no turn while the browser takes it, so
+    a crowd replaying from far back, reading or not, cannot take every Redis connection
+    and the worker's time from uploads."""
+    with _replay_turns:
+        oldest = client.xrange(READINGS, "-", "+", count=1)
+        first = client.register_script(_REPLAY_START)(keys=[READINGS], args=["(" + last_event_id, most])
+    if not first and oldest and stream_id(oldest[0][0]) > stream_id(last_event_id):
+        first = oldest[0][0]
+    if first:
+        yield str(Message({"oldest": first}, type="reset")).encode(), None
+    start = first or "(" + last_event_id  # XRANGE's start: an id is inclusive, "(" makes it exclusive
     while True:
-        page = client.xrange(READINGS, start, "+", count=REPLAY_PAGE)
+        with _replay_turns:
+            page = client.xrange(READINGS, start, "+", count=REPLAY_PAGE)
+            chunk = b"".join(reading_event(entry_id, fields) for entry_id, fields in page)
         if page:
-            yield b"".join(reading_event(entry_id, fields) for entry_id, fields in page), stream_id(page[-1][0])
+            yield chunk, stream_id(page[-1][0])
         if len(page) < REPLAY_PAGE:
             return
         start = "(" + page[-1][0]
@@ -70,7 +93,7 @@ class ReadingStream(ServerSentEventsBlueprint):
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None
         if channel != CHANNEL or not stream_id(last_event_id):
             last_event_id = None
-        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"])
+        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"], config["MAX_REPLAY"])
         return current_app.response_class(
             body, mimetype="text/event-stream", direct_passthrough=True,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -81,9 +104,10 @@ class Body:
     the bytes to send (no wrapper between a live event and the socket), and closing it,
     which the server always does, takes the client out of the hub."""
 
-    def __init__(self, hub, client, redis_client, last_event_id, retry):
+    def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay):
         self.hub = hub
         self.client = client
+        self.max_replay = max_replay
         self.events = self._events(redis_client, last_event_id, retry)
 
     def __iter__(self):
@@ -103,7 +127,7 @@ class Body:
         replayed = None
         try:
             if last_event_id:
-                for chunk, replayed in replay(redis_client, last_event_id):
+                for chunk, replayed in replay(redis_client, last_event_id, self.max_replay):
                     yield self.client.sending(chunk)
         except redis.exceptions.RedisError as error:
             log.warning("ended a stream during its replay: %s", error)

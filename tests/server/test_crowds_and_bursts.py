@@ -7,7 +7,7 @@ from flask_sse import sse as stock_sse
 from tests.conftest import eventually
 
 
-def open_raw_stream(server, source="127.0.0.1", receive_buffer=None):
+def open_raw_stream(server, source="127.0.0.1", receive_buffer=None, last_event_id=None):
     """A browser's connection to ``/stream`` from ``source``; returns it and its status line."""
     host, port = server.url.rsplit("/", 1)[1].split(":")
     connection = socket.socket()
@@ -15,7 +15,8 @@ def open_raw_stream(server, source="127.0.0.1", receive_buffer=None):
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     connection.bind((source, 0))
     connection.connect((host, int(port)))
-    connection.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    replay = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    connection.sendall(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{replay}\r\n".encode())
     return connection, connection.recv(64).split(b"\r\n")[0].decode()
 
 
@@ -96,6 +97,42 @@ def test_a_browser_back_after_the_replay_window_gets_reset_then_what_is_kept(
 
     assert reset == {"event": "reset", "data": {"oldest": oldest_kept}}
     assert replayed[0] == oldest_kept and len(set(replayed)) == len(replayed)
+
+
+def test_a_browser_back_from_further_than_max_replay_gets_reset_then_the_newest(start_server, token_for,
+                                                                               redis_client):
+    server = start_server(MAX_REPLAY=100)
+    token = token_for("porch")
+    first = server.post("/api/readings", token, json={"temperature": 1}).json()["ids"][0]
+    ids = [entry_id for _ in range(2) for entry_id in
+           server.post("/api/readings", token, json=[{"temperature": 2}] * 500).json()["ids"]]
+
+    browser = server.stream(**{"Last-Event-ID": first})
+    reset = browser.next_event()
+    replayed = [browser.next_reading()["id"] for _ in range(100)]
+    server.post("/api/readings", token, json={"temperature": 3})
+
+    assert reset == {"event": "reset", "data": {"oldest": ids[-100]}}
+    assert replayed == ids[-100:]
+    assert browser.next_reading()["data"]["temperature"] == 3
+
+
+def test_a_crowd_replaying_from_far_back_and_reading_nothing_keeps_no_upload_waiting(start_server, token_for,
+                                                                                    redis_client):
+    server = start_server(REDIS_CONNECTIONS=2)
+    token = token_for("porch")
+    with redis_client.pipeline(transaction=False) as pipe:  # a busy week's firehose
+        for n in range(20_000):
+            pipe.xadd("readings", {"device": "porch", "temperature": "21.5", "humidity": "40", "ts": str(n)})
+        pipe.execute()
+
+    crowd = [open_raw_stream(server, last_event_id="0-1")[0] for _ in range(90)]
+    uploads = [server.post("/api/readings", token, json={"temperature": n}).status_code for n in range(30)]
+    health = server.health()
+
+    assert uploads == [201] * 30 and health["status"] == "ok"
+    for connection in crowd:
+        connection.close()
 
 
 def test_a_browser_within_the_replay_window_gets_no_reset(live_server, token_for):
