@@ -16,6 +16,7 @@ import time
 from flask import Blueprint, abort, current_app, g, request
 
 from .auth import UNKNOWN_TOKEN, authenticate, forget_token
+from .ratelimit import RateLimited, note_wait, refuse_if_waiting
 from .readings import InvalidReading, parse_json, validate
 from .store import Conflict, TokenRevoked, add_readings, get_redis
 
@@ -27,6 +28,7 @@ LEGACY_DEVICE = "therm"
 @bp.post("/api/readings")
 def post_readings():
     device = authenticate(cached=True)
+    refuse_if_waiting(device)
     if not request.is_json:
         abort(415, "send the readings as JSON with 'Content-Type: application/json'")
     return _store(_parse(request.get_data()), device)
@@ -36,6 +38,7 @@ def post_readings():
 def therm_push():
     """The tutorial's push: a body such as ``{"temperature":56}`` or ``56``, any content type."""
     device = authenticate(cached=True) or LEGACY_DEVICE
+    refuse_if_waiting(device)
     payload = _parse(request.get_data())
     if not isinstance(payload, dict):
         payload = {"temperature": payload}
@@ -65,5 +68,8 @@ def _store(payload, device):
     except Conflict as error:
         return {"error": str(error), "conflict": {"boot": error.boot, "seq": error.seq},
                 "known": {"boot": error.boot, "seq": error.highest}}, 409
+    except RateLimited as error:
+        note_wait(device, error)
+        raise
     stored = [entry_id for entry_id in ids if entry_id]
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids, "known": known}, 201

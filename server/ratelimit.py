@@ -1,7 +1,14 @@
 """Each device's rate limits: ``RATE_LIMIT`` requests and ``READINGS_RATE_LIMIT`` readings
 a second, after bursts of ``RATE_BURST`` and ``READINGS_BURST``, checked in Redis (GCRA,
 as redis-cell does) inside the very script that stores the readings (``store.py``), so
-a limit costs no round trip of its own and holds across every process and instance."""
+a limit costs no round trip of its own and holds across every process and instance.
+
+A device told to wait is refused again by the process that told it (``refuse_if_waiting``)
+until the wait is over, before its body is even read: a leaked token posting large batches
+as fast as it can costs the server no more than a stranger's unknown token does."""
+import time
+
+from flask import current_app
 
 # GCRA (as redis-cell): ``ratelimit:<device>`` holds the theoretical arrival time (ms)
 # of the device's requests, ``ratelimit:<device>:readings`` that of its readings. ARGV
@@ -61,3 +68,22 @@ def take_request(client, device, now, config):
     wait = script(args=[repr(now), *rate_limits(config, device)], client=client)
     if wait:
         raise RateLimited(wait / 1000)
+
+
+def _waiting():
+    """device -> time.monotonic() when the wait this process gave it is over."""
+    return current_app.extensions.setdefault("sensorcast.waiting", {})
+
+
+def note_wait(device, error):
+    """Remember that ``device`` was told to wait (``error``, a ``RateLimited``)."""
+    _waiting()[device] = time.monotonic() + error.retry_after
+
+
+def refuse_if_waiting(device):
+    """Raise ``RateLimited`` while a wait this process gave ``device`` is not over."""
+    waiting = _waiting()
+    left = waiting.get(device, 0) - time.monotonic()
+    if left > 0:
+        raise RateLimited(left)
+    waiting.pop(device, None)

@@ -6,6 +6,7 @@ import requests
 
 from server.auth import revoke_tokens
 from server.store import READING_BYTES, READINGS, device_key, device_readings
+from tests.conftest import eventually
 
 
 def post(client, body, token=None, **kwargs):
@@ -249,6 +250,20 @@ def test_a_leaked_token_cannot_flood_redis_with_big_batches(app, client, token_f
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert 40 <= int(answers[-1].headers["Retry-After"]) <= 50  # 500 readings at 10 a second
     assert redis_client.xlen(device_readings("kitchen")) == 1000
+
+
+def test_a_device_told_to_wait_is_refused_before_its_body_is_read_until_the_wait_is_over(app, client,
+                                                                                          token_for):
+    app.config.update(RATE_LIMIT=0.5, RATE_BURST=1)  # one request every 2 s
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+    assert post(client, {"temperature": 21}, token).status_code == 429
+
+    garbage = client.post("/api/readings", data=b"{" * 100_000, content_type="application/json",
+                          headers={"Authorization": f"Bearer {token}"})
+
+    assert garbage.status_code == 429 and 0 < int(garbage.headers["Retry-After"]) <= 2  # not parsed: no 400
+    eventually(lambda: post(client, {"temperature": 22}, token).status_code == 201)
 
 
 def test_a_device_cannot_overwrite_its_own_status_with_a_metric(client, token_for):
