@@ -170,7 +170,8 @@ def print_front_door(config, base, data_dir):
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
           + (f"Viewers: {viewers}; reading needs a login\n" if viewers else
-             "Viewers: none, so anyone who can reach this port sees the readings; add one with\n"
+             "Viewers: none, so anyone who can reach this port sees the readings and can edit or\n"
+             "delete devices (revoking their tokens) and their thresholds; add one with\n"
              f"  {flask} viewers add NAME\n"), flush=True)
 
 
