@@ -77,6 +77,17 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def port_free(host, port):
+    """Whether the server could listen on ``host``:``port`` now."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class ServerProcess:
     """A gunicorn + gevent server, for the tests and the benchmark: on loopback unless
     ``host`` says otherwise, reached through loopback either way."""
@@ -131,6 +142,10 @@ def main(argv=None):
 
 def run(args):
     """Redis, then the server, until one of them ends; returns the exit code."""
+    if not port_free(args.host, args.port):
+        print(f"make run: port {args.port} is taken (another make run, or another program): stop it, "
+              f'or choose another with RUN_ARGS="--port {args.port + 1}"', file=sys.stderr)
+        return 1
     with contextlib.ExitStack() as stack:
         redis_server = None
         if not (os.environ.get("REDIS_URL") or create_app().config["REDIS_SENTINELS"]):

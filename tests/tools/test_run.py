@@ -183,6 +183,18 @@ def test_a_second_make_run_on_the_same_data_is_refused_and_harms_nothing(stack):
     assert (stack.data / "redis.sock").exists() and stack.post(21) == 201
 
 
+def test_make_run_on_a_port_already_taken_says_so_before_printing_an_address(stack, tmp_path):
+    taken = stack.url.rsplit(":", 1)[1]
+    second = subprocess.run([sys.executable, "-m", "tools.run", "--host", "127.0.0.1", "--port", taken,
+                             "--workers", "1", "--data", str(tmp_path / "other")], cwd=ROOT, capture_output=True,
+                            text=True, env={name: value for name, value in os.environ.items() if name != "REDIS_URL"},
+                            timeout=120)
+
+    assert second.returncode == 1 and "Dashboard:" not in second.stdout
+    assert f"port {taken} is taken" in second.stderr and f'RUN_ARGS="--port {int(taken) + 1}"' in second.stderr
+    assert stack.post(21) == 201
+
+
 def test_make_provision_points_a_board_at_the_mqtt_broker_with_a_login_the_broker_takes(emulated_board, live_server,
                                                                                          redis_server, tmp_path):
     env = dict(os.environ, REDIS_URL=redis_server.url, WIFI_SSID="lab", WIFI_PASSWORD="secret-password",
