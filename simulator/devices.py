@@ -22,6 +22,8 @@ DAY = 24 * 3600
 BATCH = 20
 REFUSED = (400, 413, 415, 422)  # as the firmware does: never accepted, so dropped
 PAUSE = (429, 503)  # busy, or over the device's rate: kept, and sent after Retry-After
+DEFAULT_PAUSE = 5  # seconds, when a pause has no Retry-After, or one that is not a number
+LONGEST_PAUSE = 120  # as the firmware caps it: the server asks for seconds, and a forged hour would silence a device
 
 
 class AuthRefused(Exception):
@@ -125,7 +127,7 @@ class Fleet:
                 raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code}): "
                                   "revoked, or not this device's; it stops, any others go on")
             if answer.status_code in PAUSE:
-                device.resume_at = now + float(answer.headers.get("Retry-After", 5))
+                device.resume_at = now + pause_asked(answer.headers)
             if answer.status_code >= 300:
                 self.failed += 1
                 if answer.status_code not in REFUSED:
@@ -136,6 +138,16 @@ class Fleet:
 
     def close(self):
         self.session.close()
+
+
+def pause_asked(headers):
+    """The seconds a 429 or 503 asks a device to wait: its Retry-After, at most LONGEST_PAUSE;
+    DEFAULT_PAUSE if that is not a number of seconds (an HTTP date, garbage, NaN)."""
+    try:
+        seconds = float(headers.get("Retry-After", DEFAULT_PAUSE))
+    except ValueError:
+        return DEFAULT_PAUSE
+    return min(seconds, LONGEST_PAUSE) if seconds >= 0 else DEFAULT_PAUSE
 
 
 class MqttFleet(Fleet):

@@ -72,6 +72,19 @@ def test_a_busy_server_or_a_rate_limit_is_honoured_for_its_retry_after(fleet, bu
     assert [r["seq"] for r in sent_batches()[1]] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("retry_after, paused", [("999999999", 120), ("soon", 5), ("nan", 5)],
+                         ids=["forged for years", "not a number", "NaN"])
+@responses.activate
+def test_a_forged_or_garbled_retry_after_pauses_a_device_two_minutes_at_most(fleet, retry_after, paused):
+    responses.post(READINGS, status=503, headers={"Retry-After": retry_after}, json={})
+    responses.post(READINGS, status=201, json={})
+    for second in (0, paused - 1, paused):
+        fleet.step(1_800_000_000 + second, clock=0, uptime=second)
+
+    assert len(responses.calls) == 2
+    assert [r["seq"] for r in sent_batches()[1]] == [1, 2, 3]
+
+
 @responses.activate
 def test_a_refused_token_stops_its_device_and_a_fleet_without_devices_stops(fleet, capsys, monkeypatch):
     responses.post(READINGS, status=401, json={"error": "this token is unknown or revoked"})
