@@ -3,7 +3,9 @@ server knows shows up in Home Assistant by itself, whether the device posts over
 MQTT. All retained, at QoS 1, by the server's broker user (the README has the payloads):
 ``<HOMEASSISTANT_PREFIX>/sensor/sensorcast_<device>/<metric>/config`` per sensor (sent
 again when it changes; empty removes the entity), ``sensorcast/<device>/state`` after each
-reading, ``sensorcast/<device>/status`` (``online``/``offline``, as the firmware's last will).
+reading that ``device:<id>`` holds as the latest (its values, ``ts`` and entry ``id``: readings
+of one boot may be stored out of seq order, and a late one must not move an entity back),
+``sensorcast/<device>/status`` (``online``/``offline``, as the firmware's last will).
 
 One process at a time publishes: the holder of ``homeassistant-lease`` (as the webhook's).
 It reads ``readings`` as the one consumer of the group ``homeassistant`` and acknowledges
@@ -45,7 +47,9 @@ ONLINE, OFFLINE = "online", "offline"
 # metric -> Home Assistant's device class, and the unit that class takes
 DEVICE_CLASSES = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%"), "pressure": ("pressure", "hPa"),
                   "battery": ("voltage", "V"), "rssi": ("signal_strength", "dBm"), "uptime": ("duration", "s"),
-                  "heap": ("data_size", "B")}
+                  "heap": ("data_size", "B"), "co2": ("carbon_dioxide", "ppm"), "pm25": ("pm25", "µg/m³"),
+                  "pm10": ("pm10", "µg/m³"), "illuminance": ("illuminance", "lx"), "lux": ("illuminance", "lx")}
+NAMES = {"co2": "CO2", "pm25": "PM2.5", "pm10": "PM10", "rssi": "WiFi signal"}  # else the metric's, capitalized
 COUNTERS = ("dropped",)  # only grow, but for a reset (a reboot): Home Assistant sums them right
 DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")  # about the board, not what it measures
 BATCH = 100
@@ -71,7 +75,7 @@ def sensor_config(device, metric, name, fw):
     """Home Assistant's discovery config of ``device``'s ``metric`` sensor."""
     device_class, unit = DEVICE_CLASSES.get(metric, (None, METRICS.get(metric, (None,))[0]))
     config = {
-        "name": metric.replace("_", " ").capitalize(),
+        "name": NAMES.get(metric) or metric.replace("_", " ").capitalize(),
         "unique_id": f"sensorcast-{device}-{metric}",  # a metric has no "-": the last one splits
         "state_topic": state_topic(device),
         "value_template": f"{{{{ value_json['{metric}'] }}}}",
@@ -106,8 +110,15 @@ class Device:
         self.fw = latest.get("fw")
         self.status = latest.get("status", ONLINE)
         self.latest = decode_fields({name: value for name, value in latest.items() if name not in NOT_METRICS})
+        self.latest_reading = decode_fields({name: latest[name] for name in ("ts", "seq") if name in latest})
         self.announced = announced
         self.written = {}  # what to keep in ``homeassistant:<device>`` once the broker has it
+
+    def is_latest(self, reading):
+        """Whether ``device:<id>`` holds ``reading``'s values now: not if a later reading
+        followed it, nor if it came late (a lower seq of the boot, which the store skips)."""
+        seq = self.latest_reading.get("seq")  # a reading without one leaves the last one there
+        return reading["ts"] == self.latest_reading.get("ts") and reading.get("seq", seq) == seq
 
 
 class Discovery:
@@ -279,15 +290,11 @@ class Discovery:
         if readings and held != ONLINE:  # it was online when it sent them
             messages.append((status_topic(view.id), ONLINE))
             held = ONLINE
-        state = json.loads(view.announced["state"]) if "state" in view.announced else dict(view.latest)
-        for entry_id, reading in readings:
-            state.update({name: value for name, value in reading.items() if name not in NOT_METRICS},
-                         ts=reading["ts"], id=entry_id)
-            messages.append((state_topic(view.id), json.dumps(state)))
-        if readings or "state" not in view.announced:
-            if not readings:  # announced at last, with its latest values
-                messages.append((state_topic(view.id), json.dumps(state)))
-            view.written["state"] = json.dumps(state)
+        latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]
+        if latest or "state" not in view.announced:  # else it is published, or will be once read
+            state = json.dumps(dict(view.latest, ts=view.latest_reading["ts"], id=latest[0]) if latest else view.latest)
+            messages.append((state_topic(view.id), state))
+            view.written["state"] = state
         if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?
             messages.append((status_topic(view.id), view.status))
         return messages

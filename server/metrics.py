@@ -12,6 +12,12 @@ streams, whether its MQTT client is connected) into ``metrics:processes`` every 
 It shows every device's latest values, so it is open only while reading is (no viewer
 exists); with ``METRICS_TOKEN`` set it needs ``Authorization: Bearer <METRICS_TOKEN>``,
 and once viewers exist it needs that token.
+
+A Redis that is down or hung is what Prometheus must be told, not a failed scrape: the
+scrape reads Redis through a client of its own that gives up after ``SCRAPE_TIMEOUT``
+seconds, well within Prometheus' default scrape timeout of 10 s, and then answers 200 with
+``sensorcast_redis_up 0`` alone (whether viewers guard the readings is unknown then, but
+no reading can be shown either).
 """
 import hmac
 import json
@@ -26,8 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .readings import NOT_METRICS, decode_fields
-from .store import DEVICES, device_key, get_redis
-from .viewers import get_accounts
+from .store import DEVICES, client_for, device_key, get_redis
+from .viewers import Accounts
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -39,6 +45,10 @@ PROCESS_FORGET = 300  # seconds after which a scrape removes it
 INGEST_ENDPOINTS = {"ingest.post_readings": "http", "ingest.therm_push": "http"}
 REFUSALS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 408: "timeout", 413: "too_large",
             409: "conflict", 415: "not_json", 429: "rate_limited"}  # 503 and 507: Redis itself is away or full
+# every transport's refusals, shown from 0 so a dashboard's rate() works from the first one
+REFUSED_BY_TRANSPORT = {"http": tuple(REFUSALS.values()),
+                        "mqtt": ("invalid", "forbidden", "conflict", "too_large", "held")}  # mqtt.py's
+SCRAPE_TIMEOUT = 2.0
 
 
 def process_name():
@@ -74,39 +84,54 @@ def count_refusal(response):
     return response
 
 
+def scrape_redis():
+    """The process's Redis client for scrapes: two connections, each read given up after
+    ``SCRAPE_TIMEOUT`` (the shared client waits 10 s, as long as Prometheus does)."""
+    client = current_app.extensions.get("sensorcast.metrics-redis")
+    if client is None:
+        client = client_for(current_app.config, max_connections=2)
+        client.connection_pool.connection_kwargs.update(socket_timeout=SCRAPE_TIMEOUT,
+                                                        socket_connect_timeout=SCRAPE_TIMEOUT)
+        client.connection_pool.timeout = SCRAPE_TIMEOUT  # waiting for a free connection too
+        current_app.extensions["sensorcast.metrics-redis"] = client
+    return client
+
+
 @bp.get("/metrics")
 def metrics():
     token = current_app.config["METRICS_TOKEN"]
-    if not token and not get_accounts().allows(None):
-        abort(403, "viewers guard the readings: set SENSORCAST_METRICS_TOKEN and give it to Prometheus")
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             abort(401, "send 'Authorization: Bearer <SENSORCAST_METRICS_TOKEN>'")
+    scrape = Scrape(scrape_redis(), current_app.config["OFFLINE_AFTER"])
+    try:
+        if not token and not Accounts(scrape.redis).allows(None):  # not get_accounts(): its client waits 10 s
+            abort(403, "viewers guard the readings: set SENSORCAST_METRICS_TOKEN and give it to Prometheus")
+        scrape.read()
+    except redis.exceptions.RedisError as error:
+        log.warning("metrics: Redis: %s", error)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Scrape(get_redis(), current_app.config["OFFLINE_AFTER"]))
+    registry.register(scrape)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class Scrape:
-    """A prometheus_client collector reading everything from Redis once per scrape."""
+    """A prometheus_client collector of what ``read`` found in Redis, once per scrape."""
 
     def __init__(self, client, offline_after):
         self.redis = client
         self.offline_after = offline_after
+        self.families = None  # until Redis answered
+
+    def read(self):
+        self.families = list(self._from_redis(time.time()))
 
     def collect(self):
         up = GaugeMetricFamily("sensorcast_redis_up", "1 if Redis answered this scrape")
-        try:
-            families = list(self._from_redis(time.time()))
-        except redis.exceptions.RedisError as error:
-            log.warning("metrics: Redis: %s", error)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+        up.add_metric([], int(self.families is not None))
         yield up
-        yield from families
+        yield from self.families or ()
 
     def _from_redis(self, now):
         devices = self.redis.zrange(DEVICES, 0, -1)
@@ -152,7 +177,10 @@ class Scrape:
                                      labels=["reason"])
         families = {"stored": stored, "duplicates": duplicates, "refused": refused, "webhook": webhook,
                     "closed": closed}
-        for field, number in sorted(counters.items()):
+        zero = {f"refused:{transport}:{reason}": 0 for transport, reasons in REFUSED_BY_TRANSPORT.items()
+                for reason in reasons}
+        zero |= {f"{kind}:{transport}": 0 for kind in ("stored", "duplicates") for transport in REFUSED_BY_TRANSPORT}
+        for field, number in sorted((zero | counters).items()):
             kind, _, labels = field.partition(":")
             if kind in families:
                 families[kind].add_metric(labels.split(":"), int(number))

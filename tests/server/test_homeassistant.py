@@ -9,6 +9,7 @@ import secrets
 
 import paho.mqtt.client as paho
 import pytest
+import requests
 from jinja2.sandbox import SandboxedEnvironment
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -35,7 +36,8 @@ DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", 
 UNITS = {"temperature": {"°C", "°F", "K"}, "humidity": {"%"},  # what these device classes accept
          "pressure": {"Pa", "kPa", "hPa", "mbar", "bar", "cbar", "mmHg", "inHg", "psi"},
          "voltage": {"µV", "mV", "V", "kV", "MV"}, "signal_strength": {"dB", "dBm"},
-         "duration": {"d", "h", "min", "s", "ms"}, "data_size": {"bit", "kbit", "B", "kB", "KiB", "MB", "MiB"}}
+         "duration": {"d", "h", "min", "s", "ms"}, "data_size": {"bit", "kbit", "B", "kB", "KiB", "MB", "MiB"},
+         "carbon_dioxide": {"ppm"}, "pm25": {"µg/m³"}, "pm10": {"µg/m³"}, "illuminance": {"lx"}}
 STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
 
 
@@ -154,7 +156,8 @@ def test_every_device_and_metric_is_announced_as_home_assistant_documents_it(ha_
     server = ha_server()
     ha = home_assistant()
     reading = {"temperature": 21.5, "humidity": 40.2, "pressure": 1013.2, "rssi": -61, "uptime": 3600,
-               "heap": 81920, "dropped": 2, "co2": 412, "items": 7, "fw": "1.4.0"}  # items: a dict's method's name too
+               "heap": 81920, "dropped": 2, "co2": 412, "pm25": 8.5, "pm10": 14, "illuminance": 320, "lux": 310,
+               "items": 7, "fw": "1.4.0"}  # items: a dict's method's name too
     assert server.post("/api/readings", token_for("kitchen"), json=reading).status_code == 201
     broker.add_user("attic")
     attic = Publisher(broker, "attic")  # over MQTT: announced all the same
@@ -182,8 +185,15 @@ def test_every_device_and_metric_is_announced_as_home_assistant_documents_it(ha_
         "uptime": ("duration", "s", "measurement", "diagnostic"),
         "heap": ("data_size", "B", "measurement", "diagnostic"),
         "dropped": (None, "readings", "total_increasing", "diagnostic"),
-        "co2": (None, None, "measurement", None),
+        "co2": ("carbon_dioxide", "ppm", "measurement", None),
+        "pm25": ("pm25", "µg/m³", "measurement", None),
+        "pm10": ("pm10", "µg/m³", "measurement", None),
+        "illuminance": ("illuminance", "lx", "measurement", None),
+        "lux": ("illuminance", "lx", "measurement", None),
         "items": (None, None, "measurement", None)}
+    names = {metric: config["name"] for metric, config in kitchen.items()}
+    assert [names[metric] for metric in ("co2", "pm25", "pm10", "rssi", "lux", "heap")] == [
+        "CO2", "PM2.5", "PM10", "WiFi signal", "Lux", "Heap"]
     assert kitchen["temperature"]["device"] == {"identifiers": ["sensorcast-kitchen"], "name": "kitchen",
                                                 "manufacturer": "Sensorcast", "model": "Sensorcast",
                                                 "sw_version": "1.4.0"}
@@ -255,6 +265,13 @@ def stored_ids(redis_client, device):
     return [entry_id for entry_id, _ in redis_client.xrange(f"readings:{device}")]
 
 
+def published_in_order(ha, redis_client, device):
+    """Each state published once, in the order stored, the last one the last reading's:
+    the server publishes a device's latest, so readings read in one go make one state."""
+    published, stored = state_ids(ha, device), stored_ids(redis_client, device)
+    return published[-1:] == stored[-1:] and sorted(set(published), key=stored.index) == published
+
+
 def test_two_server_processes_publish_each_state_once(ha_server, home_assistant, token_for, redis_client):
     servers = [ha_server(), ha_server()]
     ha = home_assistant()
@@ -265,9 +282,35 @@ def test_two_server_processes_publish_each_state_once(ha_server, home_assistant,
             reading = {"temperature": 20 + seq / 10, "boot": "b", "seq": seq}
             assert servers[(seq + number) % 2].post("/api/readings", tokens[device], json=reading).status_code == 201
     for device in devices:
-        eventually(lambda: len(state_ids(ha, device)) >= 15, timeout=60)
-        assert state_ids(ha, device) == stored_ids(redis_client, device)  # each once, in order
+        eventually(lambda: published_in_order(ha, redis_client, device), timeout=60)
         assert [state["temperature"] for state in ha.states(device)][-1] == 21.5
+
+
+def caught_up(redis_client):
+    """The publisher has read and acknowledged every reading stored so far."""
+    group = next(group for group in redis_client.xinfo_groups(READINGS) if group["name"] == GROUP)
+    newest = redis_client.xinfo_stream(READINGS)["last-generated-id"]
+    return group["pending"] == 0 and group["last-delivered-id"] == newest
+
+
+def test_a_reading_stored_late_never_moves_home_assistant_back(ha_server, home_assistant, token_for,
+                                                                redis_client):
+    server = ha_server()
+    ha = home_assistant()
+    token = token_for("kitchen")
+    assert server.post("/api/readings", token, json={"temperature": 25.0, "boot": "c3", "seq": 200}).ok
+    eventually(lambda: [state["temperature"] for state in ha.states("kitchen")] == [25.0], timeout=60)
+    assert server.post("/api/readings", token, json={"temperature": 19.0, "boot": "c3", "seq": 199}).ok  # late
+    eventually(lambda: caught_up(redis_client))
+    assert server.post("/api/readings", token_for("attic"), json={"temperature": 15}).ok  # published after it
+    eventually(lambda: ha.states("attic"))
+
+    devices = requests.get(server.url + "/api/devices", timeout=5).json()["devices"]
+    assert [device["temperature"] for device in devices if device["device"] == "kitchen"] == [25.0]
+    assert ha.value(sensors(ha, "kitchen")["temperature"]) == 25.0
+    assert [state["temperature"] for state in ha.states("kitchen")] == [25.0]  # not 19.0 even for a moment
+    latest, shown = server.history("kitchen")[0], ha.states("kitchen")[-1]  # seq 200's, stored first
+    assert (shown["ts"], shown["id"]) == (latest["ts"], latest["id"])
 
 
 def test_a_restarted_server_publishes_what_was_stored_while_it_was_away(ha_server, start_server, home_assistant,
@@ -281,6 +324,5 @@ def test_a_restarted_server_publishes_what_was_stored_while_it_was_away(ha_serve
     for value in range(5):
         assert http_only.post("/api/readings", token, json={"temperature": 21 + value}).status_code == 201
     ha_server()
-    eventually(lambda: len(state_ids(ha, "kitchen")) == 6, timeout=60)
-    assert state_ids(ha, "kitchen") == stored_ids(redis_client, "kitchen")
+    eventually(lambda: published_in_order(ha, redis_client, "kitchen"), timeout=60)
     assert ha.value(sensors(ha, "kitchen")["temperature"]) == 25

@@ -1,7 +1,10 @@
 """``GET /metrics``, parsed by prometheus_client's own parser, from a real server with two
 worker processes: whichever worker answers, the figures are the same and add up."""
 import json
+import os
 import re
+import signal
+import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from server import ROOT
 from server.metrics import report_process
 from tests.conftest import eventually
+
+DASHBOARD = ROOT / "deploy" / "grafana-dashboard.json"
 
 
 def scrape(server, **headers):
@@ -48,9 +53,35 @@ def test_metrics_add_up_across_two_workers(start_server, token_for):
         assert figures[("sensorcast_readings_duplicate_total", (("transport", "http"),))] == 1
         for reason in ("invalid", "unauthorized", "forbidden"):
             assert figures[("sensorcast_uploads_refused_total", (("reason", reason), ("transport", "http")))] == 1
+        for transport, reason in (("http", "rate_limited"), ("mqtt", "too_large")):  # none yet: 0, so rate() works
+            assert figures[("sensorcast_uploads_refused_total", (("reason", reason), ("transport", transport)))] == 0
+        assert figures[("sensorcast_readings_stored_total", (("transport", "mqtt"),))] == 0
         assert figures[("sensorcast_open_streams", ())] == 1
         assert not any(name == "sensorcast_mqtt_connected" for name, _ in figures)  # MQTT is not configured
     stream.close()
+
+
+def test_prometheus_is_told_promptly_that_redis_is_down_or_hung(start_server, token_for, redis_server):
+    server = start_server()
+    assert server.post("/api/readings", token_for("kitchen"), json={"temperature": 20}).status_code == 201
+    assert scrape(server)[("sensorcast_redis_up", ())] == 1
+
+    redis_server.stop()
+    try:
+        assert scrape(server) == {("sensorcast_redis_up", ()): 0}  # not a 503 Prometheus shows as a failed target
+    finally:
+        redis_server.start()
+    eventually(lambda: scrape(server)[("sensorcast_redis_up", ())] == 1)
+
+    os.kill(redis_server.process.pid, signal.SIGSTOP)  # alive, answering nothing
+    try:
+        asked = time.monotonic()
+        assert scrape(server) == {("sensorcast_redis_up", ()): 0}
+        assert time.monotonic() - asked < 5  # well within Prometheus' scrape_timeout of 10 s
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    eventually(lambda: scrape(server)[("sensorcast_redis_up", ())] == 1)
+    assert scrape(server)[("sensorcast_device_value", (("device", "kitchen"), ("metric", "temperature")))] == 20
 
 
 def test_a_silent_device_is_offline_in_the_metrics(start_server, token_for):
@@ -83,6 +114,14 @@ def test_once_viewers_guard_the_readings_metrics_need_the_token(app, client):
     assert scraped.status_code == 200
 
 
+def test_the_grafana_dashboard_shows_trouble_at_a_glance():
+    panels = {panel["title"]: panel for panel in json.loads(DASHBOARD.read_text())["panels"]}
+    for title, down in (("Online", "offline"), ("Redis up", "down")):  # a 0 is a red word, not a grey "0"
+        zero = panels[title]["fieldConfig"]["defaults"]["mappings"][0]["options"]["0"]
+        assert (zero["text"], zero["color"]) == (down, "red")
+    assert panels["MQTT connected processes"]["targets"][0]["expr"].endswith(" or vector(0)")  # 0, not "No data"
+
+
 def test_the_grafana_dashboard_asks_only_for_metrics_the_server_gives(client, redis_client, token_for):
     assert client.post("/api/readings", json={"temperature": 20, "humidity": 40},
                        headers={"Authorization": f"Bearer {token_for('kitchen')}"}).status_code == 201
@@ -90,7 +129,7 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_server_gives(client, re
     report_process(redis_client, "elsewhere:1", 0, "up")  # a process with MQTT on
     given = {sample.name for family in text_string_to_metric_families(client.get("/metrics").text)
              for sample in family.samples}
-    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     asked = {name for panel in dashboard["panels"] for target in panel["targets"]
              for name in re.findall(r"sensorcast_[a-z_]+", target["expr"])}
     assert asked and asked <= given, asked - given

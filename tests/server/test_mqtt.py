@@ -226,6 +226,15 @@ def test_the_broker_refuses_a_device_publishing_as_another(mqtt_server, device, 
     assert server.history("kitchen") == [] and redis_client.exists("device:kitchen") == 0
 
 
+def test_the_broker_refuses_a_device_publishing_its_own_state(mqtt_server, device):
+    mqtt_server()
+    kitchen = device("kitchen")
+    answer = kitchen.publish(json.dumps({"temperature": -40}), topic="sensorcast/kitchen/state")  # Home Assistant's
+    assert answer == ReasonCode(answer.packetType, "Not authorized")
+    assert not kitchen.publish("offline", topic="sensorcast/kitchen/status").is_failure  # its last will's topic
+    assert not kitchen.publish(json.dumps({"temperature": 20}), "kitchen").is_failure
+
+
 def test_messages_published_while_the_server_is_stopped_are_stored_when_it_is_back(mqtt_server, device):
     server = mqtt_server()
     kitchen = device("kitchen")
