@@ -153,7 +153,8 @@ def pause_asked(headers):
 class MqttFleet(Fleet):
     """The same devices publishing to a broker instead (``--transport mqtt``), as the
     firmware's mqtt_uplink.py does: each batch at QoS 1 to ``sensorcast/<device>/readings``,
-    kept until the broker's PUBACK came, and ``online`` retained on ``sensorcast/<device>/status``.
+    kept until the broker's PUBACK came, and ``online`` retained on ``sensorcast/<device>/status``
+    while it runs (``offline`` once it ends).
     One connection for all: its login must be allowed to publish for every device (the
     server's own, from SENSORCAST_MQTT_URL; or the device's with ``--devices 1``)."""
 
@@ -197,5 +198,12 @@ class MqttFleet(Fleet):
             device.pending = device.pending[len(batch):]
 
     def close(self):
+        """Leave ``offline`` retained for each device, as a board's last will does when it
+        drops off: Home Assistant then shows them unavailable at once, not online for good."""
+        if self.client.is_connected():
+            said = [self.client.publish(f"sensorcast/{device.name}/status", "offline", qos=1, retain=True)
+                    for device in self.devices]
+            for message in said:
+                message.wait_for_publish(self.timeout)
         self.client.disconnect()
         self.client.loop_stop()
