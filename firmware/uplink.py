@@ -14,12 +14,10 @@ stored twice rather than lost). A 409 says the same of a boot outright: the serv
 other values at a boot and seq of this batch (someone got there first), and stored none of it.
 
 Redirects are not followed: the server never sends one, and requests follows a loop of
-them until RuntimeError, each hop without a timeout. A 3xx is a failed request.
-
-Whoever can answer the board's requests (a hostile Wi-Fi, a spoofed DNS name, a broken
-proxy) may lie: a pause is never longer than _LONGEST_PAUSE, and an answer must be whole
-within ``timeout`` s of the request's start (see read_answer), or the call failed and its
-readings wait here for the next try."""
+them until RuntimeError, each hop without a timeout. A 3xx is a failed request. Whoever
+can answer the board's requests (a hostile Wi-Fi, a spoofed DNS name) may lie: a pause is
+never longer than _LONGEST_PAUSE. An answer sent a byte at a time is bounded by the
+watchdog only (a deadline read here did not fit the MQTT node's heap)."""
 import binascii
 import gc
 import json
@@ -48,7 +46,6 @@ _AUTH_FAULT = const((401, 403))
 _PAUSE = const((429, 503))  # the server is busy or over this device's rate: wait as Retry-After says
 _CONFLICT = const(409)  # another reading holds a boot and seq of the batch: it must go under a new boot
 _LONGEST_PAUSE = const(120)  # the server asks for seconds (a minute at most): a forged hour would silence the board
-_ANSWER_LIMIT = const(2048)  # bytes: the server's answers are a few hundred; a longer one is a failed call
 
 
 class Uplink:
@@ -130,19 +127,17 @@ class Uplink:
         """One request to the server: its status, and its JSON answer if 200, 201 or 409; (None, None)
         if it failed, ``what`` failing then in the log."""
         response = None
-        deadline = time.ticks_add(time.ticks_ms(), int(self.timeout * 1000))
         try:
             response = self.open(method, path, body)
             status = response.status_code
-            answer = self.read_answer(response.raw, deadline)
             if status >= 300:
-                self.log("server answered %d: %s" % (status, str(answer, "utf-8")[:120]))
+                self.log("server answered %d: %s" % (status, response.text[:120]))
             pause = response.headers.get("retry-after", "") if status in _PAUSE else ""
             if pause.isdigit():
                 seconds = min(int(pause), _LONGEST_PAUSE)
                 self.resume_at = time.ticks_add(time.ticks_ms(), seconds * 1000)
                 self.log("the server asked for a pause: next upload in %d s" % seconds)
-            return status, json.loads(answer) if status in (200, 201, _CONFLICT) else None
+            return status, response.json() if status in (200, 201, _CONFLICT) else None
         except Exception as error:  # whatever a server or the network does, it is one failed call
             self.log("%s failed: %r" % (what, error))
             return None, None
@@ -150,21 +145,6 @@ class Uplink:
             if response is not None:
                 response.close()
             gc.collect()
-
-    def read_answer(self, stream, deadline):
-        """The body of an answer, whole by ``deadline`` (ticks_ms) and at most _ANSWER_LIMIT bytes long,
-        or OSError. Read a byte at a time: a read waits for all it asks for, each byte within the
-        socket's timeout, so a peer dribbling bytes would hold a longer read, and the board, until the
-        watchdog reset it and the readings buffered in RAM were lost. The status line and headers are
-        read by requests before this: a dribbled header is bounded only by the watchdog."""
-        answer, byte = bytearray(), bytearray(1)
-        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            if not stream.readinto(byte):
-                return answer
-            if len(answer) == _ANSWER_LIMIT:
-                raise OSError("answer longer than %d bytes" % _ANSWER_LIMIT)
-            answer.append(byte[0])
-        raise OSError("answer not whole in %s s" % self.timeout)
 
     def open(self, method, path, body=None):
         """The server's response to one request (the caller closes it); a redirect raises ValueError.
