@@ -4,7 +4,7 @@ import { acknowledged, isAlerting, listAlerts, relabel, showAlert, wireThreshold
 import { draw } from "./js/chart.js";
 import { DIAGNOSTICS, ago, format, metricsOf, note, prefs, when } from "./js/format.js";
 import { nextFrame } from "./js/frame.js";
-import { label, place, remove } from "./js/labels.js";
+import { followShown, label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
 import { addToBuckets, loadRange, range, readingsUrl, slide, wireRange } from "./js/range.js";
 import { markStale } from "./js/stale.js";
@@ -76,7 +76,7 @@ function showFirmware(device) {
 function setStatus(device, online) {
   device.online = online;
   device.node.classList.toggle("offline", !online);
-  device.node.querySelector(".status").textContent = online ? "online" : "offline";
+  markStale(device, Date.now() / 1000); // says online, stale or offline
 }
 
 // What /api/devices says of a device besides its values: labels, status, last seen, firmware update.
@@ -282,6 +282,10 @@ function wireControls() {
 }
 
 wireControls();
+followShown(() => nextFrame("shown", () => {
+  relabel();
+  redrawCompare();
+}));
 seed().catch((error) => console.error("could not load devices", error))
   .finally(() => {
     tick();

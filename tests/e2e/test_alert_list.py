@@ -88,15 +88,15 @@ def test_an_alert_says_why_it_fired_in_figures_that_differ_from_its_limit(live_s
     lines = open_alerts(page, live_server)
 
     live_server.post("/api/readings", token, json={"temperature": 26.72})
-    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 26.72 °C, above 26.7 °C")
+    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 26.72 °C, above 26.70 °C")
     page.get_by_role("button", name="Temperature unit").click()
-    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 80.1 °F, above 80.06 °F")
+    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 80.10 °F, above 80.06 °F")
     page.get_by_role("button", name="Temperature unit").click()
-    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 26.72 °C, above 26.7 °C")
+    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 26.72 °C, above 26.70 °C")
 
     live_server.post("/api/readings", token, json={"temperature": 20})
     live_server.post("/api/readings", token, json={"temperature": 17.96})
-    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 17.96 °C, below 18 °C")
+    expect(lines.first.locator("span")).to_have_text("kitchen: temperature 17.96 °C, below 18.00 °C")
 
     requests.delete(live_server.url + "/api/devices/kitchen/thresholds/temperature", timeout=5)
     expect(lines.first.locator("span")).to_have_text("kitchen: temperature alert ended: threshold removed")

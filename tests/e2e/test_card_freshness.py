@@ -24,8 +24,10 @@ def test_a_device_measuring_118_times_a_second_is_not_stale_while_just_seen(live
 
     expect(card.locator(".ago")).to_have_text(re.compile(r"^[1-4] s ago$"))
     expect(card.locator(".metrics")).not_to_have_class(re.compile("stale"))
+    expect(card.locator(".status")).to_have_text("online")
 
     expect(card.locator(".metrics")).to_have_class(re.compile("stale"), timeout=20_000)  # once it is silent
+    expect(card.locator(".status")).to_have_text(re.compile(r"^stale · last seen \d+ s ago$"))
     assert browser_page.console_errors == []
 
 

@@ -28,6 +28,7 @@ X_LABELS = """(canvas) => {
   return centred.filter((text) => text.y === lowest).sort((a, b) => a.x - b.x);
 }"""
 Y_LABELS = """(canvas) => canvas.texts.filter((text) => text.align === "right").map((text) => text.text)"""
+UNITS_DRAWN = """(canvas) => (canvas.texts || []).filter((text) => text.rotated).map((text) => text.text)"""
 # The widths of the line at which its unit (the last word) starts a line of its own.
 UNIT_SPLIT_AT = """(line) => {
   const text = line.firstChild, unit = text.data.lastIndexOf("°");
@@ -90,6 +91,53 @@ def test_a_metric_has_as_many_decimals_on_its_card_its_summary_and_its_axis(live
     canvas = card.locator(".chart canvas")
     page.wait_for_function(f"(canvas) => ({Y_LABELS})(canvas).length > 1", arg=canvas.element_handle())
     assert all(re.fullmatch(r"\d+\.\d", label) for label in canvas.evaluate(Y_LABELS))
+    assert page.console_errors == []
+
+
+def test_a_metric_has_the_decimals_its_readings_have_and_fahrenheit_adds_none(live_server, token_for, open_page):
+    start = time.time() - 60
+    falling = [{"battery": 4.04 - n * 0.03, "ts": start + n} for n in range(4)]
+    readings = falling + [{"battery": 3.71, "soil_moisture": 0.237, "temperature": 21.3, "ts": start + 10}]
+    assert live_server.post("/api/readings", token_for("field"), json=readings).ok
+    page = open_dashboard(open_page, live_server, {"width": 1280, "height": 900})
+    card = page.locator('[data-device="field"]')
+
+    expect(card.locator('[data-metric="battery"] dd')).to_have_text("3.71 V")
+    expect(card.locator('[data-metric="soil_moisture"] dd')).to_have_text("0.237")
+    expect(card.locator('[data-summary="battery"]')).to_have_text("battery: min 3.71 · avg 3.94 · max 4.04 V")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21.3 °C")
+    page.get_by_role("button", name="Temperature unit").click()
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("70.3 °F")  # not 70.34
+    assert page.console_errors == []
+
+
+# Whether any pixel of the canvas is of the first series' red (#d1495b), its band's faint fill included.
+ANY_RED = """(canvas) => {
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b, a] = pixels.slice(i, i + 4);
+    if (a > 20 && r > 150 && g < 120 && b < 130) return true;
+  }
+  return false;
+}"""
+
+
+def test_a_metric_switched_off_in_the_legend_takes_its_band_and_axis_with_it(live_server, token_for, open_page):
+    start = time.time() - 3 * 3600
+    readings = [{"temperature": 20 + n % 5, "humidity": 40 + n % 7, "ts": start + n * 60} for n in range(180)]
+    assert live_server.post("/api/readings", token_for("kitchen"), json=readings).ok
+    page = open_dashboard(open_page, live_server, {"width": 1280, "height": 900})
+    page.get_by_label("Range").select_option("24h")
+    chart = page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-range", "24h")
+    canvas = chart.locator("canvas")
+    page.wait_for_function(f"(canvas) => ({UNITS_DRAWN})(canvas).includes('°C')", arg=canvas.element_handle())
+    assert canvas.evaluate(ANY_RED)
+
+    chart.locator(".u-legend .u-label").get_by_text("temperature", exact=True).click()
+
+    page.wait_for_function(f"(canvas) => ({UNITS_DRAWN})(canvas).join() === '%RH'", arg=canvas.element_handle())
+    assert not canvas.evaluate(ANY_RED)
     assert page.console_errors == []
 
 

@@ -92,8 +92,8 @@ def test_hovering_reads_out_the_time_and_each_value_in_the_page_language(live_se
     readout = card.locator(".readout")
     expect(readout).to_be_visible()
     expect(readout.locator("time")).to_have_text(re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}, \d{2}:\d{2}:\d{2}$"))
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21,3 °C")
-    expect(readout).to_contain_text("temperature 21,3 °C")  # as the card says it
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("21,25 °C")
+    expect(readout).to_contain_text("temperature 21,25 °C")  # as the card says it
     expect(readout).to_contain_text("humidity 40,5 %")
 
 
@@ -115,6 +115,37 @@ def test_the_readout_keeps_clear_of_the_value_axes(live_server, token_for, open_
         expect(readout).to_be_visible()
         box = readout.bounding_box()
         assert plot["x"] <= box["x"] and box["x"] + box["width"] <= plot["x"] + plot["width"], (x, box, plot)
+    assert page.console_errors == []
+
+
+def test_the_readout_says_each_value_in_full_and_nothing_where_the_device_was_silent(
+        live_server, token_for, open_page):
+    now, hour = time.time(), 60 * MINUTE
+    def readings(since, count):  # every ten minutes
+        return [{"temperature": 12.25 + n % 7 / 10, "battery": 3.99 - n / 1000, "ts": since + n * 10 * MINUTE}
+                for n in range(count)]
+    post(live_server, token_for("kitchen"), readings(now - 20 * hour, 24) + readings(now - 2 * hour, 12))
+    page = open_page()  # a phone
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Temperature unit").click()  # °F: longer figures
+    page.get_by_label("Range").select_option("24h")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-range", "24h")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text(re.compile("°F$"))
+    over, readout = card.locator(".u-over"), card.locator(".readout")
+    plot = over.bounding_box()
+    at = lambda hours_ago: {"x": plot["width"] * (24 - hours_ago) / 24, "y": plot["height"] / 2}
+
+    for hours_ago in (18, 1, 0.5):  # over the evening's readings, the morning's, and by the right edge
+        over.hover(position=at(hours_ago))
+        expect(readout).to_contain_text("battery")
+        box = readout.bounding_box()
+        assert plot["x"] <= box["x"] and box["x"] + box["width"] <= plot["x"] + plot["width"], (hours_ago, box, plot)
+        assert readout.evaluate("(box) => [box, ...box.children].every((row) => row.scrollWidth <= row.clientWidth)")
+
+    over.hover(position=at(9))  # the night, when it sent nothing
+
+    expect(readout).to_be_hidden()
     assert page.console_errors == []
 
 
@@ -183,6 +214,23 @@ def test_two_devices_same_metric_on_one_chart(live_server, token_for, open_page)
     expect(dialog.locator(".readout")).to_contain_text("kitchen")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+    assert page.console_errors == []
+
+
+def test_compare_gives_each_of_twenty_devices_its_own_colour(live_server, token_for, open_page):
+    rooms = [f"room-{n:02}" for n in range(1, 21)]
+    for n, device in enumerate(rooms):
+        post(live_server, token_for(device), [{"temperature": 15 + n, "ts": time.time() - 60 + s} for s in range(3)])
+    page = open_dashboard(open_page, live_server)
+    expect(page.locator(".card")).to_have_count(20)
+
+    page.get_by_role("button", name="Compare").click()
+
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(rooms)
+    colours = dialog.locator(".u-legend .u-marker").evaluate_all(
+        "(markers) => markers.map((marker) => getComputedStyle(marker).borderColor)")
+    assert len(set(colours)) == 20, colours
     assert page.console_errors == []
 
 

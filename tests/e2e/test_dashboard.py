@@ -18,7 +18,7 @@ def test_the_dashboard_shows_history_then_live_readings(live_server, token_for, 
     live_server.post("/api/readings", token, json={"temperature": 23.25, "humidity": 38})
     live_server.post("/api/readings", token_for("garage"), json={"temperature": 5})
 
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("23.3 °C")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("23.25 °C")
     expect(card.locator('[data-metric="humidity"] dd')).to_have_text("38 %RH")
     expect(page.locator('[data-device="garage"] .status')).to_have_text("online")
     expect(card.locator(".ago")).to_contain_text("s ago")
@@ -80,7 +80,7 @@ def test_a_card_keeps_showing_new_values_once_its_device_has_more_readings_than_
 
     for value in (-18, -17.5, -17):
         live_server.post("/api/readings", token, json={"temperature": value})
-        expect(card.locator('[data-metric="temperature"] dd')).to_have_text(f"{value:.1f} °C")  # as the backlog
+        expect(card.locator('[data-metric="temperature"] dd')).to_have_text(f"{value:.3f} °C")  # as the backlog
 
     expect(card.locator(".chart")).to_have_attribute("data-points", "500")
     assert page.console_errors == []

@@ -1,9 +1,12 @@
 """A user names the devices, sorts their cards into rooms, hides one and deletes another,
 from the cards, by keyboard, on a phone; every other open page follows at once."""
 import re
+import time
 
 import requests
 from playwright.sync_api import expect
+
+from server.store import mark_offline
 
 
 def describe(server, device, **labels):
@@ -115,6 +118,36 @@ def test_a_hidden_device_shows_only_with_show_hidden(live_server, token_for, ope
         expect(each.get_by_label(re.compile("show hidden"))).to_be_hidden()
     assert labels_of(live_server, "kitchen")["hidden"] is False
     assert page.console_errors == [] and other.console_errors == []
+
+
+def test_a_hidden_device_is_out_of_compare_and_the_alert_list_until_show_hidden(
+        live_server, token_for, open_page, redis_client):
+    live_server.post("/api/readings", token_for("demo"), json={"temperature": 90})
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    redis_client.zadd("devices", {"demo": time.time() - 300})
+    mark_offline(redis_client, time.time() - 200)  # the demo only
+    page = open_page(viewport={"width": 1280, "height": 900})
+    open_dashboard(page, live_server)
+    alerts, summary = page.locator("#alerts"), page.locator("#alerts .active")
+    expect(summary).to_have_text("1 active: demo offline")
+
+    card, form = edit(page, "demo")
+    form.get_by_role("button", name="Hide").click()
+
+    expect(card).to_be_hidden()
+    expect(alerts).to_be_hidden()
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["kitchen"])
+    page.keyboard.press("Escape")
+
+    page.get_by_label("show hidden (1)").check()
+
+    expect(summary).to_have_text("1 active: demo offline")
+    expect(alerts.get_by_role("button", name="Acknowledge")).to_be_visible()
+    page.get_by_role("button", name="Compare").click()
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["demo", "kitchen"])
+    assert page.console_errors == []
 
 
 def test_deleting_a_device_asks_first_then_removes_its_card_everywhere(live_server, token_for, open_page):

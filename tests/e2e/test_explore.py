@@ -48,16 +48,16 @@ def test_a_week_is_drawn_as_bands_and_the_range_is_remembered(live_server, kitch
 
 def test_fahrenheit_applies_to_values_and_export_and_is_remembered(live_server, kitchen, browser_page):
     card = open_dashboard(browser_page, live_server)
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("20.0 °C")  # as its history: 18.25 °C...
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("20.00 °C")  # as its history: 18.25 °C...
 
     browser_page.get_by_role("button", name="Temperature unit").click()
 
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("68.0 °F")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("68.00 °F")
     expect(card.locator(".download")).to_have_attribute("href", re.compile("unit=F"))
     browser_page.reload()
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("68.0 °F")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("68.00 °F")
     kitchen(temperature=25)
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("77.0 °F")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("77.00 °F")
 
 
 def test_diagnostics_fold_into_a_details_line(live_server, kitchen, browser_page):
@@ -79,11 +79,11 @@ def test_an_alert_set_on_the_card_shows_on_crossing_and_clears(live_server, kitc
     kitchen(temperature=30)
 
     alerts = browser_page.locator("#alerts li")
-    expect(alerts.first).to_contain_text("kitchen: temperature 30.0 °C, above 25.0 °C")
+    expect(alerts.first).to_contain_text("kitchen: temperature 30.00 °C, above 25.00 °C")
     expect(card.locator('[data-metric="temperature"]')).to_have_class("alerting")
     screenshot(browser_page, "alerting")
     kitchen(temperature=21)
-    expect(alerts.first).to_contain_text("back to 21.0 °C")
+    expect(alerts.first).to_contain_text("back to 21.00 °C")
     expect(card.locator('[data-metric="temperature"]')).not_to_have_class("alerting")
 
 

@@ -25,10 +25,10 @@ def test_a_german_browser_reads_numbers_and_dates_the_german_way(live_server, to
 
     live_server.post("/api/readings", token, json={"temperature": 25.9, "rssi": -61.5})
 
-    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("25,9 °C")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("25,90 °C")
     expect(card.locator(".details")).to_have_text("rssi -61,5 dBm")
     alert = page.locator("#alerts li").first
-    expect(alert.locator("span")).to_have_text("kitchen: temperature 25,9 °C, above 25,5 °C")
+    expect(alert.locator("span")).to_have_text("kitchen: temperature 25,90 °C, above 25,50 °C")
     expect(alert.locator("time")).to_have_text(GERMAN_DATE_TIME)
     expect(card.locator(".ago")).to_have_attribute("title", GERMAN_DATE_TIME)
     page.wait_for_function("[...window.chartTexts].some((text) => /^\\d{2}:\\d{2}$/.test(text))")  # the time axis

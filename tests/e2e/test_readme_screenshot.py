@@ -47,6 +47,6 @@ def test_the_readme_screenshot(live_server, token_for, open_page, screenshot, mo
         expect(chart).to_have_attribute("data-range", "24h")
         expect(chart).not_to_have_class(re.compile(r"\bloading\b"))
     expect(page.locator("#alerts .active")).to_have_text("1 active: Attic temperature high")
-    expect(page.locator('[data-device="esp-attic"] .threshold')).to_have_text(["temperature low 12.0 °C", "temperature high 27.5 °C"])
+    expect(page.locator('[data-device="esp-attic"] .threshold')).to_have_text(["temperature low 12.00 °C", "temperature high 27.50 °C"])
     screenshot(page, "dashboard")
     assert page.console_errors == []

@@ -9,11 +9,12 @@
 // id no newer than its line's newest is in it already. A line's text comes last in it
 // ("… kitchen went offline"), after its time, details and its Acknowledge button. Only the
 // line of an alert active now is red and has that button: an alert that ended has nothing
-// left to acknowledge, and its line loses the button as it ends.
+// left to acknowledge, and its line loses the button as it ends. A hidden device's lines and
+// alerts are out of sight, like its card, unless "show hidden" is ticked.
 import {
-  decimals, format, newer, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
+  decimals, format, newer, note, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
 } from "./format.js";
-import { nameOf } from "./labels.js";
+import { isShown, nameOf } from "./labels.js";
 
 const FOLD_SECONDS = 3600;
 const LINES = 50;
@@ -63,6 +64,7 @@ function render(item) {
   item.className = `${alert.state}${acknowledged ? " acknowledged" : ""}`;
   item.classList.toggle("ongoing", isOngoing(alert));
   item.dataset.id = alert.id ?? "";
+  item.hidden = !isShown(alert.device);
   const parts = [stamp(raisedAt(alert))];
   if (alert.state === "offline") parts.push(small("detail", "last seen ", stamp(alert.ts)));
   if (repeats) {
@@ -81,7 +83,7 @@ function render(item) {
 
 async function acknowledge({ device, metric, state }, button) {
   button.disabled = true;
-  const next = [...list().querySelectorAll("button")].find((other) => other !== button &&
+  const next = [...list().querySelectorAll("li:not([hidden]) button")].find((other) => other !== button &&
     button.compareDocumentPosition(other) & Node.DOCUMENT_POSITION_FOLLOWING);
   const answer = await fetch("/api/alerts/acknowledge", {
     method: "POST", headers: { "Content-Type": "application/json" },
@@ -125,17 +127,19 @@ function summarize() {
   for (const item of list().children) {
     if (item.classList.contains("ongoing") !== isOngoing(lines.get(item).alert)) render(item);
   }
-  const named = [...active].map(([key, state]) => {
-    const [device, metric] = JSON.parse(key);
-    return [nameOf(device), metric, state].filter(Boolean).join(" ");
-  }).sort((a, b) => a.localeCompare(b));
+  const named = [...active].map(([key, state]) => [...JSON.parse(key), state])
+    .filter(([device]) => isShown(device))
+    .map(([device, metric, state]) => [nameOf(device), metric, state].filter(Boolean).join(" "))
+    .sort((a, b) => a.localeCompare(b));
   const summary = document.querySelector("#alerts .active");
   summary.textContent = named.length ? `${number(named.length)} active: ${named.join(", ")}` : "None active.";
   summary.classList.toggle("none", !named.length);
-  document.getElementById("alerts").hidden = !named.length && !list().children.length;
+  document.getElementById("alerts").hidden = !named.length && !list().querySelector("li:not([hidden])");
 }
 
 function addLine(line, newest) {
+  const { metric, value } = line.alert;
+  if (metric) note({ [metric]: value }); // a reading's value: the metric's figures have its decimals
   const item = document.createElement("li");
   lines.set(item, line);
   render(item);
@@ -150,6 +154,7 @@ export function showAlert(alert) {
   const line = item && lines.get(item);
   if (line && alert.id && line.alert.id && !newer(alert.id, line.alert.id)) return summarize();
   if (line && raisedAt(alert) - raisedAt(line.alert) <= FOLD_SECONDS) {
+    if (alert.metric) note({ [alert.metric]: alert.value });
     Object.assign(line, { alert, repeats: line.repeats + 1, acknowledged: false });
     render(item);
     list().prepend(item);
@@ -171,7 +176,7 @@ export function listAlerts({ active: now, recent }) {
   summarize();
 }
 
-// A device renamed: its lines and the summary say its new name. Deleted: nothing of it is active.
+// A device renamed, hidden or shown: its lines and the summary follow. Deleted: nothing of it is active.
 export function relabel(deleted) {
   if (deleted) [...active.keys()].filter((key) => JSON.parse(key)[0] === deleted).forEach((key) => active.delete(key));
   for (const item of list().children) render(item);

@@ -34,17 +34,28 @@ export const number = (value, most = 3, least = 0) =>
   formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
 
 // A metric's figures (values, averages, thresholds, axis ticks) all have the same decimals:
-// none while every value of it read so far is whole in the unit shown, else one.
-const fractional = new Set(); // "unit metric": a value of the metric read is not whole in that unit
+// the most that its readings so far have had, at most MOST_DECIMALS. A value converted to
+// °F counts with no more than its source's decimals, or one: 21.3 °C is 70.3 °F, not 70.34.
+const MOST_DECIMALS = 3;
+const seen = new Map(); // "unit metric" -> the most decimals a reading of the metric had in that unit
+const decimalsOf = (value) => {
+  let digits = 0;
+  while (digits < MOST_DECIMALS && Math.abs(value * 10 ** digits - Math.round(value * 10 ** digits)) > 1e-6) digits += 1;
+  return digits;
+};
 export function note(reading) {
   for (const name of metricsOf(reading)) {
-    if (typeof reading[name] !== "number") continue;
+    const value = reading[name];
+    if (typeof value !== "number") continue;
+    const source = decimalsOf(value);
     for (const unit of ["C", "F"]) {
-      if (!Number.isInteger(shown(name, reading[name], unit))) fractional.add(`${unit} ${name}`);
+      const digits = Math.min(decimalsOf(shown(name, value, unit)), Math.max(source, 1));
+      const key = `${unit} ${name}`;
+      seen.set(key, Math.max(seen.get(key) ?? 0, digits));
     }
   }
 }
-export const decimals = (name) => (fractional.has(`${prefs.unit} ${name}`) ? 1 : 0);
+export const decimals = (name) => seen.get(`${prefs.unit} ${name}`) ?? 0;
 export const figure = (name, value) => number(shown(name, value), decimals(name), decimals(name));
 
 // A figure and its unit, never apart on two lines.

@@ -12,6 +12,12 @@ document.body.append(groupList);
 
 export const nameOf = (id) => known.get(id)?.name || id;
 
+// Whether the device is in sight: not hidden, or "show hidden" is ticked. What else shows
+// devices (the alert list, Compare) follows each change through followShown().
+export const isShown = (id) => !known.get(id)?.hidden || toggle().querySelector("input").checked;
+const followers = [];
+export const followShown = (follow) => followers.push(follow);
+
 // Whether card a comes before card b: by the name shown, then by id.
 const before = (a, b) => nameOf(a).localeCompare(nameOf(b)) < 0 || (nameOf(a) === nameOf(b) && a < b);
 
@@ -70,6 +76,7 @@ function arrange() {
   }
   toggle().hidden = !hiddenCount;
   toggle().querySelector(".count").textContent = hiddenCount;
+  followers.forEach((follow) => follow());
 }
 
 toggle().querySelector("input").addEventListener("change", arrange);

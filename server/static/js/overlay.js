@@ -1,10 +1,11 @@
 // Charts opened large, in a dialog over the page (Esc or Close closes it), both kept live:
 // a card's chart at the dialog's full width, and a comparison of one metric of every device
-// that has it, one series per device in the page's order, with each device's thresholds.
+// that has it, one series per device in the page's order, with each device's thresholds
+// (a hidden device only while "show hidden" is ticked).
 // Both are titled with the devices' names and follow the window's size.
 import { decimals, metricsOf, unitOf } from "./format.js";
 import { chartedNames, draw, limitsOf, seriesOf } from "./chart.js";
-import { nameOf } from "./labels.js";
+import { isShown, nameOf } from "./labels.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned } from "./range.js";
 
@@ -61,7 +62,8 @@ export function wireLarge(device) {
 export function redrawCompare() {
   if (!compared?.metric) return;
   const { metric, box } = compared;
-  const having = [...compared.devices.values()].filter((device) => chartedNames(device).includes(metric))
+  const having = [...compared.devices.values()]
+    .filter((device) => isShown(device.id) && chartedNames(device).includes(metric))
     .sort((a, b) => (a.node.compareDocumentPosition(b.node) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1)); // as on the page
   const specs = having.map((device, i) => ({ label: nameOf(device.id), unit: unitOf(metric), digits: decimals(metric),
     colour: COLOURS[i % COLOURS.length] }));
@@ -86,7 +88,8 @@ export function wireCompare(devices) {
       compared?.chart?.destroy();
       compared = null;
     });
-    const names = metricsOf(Object.fromEntries([...devices.values()].flatMap(chartedNames).map((name) => [name, true])));
+    const shownDevices = [...devices.values()].filter((device) => isShown(device.id));
+    const names = metricsOf(Object.fromEntries(shownDevices.flatMap(chartedNames).map((name) => [name, true])));
     const select = document.createElement("select");
     select.append(...names.map((name) => new Option(name, name)));
     const label = Object.assign(document.createElement("label"), { textContent: "Metric " });

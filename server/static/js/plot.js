@@ -5,13 +5,17 @@
 // and each series' value under the cursor, and threshold lines.
 import { number, tick, when, withUnit } from "./format.js";
 
-export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d"];
+// Twenty colours apart from one another, each mid-light: readable on a light card and a dark one.
+export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d", "#7cb342", "#9c27b0",
+  "#f4511e", "#3f51b5", "#795548", "#827717", "#fb8c00", "#1e88e5", "#ba68c8", "#b71c1c", "#afb42b", "#90a4ae",
+  "#2a9d3f", "#6a4c93"];
 const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
 const FLAT_ROOM = 1; // either side of a value axis's only value (one reading, or all alike), in its unit
 const GAP = 3; // a break longer than this many usual intervals is a gap
 const TIME_SPACE = 90; // px from one time on the axis to the next, where the chart is wide enough
 const LEAST_TIMES = 3; // labels on a time axis, however narrow, while they fit side by side
 const LABEL_GAP = 6; // px between two labels on the time axis, at least
+const READOUT_REACH = 2; // usual steps between a series' points: farther from the pointer, no value is read out
 const AXIS_FONT = "12px system-ui, sans-serif";
 // Seconds from one time on the axis to the next: steps close together, so that one of them
 // gives a narrow chart its LEAST_TIMES labels.
@@ -52,9 +56,11 @@ function timeRange(pinned) {
 }
 
 // A value axis holds its data and the unit's threshold lines, with some room around them
-// (uPlot would run an axis with a single value from 0 to twice that value).
+// (uPlot would run an axis with a single value from 0 to twice that value); while every
+// series of its unit is switched off in the legend, it has no range, and uPlot hides it.
 function valueRange(unit, limits) {
   return (u, min, max) => {
+    if (!u.series.some((series) => series.scale === unit && series.show)) return [null, null];
     const values = limits().filter((limit) => limit.unit === unit).map((limit) => limit.value);
     if (min != null) values.push(min, max);
     if (!values.length) return [0, 1];
@@ -92,13 +98,35 @@ const valueAxisSize = (u, values) =>
   Math.ceil(Math.max(24, ...(values || []).map((text) => measure.measureText(text).width))) + TICK_SPACE;
 
 const figure = (value, digits) => number(value, digits, digits);
-const say = (value, { unit, digits }) => (value == null ? "–" : withUnit(figure(value, digits), unit));
+const say = (value, { unit, digits }) => withUnit(figure(value, digits), unit);
+
+// Each series' reach: READOUT_REACH times the usual step between its points (seconds), or
+// everywhere for a series of one point.
+function reaches(u) {
+  return u.data.map((values) => {
+    const xs = u.data[0].filter((_, i) => values[i] != null);
+    const steps = xs.slice(1).map((x, i) => x - xs[i]).filter((step) => step > 0).sort((a, b) => a - b);
+    return steps.length ? READOUT_REACH * steps[Math.floor(steps.length / 2)] : Infinity;
+  });
+}
+
+// The index of the series' value nearest time t, looking out from index `from`; null for none.
+function nearest(xs, values, from, t) {
+  let [before, after] = [from, from];
+  while (before >= 0 && values[before] == null) before -= 1;
+  while (after < values.length && values[after] == null) after += 1;
+  if (after >= values.length) return before < 0 ? null : before;
+  return before >= 0 && t - xs[before] <= xs[after] - t ? before : after;
+}
 
 // A box by the cursor that reads out the time and each drawn series' value there, with the
-// series' decimals (a band's middle line with the band's ends: "21.5 °C (20.0–23.0)"); inside
-// the plot, clear of the value axes' figures either side.
+// series' decimals (a band's middle line with the band's ends: "21.5 °C (20.0–23.0)"), in
+// full (wrapped where the plot is narrow); inside the plot, clear of the value axes' figures
+// either side. A series without a point within its reach of the pointer says nothing.
 function readout(specs) {
   let box;
+  let reach = [];
+  let reachOf = null; // the data `reach` was measured on
   const line = (label, text, colour) => {
     const row = document.createElement("div");
     const key = Object.assign(document.createElement("span"), { className: "key", textContent: label });
@@ -111,19 +139,26 @@ function readout(specs) {
       init: (u) => { box = u.over.appendChild(Object.assign(document.createElement("div"), { className: "readout" })); },
       setCursor: (u) => {
         const { idx, left } = u.cursor;
-        box.hidden = idx == null || u.data[0][idx] == null;
+        const xs = u.data[0];
+        const rows = [];
+        if (idx != null && xs[idx] != null) {
+          if (reachOf !== u.data) [reach, reachOf] = [reaches(u), u.data];
+          const t = u.posToVal(left, "x");
+          specs.forEach((spec, i) => {
+            const at = nearest(xs, u.data[i + 1], idx, t);
+            if (spec.band || !u.series[i + 1].show || at === null || Math.abs(xs[at] - t) > reach[i + 1]) return;
+            const [low, value, high] = [u.data[i][at], u.data[i + 1][at], u.data[i + 2]?.[at]];
+            let text = say(value, spec);
+            if (spec.spread && low != null && high != null) text += ` (${figure(low, spec.digits)}–${figure(high, spec.digits)})`;
+            rows.push(line(spec.label, text, spec.colour));
+          });
+        }
+        box.hidden = !rows.length;
         if (box.hidden) return;
-        const rows = [Object.assign(document.createElement("time"), { textContent: when(u.data[0][idx]) })];
-        specs.forEach((spec, i) => {
-          if (spec.band) return;
-          const [low, value, high] = [u.data[i][idx], u.data[i + 1][idx], u.data[i + 2]?.[idx]];
-          let text = say(value, spec);
-          if (spec.spread && low != null && high != null) text += ` (${figure(low, spec.digits)}–${figure(high, spec.digits)})`;
-          rows.push(line(spec.label, text, spec.colour));
-        });
-        box.replaceChildren(...rows);
+        box.replaceChildren(Object.assign(document.createElement("time"), { textContent: when(xs[idx]) }), ...rows);
         const room = u.over.clientWidth;
         box.style.maxWidth = `${room}px`;
+        box.style.left = "0px"; // its own width, before it is placed
         const after = left + 12; // right of the cursor, or left of it where that does not fit
         const fits = after + box.offsetWidth <= room;
         box.style.left = `${Math.max(0, Math.min(fits ? after : left - 12 - box.offsetWidth, room - box.offsetWidth))}px`;
@@ -148,11 +183,12 @@ function thresholdLines(limits) {
             node = u.over.appendChild(Object.assign(document.createElement("div"), { className: "threshold" }));
             node.append(Object.assign(document.createElement("span"), { textContent: limit.label }));
           }
+          node.hidden = u.scales[limit.unit].min == null; // its metric switched off in the legend
           node.style.top = `${u.valToPos(limit.value, limit.unit)}px`;
           node.dataset.value = limit.value;
           return [key, node];
         }));
-        placeLabels([...drawn.values()], u.over.clientHeight);
+        placeLabels([...drawn.values()].filter((node) => !node.hidden), u.over.clientHeight);
       },
     },
   };
@@ -173,6 +209,13 @@ function placeLabels(lines, height) {
     taken.push([top, top + size]);
   }
 }
+
+// A band's middle line switched on or off in the legend takes its band's edges with it.
+const bandsFollow = (specs) => (u, index) => {
+  if (!specs[index - 1]?.spread) return;
+  const { show } = u.series[index];
+  for (const edge of [index - 1, index + 1]) if (u.series[edge].show !== show) u.setSeries(edge, { show });
+};
 
 // A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its figures'
 // decimals can write.
@@ -205,7 +248,7 @@ export function plotOptions({ specs, width, height, pinned = () => null, limits 
   return {
     width, height, axes, scales, bands, legend: { live: false },
     series: [{}, ...series], plugins: [readout(specs), thresholdLines(limits)],
-    hooks: { setScale: [(u, key) => key === "x" && onTimes(u.scales.x)] },
+    hooks: { setScale: [(u, key) => key === "x" && onTimes(u.scales.x)], setSeries: [bandsFollow(specs)] },
   };
 }
 

@@ -5,7 +5,8 @@
 // (nor one whose clock gives many readings the same second). A metric the device stopped
 // sending is stale on its own, and says how old its value is, once it lags the device's
 // newest reading by more than that metric's own allowance. While the stream is down the
-// silence is the server's, not the devices': no card is stale for it.
+// silence is the server's, not the devices': no card is stale for it. The card's status says
+// which it is: "online", "stale · last seen 3 min ago" or "offline".
 import { ago, when } from "./format.js";
 import { isLive } from "./stream.js";
 
@@ -22,8 +23,11 @@ function allowance(rows) {
 export function markStale(device, now) {
   const rows = device.readings;
   const usual = allowance(rows) ?? Infinity;
-  const silent = isLive() && now - device.lastSeen > usual;
-  device.node.querySelector(".metrics").classList.toggle("stale", device.online && silent);
+  const stale = device.online && isLive() && now - device.lastSeen > usual;
+  device.node.querySelector(".metrics").classList.toggle("stale", stale);
+  const status = device.node.querySelector(".status");
+  status.textContent = !device.online ? "offline" : stale ? `stale · last seen ${ago(now - device.lastSeen)}` : "online";
+  status.classList.toggle("stale", stale);
   const newest = rows.at(-1)?.ts;
   for (const item of device.node.querySelectorAll(".metrics [data-metric]")) {
     const name = item.dataset.metric;
