@@ -89,10 +89,7 @@ def scrape_redis():
     ``SCRAPE_TIMEOUT`` (the shared client waits 10 s, as long as Prometheus does)."""
     client = current_app.extensions.get("sensorcast.metrics-redis")
     if client is None:
-        client = client_for(current_app.config, max_connections=2)
-        client.connection_pool.connection_kwargs.update(socket_timeout=SCRAPE_TIMEOUT,
-                                                        socket_connect_timeout=SCRAPE_TIMEOUT)
-        client.connection_pool.timeout = SCRAPE_TIMEOUT  # waiting for a free connection too
+        client = client_for(current_app.config, max_connections=2, timeout=SCRAPE_TIMEOUT)
         current_app.extensions["sensorcast.metrics-redis"] = client
     return client
 

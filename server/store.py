@@ -68,31 +68,33 @@ def get_redis():
     return client
 
 
-def client_for(config, max_connections=8):
+def client_for(config, max_connections=8, timeout=10):
     """A client of the Redis that ``config`` names: the primary that the ``REDIS_SENTINELS``
     know as ``REDIS_SERVICE`` (found again at each new connection, so a failover is
     followed), or else ``REDIS_URL``, whose database and password hold in both cases."""
     if not config["REDIS_SENTINELS"]:
-        return connect(config["REDIS_URL"], max_connections)
+        return connect(config["REDIS_URL"], max_connections, timeout)
     url = redis.connection.parse_url(config["REDIS_URL"])
     sentinels = [(host, int(port)) for host, _, port in
                  (address.strip().rpartition(":") for address in config["REDIS_SENTINELS"].split(","))]
     sentinel = redis.sentinel.Sentinel(sentinels, socket_connect_timeout=2, socket_timeout=2,
                                        sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2})
     return sentinel.master_for(config["REDIS_SERVICE"], connection_pool_class=_SentinelBlockingPool,
-                               **_pool_options(max_connections),
+                               **_pool_options(max_connections, timeout),
                                **{name: url[name] for name in ("db", "username", "password") if name in url})
 
 
-def connect(url, max_connections=8):
+def connect(url, max_connections=8, timeout=10):
     """A client whose pool holds at most ``max_connections``: past that, callers wait for
     one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
-    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **_pool_options(max_connections)))
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        url, **_pool_options(max_connections, timeout)))
 
 
-def _pool_options(max_connections):
-    return dict(max_connections=max_connections, timeout=10, decode_responses=True, client_name=CLIENT_NAME,
-                socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+def _pool_options(max_connections, timeout):
+    """``timeout``: seconds a call waits for a free connection, and for Redis's answer."""
+    return dict(max_connections=max_connections, timeout=timeout, decode_responses=True, client_name=CLIENT_NAME,
+                socket_connect_timeout=min(2, timeout), socket_timeout=timeout, health_check_interval=30)
 
 
 class _SentinelBlockingPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
