@@ -40,11 +40,13 @@ def get_hub():
 
 
 # KEYS: the readings stream; ARGV: '(' and the last id a browser had, MAX_REPLAY. The id
-# of the oldest of the newest MAX_REPLAY readings after it, or nil when there are no more.
+# of the oldest of the newest MAX_REPLAY readings after it, or nil when there are no more
+# (exactly MAX_REPLAY after it are all replayed, with no reset).
 _REPLAY_START = """
-local newest = redis.call('XREVRANGE', KEYS[1], '+', ARGV[1], 'COUNT', ARGV[2])
-if #newest < tonumber(ARGV[2]) then return nil end
-return newest[#newest][1]
+local most = tonumber(ARGV[2])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', ARGV[1], 'COUNT', most + 1)
+if #newest <= most then return nil end
+return newest[most][1]
 """
 
 

@@ -115,6 +115,8 @@ def test_a_browser_back_from_further_than_max_replay_gets_reset_then_the_newest(
     assert reset == {"event": "reset", "data": {"oldest": ids[-100]}}
     assert replayed == ids[-100:]
     assert browser.next_reading()["data"]["temperature"] == 3
+    exactly_max_replay_behind = server.stream(**{"Last-Event-ID": ids[-100]})  # 99 + the one posted
+    assert exactly_max_replay_behind.next_event()["event"] == "reading"  # all replayed: no reset
 
 
 def test_a_crowd_replaying_from_far_back_and_reading_nothing_keeps_no_upload_waiting(start_server, token_for,
