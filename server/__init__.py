@@ -19,6 +19,7 @@ from .ratelimit import RateLimited
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "var"
+SERVER_URL_FILE = "server-url"  # in make run's data folder while it runs: where make simulate posts
 
 DEFAULTS = {
     "REDIS_URL": f"unix://{DATA_DIR / 'redis.sock'}",

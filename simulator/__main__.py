@@ -12,7 +12,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from server import DATA_DIR, create_app
+from server import DATA_DIR, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.readings import DEVICE_ID
 from server.store import connect
@@ -33,6 +33,12 @@ def local_tokens(names):
     return tokens
 
 
+def running_server(data_dir=DATA_DIR):
+    """The address ``make run`` is serving on (it writes it in its data folder), else port 5000's."""
+    url_file = data_dir / SERVER_URL_FILE
+    return url_file.read_text() if url_file.exists() else "http://localhost:5000"
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=3, help="how many (default 3)")
@@ -41,7 +47,7 @@ def parse(argv):
                         "devices still post every --interval (default 1)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, help="for a reproducible run")
-    parser.add_argument("--url", default="http://localhost:5000", help="the server (default %(default)s)")
+    parser.add_argument("--url", default=running_server(), help="the server (default: where make run serves, %(default)s)")
     parser.add_argument("--token", help="the token every device sends (default: made locally)")
     parser.add_argument("--rate", type=float, help="load mode: readings per second in all")
     parser.add_argument("--prefix", default="sim", help="device names are PREFIX-1, PREFIX-2, ...")

@@ -21,7 +21,7 @@ import time
 
 import requests
 
-from server import DATA_DIR, DEFAULTS, ROOT, create_app
+from server import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
 from server.guard import proxy_warning
@@ -153,7 +153,8 @@ def run(args):
             os.environ["REDIS_URL"] = redis_server.url
             print(f"Redis: embedded, data in {args.data}")
         config = create_app().config
-        print_front_door(config, f"http://localhost:{args.port}", args.data)
+        base = f"http://localhost:{args.port}"
+        print_front_door(config, base, args.data)
         warning = proxy_warning(config["TRUSTED_PROXIES"], [args.host])
         if warning:
             print(f"WARNING: {warning}\n", file=sys.stderr, flush=True)
@@ -164,9 +165,13 @@ def run(args):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         os.environ.update(GEVENT_ENV)
         server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams))
+        args.data.mkdir(parents=True, exist_ok=True)
+        url_file = args.data / SERVER_URL_FILE
+        url_file.write_text(base)
         try:
             code = supervise(server, redis_server)
         finally:
+            url_file.unlink(missing_ok=True)
             server.terminate()
             server.wait()
         print(f"make run: the server ended (exit code {code}); see its log above", file=sys.stderr)

@@ -16,6 +16,7 @@ import requests
 from server import ROOT
 from server.embedded_redis import EmbeddedRedis
 from tests.conftest import eventually
+from simulator.__main__ import running_server
 from tools.run import free_port
 
 KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
@@ -103,6 +104,13 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
 
     assert f"Dashboard: http://localhost:{stack.url.rsplit(':', 1)[1]}/" in stack.log()
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
+
+
+def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
+    assert running_server(stack.data) == f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
+
+    stack.stop()
+    assert running_server(stack.data) == "http://localhost:5000"
 
 
 def test_make_run_warns_when_any_client_could_claim_any_address(tmp_path):
