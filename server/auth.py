@@ -99,13 +99,3 @@ def add_device(device, mqtt):
 def revoke_device(device):
     """Revoke every token of DEVICE."""
     click.echo(f"revoked {revoke_tokens(get_redis(), device)} token(s) of {device}")
-
-
-@devices_cli.command("list")
-def list_devices():
-    """Devices that hold tokens, with how many."""
-    counts = {}
-    for owner in get_redis().hvals(TOKENS):
-        counts[owner] = counts.get(owner, 0) + 1
-    for device, count in sorted(counts.items()):
-        click.echo(f"{device}\t{count} token(s)")

@@ -10,10 +10,11 @@ too (``?revoke=1``, ``flask devices delete --revoke``): a board that posts again
 
 ``PATCH /api/devices/<id>`` with ``{"name"?, "group"?, "hidden"?}`` (an empty name or
 group removes it), ``DELETE /api/devices/<id>[?revoke=1]``; ``flask --app server devices
-name|group|hide|show|delete``. Each change is a ``device`` event, so other dashboards
+list|name|group|hide|show|delete``. Each change is a ``device`` event, so other dashboards
 follow it live.
 """
 import json
+import time
 
 import click
 from flask import Blueprint, abort, request
@@ -23,7 +24,7 @@ from .auth import devices_cli, revoke_tokens
 from .firmware import TARGETS
 from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
-from .store import CHANNEL, DEVICES, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
+from .store import CHANNEL, DEVICES, TOKENS, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
 from .viewers import viewer_required
 
 bp = Blueprint("devices", __name__)
@@ -164,3 +165,32 @@ def delete_command(device, revoke):
         raise click.UsageError(f"no device {device!r}")
     click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s). Over MQTT it can still publish until "
                                       f"its line leaves the broker's password file" if revoke else ""))
+
+
+@devices_cli.command("list")
+def list_command():
+    """Every device: its name, group, hidden or not, when it last posted, and its tokens."""
+    client = get_redis()
+    tokens = {}
+    for owner in client.hvals(TOKENS):
+        tokens[owner] = tokens.get(owner, 0) + 1
+    last_seen = dict(client.zrange(DEVICES, 0, -1, withscores=True))
+    names = sorted(set(tokens) | set(last_seen))
+    with client.pipeline(transaction=False) as pipe:
+        for device in names:
+            pipe.hgetall(meta_key(device))
+        metas = pipe.execute()
+    click.echo("device\tname\tgroup\thidden\tlast seen\ttokens")
+    for device, stored in zip(names, metas):
+        meta = labels(stored)
+        seen = f"{_ago(time.time() - last_seen[device])} ago" if device in last_seen else "never"
+        click.echo("\t".join([device, meta["name"] or "-", meta["group"] or "-", "yes" if meta["hidden"] else "no",
+                              seen, str(tokens.get(device, 0))]))
+
+
+def _ago(seconds):
+    """``42 s``, ``5 min``, ``3 h`` or ``2 d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"

@@ -1,6 +1,8 @@
 """A viewer names devices, groups them by room, hides one and deletes another with its
 history: from the dashboard's API and from the command line, and every open page hears.
 A command run while Redis is away says so in one line."""
+import re
+
 import pytest
 import requests
 
@@ -140,6 +142,19 @@ def test_the_command_line_names_groups_hides_and_deletes(app, client, post_as):
     assert deleted.output.startswith("deleted shed; revoked 1 token(s). Over MQTT it can still publish until")
     assert client.post("/api/readings", json={"temperature": 21},
                        headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_the_command_line_lists_every_device_with_its_labels_last_post_and_tokens(app, post_as, token_for):
+    post_as("shed", temperature=20)
+    token_for("attic")  # provisioned, never posted
+    runner = app.test_cli_runner()
+    runner.invoke(args=["devices", "name", "shed", "Garden shed"])
+    runner.invoke(args=["devices", "hide", "shed"])
+
+    lines = runner.invoke(args=["devices", "list"]).output.splitlines()
+
+    assert lines[:2] == ["device\tname\tgroup\thidden\tlast seen\ttokens", "attic\t-\t-\tno\tnever\t1"]
+    assert re.fullmatch(r"shed\tGarden shed\t-\tyes\t\d+ s ago\t1", lines[2])
 
 
 def test_a_command_run_while_redis_is_away_says_so_in_one_line(tmp_path):
