@@ -32,26 +32,37 @@ def screenshot(request):
     return take
 
 
-@pytest.fixture
-def open_page():
-    """Opens a page in a real Chromium, with Playwright's context options (a phone's
-    viewport unless told, e.g. ``locale="de-DE"``); the page keeps its console's errors."""
+@pytest.fixture(scope="session")
+def chromium():
+    """One Chromium for the whole run (starting one takes a second or two); each test has
+    its own contexts (cookies, storage) in it."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-
-        def open_page(**options):
-            page = browser.new_context(**dict({"viewport": {"width": 390, "height": 844}}, **options)).new_page()
-            page.console_errors = []
-            page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-            page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-            return page
-
-        yield open_page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def open_page(chromium):
+    """Opens a page in a real Chromium, with Playwright's context options (a phone's
+    viewport unless told, e.g. ``locale="de-DE"``); the page keeps its console's errors."""
+    contexts = []
+
+    def open_page(**options):
+        contexts.append(chromium.new_context(**dict({"viewport": {"width": 390, "height": 844}}, **options)))
+        page = contexts[-1].new_page()
+        page.console_errors = []
+        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 @pytest.fixture
