@@ -17,6 +17,13 @@ deletes and offline come as ``device`` events on ``sse``; on taking the lease an
 process listened stays wrong. Only a delete removes a device's entities: hiding its card
 is the dashboard's business, and Home Assistant keeps it.
 
+A metric the device's readings have left out for ``OFFLINE_AFTER`` seconds (by their ``ts``;
+a sensor swapped out, say) is ``null`` in the state, which Home Assistant's MQTT sensor shows
+as unknown (a ``value_template`` rendering ``None``), while its other metrics stay current:
+the device is still online, and one state topic serves all its sensors, so neither
+availability nor ``expire_after`` could tell them apart. When each metric was last sent is
+kept beside what was published (``seen:<metric>``).
+
 A status topic's ``offline`` may be the board's last will, unknown to the server: only a
 reading turns it back ``online``. A reading publishes ``online`` before its state, then
 ``offline`` if the device is offline by now (a late reading), so history stays in order.
@@ -132,6 +139,7 @@ class Discovery:
     def __init__(self, redis_client, config):
         self.redis = redis_client
         self.prefix = config["HOMEASSISTANT_PREFIX"]
+        self.unknown_after = config["OFFLINE_AFTER"]
         self.me = f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
         self.stopping = threading.Event()
         self.ready_at = None  # monotonic time from which the statuses the broker holds are known
@@ -290,14 +298,33 @@ class Discovery:
         if readings and held != ONLINE:  # it was online when it sent them
             messages.append((status_topic(view.id), ONLINE))
             held = ONLINE
+        values = self._current(view, readings)
         latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]
         if latest or "state" not in view.announced:  # else it is published, or will be once read
-            state = json.dumps(dict(view.latest, ts=view.latest_reading["ts"], id=latest[0]) if latest else view.latest)
+            state = json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]) if latest else values)
             messages.append((state_topic(view.id), state))
             view.written["state"] = state
         if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?
             messages.append((status_topic(view.id), view.status))
         return messages
+
+    def _current(self, view, readings):
+        """``view``'s latest values, None for each metric its readings have left out for
+        ``unknown_after`` seconds before its latest one; notes in ``view.written`` when each
+        metric was last sent (one known from before such notes: as of the latest reading)."""
+        now = float(view.latest_reading.get("ts", 0))
+        seen = {field.removeprefix("seen:"): float(ts) for field, ts in view.announced.items()
+                if field.startswith("seen:")}
+        for _, reading in readings:
+            for metric in reading.keys() - set(NOT_METRICS):
+                seen[metric] = max(seen.get(metric, 0.0), float(reading["ts"]))
+        values = {}
+        for metric, value in view.latest.items():
+            last = seen.setdefault(metric, now)
+            if view.announced.get(f"seen:{metric}") != repr(last):
+                view.written[f"seen:{metric}"] = repr(last)
+            values[metric] = None if now - last > self.unknown_after else value
+        return values
 
     def _publish(self, messages):
         """Publish every message, retained, and wait until the broker has confirmed each."""

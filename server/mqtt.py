@@ -52,7 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .loglimit import LinesPerMinute
-from .metrics import count_refused
+from .metrics import CONFLICT, FORBIDDEN, HELD, INVALID, TOO_LARGE, count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
 from .ratelimit import RateLimited
 from .store import Conflict, add_readings
@@ -211,13 +211,13 @@ class Subscriber:
         generation, message, _ = item
         limit = self.config["MAX_CONTENT_LENGTH"]
         if len(message.payload) > limit:
-            self._refuse(message, topic_device(message.topic), "too_large", f"more than {limit} bytes")
+            self._refuse(message, topic_device(message.topic), TOO_LARGE, f"more than {limit} bytes")
             if generation == self.generation:
                 self.client.ack(message.mid, message.qos)
             return
         held = pending.setdefault(message.topic, collections.deque())
         if message.qos == 0 and len(held) >= self.held_per_topic:
-            self._refuse(message, topic_device(message.topic), "held",
+            self._refuse(message, topic_device(message.topic), HELD,
                          f"over its rate limit with {self.held_per_topic} messages waiting already")
         else:
             held.append(item)
@@ -258,11 +258,11 @@ class Subscriber:
         except RateLimited as error:
             return error.retry_after
         except InvalidReading as error:
-            return self._refuse(message, device, "invalid", str(error))
+            return self._refuse(message, device, INVALID, str(error))
         except PermissionError:
-            return self._refuse(message, device, "forbidden", "a reading names another device than the topic")
+            return self._refuse(message, device, FORBIDDEN, "a reading names another device than the topic")
         except Conflict as error:
-            return self._refuse(message, device, "conflict", str(error))
+            return self._refuse(message, device, CONFLICT, str(error))
         except redis.exceptions.RedisError as error:
             if not self.redis_failing:
                 log.warning("mqtt: Redis: %s; messages wait, tried again every %g s", error, self.redis_retry_seconds)

@@ -6,6 +6,7 @@ Home Assistant's documented MQTT discovery schema for sensors
 import json
 import re
 import secrets
+import time
 
 import paho.mqtt.client as paho
 import pytest
@@ -118,9 +119,12 @@ class HomeAssistant:
 
     def value(self, config):
         """What Home Assistant makes the sensor's state: ``value_template`` rendered as it
-        renders it (a sandboxed Jinja) on the last message on ``state_topic``."""
+        renders it (a sandboxed Jinja) on the last message on ``state_topic``; None for
+        unknown, which a numeric sensor (one with a state class) makes of ``None``."""
         template = SandboxedEnvironment().from_string(config["value_template"])
-        return json.loads(template.render(value_json=json.loads(self.retained()[config["state_topic"]])))
+        rendered = template.render(value_json=json.loads(self.retained()[config["state_topic"]]))
+        assert config["state_class"] and rendered, "Home Assistant would keep the state it had"
+        return None if rendered == "None" else json.loads(rendered)
 
     def close(self):
         self.client.disconnect()
@@ -214,6 +218,28 @@ def test_every_device_and_metric_is_announced_as_home_assistant_documents_it(ha_
     assert ha.value(sensors(ha, "kitchen")["temperature"]) == 21.5  # the state keeps every metric's latest
     assert [config["unique_id"] for config in ha.configs().values()].count("sensorcast-kitchen-battery") == 1
 
+
+def test_a_metric_the_device_stopped_sending_becomes_unknown_while_the_others_stay_current(ha_server,
+                                                                                       home_assistant, token_for):
+    server = ha_server()  # OFFLINE_AFTER 600 s: a metric left out that long becomes unknown
+    ha = home_assistant()
+    token = token_for("kitchen")
+    now = time.time()
+
+    def post(reading):
+        assert server.post("/api/readings", token, json=reading).status_code == 201
+        eventually(lambda: ha.states("kitchen") and ha.states("kitchen")[-1]["ts"] == reading["ts"], timeout=60)
+        return {metric: ha.value(config) for metric, config in sensors(ha, "kitchen").items()}
+
+    assert post({"temperature": 20.5, "humidity": 55.0, "battery": 3.9, "ts": now - 900}) == {
+        "temperature": 20.5, "humidity": 55.0, "battery": 3.9}
+    # the humidity sensor swapped out; the battery sent now and then: 500 s is not long enough
+    assert post({"temperature": 21.0, "battery": 3.8, "ts": now - 400}) == {
+        "temperature": 21.0, "humidity": 55.0, "battery": 3.8}
+    assert post({"temperature": 21.5, "ts": now}) == {"temperature": 21.5, "humidity": None, "battery": 3.8}
+    assert ha.states("kitchen")[-1]["humidity"] is None
+    assert ha.retained()["sensorcast/kitchen/status"] == "online"  # the device is there: only humidity is not
+    assert post({"humidity": 48.0, "ts": now + 1}) == {"temperature": 21.5, "humidity": 48.0, "battery": 3.8}
 
 
 def test_availability_goes_offline_with_the_offline_sweep_and_online_with_the_next_reading(ha_server,

@@ -10,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import ROOT
-from server.metrics import report_process
+from server.metrics import MQTT_REFUSALS, report_process
 from tests.conftest import eventually
 
 DASHBOARD = ROOT / "deploy" / "grafana-dashboard.json"
@@ -59,6 +59,16 @@ def test_metrics_add_up_across_two_workers(start_server, token_for):
         assert figures[("sensorcast_open_streams", ())] == 1
         assert not any(name == "sensorcast_mqtt_connected" for name, _ in figures)  # MQTT is not configured
     stream.close()
+
+
+def test_every_reason_an_mqtt_message_is_dropped_for_is_shown_from_0(client):
+    """Why mqtt.py drops a message, as /metrics shows them before any message came: rate() works at once."""
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    shown = {sample.labels["reason"]: sample.value for family in text_string_to_metric_families(answer.text)
+             for sample in family.samples
+             if sample.name == "sensorcast_uploads_refused_total" and sample.labels["transport"] == "mqtt"}
+    assert shown == dict.fromkeys(MQTT_REFUSALS, 0)
 
 
 def test_prometheus_is_told_promptly_that_redis_is_down_or_hung(start_server, token_for, redis_server):

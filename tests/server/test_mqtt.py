@@ -38,6 +38,11 @@ def seqs(server, device):
     return [reading["seq"] for reading in server.history(device)]
 
 
+def test_the_shipped_broker_configuration_starts_without_a_note_or_a_warning(broker):
+    """deploy/mosquitto/ as Mosquitto 2 reads it: no deprecated option, nothing it cannot open."""
+    assert broker.complaints() == []
+
+
 def test_readings_published_over_mqtt_reach_the_history_and_the_stream(mqtt_server, device):
     server = mqtt_server()
     stream = server.stream()
