@@ -1,16 +1,17 @@
 // The dashboard: a card per device (in name order), seeded from /api and kept live by
-// /stream; a range (live, 1 h, 24 h, 7 d, custom) and a unit, remembered per browser.
-import { acknowledged, isAlerting, listAlerts, relabel, showAlert, wireThresholds } from "./js/alerts.js";
+// /stream; a range (the last 15 minutes live, 1 h, 24 h, 7 d, custom: range.js), in the page's
+// address, and a unit, both remembered per browser.
+import { acknowledged, age, isAlerting, listAlerts, relabel, showAlert, wireThresholds } from "./js/alerts.js";
 import { draw } from "./js/chart.js";
 import { DIAGNOSTICS, ago, format, metricsOf, note, prefs, when } from "./js/format.js";
 import { nextFrame } from "./js/frame.js";
 import { followShown, label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
-import { addToBuckets, loadRange, range, readingsUrl, slide, wireRange } from "./js/range.js";
-import { markStale } from "./js/stale.js";
+import { addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
+import { markFailed, markStale } from "./js/stale.js";
 import { connect, resumeAfter, toLogin } from "./js/stream.js";
 
-const CHART_POINTS = 500;
+const CHART_POINTS = 500; // readings a card keeps, thinned past that (range.js)
 const VALUES_EVERY = 100; // ms
 const CHART_EVERY = 250; // ms
 const devices = new Map();
@@ -128,7 +129,7 @@ function addReading(reading, live) {
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   const newest = at === rows.length;
   rows.splice(at, 0, reading);
-  if (rows.length > CHART_POINTS) rows.splice(0, rows.length - CHART_POINTS);
+  if (rows.length > CHART_POINTS) thin(rows);
   const { measured } = device;
   for (const name of metricsOf(reading)) measured.set(name, Math.max(measured.get(name) ?? 0, reading.ts));
   if (newest) device.fresh = Object.assign(device.fresh || Object.create(null), reading);
@@ -151,10 +152,9 @@ function update(device) {
   nextFrame("compare", redrawCompare, CHART_EVERY);
 }
 
-// The CSV of the range shown: while live, from the chart's oldest reading until now.
+// The CSV of the range shown.
 function csvUrl(device) {
-  const now = Date.now() / 1000;
-  const span = range() || { since: device.readings[0]?.ts ?? now - 3600, until: now };
+  const span = range();
   return `${readingsUrl(device)}.csv?since=${span.since}&until=${span.until}&unit=${prefs.unit}`;
 }
 
@@ -168,10 +168,15 @@ async function loadChart(device, quiet) {
   if (!(await loadRange(device, quiet))) return; // a later request's answer is drawn instead
   device.node.querySelector(".download").href = csvUrl(device);
   draw(device);
+  nextFrame("compare", redrawCompare, CHART_EVERY);
 }
 
-// One device's part of the page: should it fail, that is logged and the others go on.
-const guarded = (id, show) => show().catch((error) => console.error(`could not show ${id}`, error));
+// One device's part of the page: should it fail, that is logged and said on its card until
+// it next works, and the others go on.
+const guarded = (id, show) => show().then(() => null, (error) => {
+  console.error(`could not show ${id}`, error);
+  return error;
+}).then((error) => devices.has(id) && markFailed(devices.get(id), error));
 
 // Every device's state and chart. The stream then replays from the newest reading id
 // read before the histories, so nothing falls between; a reading both ways shows once.
@@ -255,6 +260,7 @@ function tick() {
     seen.title = device.lastSeen ? when(device.lastSeen) : "";
     markStale(device, now);
   }
+  age(now);
 }
 
 function redrawAll(quiet = false) {
@@ -270,8 +276,13 @@ function wireControls() {
   const unit = document.getElementById("unit");
   unit.textContent = `°${prefs.unit}`;
   wireRange(redrawAll);
-  slide(() => redrawAll(true));
+  slide(() => (showsLive() ? devices.forEach(update) : redrawAll(true)));
   wireCompare(devices);
+  // A form's word on what was sent ("Saved.", a refusal) goes once the form is edited again.
+  document.getElementById("devices").addEventListener("input", ({ target }) => {
+    const message = target.form?.querySelector(".message");
+    if (message) message.textContent = "";
+  });
   unit.addEventListener("click", () => {
     prefs.unit = prefs.unit === "C" ? "F" : "C";
     unit.textContent = `°${prefs.unit}`;

@@ -46,7 +46,7 @@ def test_editing_one_limit_in_fahrenheit_keeps_the_others_as_stored(live_server,
 
     limit = stored_threshold(live_server)
     assert limit["low"] == 18 and limit["hysteresis"] == 0.5
-    assert limit["high"] == pytest.approx((80 - 32) * 5 / 9)
+    assert limit["high"] == 26.667  # (80 - 32) * 5 / 9, to 3 decimals
     expect(form.get_by_label("High")).to_have_value("80")
     expect(form.get_by_label("Low")).to_have_value("64.4")
     save(form, Hysteresis="1.8")
@@ -136,4 +136,44 @@ def test_a_threshold_changed_elsewhere_shows_at_once_on_the_card_and_its_form(li
     requests.delete(url, timeout=5)
     expect(card.locator(".threshold")).to_have_count(0)
     expect(form.get_by_label("High")).to_have_value("")
+    assert page.console_errors == []
+
+
+def test_a_limit_typed_in_fahrenheit_is_stored_to_3_decimals_and_reads_back_as_typed(
+        live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    page.get_by_role("button", name="Temperature unit").click()
+    expect(form.get_by_label("Hysteresis")).to_have_accessible_name(re.compile(r"^Hysteresis \(°F\)"))
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.5")  # a new limit's
+
+    save(form, High="70")
+
+    assert stored_threshold(live_server) == {"high": 21.111, "hysteresis": 0.278}
+    expect(form.get_by_label("High")).to_have_value("70")
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.5")
+    page.reload()
+    card, form = open_thresholds(page, live_server)
+    expect(form.get_by_label("High")).to_have_value("70")
+    page.get_by_role("button", name="Temperature unit").click()
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.28")  # as saved, in °C
+    assert page.console_errors == []
+
+
+def test_saved_goes_once_a_form_is_edited_again(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    save(form, High="25")
+    form.get_by_label("High").fill("26")
+    expect(form.locator(".message")).to_have_text("")
+
+    card.get_by_text("Edit device").click()
+    labels = card.locator(".labels form")
+    labels.get_by_label("Name").fill("Kitchen")
+    labels.get_by_role("button", name="Save").click()
+    expect(labels.locator(".message")).to_have_text("Saved.")
+    labels.get_by_label("Name").press("s")
+    expect(labels.locator(".message")).to_have_text("")
     assert page.console_errors == []

@@ -12,7 +12,7 @@
 // left to acknowledge, and its line loses the button as it ends. A hidden device's lines and
 // alerts are out of sight, like its card, unless "show hidden" is ticked.
 import {
-  decimals, format, newer, note, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
+  ago, decimals, format, newer, note, number, shown, shownDifference, stored, storedDifference, unitOf, when, withUnit,
 } from "./format.js";
 import { isShown, nameOf } from "./labels.js";
 
@@ -51,8 +51,16 @@ function describe(alert) {
   }[alert.state];
 }
 
-const stamp = (seconds) => Object.assign(document.createElement("time"),
-  { textContent: when(seconds), dateTime: new Date(seconds * 1000).toISOString() });
+// A moment as how long ago it was ("2 min ago", kept current by age()), the time itself its title.
+const stamp = (seconds) => Object.assign(document.createElement("time"), {
+  textContent: ago(Date.now() / 1000 - seconds), title: when(seconds), dateTime: new Date(seconds * 1000).toISOString(),
+});
+
+// Every line's "… ago" as of now (seconds).
+export function age(now) {
+  for (const time of list().querySelectorAll("time")) time.textContent = ago(now - Date.parse(time.dateTime) / 1000);
+}
+
 const small = (className, ...parts) => {
   const node = Object.assign(document.createElement("small"), { className });
   node.append(...parts);
@@ -193,7 +201,10 @@ export async function loadLimits(device) {
 // The form shows the stored limits in the unit chosen now (show() again when it changes);
 // Save sends a changed field converted to °C and an untouched one exactly as stored. The
 // limits are loaded again each time it opens and after a save, and follow `thresholds`
-// events (show(true)): a field the user edited meanwhile keeps what they typed.
+// events (show(true)): a field the user edited meanwhile keeps what they typed. A metric
+// with no limit yet offers HYSTERESIS (in the unit shown), so a value near a new limit
+// does not flap.
+const HYSTERESIS = 0.5;
 export function wireThresholds(device, metricNames) {
   const { id, node } = device;
   const details = node.querySelector(".thresholds");
@@ -217,7 +228,8 @@ export function wireThresholds(device, metricNames) {
     for (const [field, [toShown]] of Object.entries(fields)) {
       const input = form[field];
       if (keepEdits && isEdited(input)) continue;
-      input.value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : "";
+      const offered = field === "hysteresis" && !device.limits.has(name) ? HYSTERESIS : "";
+      input.value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : offered;
       input.dataset.shown = input.value;
     }
   }
@@ -226,7 +238,7 @@ export function wireThresholds(device, metricNames) {
     const limit = device.limits.get(name) || {};
     const entries = Object.entries(fields).map(([field, [, toStored]]) => {
       const input = form[field];
-      if (!isEdited(input)) return [field, limit[field]];
+      if (!isEdited(input) && Object.hasOwn(limit, field)) return [field, limit[field]];
       return [field, input.value === "" ? undefined : toStored(name, Number(input.value))];
     });
     return Object.fromEntries(entries);

@@ -1,19 +1,38 @@
 // A card's chart: its raw points while live, or over a range the average of each bucket in a
 // band from its min to its max, pinned to that range; the device's thresholds as lines; and
 // under it the min, average and max of each metric over what it shows. The same chart opens
-// large (overlay.js) and is kept live there too.
+// large (overlay.js) and is kept live there too. Each unit has its own axis, and so has each
+// metric of no known unit; a card with more than two shows those on its first two at first,
+// and the others when clicked in its legend, which the browser remembers. A range with
+// nothing in it keeps the card's metrics in the legend and on axes, and the card its height.
 import { loadLimits } from "./alerts.js";
 import { DIAGNOSTICS, decimals, figure, format, metricsOf, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
-import { pinned } from "./range.js";
+import { pinned, shownRows } from "./range.js";
 
 export const CHART_HEIGHT = 260;
 const NO_READINGS = "No readings in this range";
+const FIRST_AXES = 2; // the axes a card's metrics are shown on until one is switched in its legend
+const CHOSEN = "sensorcast.charted"; // "device/metric" -> whether the card's chart shows it, as switched in its legend
 const watched = new WeakSet(); // the devices whose chart follows their card's width and has their limits
 
-export function chartedNames(device) {
-  const sample = Object.assign(Object.create(null), ...(device.buckets || device.readings)); // keeps "__proto__"
-  return metricsOf(sample).filter((name) => !DIAGNOSTICS.includes(name));
+// The metrics a chart draws: all but the diagnostics, of what it shows (an object made with
+// no prototype keeps a metric named "__proto__").
+const charted = (sample) => metricsOf(sample).filter((name) => !DIAGNOSTICS.includes(name));
+export const chartedNames = (device) => charted(Object.assign(Object.create(null), ...shownRows(device)));
+
+// The axis a metric is drawn on: its unit's, or for a metric of no known unit its own.
+export const axisOf = (name) => unitOf(name) || name;
+
+// Whether the card's chart shows each metric: as last switched in its legend, else while
+// its axis is one of the first FIRST_AXES.
+const chosen = () => JSON.parse(localStorage.getItem(CHOSEN) || "{}");
+const choose = (device, name, show) =>
+  localStorage.setItem(CHOSEN, JSON.stringify({ ...chosen(), [`${device.id}/${name}`]: show }));
+function showing(device, names) {
+  const choices = chosen();
+  const first = [...new Set(names.map(axisOf))].slice(0, FIRST_AXES);
+  return names.map((name) => choices[`${device.id}/${name}`] ?? first.includes(axisOf(name)));
 }
 
 // A row's own value of a metric (one may be named "constructor", which every object
@@ -23,22 +42,25 @@ const stat = (bucket, name, key) => own(bucket, name)?.[key];
 
 // One metric of the device over what its chart shows, in the unit shown: times and values
 // (a bucket's average).
-export function seriesOf(device, name) {
-  const rows = device.buckets || device.readings;
+export function seriesOf(device, name, rows = shownRows(device)) {
   const value = device.buckets ? (row) => stat(row, name, "avg") : (row) => own(row, name);
   return { xs: rows.map((row) => row.t ?? row.ts), column: rows.map((row) => shown(name, value(row))) };
 }
 
 function chartData(device) {
-  const names = chartedNames(device);
-  const colour = (i) => COLOURS[i % COLOURS.length];
+  const measured = chartedNames(device);
+  const names = measured.length ? measured : charted(device.latest); // none in the range: the legend and axes stay
+  const shows = showing(device, names);
+  const described = (name, i) => ({ unit: unitOf(name), axis: axisOf(name), digits: decimals(name),
+    colour: COLOURS[i % COLOURS.length], show: shows[i] });
   if (!device.buckets) {
-    const specs = names.map((name, i) => ({ label: name, unit: unitOf(name), digits: decimals(name), colour: colour(i) }));
-    return { names, specs, xs: device.readings.map((r) => r.ts), columns: names.map((n) => seriesOf(device, n).column) };
+    const specs = names.map((name, i) => ({ label: name, ...described(name, i) }));
+    const rows = shownRows(device);
+    return { names, specs, xs: rows.map((r) => r.ts), columns: names.map((n) => seriesOf(device, n, rows).column) };
   }
   const specs = names.flatMap((name, i) => [
     { label: `${name} min`, band: "min" }, { label: name, spread: true }, { label: `${name} max`, band: "max" },
-  ].map((spec) => ({ ...spec, unit: unitOf(name), digits: decimals(name), colour: colour(i) })));
+  ].map((spec) => ({ ...spec, ...described(name, i) })));
   const columns = names.flatMap((name) => ["min", "avg", "max"]
     .map((key) => device.buckets.map((bucket) => shown(name, stat(bucket, name, key)))));
   return { names, specs, xs: device.buckets.map((bucket) => bucket.t), columns };
@@ -48,7 +70,7 @@ export function limitsOf(device, names) {
   return names.flatMap((name) => {
     const limit = device.limits.get(name) || {};
     return ["low", "high"].filter((side) => limit[side] != null).map((side) => ({
-      unit: unitOf(name), value: shown(name, limit[side]),
+      axis: axisOf(name), value: shown(name, limit[side]),
       label: `${names.length > 1 ? `${name} ` : ""}${side} ${format(name, limit[side])}`,
     }));
   });
@@ -63,7 +85,7 @@ function summarise(device, names) {
     summary = Object.assign(document.createElement("p"), { className: "summary" });
     box.after(summary);
   }
-  const rows = device.buckets || device.readings;
+  const rows = shownRows(device);
   const lines = names.map((name) => {
     const values = (key) => rows.map((row) => (device.buckets ? stat(row, name, key) : own(row, name)))
       .filter((value) => value != null);
@@ -82,10 +104,11 @@ function summarise(device, names) {
 
 function drawInto(device, into, box, height, onTimes) {
   const { names, specs, xs, columns } = chartData(device);
-  const shape = [device.buckets ? "buckets" : "points", ...specs.map((spec) => spec.unit + spec.digits), ...names].join();
+  const shape = [device.buckets ? "buckets" : "points", ...specs.map((spec) => spec.unit + spec.digits + spec.show),
+    ...names].join(); // a metric switched in the legend remakes the chart and its enlarged view
   const options = () => plotOptions({
     specs, width: box.clientWidth || 300, height, pinned: () => pinned(device.period), limits: () => limitsOf(device, names),
-    onTimes,
+    onTimes, onShow: (spec, show) => choose(device, spec.label, show),
   });
   const chart = plot(into, shape, options, withGaps(xs, columns), box);
   return { chart, names, xs };
@@ -100,7 +123,7 @@ export function draw(device) {
       .catch((error) => console.error(`could not load ${device.id}'s thresholds`, error));
   }
   const box = device.node.querySelector(".chart");
-  // The x axis, for Custom… to start from (range.js) and for tests.
+  // The x axis, for tests.
   const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max });
   const { chart, names, xs } = drawInto(device, device.chart, box, CHART_HEIGHT, showTimes);
   device.chart = chart;

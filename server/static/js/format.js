@@ -19,9 +19,13 @@ const fahrenheit = (name, unit = prefs.unit) => name === "temperature" && unit =
 export const unitOf = (name) => (fahrenheit(name) ? "°F" : UNITS.get(name) || "");
 export const shown = (name, value, unit = prefs.unit) =>
   (value == null || !fahrenheit(name, unit) ? value : (value * 9) / 5 + 32);
-export const stored = (name, value) => (value == null || !fahrenheit(name) ? value : ((value - 32) * 5) / 9);
 export const shownDifference = (name, value) => (fahrenheit(name) ? (value * 9) / 5 : value);
-export const storedDifference = (name, value) => (fahrenheit(name) ? (value * 5) / 9 : value);
+// A limit typed in °F is stored to STORED_DECIMALS decimals of °C: no long tail, and back in
+// °F it still reads as typed (to 2 decimals: 70 °F is 21.111 °C, which is 69.9998 °F).
+const STORED_DECIMALS = 3;
+const toStored = (value) => Math.round(value * 10 ** STORED_DECIMALS) / 10 ** STORED_DECIMALS;
+export const stored = (name, value) => (value == null || !fahrenheit(name) ? value : toStored(((value - 32) * 5) / 9));
+export const storedDifference = (name, value) => (fahrenheit(name) ? toStored((value * 5) / 9) : value);
 
 const formats = new Map(); // Intl formatters by their options: made once, used often
 function formatter(kind, options) {
@@ -33,7 +37,7 @@ function formatter(kind, options) {
 export const number = (value, most = 3, least = 0) =>
   formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
 
-// A metric's figures (values, averages, thresholds, axis ticks) all have the same decimals:
+// A metric's figures (values, averages, thresholds) all have the same decimals:
 // the most that its readings so far have had, at most MOST_DECIMALS. A value converted to
 // °F counts with no more than its source's decimals, or one: 21.3 °C is 70.3 °F, not 70.34.
 const MOST_DECIMALS = 3;
@@ -77,16 +81,25 @@ export function ago(seconds) {
   return `${number(Math.round(seconds / 86400))} d ago`;
 }
 
+// Every time on the page reads alike, on the chart axes' 24-hour clock in the page's locale.
 const date = (seconds, options) => formatter(Intl.DateTimeFormat, options).format(new Date(seconds * 1000));
-const FULL = { year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric",
-  second: "numeric" }; // as toLocaleString() writes it
-export const when = (seconds) => date(seconds, FULL);
-
-// A chart's time axis, short enough for a narrow card: the finer its step, the more of the
-// time each label says, on a 24-hour clock ("14:30", "14:30:15"); a day's label, and
-// midnight's, is its date ("29/11" or "11/29").
 const CLOCK = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
 const DAY = { month: "numeric", day: "numeric" };
+
+// A moment to the second, with its date only when that is not today ("17:08:40",
+// "28/11, 17:08:40"), and its year only when that is not this year.
+export function when(seconds) {
+  const then = new Date(seconds * 1000);
+  const today = new Date();
+  const time = { ...CLOCK, second: "2-digit" };
+  if (then.toDateString() === today.toDateString()) return date(seconds, time);
+  const year = then.getFullYear() === today.getFullYear() ? {} : { year: "numeric" };
+  return date(seconds, { ...year, ...DAY, ...time });
+}
+
+// A chart's time axis, short enough for a narrow card: the finer its step, the more of the
+// time each label says ("14:30", "14:30:15"); a day's label, and midnight's, is its date
+// ("29/11" or "11/29").
 export function tick(seconds, step) {
   const midnight = new Date(seconds * 1000).setHours(0, 0, 0, 0) === seconds * 1000;
   if (step >= 86400 || (midnight && step >= 3600)) return date(seconds, DAY);

@@ -1,10 +1,11 @@
 // Charts opened large, in a dialog over the page (Esc or Close closes it), both kept live:
 // a card's chart at the dialog's full width, and a comparison of one metric of every device
-// that has it, one series per device in the page's order, with each device's thresholds
-// (a hidden device only while "show hidden" is ticked).
+// that has it, one series per device in the page's order, over the page's range (while live,
+// the same last minutes as every card), with each device's thresholds (a hidden device only
+// while "show hidden" is ticked).
 // Both are titled with the devices' names and follow the window's size.
 import { decimals, metricsOf, unitOf } from "./format.js";
-import { chartedNames, draw, limitsOf, seriesOf } from "./chart.js";
+import { axisOf, chartedNames, draw, limitsOf, seriesOf } from "./chart.js";
 import { isShown, nameOf } from "./labels.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned } from "./range.js";
@@ -65,8 +66,8 @@ export function redrawCompare() {
   const having = [...compared.devices.values()]
     .filter((device) => isShown(device.id) && chartedNames(device).includes(metric))
     .sort((a, b) => (a.node.compareDocumentPosition(b.node) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1)); // as on the page
-  const specs = having.map((device, i) => ({ label: nameOf(device.id), unit: unitOf(metric), digits: decimals(metric),
-    colour: COLOURS[i % COLOURS.length] }));
+  const specs = having.map((device, i) => ({ label: nameOf(device.id), unit: unitOf(metric), axis: axisOf(metric),
+    digits: decimals(metric), colour: COLOURS[i % COLOURS.length] }));
   const limits = () => having.flatMap((device) => limitsOf(device, [metric])
     .map((limit) => ({ ...limit, label: `${nameOf(device.id)} ${limit.label}` })));
   const tables = having.map((device) => {
@@ -74,7 +75,9 @@ export function redrawCompare() {
     return withGaps(xs, [column]);
   });
   const values = tables.length ? uPlot.join(tables) : [[]];
-  const options = () => plotOptions({ specs, width: box.clientWidth, height: tallest(), pinned: () => pinned(having[0]?.period), limits });
+  const showTimes = ({ min, max }) => Object.assign(box.dataset, { from: min, to: max }); // the x axis, for tests
+  const options = () => plotOptions({ specs, width: box.clientWidth, height: tallest(),
+    pinned: () => pinned(having[0]?.period), limits, onTimes: showTimes });
   const shape = [metric, ...specs.map((spec) => spec.label), specs[0]?.unit, specs[0]?.digits].join();
   compared.chart = plot(compared.chart, shape, options, values, box);
   box.dataset.series = specs.length;

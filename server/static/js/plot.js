@@ -1,9 +1,11 @@
 // What every chart on the page shares (a card's, its enlarged view, the compare view): a time
-// axis and one value axis per unit in the page's locale, an x range pinned to the chosen range
+// axis and a value axis for each unit (or unknown metric) shown, in the page's locale, its
+// figures as round as their step ("22", "24"; "21.5"), an x range pinned to the chosen range
 // (a single point gets some room around it, in time and in value), breaks longer than a few
 // intervals drawn as gaps, a value with none to join drawn as a dot, a readout of the time
-// and each series' value under the cursor, and threshold lines.
+// and each series' value under the cursor, threshold lines, and drag-to-zoom (zoom.js).
 import { number, tick, when, withUnit } from "./format.js";
+import { dragToZoom } from "./zoom.js";
 
 // Twenty colours apart from one another, each mid-light: readable on a light card and a dark one.
 export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "#5b8e7d", "#7cb342", "#9c27b0",
@@ -13,13 +15,15 @@ const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
 const FLAT_ROOM = 1; // either side of a value axis's only value (one reading, or all alike), in its unit
 const GAP = 3; // a break longer than this many usual intervals is a gap
 const TIME_SPACE = 90; // px from one time on the axis to the next, where the chart is wide enough
-const LEAST_TIMES = 3; // labels on a time axis, however narrow, while they fit side by side
+const LEAST_TIMES = 4; // labels on a time axis, however narrow, while they fit side by side (with three, a phone's
+// 1 h went up to 20 minutes by "now" without one)
 const LABEL_GAP = 6; // px between two labels on the time axis, at least
 const READOUT_REACH = 2; // usual steps between a series' points: farther from the pointer, no value is read out
 const AXIS_FONT = "12px system-ui, sans-serif";
 // Seconds from one time on the axis to the next: steps close together, so that one of them
-// gives a narrow chart its LEAST_TIMES labels.
-const TIME_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600, 7200,
+// gives a narrow chart its LEAST_TIMES labels (none of 3 or 4 minutes: a card's Live reads
+// every 5).
+const TIME_STEPS = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 360, 600, 720, 900, 1200, 1800, 3600, 7200,
   10800, 14400, 21600, 28800, 43200, 86400, 172800, 259200, 604800, 1209600, 2592000];
 const UNIT_SPACE = 16; // px for a value axis's unit, written up its side
 const TICK_SPACE = 12; // px for a value axis's ticks and the gap to its figures
@@ -55,13 +59,16 @@ function timeRange(pinned) {
   };
 }
 
-// A value axis holds its data and the unit's threshold lines, with some room around them
+// The uPlot scale of a value axis ("x" is the time's, and a metric may be named so).
+const scaleOf = (axis) => `${axis} axis`;
+
+// A value axis holds its data and the threshold lines on it, with some room around them
 // (uPlot would run an axis with a single value from 0 to twice that value); while every
-// series of its unit is switched off in the legend, it has no range, and uPlot hides it.
-function valueRange(unit, limits) {
+// series on it is switched off in the legend, it has no range, and uPlot hides it.
+function valueRange(axis, limits) {
   return (u, min, max) => {
-    if (!u.series.some((series) => series.scale === unit && series.show)) return [null, null];
-    const values = limits().filter((limit) => limit.unit === unit).map((limit) => limit.value);
+    if (!u.series.some((series) => series.scale === scaleOf(axis) && series.show)) return [null, null];
+    const values = limits().filter((limit) => limit.axis === axis).map((limit) => limit.value);
     if (min != null) values.push(min, max);
     if (!values.length) return [0, 1];
     const [lowest, highest] = [Math.min(...values), Math.max(...values)];
@@ -175,7 +182,7 @@ function thresholdLines(limits) {
   return {
     hooks: {
       draw: (u) => {
-        const now = new Map(limits().map((limit) => [`${limit.unit} ${limit.label}`, limit]));
+        const now = new Map(limits().map((limit) => [`${limit.axis} ${limit.label}`, limit]));
         for (const [key, node] of drawn) if (!now.has(key)) node.remove();
         drawn = new Map([...now].map(([key, limit]) => {
           let node = drawn.get(key);
@@ -183,8 +190,8 @@ function thresholdLines(limits) {
             node = u.over.appendChild(Object.assign(document.createElement("div"), { className: "threshold" }));
             node.append(Object.assign(document.createElement("span"), { textContent: limit.label }));
           }
-          node.hidden = u.scales[limit.unit].min == null; // its metric switched off in the legend
-          node.style.top = `${u.valToPos(limit.value, limit.unit)}px`;
+          node.hidden = u.scales[scaleOf(limit.axis)].min == null; // its metric switched off in the legend
+          node.style.top = `${u.valToPos(limit.value, scaleOf(limit.axis))}px`;
           node.dataset.value = limit.value;
           return [key, node];
         }));
@@ -217,38 +224,53 @@ const bandsFollow = (specs) => (u, index) => {
   for (const edge of [index - 1, index + 1]) if (u.series[edge].show !== show) u.setSeries(edge, { show });
 };
 
-// A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its figures'
-// decimals can write.
-const steps = (digits) => Array.from({ length: 16 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** (power - digits))).flat();
+// Whoever made the chart is told of a series switched on or off in the legend (a band's
+// edges follow their middle, and say nothing).
+const tellShown = (specs, onShow) => (u, index) => {
+  const spec = specs[index - 1];
+  if (spec && !spec.band) onShow(spec, u.series[index].show);
+};
 
-// uPlot options for series described as { label, unit, digits (its figures' decimals), colour,
-// band ("min"/"max": the edge of a band, not in the readout nor legend), spread (a band's middle) }.
-export function plotOptions({ specs, width, height, pinned = () => null, limits = () => [], onTimes = () => {} }) {
-  const units = [...new Set(specs.map((spec) => spec.unit))];
+// A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its series'
+// decimals can write. Its figures have the decimals of its step (0.5: one; 2: none).
+const steps = (digits) => Array.from({ length: 16 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** (power - digits))).flat();
+const stepDecimals = (step) => Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+
+// uPlot options for series described as { label, unit, axis (its unit, or an unknown metric's
+// name: series with the same axis share it, and it is named so), digits (its figures' decimals),
+// colour, show (false: off until switched on in the legend), band ("min"/"max": the edge of a
+// band, not in the readout nor legend), spread (a band's middle) }. Each axis is drawn while a
+// series on it is shown, the first on the left, the next on the right, and so on; a chart with
+// nothing to draw has them with no figures. onShow(spec, shown) follows the legend's switches.
+export function plotOptions({ specs, width, height, pinned = () => null, limits = () => [], onTimes = () => {},
+  onShow = () => {} }) {
+  const names = [...new Set(specs.map((spec) => spec.axis))];
   const style = getComputedStyle(document.body); // follows the light or dark scheme
   const lines = { stroke: style.getPropertyValue("--line"), width: 1 };
   const axis = { stroke: style.color, grid: lines, ticks: lines, font: AXIS_FONT };
   const times = { ...axis, space: timeSpace, incrs: TIME_STEPS,
     values: (u, splits, _, __, step) => splits.map((t) => tick(t, step)) };
-  const axes = [times, ...units.slice(0, 2).map((scale, i) => {
-    const digits = Math.max(...specs.filter((spec) => spec.unit === scale).map((spec) => spec.digits));
-    return { ...axis, scale, side: i ? 1 : 3, label: scale, labelSize: UNIT_SPACE, labelGap: 0,
+  const axes = [times, ...names.map((name, i) => {
+    const digits = Math.max(...specs.filter((spec) => spec.axis === name).map((spec) => spec.digits));
+    const figures = (u, splits, _, __, step) => splits
+      .map((value) => (u.data[0].length ? number(value, stepDecimals(step), stepDecimals(step)) : ""));
+    return { ...axis, scale: scaleOf(name), side: i % 2 ? 1 : 3, label: name, labelSize: UNIT_SPACE, labelGap: 0,
       grid: i ? { show: false } : lines, // one set of grid lines: the first axis's
-      size: valueAxisSize, ticks: { ...lines, size: 4 }, incrs: steps(digits),
-      values: (u, splits) => splits.map((value) => number(value, digits, digits)) };
+      size: valueAxisSize, ticks: { ...lines, size: 4 }, incrs: steps(digits), values: figures };
   })];
   const scales = { x: { time: true, range: timeRange(pinned) } };
-  for (const unit of units) scales[unit] = { range: valueRange(unit, limits) };
+  for (const name of names) scales[scaleOf(name)] = { range: valueRange(name, limits) };
   const series = specs.map((spec) => {
     const colour = spec.colour + (spec.band ? "55" : "");
-    return { label: spec.label, band: spec.band, scale: spec.unit, spanGaps: false, stroke: colour,
-      width: spec.band ? 1 : 1.5, points: { size: 6, fill: colour, filter: lonePoints } };
+    return { label: spec.label, band: spec.band, scale: scaleOf(spec.axis), show: spec.show ?? true, spanGaps: false,
+      stroke: colour, width: spec.band ? 1 : 1.5, points: { size: 6, fill: colour, filter: lonePoints } };
   });
   const bands = specs.flatMap((spec, i) => (spec.band === "max" ? [{ series: [i + 1, i - 1], fill: `${spec.colour}22` }] : []));
   return {
     width, height, axes, scales, bands, legend: { live: false },
-    series: [{}, ...series], plugins: [readout(specs), thresholdLines(limits)],
-    hooks: { setScale: [(u, key) => key === "x" && onTimes(u.scales.x)], setSeries: [bandsFollow(specs)] },
+    series: [{}, ...series], plugins: [readout(specs), thresholdLines(limits), dragToZoom],
+    hooks: { setScale: [(u, key) => key === "x" && onTimes(u.scales.x)],
+      setSeries: [bandsFollow(specs), tellShown(specs, onShow)] },
   };
 }
 

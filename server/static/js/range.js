@@ -1,21 +1,71 @@
-// The range a chart shows: Live (the newest readings, each new one appended), 1 h, 24 h and
-// 7 d, which slide with time (fetched again every 1/300 of their span, at least once a
-// minute, with live readings added to the newest bucket in between), or a custom From–To.
+// The range a chart shows: Live (the readings of the last LIVE_SPAN, each new one appended,
+// on an axis that slides with time), 1 h, 24 h and 7 d, which slide with time (fetched again
+// every 1/300 of their span, at least once a minute, with live readings added to the newest
+// bucket in between), or a custom From–To, typed in or dragged across a chart (zoom.js).
 // A card says it is loading while its range is fetched, and draws only the answer to its
 // latest request: an older one still under way is aborted, and its answer never drawn.
+// The range is this page's own (another tab may show another) and in its address, to share:
+// ?range=1h, or ?from=…&to=… in ISO time or Unix seconds. Each choice is a new history entry
+// (pushState), so Back returns to the range before; a page opened without one shows the
+// range last chosen in this browser.
 import { prefs } from "./format.js";
+import { ZOOM } from "./zoom.js";
 
 export const BUCKETS = 300;
-const SPANS = { "1h": 3600, "24h": 86400, "7d": 604800 };
+export const LIVE_SPAN = 15 * 60; // seconds
+const SPANS = { live: LIVE_SPAN, "1h": 3600, "24h": 86400, "7d": 604800 };
 const SLIDE_AT_LEAST = 60; // seconds between fetches of a sliding range, at most
 const weights = new WeakMap(); // a bucket's count of readings, for live readings added to it (1 if fetched)
 
-// The chosen range in Unix seconds, or null while live.
+// A range from a page address's query, or null for none.
+function fromAddress(search) {
+  const query = new URLSearchParams(search);
+  const seconds = (text) => (/^\d+(\.\d+)?$/.test(text) ? Number(text) : Date.parse(text) / 1000);
+  const [since, until] = ["from", "to"].map((name) => seconds(query.get(name) ?? ""));
+  if (since < until) return { name: "custom", since, until };
+  return Object.hasOwn(SPANS, query.get("range")) ? { name: query.get("range") } : null;
+}
+
+// The page's address with the range in its query, the rest of the query kept.
+function toAddress(chosen) {
+  const query = new URLSearchParams(location.search);
+  ["range", "from", "to"].forEach((name) => query.delete(name));
+  const iso = (seconds) => new Date(seconds * 1000).toISOString();
+  if (chosen.name === "custom") {
+    query.set("from", iso(chosen.since));
+    query.set("to", iso(chosen.until));
+  } else {
+    query.set("range", chosen.name);
+  }
+  return `?${query}`;
+}
+
+let chosen = fromAddress(location.search) ?? prefs.range;
+export const showsLive = () => chosen.name === "live";
+
+// The chosen range in Unix seconds.
 export function range() {
-  const chosen = prefs.range;
-  const now = Date.now() / 1000;
   if (chosen.name === "custom") return { since: chosen.since, until: chosen.until };
-  return SPANS[chosen.name] ? { since: now - SPANS[chosen.name], until: now } : null;
+  const now = Date.now() / 1000;
+  return { since: now - SPANS[chosen.name], until: now };
+}
+
+// What a chart of the device shows: its buckets over a range, or while live its readings of
+// the last LIVE_SPAN.
+export function shownRows(device) {
+  if (device.buckets) return device.buckets;
+  const since = Date.now() / 1000 - LIVE_SPAN;
+  return device.readings.filter((reading) => reading.ts >= since);
+}
+
+// A device's readings one too many: the oldest goes if it is older than Live shows, else the
+// one whose neighbours are closest together (never the first nor the newest), so that a
+// device sending hundreds a second keeps a chart across the whole of Live's span.
+export function thin(readings) {
+  const room = (i) => readings[i + 1].ts - readings[i - 1].ts;
+  let at = 1;
+  for (let i = 2; i < readings.length - 1; i += 1) if (room(i) < room(at)) at = i;
+  readings.splice(readings[0].ts < Date.now() / 1000 - LIVE_SPAN ? 0 : at, 1);
 }
 
 export const readingsUrl = (device) => `/api/devices/${encodeURIComponent(device.id)}/readings`;
@@ -31,12 +81,12 @@ function loading(device, on) {
 // load (a sliding range's refresh) shows no loading state.
 export async function loadRange(device, quiet = false) {
   device.request?.abort();
-  const period = range();
-  if (!period) {
+  if (showsLive()) {
     Object.assign(device, { request: null, buckets: null, period: null });
     loading(device, false);
     return true;
   }
+  const period = range();
   const request = (device.request = new AbortController());
   if (!quiet) loading(device, true);
   const url = `${readingsUrl(device)}?buckets=${BUCKETS}&since=${period.since}&until=${period.until}`;
@@ -45,7 +95,7 @@ export async function loadRange(device, quiet = false) {
     if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
     const { buckets, width } = await answer.json();
     if (device.request !== request) return false; // a newer request has begun
-    Object.assign(device, { buckets, period: { ...period, width, name: prefs.range.name } });
+    Object.assign(device, { buckets, period: { ...period, width, name: chosen.name } });
     return true;
   } catch (error) {
     if (error.name === "AbortError") return false;
@@ -79,19 +129,18 @@ export function addToBuckets(device, reading, names) {
   weights.set(bucket, weight + 1);
 }
 
-// The x range a chart of the period fetched is pinned to now (null while live): a sliding
-// range ends now.
+// The x range a chart of the period fetched (null while live) is pinned to: a sliding range
+// ends now.
 export function pinned(period) {
-  if (!period) return null;
-  const span = SPANS[period.name];
+  const span = SPANS[period?.name ?? "live"];
   return span ? [Date.now() / 1000 - span, Date.now() / 1000] : [period.since, period.until];
 }
 
-// Calls reload() whenever a sliding range is due to be fetched again.
+// Calls reload() whenever a sliding range is due to be fetched again (Live's, drawn again).
 export function slide(reload) {
   let fetched = Date.now() / 1000;
   setInterval(() => {
-    const span = SPANS[prefs.range.name];
+    const span = SPANS[chosen.name];
     const now = Date.now() / 1000;
     if (span && now - fetched >= Math.min(span / BUCKETS, SLIDE_AT_LEAST)) {
       fetched = now;
@@ -100,17 +149,10 @@ export function slide(reload) {
   }, 1000);
 }
 
-// The range the charts show: the one chosen, or while live the first chart's x axis
-// (chart.js writes it on the chart), or the last hour before any is drawn.
-function shownRange() {
-  const axis = document.querySelector(".card .chart[data-from]")?.dataset;
-  const now = Date.now() / 1000;
-  return range() || (axis ? { since: Number(axis.from), until: Number(axis.to) } : { since: now - 3600, until: now });
-}
-
-// The range picker: the choice is remembered; choosing Custom… fills From and To with the
-// range shown, which the charts keep until either is changed; a custom From that is not
-// before its To is refused with a message, and the charts keep their range until it is fixed.
+// The range picker: Custom… fills From and To with the range shown, which the charts keep
+// until either is changed; a custom From that is not before its To is refused with a message,
+// and the charts keep their range until it is fixed. A chart dragged across, and Back and
+// Forward, choose a range too.
 export function wireRange(onChange) {
   const select = document.getElementById("range");
   const custom = document.getElementById("custom");
@@ -120,16 +162,28 @@ export function wireRange(onChange) {
   const [from, to] = ["from", "to"].map((name) => custom.querySelector(`[name=${name}]`));
   const local = (seconds) => new Date((seconds - new Date().getTimezoneOffset() * 60) * 1000).toISOString().slice(0, 16);
   const fill = ({ since, until }) => { [from.value, to.value] = [local(since), local(until)]; };
-  const chosen = prefs.range;
-  select.value = chosen.name;
-  custom.hidden = chosen.name !== "custom";
-  if (chosen.name === "custom") fill(chosen);
+  const showChosen = () => {
+    select.value = chosen.name;
+    custom.hidden = chosen.name !== "custom";
+    message.textContent = "";
+    [from, to].forEach((input) => input.removeAttribute("aria-invalid"));
+    if (chosen.name === "custom") fill(chosen);
+  };
+  const choose = (next, address = "pushState") => {
+    chosen = prefs.range = next;
+    history[address](history.state, "", toAddress(chosen));
+    showChosen();
+    onChange();
+  };
+  // "Live 15 min", and no wider: the header is one line at a desk.
+  select.querySelector("[value=live]").textContent = `Live ${LIVE_SPAN / 60} min`;
+  history.replaceState(history.state, "", toAddress(chosen));
+  showChosen();
   select.addEventListener("change", () => {
     custom.hidden = select.value !== "custom";
     message.textContent = "";
-    if (select.value === "custom") return fill(shownRange());
-    prefs.range = { name: select.value };
-    onChange();
+    if (select.value === "custom") return fill(range());
+    choose({ name: select.value });
   });
   custom.addEventListener("change", () => {
     const since = Date.parse(from.value) / 1000;
@@ -138,7 +192,8 @@ export function wireRange(onChange) {
     message.textContent = wrong ? "From must be before To." : "";
     [from, to].forEach((input) => input.setAttribute("aria-invalid", String(wrong)));
     if (!(since < until)) return;
-    prefs.range = { name: "custom", since, until };
-    onChange();
+    choose({ name: "custom", since, until });
   });
+  document.addEventListener(ZOOM, ({ detail }) => choose({ name: "custom", ...detail }));
+  window.addEventListener("popstate", () => choose(fromAddress(location.search) ?? prefs.range, "replaceState"));
 }

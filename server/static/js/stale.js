@@ -5,10 +5,12 @@
 // (nor one whose clock gives many readings the same second). A metric the device stopped
 // sending is stale on its own, and says how old its value is, once it lags the device's
 // newest reading by more than that metric's own allowance. While the stream is down the
-// silence is the server's, not the devices': no card is stale for it. The card's status says
-// which it is: "online", "stale · last seen 3 min ago" or "offline".
+// silence is the server's, not the devices': no card is stale for it, and each says that it
+// is out of touch. The card's status says which it is: "online", "stale · last seen 3 min
+// ago", "offline" or "no connection · last seen 3 min ago". A card whose chart could not be
+// fetched says so too, until a fetch works again.
 import { ago, when } from "./format.js";
-import { isLive } from "./stream.js";
+import { isDown, isLive } from "./stream.js";
 
 const STALE_FLOOR = 5; // seconds
 const RECENT = 20; // readings that tell the usual interval
@@ -26,8 +28,11 @@ export function markStale(device, now) {
   const stale = device.online && isLive() && now - device.lastSeen > usual;
   device.node.querySelector(".metrics").classList.toggle("stale", stale);
   const status = device.node.querySelector(".status");
-  status.textContent = !device.online ? "offline" : stale ? `stale · last seen ${ago(now - device.lastSeen)}` : "online";
+  const seen = `last seen ${ago(now - device.lastSeen)}`;
+  status.textContent = isDown() ? `no connection · ${seen}`
+    : !device.online ? "offline" : stale ? `stale · ${seen}` : "online";
   status.classList.toggle("stale", stale);
+  status.classList.toggle("down", isDown());
   const newest = rows.at(-1)?.ts;
   for (const item of device.node.querySelectorAll(".metrics [data-metric]")) {
     const name = item.dataset.metric;
@@ -40,4 +45,10 @@ export function markStale(device, now) {
     label.title = old ? `${name}: ${when(last)}` : name;
     item.classList.toggle("stale", old);
   }
+}
+
+// What keeps the card's chart from being current: an error from fetching it, or null once it worked.
+export function markFailed(device, error) {
+  const reason = error && (/HTTP \d+$/.exec(error.message)?.[0] ?? "no connection");
+  device.node.querySelector(".chart-error").textContent = error ? `Chart not updated: ${reason}` : "";
 }

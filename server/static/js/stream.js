@@ -2,6 +2,8 @@
 // and the header's indicator of whether it is live. A refusal (503 or 429 while the server
 // is full, 401 when the login ended) closes an EventSource for good: a new one opens after a
 // growing, jittered delay, so a crowd does not return at once; or the viewer logs in again.
+// A live stream that ends may be a login ended too (the browser would only learn it at its
+// next try, seconds later): the server is asked at once, and a 401 goes to the login page.
 import { newer } from "./format.js";
 
 const RETRY_MS = 3000;
@@ -10,6 +12,7 @@ let lastEventId = "";
 let retryDelay = RETRY_MS;
 
 export const isLive = () => indicator().classList.contains("live");
+export const isDown = () => indicator().classList.contains("reconnecting"); // not while first connecting
 
 // Replay from this reading id on, unless a newer one was seen.
 export function resumeAfter(id) {
@@ -40,11 +43,16 @@ export function connect(onOpen, handlers) {
     onOpen();
   };
   source.onerror = () => {
+    const ended = isLive();
+    const closed = source.readyState === EventSource.CLOSED;
     show(false);
-    if (source.readyState === EventSource.CLOSED) {
-      fetch("/api/devices", { method: "HEAD" })
-        .then((answer) => (answer.status === 401 ? toLogin() : retryLater()), retryLater);
-    }
+    if (!ended && !closed) return; // the browser tries again, as it did since the stream ended
+    const otherwise = () => closed && retryLater();
+    fetch("/api/devices", { method: "HEAD" }).then((answer) => {
+      if (answer.status !== 401) return otherwise();
+      source.close();
+      toLogin();
+    }, otherwise);
   };
   source.addEventListener("reading", (event) => {
     lastEventId = event.lastEventId || lastEventId;

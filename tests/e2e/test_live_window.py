@@ -1,0 +1,95 @@
+"""A user watches Live at a desk, with a board that posts once a minute beside one that posts
+every second, and a busy one: every card and the Compare view show the same last 15 minutes,
+which slide on with time, and a busy board's chart stays bounded while its value stays current."""
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+DESK = {"width": 1280, "height": 900}
+MINUTE = 60
+LIVE = 15 * MINUTE
+
+
+def post(server, token, readings):
+    for start in range(0, len(readings), 500):  # the server's batch limit
+        assert server.post("/api/readings", token, json=readings[start:start + 500]).ok
+
+
+def open_live(open_page, server):
+    page = open_page(viewport=DESK)
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    return page
+
+
+def axis(box):
+    """A chart's x axis, [from, to] in Unix seconds, as the page writes it on the chart's box."""
+    return [float(box.get_attribute("data-from")), float(box.get_attribute("data-to"))]
+
+
+def test_every_card_and_compare_show_the_same_last_15_minutes(live_server, token_for, open_page):
+    now = time.time()
+    post(live_server, token_for("porch"), [{"temperature": 10 + n % 5, "ts": now - 180 * MINUTE + n * MINUTE}
+                                           for n in range(181)])  # once a minute for three hours
+    post(live_server, token_for("fan"), [{"temperature": 30 + n % 3, "ts": now - 120 + n} for n in range(121)])
+    page = open_live(open_page, live_server)
+    porch, fan = (page.locator(f'[data-device="{device}"] .chart') for device in ("porch", "fan"))
+
+    expect(porch).to_have_attribute("data-points", re.compile(r"^1[56]$"))  # the last 15 of its 181
+    expect(fan).to_have_attribute("data-points", "121")
+    for chart in (porch, fan):
+        since, until = axis(chart)
+        assert until - since == pytest.approx(LIVE, abs=1)
+        assert until == pytest.approx(time.time(), abs=30)
+
+    page.get_by_role("button", name="Compare").click()
+    dialog = page.get_by_role("dialog", name="Compare devices")
+    expect(dialog.locator(".u-legend .u-label")).to_have_text(["fan", "porch"])
+    compared = dialog.locator(".chart")
+    expect(compared).to_have_attribute("data-to", re.compile(r"\d"))
+    since, until = axis(compared)
+    assert until - since == pytest.approx(LIVE, abs=1)  # not the porch's three hours
+    assert until == pytest.approx(time.time(), abs=30)
+    expect(page.get_by_label("Range").locator("option:checked")).to_have_text("Live 15 min")  # as the picker says
+    assert page.console_errors == []
+
+
+def test_the_window_slides_on_and_older_readings_drop_off(live_server, token_for, open_page):
+    now = time.time()
+    post(live_server, token_for("porch"), [{"temperature": 12, "ts": now - LIVE + 30}, {"temperature": 14, "ts": now - 30}])
+    page = open_live(open_page, live_server)
+    chart = page.locator('[data-device="porch"] .chart')
+    expect(chart).to_have_attribute("data-points", "2")
+    expect(page.locator('[data-device="porch"] .summary')).to_contain_text("min\u00a012")
+    since, until = axis(chart)
+
+    expect(chart).to_have_attribute("data-points", "1", timeout=60_000)  # with no new reading
+
+    later_since, later_until = axis(chart)
+    assert later_since > since + 5 and later_until > until + 5
+    assert later_until - later_since == pytest.approx(LIVE, abs=1)
+    expect(page.locator('[data-device="porch"] .summary')).to_contain_text("min\u00a014")
+    assert page.console_errors == []
+
+
+def test_a_busy_board_keeps_a_bounded_chart_over_the_whole_window_and_a_current_value(
+        start_server, token_for, open_page):
+    live_server = start_server(READINGS_RATE_LIMIT=1000, READINGS_BURST=5000)  # a board let post hundreds a second
+    token = token_for("lathe")
+    now = time.time()
+    post(live_server, token, [{"temperature": 10, "ts": now - 10 * MINUTE + n * 1.2} for n in range(500)])
+    page = open_live(open_page, live_server)
+    card = page.locator('[data-device="lathe"]')
+    expect(card.locator(".chart")).to_have_attribute("data-points", "500")
+
+    for batch in range(10):  # two thousand readings within seconds
+        post(live_server, token, [{"temperature": 30 + n % 10 / 10} for n in range(200)])
+    post(live_server, token, [{"temperature": 31.5}])
+
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("31.5 °C")
+    expect(card.locator(".summary")).to_contain_text("max\u00a031.5", timeout=20_000)
+    assert int(card.locator(".chart").get_attribute("data-points")) <= 500
+    expect(card.locator(".summary")).to_contain_text("min\u00a010.0")  # the window's start is still drawn
+    assert page.console_errors == []

@@ -1,0 +1,77 @@
+"""A user watches the dashboard while the server, or its Redis, goes away and comes back,
+and while the owner starts requiring a login: each card says it is out of touch and that its
+chart is not current, not "online", until the server answers again; a page whose login is
+now needed goes to the login page at once."""
+import re
+
+from playwright.sync_api import expect
+
+from server.auth import issue_token
+from server.embedded_redis import EmbeddedRedis
+from server.store import connect
+from tests.conftest import LiveServer
+
+OUT_OF_TOUCH = re.compile(r"^no connection · last seen \d+ (s|min) ago$")
+
+
+def test_while_the_server_is_away_each_card_says_so_and_why_its_chart_is_old(
+        start_server, token_for, browser_page):
+    server = start_server()
+    token = token_for("kitchen")
+    server.post("/api/readings", token, json={"temperature": 20})
+    page = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    page.get_by_label("Range").select_option("1h")  # fetched again every 12 s
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-points", re.compile(r"^\d+$"))
+    expect(card.locator(".status")).to_have_text("online")
+
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+
+    expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH, timeout=20_000)
+    expect(card.locator(".chart-error")).to_have_text("Chart not updated: no connection", timeout=30_000)
+    expect(card.locator(".chart-error")).to_be_visible()
+
+    start_server(port=port)
+
+    expect(page.locator("#connection")).to_have_text("live", timeout=60_000)
+    expect(card.locator(".status")).to_have_text("online")
+    expect(card.locator(".chart-error")).to_be_hidden(timeout=30_000)
+    expect(card.locator(".chart-error")).to_have_text("")
+
+
+def test_while_redis_is_away_each_card_says_so(tmp_path, browser_page):
+    with EmbeddedRedis(tmp_path) as redis_server:
+        client = connect(redis_server.url)
+        server = LiveServer(redis_server.url)
+        try:
+            server.post("/api/readings", issue_token(client, "kitchen"), json={"temperature": 20})
+            page = browser_page
+            page.goto(server.url + "/")
+            expect(page.locator("#connection")).to_have_text("live")
+            card = page.locator('[data-device="kitchen"]')
+            expect(card.locator(".status")).to_have_text("online")
+
+            redis_server.stop()
+
+            expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH, timeout=60_000)
+            redis_server.start()
+            expect(page.locator("#connection")).to_have_text("live", timeout=90_000)
+            expect(card.locator(".status")).to_have_text("online")
+        finally:
+            server.stop()
+            client.connection_pool.disconnect()
+
+
+def test_a_page_whose_login_became_needed_goes_to_the_login_page_at_once(start_server, app, browser_page):
+    server = start_server(RETRY_MS=60_000)  # the browser itself would try again only after a minute
+    page = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+
+    app.test_cli_runner().invoke(args=["viewers", "add", "ana"], input="correct horse\ncorrect horse\n")
+
+    expect(page.locator("form.login")).to_be_visible(timeout=20_000)
+    assert page.url.startswith(server.url + "/login")
