@@ -6,14 +6,13 @@
 // and the others when clicked in its legend, which the browser remembers. A range with
 // nothing in it keeps the card's metrics in the legend and on axes, and the card its height.
 import { loadLimits } from "./alerts.js";
-import { DIAGNOSTICS, decimals, figure, format, metricsOf, shown, unitOf } from "./format.js";
+import { DIAGNOSTICS, decimals, figure, format, metricsOf, prefs, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
 import { pinned, shownRows } from "./range.js";
 
 export const CHART_HEIGHT = 260;
 const NO_READINGS = "No readings in this range";
 const FIRST_AXES = 2; // the axes a card's metrics are shown on until one is switched in its legend
-const CHOSEN = "sensorcast.charted"; // "device/metric" -> whether the card's chart shows it, as switched in its legend
 const watched = new WeakSet(); // the devices whose chart follows their card's width and has their limits
 
 // The metrics a chart draws: all but the diagnostics, of what it shows (an object made with
@@ -26,11 +25,9 @@ export const axisOf = (name) => unitOf(name) || name;
 
 // Whether the card's chart shows each metric: as last switched in its legend, else while
 // its axis is one of the first FIRST_AXES.
-const chosen = () => JSON.parse(localStorage.getItem(CHOSEN) || "{}");
-const choose = (device, name, show) =>
-  localStorage.setItem(CHOSEN, JSON.stringify({ ...chosen(), [`${device.id}/${name}`]: show }));
+const choose = (device, name, show) => { prefs.charted = { ...prefs.charted, [`${device.id}/${name}`]: show }; };
 function showing(device, names) {
-  const choices = chosen();
+  const choices = prefs.charted;
   const first = [...new Set(names.map(axisOf))].slice(0, FIRST_AXES);
   return names.map((name) => choices[`${device.id}/${name}`] ?? first.includes(axisOf(name)));
 }

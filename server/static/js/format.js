@@ -12,6 +12,9 @@ export const prefs = {
   set unit(value) { localStorage.setItem("sensorcast.unit", value); },
   get range() { return JSON.parse(localStorage.getItem("sensorcast.range") || '{"name": "live"}'); },
   set range(value) { localStorage.setItem("sensorcast.range", JSON.stringify(value)); },
+  // "<device>/<metric>" -> whether its card's chart shows it, as last switched in a legend
+  get charted() { return JSON.parse(localStorage.getItem("sensorcast.charted") || "{}"); },
+  set charted(value) { localStorage.setItem("sensorcast.charted", JSON.stringify(value)); },
 };
 
 // Temperatures are stored in °C; a limit converts with its offset, a difference without.
