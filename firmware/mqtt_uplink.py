@@ -13,6 +13,10 @@ Each connection leaves a last will, ``offline`` retained at QoS 1 on
 there, retained, as soon as it is up. A cycle that publishes nothing pings the broker now
 and then, which keeps the board online and finds a dead connection.
 
+Readings go out only _SETTLE_MS after each connect: a broker that has just restarted
+acknowledges readings and drops them until the server's processes have subscribed again
+(Mosquitto 2.0.11: see the README), and they reconnect within a second of its return.
+
 Firmware updates and their reports still go over HTTP (``Uplink.call``) to ``server``, so
 an MQTT node keeps the token. node.py imports this module only for ``transport: mqtt``
 (settings.py checked the broker's settings): the HTTP node's heap never holds it or umqtt.
@@ -30,6 +34,7 @@ _STATUS_TOPIC = const("sensorcast/%s/status")
 _KEEPALIVE_INTERVALS = const(3)  # the broker's keepalive is this many reading intervals,
 _MIN_KEEPALIVE = const(60)  # and at least a minute; a quiet cycle pings after a third of it
 _BAD_LOGIN = const((4, 5))  # CONNACK codes: bad user name or password, not authorised
+_SETTLE_MS = const(2000)  # from a connect to the first reading published: the server is back first
 # How umqtt.simple fails: socket errors (a timeout, a reset, OSError(-1) at the end of the
 # stream), a refused connection, and its asserts and indexing on a short or odd answer.
 FAILURES = (OSError, MQTTException, AssertionError, IndexError, TypeError)
@@ -112,6 +117,7 @@ class MqttUplink(Uplink):
             return self.failed("mqtt: connecting", error)
         self.log("mqtt: online")
         self.connected, self.auth_refused = True, False
+        time.sleep_ms(_SETTLE_MS)
         self.last_sent = time.ticks_ms()
         return True
 

@@ -3,7 +3,9 @@
 Tokens are 32 random bytes, so an unsalted hash is as safe as a password hash would be
 and can be looked up in one step. ``flask --app server devices add kitchen`` makes one;
 ``devices revoke kitchen`` removes every token of that device. ``devices add --mqtt
-kitchen`` also prints its MQTT broker login, which the broker checks, not the server.
+kitchen`` also prints its MQTT broker login, which the broker checks, not the server: so
+revoking also puts the device in ``revoked-devices``, and the server refuses its readings
+over MQTT until ``devices add`` gives it a token again.
 ``AUTH = False`` (the environment's ``SENSORCAST_AUTH=false``) turns checking off for a
 trusted LAN.
 """
@@ -16,7 +18,7 @@ from flask.cli import AppGroup
 
 from .mqtt import broker_credentials, readings_topic
 from .readings import DEVICE_ID
-from .store import TOKENS, get_redis
+from .store import REVOKED_DEVICES, TOKENS, get_redis
 
 
 def _digest(token):
@@ -27,13 +29,21 @@ def issue_token(client, device):
     token = secrets.token_urlsafe(32)
     while token.startswith("-"):  # it must pass as a command-line argument (--token T)
         token = secrets.token_urlsafe(32)
-    client.hset(TOKENS, _digest(token), device)
+    with client.pipeline() as pipe:
+        pipe.hset(TOKENS, _digest(token), device)
+        pipe.srem(REVOKED_DEVICES, device)
+        pipe.execute()
     return token
 
 
 def revoke_tokens(client, device):
+    """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many tokens it had."""
     digests = [digest for digest, owner in client.hscan_iter(TOKENS) if owner == device]
-    return client.hdel(TOKENS, *digests) if digests else 0
+    with client.pipeline() as pipe:
+        pipe.sadd(REVOKED_DEVICES, device)
+        if digests:
+            pipe.hdel(TOKENS, *digests)
+        return sum(pipe.execute()[1:])
 
 
 UNKNOWN_TOKEN = "this token is unknown or revoked"
@@ -75,6 +85,9 @@ def forget_token(digest):
     _known_devices.pop(digest, None)
 
 
+REFUSED_UNTIL_ADDED = ("the server refuses its readings, over MQTT too, until `devices add` gives it a token again "
+                       "(its broker login stays valid until its line leaves the broker's password file)")
+
 devices_cli = AppGroup("devices", help="Manage device tokens.")
 
 
@@ -97,5 +110,5 @@ def add_device(device, mqtt):
 @devices_cli.command("revoke")
 @click.argument("device")
 def revoke_device(device):
-    """Revoke every token of DEVICE."""
-    click.echo(f"revoked {revoke_tokens(get_redis(), device)} token(s) of {device}")
+    """Revoke every token of DEVICE, and refuse its readings over MQTT, until `devices add` gives it one again."""
+    click.echo(f"revoked {revoke_tokens(get_redis(), device)} token(s) of {device}; {REFUSED_UNTIL_ADDED}")

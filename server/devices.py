@@ -7,6 +7,7 @@ latest values, history, thresholds, alert state, rate limit state) in one script
 announces it, so every open dashboard drops its card; its rollups go right after
 (``rollups.forget``). Its tokens stay unless revoked
 too (``?revoke=1``, ``flask devices delete --revoke``): a board that posts again comes back as new.
+Revoked, its readings are refused over HTTP and MQTT alike (``auth.revoke_tokens``).
 
 ``PATCH /api/devices/<id>`` with ``{"name"?, "group"?, "hidden"?}`` (an empty name or
 group removes it), ``DELETE /api/devices/<id>[?revoke=1]``; ``flask --app server devices
@@ -20,7 +21,7 @@ import click
 from flask import Blueprint, abort, request
 
 from . import rollups
-from .auth import devices_cli, revoke_tokens
+from .auth import REFUSED_UNTIL_ADDED, devices_cli, revoke_tokens
 from .firmware import TARGETS
 from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
@@ -163,8 +164,7 @@ def delete_command(device, revoke):
     revoked = revoke_tokens(get_redis(), device) if revoke else 0
     if not found and not revoked:
         raise click.UsageError(f"no device {device!r}")
-    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s). Over MQTT it can still publish until "
-                                      f"its line leaves the broker's password file" if revoke else ""))
+    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s): {REFUSED_UNTIL_ADDED}" if revoke else ""))
 
 
 @devices_cli.command("list")

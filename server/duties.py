@@ -1,14 +1,16 @@
 """What a server process does from the moment it starts, whether or not anyone watches:
 the offline sweep, which turns a device's silence into ``offline`` alerts (and sends
 where a flapping metric stands once its device may alert again: ``alerting.py``), the alert
-webhook, the MQTT subscriber and the Home Assistant publisher (with ``MQTT_URL`` set:
-``mqtt.py``, ``mqtt_sessions.py``, ``homeassistant.py``) and this process's line in
+webhook, the MQTT subscriber and the Home Assistant publisher, which also turns a board's
+last will into the same ``offline`` at once (with ``MQTT_URL`` set: ``mqtt.py``,
+``mqtt_sessions.py``, ``homeassistant.py``) and this process's line in
 ``metrics:processes`` (``metrics.py``).
 
 gunicorn starts them in every worker once it has loaded the app (``gunicorn.conf.py``'s
 ``post_worker_init``), so that no browser and no request is needed. However many
 processes and instances run, each alert is raised once and posted once: the sweep's Lua
-call marks a device offline only once from a cutoff shared in Redis, and the webhook
+call marks a device offline only once from a cutoff shared in Redis (a last will's, only
+if the device is not offline yet), and the webhook
 delivers from one process at a time (``webhook.py``).
 """
 import logging
@@ -47,9 +49,7 @@ class Duties:
         if self.config["MQTT_URL"]:
             self.mqtt = start_subscriber(client_for(self.config, max_connections=2), self.config,
                                          self.slot_folder)
-            if self.config["HOMEASSISTANT_PREFIX"]:
-                self.homeassistant = Discovery(client_for(self.config, max_connections=3),
-                                               self.config).start()
+            self.homeassistant = Discovery(client_for(self.config, max_connections=4), self.config).start()
         return self
 
     def mqtt_state(self):

@@ -24,13 +24,23 @@ the device is still online, and one state topic serves all its sensors, so neith
 availability nor ``expire_after`` could tell them apart. When each metric was last sent is
 kept beside what was published (``seen:<metric>``).
 
-A status topic's ``offline`` may be the board's last will, unknown to the server: only a
-reading turns it back ``online``. A reading publishes ``online`` before its state, then
-``offline`` if the device is offline by now (a late reading), so history stays in order.
+A status topic's ``offline`` may be the board's last will: only a reading turns it back
+``online``. A reading publishes ``online`` before its state, then ``offline`` if the device
+is offline by now (a late reading), so history stays in order.
+
+Every process follows the status topics, leading or not, and with discovery off too
+(``HOMEASSISTANT_PREFIX`` empty): a board's last will (an ``offline`` the broker passes on
+as it comes, not one it kept from before) marks its device offline at once, as the offline
+sweep would (``store.mark_dropped``: once however many processes hear it, and not when a
+reading was stored since). The server's own ``offline`` carries ``SERVER_MARK``, so it is
+never taken for a will. A broker that stops sends every board's will, then drops the
+server too: a will is acted on ``will_grace`` seconds after it came, and not at all if the
+connection it came by ended meanwhile, so a broker's restart takes no board offline.
 """
 import json
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
@@ -38,11 +48,13 @@ import time
 from urllib.parse import urlsplit
 
 import redis
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .devices import labels
 from .mqtt import TOPIC_ROOT, broker_client, connect_in_background, disconnect
 from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
-from .store import CHANNEL, DEVICES, READINGS, device_key, meta_key
+from .store import CHANNEL, DEVICES, READINGS, device_key, mark_dropped, meta_key
 from .webhook import HOLD_LEASE
 
 log = logging.getLogger(__name__)
@@ -60,6 +72,7 @@ NAMES = {"co2": "CO2", "pm25": "PM2.5", "pm10": "PM10", "rssi": "WiFi signal"}  
 COUNTERS = ("dropped",)  # only grow, but for a reset (a reboot): Home Assistant sums them right
 DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")  # about the board, not what it measures
 BATCH = 100
+SERVER_MARK = ("sensorcast", "server")  # an MQTT 5 user property on what the server publishes
 
 
 def announced_key(device):
@@ -135,6 +148,7 @@ class Discovery:
     publish_timeout = 10.0
     retry_seconds = 1.0
     settle_seconds = 1.0  # after subscribing: the broker's retained statuses arrive meanwhile
+    will_grace = 1.0  # seconds from a last will to the device marked offline, unless the broker went away
 
     def __init__(self, redis_client, config):
         self.redis = redis_client
@@ -149,10 +163,13 @@ class Discovery:
         self.client = broker_client(config, f"sensorcast-ha-{secrets.token_hex(6)}")
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
         self.client.on_subscribe, self.client.on_message = self._on_subscribe, self._on_status
+        self.wills = queue.Queue()  # (device, time its last will came, connection it came by): ``_mark_dropped``
+        self.connection = 0  # one more at each disconnect
 
     def start(self):
         connect_in_background(self.client, self.url)
         threading.Thread(target=self._run, name="homeassistant", daemon=True).start()
+        threading.Thread(target=self._mark_dropped, name="last-wills", daemon=True).start()
         return self
 
     def stop(self):
@@ -167,6 +184,7 @@ class Discovery:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.ready_at = None
+        self.connection += 1
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(code.is_failure for code in reason_codes):
@@ -175,7 +193,29 @@ class Discovery:
             self.ready_at = time.monotonic() + self.settle_seconds
 
     def _on_status(self, client, userdata, message):
-        self._note_status(message.topic, message.payload.decode(errors="replace"))
+        payload = message.payload.decode(errors="replace")
+        self._note_status(message.topic, payload)
+        device = message.topic.split("/")[1]
+        if payload == OFFLINE and not message.retain and DEVICE_ID.match(device) \
+                and SERVER_MARK not in getattr(message.properties, "UserProperty", []):
+            self.wills.put((device, time.time(), self.connection))
+
+    def _mark_dropped(self):
+        """Mark the devices whose last will came offline (from a thread of its own: Redis
+        may be slow or away, paho's thread must go on)."""
+        while not self.stopping.is_set():
+            try:
+                device, came, connection = self.wills.get(timeout=self.retry_seconds)
+            except queue.Empty:
+                continue
+            self.stopping.wait(max(0.0, came + self.will_grace - time.time()))
+            if connection != self.connection:  # the broker went away: a restart, not the board
+                continue
+            try:
+                if mark_dropped(self.redis, device, came):
+                    log.info("home assistant: %s left its last will: offline", device)
+            except redis.exceptions.RedisError as error:
+                log.warning("home assistant: %s's last will: %s; the offline sweep will mark it", device, error)
 
     def _note_status(self, topic, payload):
         device = topic.split("/")[1]
@@ -193,7 +233,7 @@ class Discovery:
             try:
                 if not self._ready():
                     self.stopping.wait(self.retry_seconds)
-                elif self._holds_lease():
+                elif self.prefix and self._holds_lease():
                     self._lead()
                 else:
                     self.stopping.wait(self.lease_seconds / 3)
@@ -328,7 +368,9 @@ class Discovery:
 
     def _publish(self, messages):
         """Publish every message, retained, and wait until the broker has confirmed each."""
-        sent = [(topic, payload, self.client.publish(topic, payload, qos=1, retain=True))
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = SERVER_MARK
+        sent = [(topic, payload, self.client.publish(topic, payload, qos=1, retain=True, properties=properties))
                 for topic, payload in messages]
         deadline = time.monotonic() + self.publish_timeout
         for topic, payload, info in sent:

@@ -47,7 +47,8 @@ REFUSALS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 408: "timeout
             409: "conflict", 415: "not_json", 429: "rate_limited"}  # 503 and 507: Redis itself is away or full
 # every transport's refusals, shown from 0 so a dashboard's rate() works from the first one
 # why mqtt.py drops a message
-MQTT_REFUSALS = INVALID, FORBIDDEN, CONFLICT, TOO_LARGE, HELD = "invalid", "forbidden", "conflict", "too_large", "held"
+MQTT_REFUSALS = INVALID, FORBIDDEN, REVOKED, CONFLICT, TOO_LARGE, HELD = (
+    "invalid", "forbidden", "revoked", "conflict", "too_large", "held")
 REFUSED_BY_TRANSPORT = {"http": tuple(REFUSALS.values()), "mqtt": MQTT_REFUSALS}
 SCRAPE_TIMEOUT = 2.0
 

@@ -23,8 +23,9 @@ is stored: over its rate limit, or while Redis is away, a device's messages wait
 unacknowledged and are tried again, in order, when the wait is over; other devices go on.
 QoS 1 messages in hand are bounded by the receive maximum; QoS 0 ones past
 ``held_per_topic`` are dropped (and counted), as are messages the server refuses. A
-message the server refuses (bad JSON, a bad field, too large, another device) is logged
-once and acknowledged, since sending it again would not help. After a reconnect the
+message the server refuses (bad JSON, a bad field, too large, another device, a device
+whose tokens were revoked: its broker login outlives them) is logged once and
+acknowledged, since sending it again would not help. After a reconnect the
 broker sends again whatever was not acknowledged: held copies from the old connection
 are let go, and ``boot`` + ``seq`` make a reading stored just before a crash stored once.
 
@@ -52,10 +53,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .loglimit import LinesPerMinute
-from .metrics import CONFLICT, FORBIDDEN, HELD, INVALID, TOO_LARGE, count_refused
+from .metrics import CONFLICT, FORBIDDEN, HELD, INVALID, REVOKED, TOO_LARGE, count_refused
 from .readings import DEVICE_ID, InvalidReading, parse_json, validate
 from .ratelimit import RateLimited
-from .store import Conflict, add_readings
+from .store import Conflict, TokenRevoked, add_readings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_ROOT}/+/readings"
 SERVER_USER = "sensorcast.server"  # not a device id (a dot), so no device can take its name
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 KEEPALIVE = 30
-MAX_BACKOFF = 5  # seconds: back within 5 s of the broker, whose restart drops what comes before
+RETRY_DELAY = 0.5  # seconds between tries to reach a broker that is away: its restart drops what comes before
+MAX_BACKOFF = 5  # seconds: a broker that answers but refuses the login is tried ever more slowly, up to this
 
 
 def readings_topic(device):
@@ -92,15 +94,32 @@ def broker_credentials(user):
 
 def broker_client(config, client_id, **options):
     """A paho MQTT 5 client for ``MQTT_URL``'s broker, with its login and TLS, that
-    reconnects after a loss (1 s doubling to ``MAX_BACKOFF``)."""
+    reconnects after a loss (``pace_reconnects``)."""
     url = urlsplit(config["MQTT_URL"])
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, **options)
     if url.username:
         client.username_pw_set(unquote(url.username), unquote(url.password or ""))
     if url.scheme == "mqtts":
         client.tls_set(ca_certs=config["MQTT_CA_FILE"] or None)
-    client.reconnect_delay_set(1, MAX_BACKOFF)
+    pace_reconnects(client)
     return client
+
+
+def pace_reconnects(client):
+    """Try a broker that cannot be reached again every ``RETRY_DELAY`` (a refused connect
+    costs nothing), so that the client is back within that of the broker's return; one that
+    answers (and then refuses the login, or drops the connection) from ``RETRY_DELAY``
+    doubling to ``MAX_BACKOFF``. Set on paho's ``on_connect_fail`` and ``on_socket_open``."""
+    most = [None]
+
+    def pace(longest):
+        if most[0] != longest:  # setting it starts paho's doubling again
+            most[0] = longest
+            client.reconnect_delay_set(RETRY_DELAY, longest)
+
+    client.on_connect_fail = lambda client, userdata: pace(RETRY_DELAY)
+    client.on_socket_open = lambda client, userdata, sock: pace(MAX_BACKOFF)
+    pace(MAX_BACKOFF)
 
 
 def connect_in_background(client, url, **options):
@@ -261,6 +280,9 @@ class Subscriber:
             return self._refuse(message, device, INVALID, str(error))
         except PermissionError:
             return self._refuse(message, device, FORBIDDEN, "a reading names another device than the topic")
+        except TokenRevoked:
+            return self._refuse(message, device, REVOKED, "its tokens were revoked: `flask devices add` it again "
+                                "to take its readings, or remove its broker login")
         except Conflict as error:
             return self._refuse(message, device, CONFLICT, str(error))
         except redis.exceptions.RedisError as error:

@@ -19,6 +19,7 @@ from .rollups import ROLL_UP
 READINGS = "readings"
 DEVICES = "devices"
 TOKENS = "tokens"
+REVOKED_DEVICES = "revoked-devices"  # their MQTT readings are refused: a broker login is no token to revoke
 ALERTS = "alerts"
 ACKNOWLEDGED = "alerts-acknowledged"
 VIEWERS = "viewers"
@@ -116,8 +117,8 @@ READING_BYTES = 256
 # each device's alert budget (ARGV[13], alerting.py); the transport the readings came by
 # (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates; the
 # SHA-256 of the token they came with (ARGV[15], '' for none): one not in ``tokens`` for the
-# readings' device stores nothing, and the answer is 'revoked'. A
-# reading that conflicts with one stored under its boot and seq (retries.py) stores
+# readings' device stores nothing, and the answer is 'revoked', as it is for readings that
+# came over MQTT of a device in ``revoked-devices``. A reading that conflicts with one stored under its boot and seq (retries.py) stores
 # nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
@@ -128,6 +129,9 @@ local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonum
 local function weight(r) return math.max(1, #r.json / READING_BYTES) end
 local readings = cjson.decode(ARGV[5])
 if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
+if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', 'revoked-devices', readings[1].device) == 1 then
+  return 'revoked'
+end
 local budget = cjson.decode(ARGV[13])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
 for _, r in ipairs(readings) do
@@ -211,26 +215,40 @@ local first = devices[readings[1].device].known
 return {ids, first[1], first[2]}
 """
 
+# ``go_offline(device, channel)`` marks a known device offline and announces it (a ``device``
+# event, an ``offline`` alert), unless it is offline already; returns whether it did.
+_GO_OFFLINE = RAISE_ALERTS + """
+local function go_offline(device, channel)
+  local key = 'device:' .. device
+  if redis.call('HGET', key, 'status') == 'offline' then return false end
+  local last_seen = tonumber(redis.call('ZSCORE', 'devices', device))
+  redis.call('HSET', key, 'status', 'offline')
+  redis.call('PUBLISH', channel, cjson.encode({type = 'device', data = {device = device,
+    status = 'offline', last_seen = last_seen}}))
+  alert(channel, {device = device, state = 'offline', ts = last_seen})
+  return true
+end
+"""
+
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
 # Marks the devices last seen since the previous sweep's cutoff (kept in ``offline-swept``,
 # shared by every process and instance) offline once, and announces it.
-_MARK_OFFLINE = RAISE_ALERTS + """
+_MARK_OFFLINE = _GO_OFFLINE + """
 local swept = redis.call('GET', 'offline-swept') or '-inf'
 if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
 for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. swept, ARGV[1])) do
-  local key = 'device:' .. device
-  if redis.call('HGET', key, 'status') ~= 'offline' then
-    local last_seen = tonumber(redis.call('ZSCORE', 'devices', device))
-    redis.call('HSET', key, 'status', 'offline')
-    redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = {device = device,
-      status = 'offline', last_seen = last_seen}}))
-    alert(ARGV[2], {device = device, state = 'offline', ts = last_seen})
-    gone[#gone + 1] = device
-  end
+  if go_offline(device, ARGV[2]) then gone[#gone + 1] = device end
 end
 redis.call('SET', 'offline-swept', ARGV[1])
 return gone
+"""
+
+# ARGV: a device, when its last will came (seconds), the channel. Marks the device offline
+# as the sweep would, once, unless a reading was stored since the will came (the board is back).
+_MARK_DROPPED = _GO_OFFLINE + """
+local last_seen = redis.call('ZSCORE', 'devices', ARGV[1])
+return last_seen and tonumber(last_seen) <= tonumber(ARGV[2]) and go_offline(ARGV[1], ARGV[3]) and 1 or 0
 """
 
 
@@ -240,7 +258,8 @@ class NotReplicated(redis.exceptions.ConnectionError):
 
 
 class TokenRevoked(Exception):
-    """The token the readings came with no longer writes as their device: nothing stored."""
+    """The token the readings came with no longer writes as their device, or (over MQTT,
+    where there is no token) their device's tokens were revoked: nothing stored."""
 
 
 class Conflict(Exception):
@@ -262,7 +281,8 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     The request counts against its device's rate limits: over one, nothing is stored and
     ``RateLimited`` says how long to wait. What is stored is counted for ``/metrics``, by
     ``transport`` (metrics.py). With ``token_digest``, the token is checked in the same
-    call: ``TokenRevoked`` if it no longer writes as the readings' device.
+    call: ``TokenRevoked`` if it no longer writes as the readings' device; over MQTT, if the
+    device's tokens were revoked (``REVOKED_DEVICES``).
     """
     rows = [_row(reading) for reading in readings]
     script = client.register_script(_ADD_READINGS)
@@ -311,6 +331,14 @@ def mark_offline(client, cutoff):
     """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
     script = client.register_script(_MARK_OFFLINE)
     return script(args=[repr(cutoff), CHANNEL], client=client)
+
+
+def mark_dropped(client, device, will_time):
+    """Mark ``device`` offline at once, as ``mark_offline`` would, when its last will came at
+    ``will_time`` and no reading was stored since; True if it was marked now (by this call only,
+    however many processes heard the will)."""
+    script = client.register_script(_MARK_DROPPED)
+    return script(args=[device, repr(will_time), CHANNEL], client=client) == 1
 
 
 # ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is

@@ -7,6 +7,7 @@ humidity moving against it, the odd failed sensor read, and Wi-Fi dropouts.
 import json
 import math
 import threading
+import time
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -14,7 +15,8 @@ import requests
 from paho.mqtt.enums import CallbackAPIVersion
 
 from server import DEFAULTS
-from server.mqtt import DEFAULT_PORTS, readings_topic
+from server.homeassistant import status_topic
+from server.mqtt import DEFAULT_PORTS, pace_reconnects, readings_topic
 from server.readings import validate
 
 FIRMWARE_VERSION = "sim-0.1.0"
@@ -24,6 +26,10 @@ REFUSED = (400, 413, 415, 422)  # as the firmware does: never accepted, so dropp
 PAUSE = (429, 503)  # busy, or over the device's rate: kept, and sent after Retry-After
 DEFAULT_PAUSE = 5  # seconds, when a pause has no Retry-After, or one that is not a number
 LONGEST_PAUSE = 120  # as the firmware caps it: the server asks for seconds, and a forged hour would silence a device
+# seconds from a reconnect to the first reading published over MQTT, as the firmware's
+# _SETTLE_MS: a restarted broker drops what it takes before the server's processes, back
+# within a second, subscribe again (README, MQTT)
+SETTLE = 2.0
 
 
 class AuthRefused(Exception):
@@ -152,10 +158,13 @@ def pause_asked(headers):
 
 class MqttFleet(Fleet):
     """The same devices publishing to a broker instead (``--transport mqtt``), as the
-    firmware's mqtt_uplink.py does: each batch at QoS 1 to ``sensorcast/<device>/readings``,
-    kept until the broker's PUBACK came, and ``online`` retained on ``sensorcast/<device>/status``
-    while it runs (``offline`` once it ends).
-    One connection for all: its login must be allowed to publish for every device (the
+    firmware's mqtt_uplink.py does: each device over a connection of its own, each batch at
+    QoS 1 to ``sensorcast/<device>/readings``, kept until the broker's PUBACK came. While a
+    device's connection is down (a broker restarting), its readings are buffered, as over a
+    Wi-Fi dropout, and the connection is made again (as the server's are: ``pace_reconnects``), then
+    left to ``SETTLE``; a batch in flight at the loss is then published again, as the
+    firmware does (the server stores it once, by its boot + seq).
+    Every connection uses one login, which must be allowed to publish for every device (the
     server's own, from SENSORCAST_MQTT_URL; or the device's with ``--devices 1``)."""
 
     def __init__(self, mqtt_url, names, rng, timeout=10):
@@ -163,47 +172,125 @@ class MqttFleet(Fleet):
         url = urlsplit(mqtt_url)
         if url.scheme not in DEFAULT_PORTS or not url.hostname:
             raise ValueError("give the broker as mqtt://[user:password@]host[:port] or mqtts://…")
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sensorcast-sim-{rng.getrandbits(32):08x}")
+        run = f"{rng.getrandbits(32):08x}"
+        self.connections = {}
+        self.in_flight = {}  # device name -> (mid, batch, the connection's losses then): no PUBACK yet
+        try:
+            for device in self.devices:
+                self.connections[device.name] = Connection(url, f"sensorcast-sim-{run}-{device.name}", device.name)
+            refusals = {connection.refusal if connection.answered.wait(timeout) else "no answer"
+                        for connection in self.connections.values()} - {None}
+            if refusals:
+                raise AuthRefused(f"the broker at {url.hostname} refused the login ({', '.join(sorted(refusals))})")
+        except (AuthRefused, OSError):
+            self.close()
+            raise
+
+    @property
+    def buffered(self):
+        return super().buffered + sum(len(batch) for _, batch, _ in self.in_flight.values())
+
+    def upload(self, device, now):
+        connection = self.connections[device.name]
+        while device.pending or device.name in self.in_flight:
+            if device.name not in self.in_flight:
+                if not connection.ready():  # kept until it is back
+                    self.failed += 1
+                    return
+                batch, device.pending = device.pending[:BATCH], device.pending[BATCH:]
+                published = connection.client.publish(readings_topic(device.name), json.dumps(batch), qos=1)
+                self.in_flight[device.name] = published.mid, batch, connection.losses
+            mid, batch, losses = self.in_flight[device.name]
+            if connection.losses != losses:  # paho sends it again at once, maybe to a broker that drops it
+                connection.forget(mid)
+                device.pending = batch + device.pending
+                del self.in_flight[device.name]
+                continue
+            if not connection.acknowledged(mid, self.timeout):
+                self.failed += 1
+                return
+            del self.in_flight[device.name]
+            self.sent += len(batch)
+
+    def close(self):
+        for connection in self.connections.values():
+            connection.close(self.timeout)
+
+
+class Connection:
+    """One simulated board's connection to the broker, as the firmware keeps it: a last
+    will, ``offline`` retained at QoS 1 on ``sensorcast/<device>/status``, which the broker
+    publishes the moment the connection ends without a goodbye; ``online`` there, retained,
+    each time it is up; made again by paho's own thread after a loss."""
+
+    def __init__(self, url, client_id, device):
+        self.status_topic = status_topic(device)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if url.username:
             self.client.username_pw_set(unquote(url.username), unquote(url.password or ""))
         if url.scheme == "mqtts":
             self.client.tls_set()
+        self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        pace_reconnects(self.client)
         self.answered = threading.Event()
         self.refusal = None
-        self.client.on_connect = self._on_connect
+        self.settled_at = 0.0  # time.monotonic() from which readings may go
+        self.losses = 0  # connections lost so far
+        self.changed = threading.Condition()  # a PUBACK came, or the connection went
+        self.pubacks = set()  # mids of batches whose PUBACK came
+        self.unawaited = set()  # mids whose PUBACK nobody waits for: ``online``, batches given up
+        self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
+        self.client.on_publish = self._on_publish
         self.client.connect(url.hostname, url.port or DEFAULT_PORTS[url.scheme])
         self.client.loop_start()
-        if not self.answered.wait(timeout) or self.refusal:
-            self.close()
-            raise AuthRefused(f"the broker at {url.hostname} refused the login ({self.refusal or 'no answer'})")
-        for device in self.devices:
-            self.client.publish(f"sensorcast/{device.name}/status", "online", qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.refusal = str(reason_code) if reason_code.is_failure else None
+        if not self.refusal:  # its PUBACK comes after this returns, on this thread
+            self.unawaited.add(client.publish(self.status_topic, "online", qos=1, retain=True).mid)
+            if self.answered.is_set():  # back after a loss
+                self.settled_at = time.monotonic() + SETTLE
         self.answered.set()
 
-    def upload(self, device, now):
-        while device.pending:
-            batch = device.pending[:BATCH]
-            published = self.client.publish(readings_topic(device.name), json.dumps(batch), qos=1)
-            try:
-                published.wait_for_publish(self.timeout)
-            except RuntimeError:  # not connected: paho sends it again once it is
-                pass
-            if not published.is_published():
-                self.failed += 1
-                return
-            self.sent += len(batch)
-            device.pending = device.pending[len(batch):]
+    def ready(self):
+        """Whether readings may be published now: connected, and settled after a reconnect."""
+        return self.client.is_connected() and time.monotonic() >= self.settled_at
 
-    def close(self):
-        """Leave ``offline`` retained for each device, as a board's last will does when it
-        drops off: Home Assistant then shows them unavailable at once, not online for good."""
-        if self.client.is_connected():
-            said = [self.client.publish(f"sensorcast/{device.name}/status", "offline", qos=1, retain=True)
-                    for device in self.devices]
-            for message in said:
-                message.wait_for_publish(self.timeout)
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self.changed:
+            self.losses += 1
+            self.changed.notify_all()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self.changed:
+            if mid in self.unawaited:
+                self.unawaited.remove(mid)
+            else:
+                self.pubacks.add(mid)
+                self.changed.notify_all()
+
+    def acknowledged(self, mid, timeout):
+        """Whether the PUBACK of ``mid`` came, waiting up to ``timeout`` for it while connected."""
+        with self.changed:
+            self.changed.wait_for(lambda: mid in self.pubacks or not self.client.is_connected(), timeout)
+            if mid not in self.pubacks:
+                return False
+            self.pubacks.remove(mid)
+            return True
+
+    def forget(self, mid):
+        """Wait no more for the PUBACK of ``mid``."""
+        with self.changed:
+            if mid in self.pubacks:
+                self.pubacks.remove(mid)
+            else:
+                self.unawaited.add(mid)
+
+    def close(self, timeout):
+        """Leave ``offline`` retained, as the last will would (a goodbye cancels the will):
+        Home Assistant then shows the device unavailable at once, not online for good."""
+        said = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+        if said.rc == paho.MQTT_ERR_SUCCESS:
+            said.wait_for_publish(timeout)
         self.client.disconnect()
         self.client.loop_stop()

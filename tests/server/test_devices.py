@@ -139,7 +139,8 @@ def test_the_command_line_names_groups_hides_and_deletes(app, client, post_as):
 
     deleted = runner.invoke(args=["devices", "delete", "shed", "--revoke", "--yes"])
 
-    assert deleted.output.startswith("deleted shed; revoked 1 token(s). Over MQTT it can still publish until")
+    assert deleted.output.startswith("deleted shed; revoked 1 token(s): the server refuses its readings, over MQTT "
+                                     "too, until `devices add` gives it a token again")
     assert client.post("/api/readings", json={"temperature": 21},
                        headers={"Authorization": f"Bearer {token}"}).status_code == 401
 

@@ -9,6 +9,7 @@ import signal
 import time
 
 import pytest
+import requests
 from paho.mqtt.reasoncodes import ReasonCode
 
 from server.mqtt import SERVER_USER, Subscriber
@@ -229,6 +230,44 @@ def test_the_broker_refuses_a_device_publishing_as_another(mqtt_server, device, 
     attic.publish(json.dumps({"temperature": 15}), "attic")  # published after, so stored after
     eventually(lambda: len(server.history("attic")) == 1)
     assert server.history("kitchen") == [] and redis_client.exists("device:kitchen") == 0
+
+
+@pytest.mark.parametrize("command, deleted", [(["devices", "revoke", "kitchen"], False),
+                                              (["devices", "delete", "kitchen", "--revoke", "--yes"], True),
+                                              (None, True)],
+                         ids=["flask devices revoke", "flask devices delete --revoke", "DELETE ?revoke=1"])
+def test_a_device_whose_tokens_are_revoked_is_refused_over_mqtt_until_it_is_added_again(command, deleted, mqtt_server,
+                                                                                        device, app, redis_client,
+                                                                                        tmp_path):
+    log = tmp_path / "server.log"
+    server = mqtt_server(log=str(log))
+    runner = app.test_cli_runner()
+    runner.invoke(args=["devices", "add", "kitchen"])  # provisioned: a token, and a broker login
+    kitchen = device("kitchen")
+
+    def reading(seq):
+        return json.dumps({"temperature": 20, "boot": "b", "seq": seq})
+    kitchen.publish(reading(1), "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == [1])
+
+    if command:
+        said = runner.invoke(args=command).output
+    else:
+        assert requests.delete(f"{server.url}/api/devices/kitchen?revoke=1", timeout=10).status_code == 204
+    assert not kitchen.publish(reading(2), "kitchen").is_failure  # its broker login still works
+    refused = ("sensorcast_uploads_refused_total", (("reason", "revoked"), ("transport", "mqtt")))
+    eventually(lambda: scrape(server).get(refused) == 1 or 2 in seqs(server, "kitchen"))
+    kept = [] if deleted else [1]
+    assert seqs(server, "kitchen") == kept
+    assert (redis_client.zscore("devices", "kitchen") is None) == deleted  # a deleted one does not come back
+    lines = [line for line in log.read_text().splitlines() if "dropped a message" in line]
+    assert len(lines) == 1 and "device 'kitchen'" in lines[0] and "its tokens were revoked" in lines[0], lines
+    if command:  # and the command says so
+        assert "revoked 1 token(s)" in said and "the server refuses its readings, over MQTT too" in said, said
+
+    runner.invoke(args=["devices", "add", "kitchen"])
+    kitchen.publish(reading(3), "kitchen")
+    eventually(lambda: seqs(server, "kitchen") == kept + [3])
 
 
 def test_the_broker_refuses_a_device_publishing_its_own_state(mqtt_server, device):

@@ -1,13 +1,17 @@
 """The simulator against the real server, and the same payload as the firmware's."""
 import json
 import random
+import subprocess
+import sys
 import threading
+import time
 
+from server import ROOT
 from server.auth import revoke_tokens, token_device
 from server.mqtt import SERVER_USER
 from server.readings import validate
 from simulator import __main__ as cli
-from simulator.devices import Device
+from simulator.devices import Device, MqttFleet
 from tests.conftest import eventually
 from tests.firmware.conftest import Board, mqtt_server, node_settings  # noqa: F401 (a fixture)
 from tests.firmware.test_mqtt import StatusWatcher
@@ -65,6 +69,72 @@ def test_simulated_readings_published_over_mqtt_are_stored_once(broker, mqtt_ser
         seqs = [reading["seq"] for reading in mqtt_server.history(name)]
         assert seqs == list(range(1, len(seqs) + 1))
     eventually(lambda: status.said() == ["online", "offline"])  # as Home Assistant hears it
+    status.close()
+
+
+class Run:
+    """``make simulate``'s loop over ``fleet``, a step every ``interval`` seconds in a thread of its own."""
+
+    def __init__(self, fleet, interval=0.1):
+        self.fleet, self.interval = fleet, interval
+        self.stopping = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._steps)
+        self.thread.start()
+
+    def _steps(self):
+        start = time.time()
+        try:
+            while not self.stopping.wait(self.interval):
+                now = time.time()
+                assert self.fleet.step(now, clock=now, uptime=now - start) == []
+        except Exception as error:  # the run crashed: the test says how
+            self.error = error
+
+    def going(self):
+        if self.error:
+            raise self.error
+        return True
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+        self.going()
+
+
+@needs_mosquitto
+def test_a_run_over_mqtt_across_a_broker_restart_delivers_every_reading_it_made_once(broker, mqtt_server):
+    fleet = MqttFleet(broker.url(), ["sim-1", "sim-2"], random.Random(4))
+    run = Run(fleet)
+    eventually(lambda: run.going() and all(mqtt_server.history(device.name) for device in fleet.devices))
+
+    broker.stop()
+    eventually(lambda: run.going() and fleet.buffered >= 10)  # made meanwhile, kept
+    broker.start()  # the devices and the server come back by themselves
+    eventually(lambda: run.going() and fleet.buffered == 0, timeout=60)
+    run.stop()
+    for device in fleet.devices:  # what a device in a Wi-Fi dropout of its own still holds
+        fleet.upload(device, time.time())
+    fleet.close()
+
+    assert fleet.buffered == 0 and fleet.sent == sum(device.seq for device in fleet.devices)
+    for device in fleet.devices:
+        eventually(lambda: len(mqtt_server.history(device.name)) >= device.seq)
+        stored = [reading["seq"] for reading in mqtt_server.history(device.name)]
+        assert stored == list(range(1, device.seq + 1)), stored  # none lost, none twice
+
+
+@needs_mosquitto
+def test_killing_the_simulator_makes_the_broker_say_its_devices_are_offline(broker):
+    status = StatusWatcher(broker, "sim-2")
+    simulator = subprocess.Popen([sys.executable, "-m", "simulator", "--transport", "mqtt", "--mqtt-url", broker.url(),
+                                  "--devices", "2", "--interval", "0.2"], cwd=ROOT)
+    try:
+        eventually(lambda: status.said() == ["online"], timeout=60)
+    finally:
+        simulator.kill()  # its connections end without a goodbye: each device's last will says it
+    simulator.wait()
+    eventually(lambda: status.said() == ["online", "offline"])
     status.close()
 
 
