@@ -98,13 +98,16 @@ def add_device(device, mqtt):
     """Make a token that writes as DEVICE (shown once); with --mqtt, its broker login too."""
     if not DEVICE_ID.match(device):
         raise click.BadParameter("1-32 characters of a-z 0-9 _ -", param_hint="DEVICE")
-    click.echo(issue_token(get_redis(), device))
-    if mqtt:
-        password, line = broker_credentials(device)
-        click.echo(f"MQTT username: {device}\nMQTT password: {password}\npublishes to: {readings_topic(device)}\n"
-                   "Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, README: MQTT), "
-                   "then reload Mosquitto:\n"
-                   f"{line}")
+    token = issue_token(get_redis(), device)
+    if not mqtt:
+        click.echo(token)
+        return
+    password, line = broker_credentials(device)
+    click.echo(f"token (HTTP and updates): {token}\n"
+               f"MQTT username: {device}\nMQTT password: {password}\npublishes to: {readings_topic(device)}\n"
+               "Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, or the "
+               "password_file your mosquitto.conf names; README: MQTT), then reload Mosquitto:\n"
+               f"{line}")
 
 
 @devices_cli.command("revoke")

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import requests
 
@@ -25,6 +26,7 @@ from server import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
 from server.guard import proxy_warning
+from server.mqtt import DEFAULT_PORTS, readings_topic
 from server.store import VIEWERS, client_for
 
 DEMO_DEVICE = "demo"
@@ -187,8 +189,11 @@ def print_front_door(config, base, data_dir):
     flask = ".venv/bin/flask --app server"
     if config["REDIS_URL"] != DEFAULTS["REDIS_URL"]:  # the command must find this Redis too
         flask = f"REDIS_URL={config['REDIS_URL']} {flask}"
+    mqtt = urlsplit(config["MQTT_URL"])
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
+          + (f"MQTT: readings from the broker at {mqtt.hostname}:{mqtt.port or DEFAULT_PORTS[mqtt.scheme]} "
+             f"({readings_topic('<device>')}; {base}/healthz says whether it is up)\n" if mqtt.hostname else "")
           + (f"Viewers: {viewers}; reading needs a login\n" if viewers else
              "Viewers: none, so anyone who can reach this port sees the readings and can edit or\n"
              "delete devices (revoking their tokens) and their thresholds; add one with\n"

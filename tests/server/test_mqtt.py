@@ -303,7 +303,7 @@ def test_http_goes_on_while_the_broker_is_away_and_mqtt_comes_back(mqtt_server, 
 
 def test_devices_add_mqtt_prints_a_broker_login(app):
     output = app.test_cli_runner().invoke(args=["devices", "add", "--mqtt", "kitchen"]).output.splitlines()
-    assert output[1] == "MQTT username: kitchen"
+    assert output[0].startswith("token (HTTP and updates): ") and output[1] == "MQTT username: kitchen"
     password = output[2].removeprefix("MQTT password: ")
     assert output[3] == "publishes to: sensorcast/kitchen/readings"
     user, _, stored = output[-1].partition(":")

@@ -106,6 +106,15 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
 
 
+def test_make_run_says_which_broker_it_takes_readings_from_and_no_password(tmp_path):
+    stack = Stack(tmp_path / "var", tmp_path / "run", MQTT_URL="mqtt://sensorcast.server:secret@127.0.0.1:1")
+    try:
+        eventually(lambda: "MQTT: readings from the broker at 127.0.0.1:1 (sensorcast/<device>/readings;" in stack.log())
+        assert "secret" not in stack.log()
+    finally:
+        stack.stop()
+
+
 def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
     assert running_server(stack.data) == f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
 
