@@ -116,7 +116,7 @@ def test_the_time_axis_of_an_hour_has_a_label_close_to_now_where_there_is_room(l
         assert left["x"] + left["width"] / 2 + 6 <= right["x"] - right["width"] / 2, (left, right)
 
 
-def test_a_range_with_no_readings_keeps_the_charts_axes_and_height(live_server, token_for, open_page):
+def test_a_range_with_no_readings_keeps_the_charts_axes_and_the_cards_height(live_server, token_for, open_page):
     now = time.time()
     for device, ago in [("attic", 5 * 3600), ("kitchen", 0)]:
         readings = [{"temperature": 20 + n % 3, "humidity": 40 + n % 5, "ts": now - ago - 600 + n * 60} for n in range(10)]
@@ -134,4 +134,7 @@ def test_a_range_with_no_readings_keeps_the_charts_axes_and_height(live_server, 
     assert [text for text in empty.locator("canvas").evaluate(Y_LABELS) if text] == []  # no figures to mislead
     assert abs(empty.bounding_box()["height"] - full.bounding_box()["height"]) < 1
     assert abs(empty.locator(".u-over").bounding_box()["height"] - full.locator(".u-over").bounding_box()["height"]) < 1
+    cards = [page.locator(f'[data-device="{device}"]') for device in ("attic", "kitchen")]
+    expect(cards[0].locator(".summary")).to_have_text("temperature: none in this rangehumidity: none in this range")
+    assert abs(cards[0].bounding_box()["height"] - cards[1].bounding_box()["height"]) < 1  # side by side, alike
     assert page.console_errors == []

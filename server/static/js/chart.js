@@ -87,15 +87,15 @@ function summarise(device, names) {
     const values = (key) => rows.map((row) => (device.buckets ? stat(row, name, key) : own(row, name)))
       .filter((value) => value != null);
     const averages = values("avg");
-    if (!averages.length) return null;
     const average = averages.reduce((sum, value) => sum + value, 0) / averages.length;
     const line = Object.assign(document.createElement("span"), {
-      textContent: `${name}: min\u00a0${figure(name, Math.min(...values("min")))} · avg\u00a0${figure(name, average)} · `
-        + `max\u00a0${format(name, Math.max(...values("max")))}`, // each figure on a line with its word and unit
+      textContent: !averages.length ? `${name}: none in this range`
+        : `${name}: min\u00a0${figure(name, Math.min(...values("min")))} · avg\u00a0${figure(name, average)} · `
+          + `max\u00a0${format(name, Math.max(...values("max")))}`, // each figure on a line with its word and unit
     });
     line.dataset.summary = name;
     return line;
-  }).filter(Boolean);
+  });
   if (summary.textContent !== lines.map((line) => line.textContent).join("")) summary.replaceChildren(...lines);
 }
 
