@@ -26,6 +26,7 @@ from server import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
 from server.guard import proxy_warning
+from server.ingest import LEGACY_DEVICE
 from server.mqtt import DEFAULT_PORTS, readings_topic
 from server.store import VIEWERS, client_for
 
@@ -192,6 +193,7 @@ def print_front_door(config, base, data_dir):
     mqtt = urlsplit(config["MQTT_URL"])
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
+          f"  (the card it makes is {DEMO_DEVICE if config['AUTH'] else LEGACY_DEVICE}'s)\n"
           + (f"MQTT: readings from the broker at {mqtt.hostname}:{mqtt.port or DEFAULT_PORTS[mqtt.scheme]} "
              f"({readings_topic('<device>')}; {base}/healthz says whether it is up)\n" if mqtt.hostname else "")
           + (f"Viewers: {viewers}; reading needs a login\n" if viewers else

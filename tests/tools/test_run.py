@@ -104,6 +104,8 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
 
     assert f"Dashboard: http://localhost:{stack.url.rsplit(':', 1)[1]}/" in stack.log()
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
+    assert "(the card it makes is demo's)" in stack.log()
+    assert requests.get(stack.url + "/api/devices/demo/readings", timeout=5).json()["readings"][0]["temperature"] == 56
 
 
 def test_make_run_says_which_broker_it_takes_readings_from_and_no_password(tmp_path):
