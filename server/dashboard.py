@@ -17,7 +17,7 @@ DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")
 @bp.get("/")
 def index():
     if login_needed():
-        return redirect(url_for("viewers.login", next=request.path))
+        return redirect(url_for("viewers.login", next=request.full_path.rstrip("?")))  # with its range: ?from=…
     metrics = [(name, unit) for name, (unit, _, _) in METRICS.items()]
     return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS, not_metrics=NOT_METRICS,
                            viewer=session.get("viewer"))

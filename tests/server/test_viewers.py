@@ -41,6 +41,16 @@ def test_once_a_viewer_exists_every_read_needs_a_login(client, add_viewer):
     assert client.get("/login").status_code == 200
 
 
+def test_a_shared_link_to_a_range_opens_on_that_range_after_the_login(client, add_viewer):
+    add_viewer("ana", "correct horse")
+    shared = "/?from=2026-11-28T00:00:00Z&to=2026-11-28T06:00:00Z"
+
+    to_login = client.get(shared).headers["Location"]
+    logged_in = client.post(to_login, data={"name": "ana", "password": "correct horse"})
+
+    assert logged_in.status_code == 302 and logged_in.headers["Location"] == shared
+
+
 def test_a_viewer_logs_in_with_a_cookie_scripts_cannot_read(client, add_viewer, redis_client):
     add_viewer("ana", "correct horse")
 

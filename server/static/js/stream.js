@@ -20,7 +20,7 @@ export function resumeAfter(id) {
 }
 
 export function toLogin() {
-  window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+  window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
 }
 
 function show(live) {
