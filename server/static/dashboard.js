@@ -16,6 +16,7 @@ const VALUES_EVERY = 100; // ms
 const CHART_EVERY = 250; // ms
 const devices = new Map();
 let held = null; // while states are reloaded: the device and alert events received meanwhile
+let seeding = false; // while seed() makes the cards it loads the charts of itself
 
 function card(id) {
   if (devices.has(id)) return devices.get(id);
@@ -33,6 +34,7 @@ function card(id) {
   const download = node.querySelector(".download");
   download.href = csvUrl(device);
   download.addEventListener("click", () => { download.href = csvUrl(device); }); // the range as of now
+  if (!seeding) guarded(id, () => loadChart(device)); // a device new to the page: its chart of the range shown
   return device;
 }
 
@@ -185,12 +187,15 @@ async function seed() {
   if (answer.status === 401) return toLogin();
   const known = await answer.json();
   resumeAfter(known.last_id);
-  await Promise.all(known.devices.map((state) => guarded(state.device, async () => {
+  seeding = true; // each card is made before its function's first await
+  const loads = known.devices.map((state) => guarded(state.device, async () => {
     const device = showState(state);
     showValues(device, state);
     await loadRecent(device);
     await loadChart(device);
-  })));
+  }));
+  seeding = false;
+  await Promise.all(loads);
 }
 
 async function getJSON(url) {

@@ -185,3 +185,23 @@ def test_a_range_without_readings_says_so_on_the_card(live_server, token_for, br
     open_page.get_by_label("Range").select_option("24h")
     expect(card.locator(".no-readings")).to_have_count(0)
     assert open_page.console_errors == []
+
+
+@pytest.mark.parametrize("address", ["/?range=24h", "/?from={since}&to={until}"], ids=["24h", "custom"])
+def test_a_device_that_appears_while_the_page_is_open_is_charted_over_the_range_shown(
+        live_server, token_for, browser_page, address):
+    now = time.time()
+    seed_fleet(live_server, token_for, ["attic"])
+    browser_page.goto(live_server.url + address.format(since=int(now - 12 * HOUR), until=int(now + HOUR)))
+    expect(browser_page.locator("#connection")).to_have_text("live")
+    shown = browser_page.locator('[data-device="attic"] .chart')
+    expect(shown).to_have_attribute("data-range", re.compile("24h|custom"))
+
+    live_server.post("/api/readings", token_for("porch"),  # its first readings, from the last hours
+                     json=[{"temperature": 10.5 + n, "ts": now - (5 - n) * HOUR} for n in range(6)])
+
+    chart = browser_page.locator('[data-device="porch"] .chart')
+    expect(chart).to_have_attribute("data-range", shown.get_attribute("data-range"))
+    expect(chart).to_have_attribute("data-points", "6")
+    expect(chart.locator(".no-readings")).to_have_count(0)
+    expect(browser_page.locator('[data-device="porch"] .summary')).to_have_text("temperature: min 10.5 · avg 13.0 · max 15.5 °C")
