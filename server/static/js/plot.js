@@ -156,7 +156,8 @@ function readout(specs) {
             if (spec.band || !u.series[i + 1].show || at === null || Math.abs(xs[at] - t) > reach[i + 1]) return;
             const [low, value, high] = [u.data[i][at], u.data[i + 1][at], u.data[i + 2]?.[at]];
             let text = say(value, spec);
-            if (spec.spread && low != null && high != null) text += ` (${figure(low, spec.digits)}–${figure(high, spec.digits)})`;
+            const [from, to] = [low, high].map((end) => end != null && figure(end, spec.digits));
+            if (spec.spread && from && to && from !== to) text += ` (${from}–${to})`; // none for a bucket of one value
             rows.push(line(spec.label, text, spec.colour));
           });
         }
