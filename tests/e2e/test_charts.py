@@ -152,6 +152,21 @@ def test_the_readout_says_each_value_in_full_and_nothing_where_the_device_was_si
     assert page.console_errors == []
 
 
+def test_the_readout_gives_a_bucket_of_several_readings_its_min_and_max(live_server, token_for, open_page):
+    now = time.time()
+    post(live_server, token_for("kitchen"), [{"temperature": 20 + n % 5, "ts": now - 2 * 60 * MINUTE + n * MINUTE}
+                                             for n in range(120)])  # five a bucket at 24 h, 20 to 24 °C
+    page = open_page()
+    page.goto(live_server.url + "/?range=24h")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".chart")).to_have_attribute("data-range", "24h")
+    plot = card.locator(".u-over").bounding_box()
+
+    card.locator(".u-over").hover(position={"x": plot["width"] * (24 - 1) / 24, "y": plot["height"] / 2})
+
+    expect(card.locator(".readout")).to_contain_text(re.compile(r"temperature 2\d\s°C \(2\d–2\d\)"))
+
+
 def test_thresholds_are_drawn_on_the_chart_and_follow_the_form(live_server, token_for, open_page):
     post(live_server, token_for("kitchen"), [{"temperature": 21 + n / 10, "ts": time.time() - 60 + n} for n in range(5)])
     requests.put(live_server.url + "/api/devices/kitchen/thresholds/temperature", json={"low": 18, "high": 25}, timeout=5)
