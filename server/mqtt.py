@@ -183,7 +183,7 @@ class Subscriber:
             return
         log.info("mqtt: connected to %s as %s (session %s)", self.url.hostname, self.client_id,
                  "resumed" if flags.session_present else "new")
-        client.subscribe(SUBSCRIPTION, options=SubscribeOptions(qos=1))
+        client.subscribe(SUBSCRIPTION, options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         """Connected counts from here: the broker routes readings to this process now."""
@@ -266,6 +266,8 @@ class Subscriber:
     def _handle(self, message, arrived):
         """Store one message, or drop it with a log line; returns the seconds to wait
         before it is tried again, or None when it is done with."""
+        if message.retain or not message.payload:  # a retained copy, sent again on subscribing
+            return None  # (stored when it came, as any reading), or a retained one cleared
         device = topic_device(message.topic)
         config = self.config
         try:

@@ -12,7 +12,7 @@ import pytest
 import requests
 from paho.mqtt.reasoncodes import ReasonCode
 
-from server.mqtt import SERVER_USER, Subscriber
+from server.mqtt import SERVER_USER, Subscriber, readings_topic
 from tests.conftest import eventually
 from tests.mqtt_broker import Publisher, leave_a_session, needs_mosquitto
 from tests.server.test_metrics import scrape
@@ -279,15 +279,19 @@ def test_the_broker_refuses_a_device_publishing_its_own_state(mqtt_server, devic
     assert not kitchen.publish(json.dumps({"temperature": 20}), "kitchen").is_failure
 
 
-def test_messages_published_while_the_server_is_stopped_are_stored_when_it_is_back(mqtt_server, device):
+@pytest.mark.parametrize("qos", [1, 0], ids=["qos 1", "qos 0, as ESPHome and Tasmota publish"])
+def test_messages_published_while_the_server_is_stopped_are_stored_when_it_is_back(mqtt_server, device, qos):
     server = mqtt_server()
     kitchen = device("kitchen")
-    kitchen.publish(json.dumps({"temperature": 20, "boot": "b", "seq": 1}), "kitchen")
+    reading = lambda seq: json.dumps({"temperature": 20, "boot": "b", "seq": seq})
+    kitchen.publish(reading(1), "kitchen")
     eventually(lambda: seqs(server, "kitchen") == [1])
     server.stop()
-    kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(2, 31)], "kitchen")
+    for seq in range(2, 31):
+        kitchen.client.publish(readings_topic("kitchen"), reading(seq), qos=qos).wait_for_publish(timeout=10)
+    kitchen.publish(reading(31), "kitchen")  # its PUBACK: the broker has taken every one before it
     server = mqtt_server()
-    eventually(lambda: seqs(server, "kitchen") == list(range(1, 31)))
+    eventually(lambda: seqs(server, "kitchen") == list(range(1, 32)))
 
 
 def test_http_goes_on_while_the_broker_is_away_and_mqtt_comes_back(mqtt_server, broker, device, token_for):
@@ -299,6 +303,24 @@ def test_http_goes_on_while_the_broker_is_away_and_mqtt_comes_back(mqtt_server, 
     eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
     device("kitchen").publish(json.dumps({"temperature": 21}), "kitchen")
     eventually(lambda: len(server.history("kitchen")) == 2)
+
+
+def test_a_retained_reading_is_stored_once_however_often_the_server_subscribes_again(mqtt_server, broker, device):
+    server = mqtt_server()
+    kitchen = device("kitchen")
+    retained = lambda payload: kitchen.client.publish(readings_topic("kitchen"), payload, qos=1, retain=True)
+    retained(json.dumps({"temperature": 44.4})).wait_for_publish(timeout=10)  # as Tasmota's SensorRetain sends it
+    eventually(lambda: len(server.history("kitchen")) == 1)
+
+    broker.stop()
+    broker.start()  # the server subscribes again, and the broker hands it the retained reading
+    eventually(lambda: server.health().get("mqtt") == "up" and kitchen.client.is_connected(), timeout=60)
+    retained(b"").wait_for_publish(timeout=10)  # the device clears it
+    kitchen.publish(json.dumps({"temperature": 21.5}), "kitchen")
+
+    eventually(lambda: len(server.history("kitchen")) >= 2)
+    assert [reading["temperature"] for reading in server.history("kitchen")] == [44.4, 21.5]
+    assert scrape(server)[("sensorcast_uploads_refused_total", (("reason", "invalid"), ("transport", "mqtt")))] == 0
 
 
 def test_devices_add_mqtt_prints_a_broker_login(app):
