@@ -92,7 +92,8 @@ class EmbeddedRedis:
              "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
              "--logfile", self.log_file.name, "--pidfile", str(self.data_dir / "redis.pid"),
              "--daemonize", "no"],
-            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0o077))
+            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0o077),
+            start_new_session=True)  # a terminal's Ctrl-C is for make run, which then stops it in turn
         deadline = time.monotonic() + self.start_timeout
         while self.process.poll() is None:
             try:

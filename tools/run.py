@@ -167,9 +167,14 @@ def run(args):
             print(f"Streams: {max_streams} per worker, as many as the open-file limit allows (ulimit -Hn)")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         os.environ.update(GEVENT_ENV)
-        server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams))
+        # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
+        # server gracefully, then Redis, in that order.
+        server = subprocess.Popen(gunicorn_command(args.host, args.port, args.workers, max_streams),
+                                  start_new_session=True)
         args.data.mkdir(parents=True, exist_ok=True)
         url_file = args.data / SERVER_URL_FILE
+        url_file.unlink(missing_ok=True)
+        url_file.touch(mode=0o600)  # the data folder is this user's alone
         url_file.write_text(base)
         try:
             code = supervise(server, redis_server)

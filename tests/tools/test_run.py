@@ -37,7 +37,8 @@ class Stack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.run", "--host", host, "--port", self.url.rsplit(":", 1)[1],
              "--workers", "1", "--data", str(data)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)  # as from a terminal of its own: ``ctrl_c`` reaches its process group
         self.output = []
         threading.Thread(target=lambda: self.output.extend(self.process.stdout), daemon=True).start()
         eventually(self.answers)
@@ -81,6 +82,11 @@ class Stack:
         self.process.terminate()
         self.process.wait(timeout=30)
 
+    def ctrl_c(self):
+        """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=30)
+
 
 def fill(redis_socket, keys=1_000_000):
     """Give a Redis an append-only file that takes a second or so to load: a million keys, in
@@ -115,6 +121,17 @@ def test_make_run_says_which_broker_it_takes_readings_from_and_no_password(tmp_p
         assert "secret" not in stack.log()
     finally:
         stack.stop()
+
+
+def test_ctrl_c_stops_make_run_quietly_and_leaves_nothing_running(stack):
+    redis_pid = stack.redis_pid()
+
+    assert stack.ctrl_c() == 0
+
+    assert "starting it again" not in stack.log() and "Traceback" not in stack.log(), stack.log()
+    assert "the server ended" not in stack.log()
+    eventually(lambda: not os.path.exists(f"/proc/{redis_pid}"))
+    assert not stack.answers()
 
 
 def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
