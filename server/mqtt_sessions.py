@@ -8,9 +8,10 @@ therefore outlive it only until someone takes it again. Each process takes the c
 file, freed the moment its holder dies), so a restarted worker resumes its predecessor's
 session. Each says every second that it holds its session (the Redis hash
 ``mqtt-sessions``: client id -> Unix time). A session nobody has held for
-``MQTT_ADOPT_AFTER`` seconds (an instance removed), or at once when it is a slot of this
-host that no live process holds (a graceful reload, whose new workers started in other
-slots; fewer workers than before), is taken over by one live process (the lease
+``MQTT_ADOPT_AFTER`` seconds (an instance removed), or when it is a slot of this host that
+no live process holds (a graceful reload, whose new workers started in other slots; fewer
+workers than before) once the taker has run ``restart_grace`` seconds (the other workers
+of a restart take their own slots back first), is taken over by one live process (the lease
 ``mqtt-adopting:<client id>``): it connects as that client id, unsubscribes, stores what
 the session held, and ends it. Should its owner come back meanwhile, the broker
 gives the session to the owner and the taker lets go: nothing is lost either way.
@@ -68,13 +69,17 @@ def start_subscriber(redis_client, config, slot_folder):
 class Owner(Subscriber):
     """A process's own subscriber: says every second that it holds its session, and takes
     over the sessions nobody holds: at once those of a slot on this host whose lock is
-    free (its process is gone), after ``MQTT_ADOPT_AFTER`` seconds of silence the others."""
+    free (its process is gone) once it has run ``restart_grace`` seconds, after
+    ``MQTT_ADOPT_AFTER`` seconds of silence the others."""
+
+    restart_grace = 10.0  # seconds: time for the workers of a restart to start and take their slots
 
     def __init__(self, redis_client, config, prefix, slot, slot_folder, lock):
         super().__init__(redis_client, config, f"{prefix}-{slot}")
         self.prefix, self.slot_folder = prefix, slot_folder
         self.lock = lock  # held open: the slot is ours while this process lives
         self.next_beat = 0.0
+        self.started = time.time()
         self.adopters = {}
 
     def stop(self):
@@ -101,6 +106,8 @@ class Owner(Subscriber):
             silent, lock = now - float(said), None
             slot = client_id.removeprefix(f"{self.prefix}-")
             if slot != client_id and slot.isdigit():  # a slot of this host
+                if now - self.started < self.restart_grace:
+                    continue
                 lock = slot_lock(self.slot_folder, self.prefix, int(slot))
                 if lock is None:
                     continue

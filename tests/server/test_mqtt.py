@@ -12,7 +12,9 @@ import pytest
 import requests
 from paho.mqtt.reasoncodes import ReasonCode
 
+from server import ROOT
 from server.mqtt import SERVER_USER, Subscriber, readings_topic
+from server.mqtt_sessions import slot_lock
 from tests.conftest import eventually
 from tests.mqtt_broker import Publisher, leave_a_session, needs_mosquitto
 from tests.server.test_metrics import scrape
@@ -219,6 +221,24 @@ def test_a_session_no_process_holds_any_more_is_emptied_by_a_live_one(left_behin
     kitchen.publish_all([json.dumps({"temperature": 21, "boot": "b", "seq": seq}) for seq in range(21, 31)], "kitchen")
     eventually(lambda: seqs(server, "kitchen")[20:] == list(range(21, 31)))  # none dealt to it any more
     assert sorted(seqs(server, "kitchen")) == list(range(1, 31))
+
+
+def test_a_worker_of_a_restart_that_starts_late_still_finds_its_own_session_free(mqtt_server, redis_client,
+                                                                                    tmp_path):
+    prefix = f"test-{tmp_path.name}"
+    server = mqtt_server(workers=2)
+    eventually(lambda: set(redis_client.hkeys("mqtt-sessions")) == {f"{prefix}-0", f"{prefix}-1"})
+    server.stop()
+
+    restarted = time.time()
+    server = mqtt_server(workers=1)  # its first worker is up and has looked for sessions to take over twice
+    beats = set()
+    eventually(lambda: beats.add(float(redis_client.hget("mqtt-sessions", f"{prefix}-0"))) or
+               len({beat for beat in beats if beat > restarted}) >= 3)
+    late = slot_lock(ROOT / "var", prefix, 1)  # the second, slower, comes now
+
+    assert late is not None and redis_client.hexists("mqtt-sessions", f"{prefix}-1")  # not taken over meanwhile
+    late.close()
 
 
 def test_the_broker_refuses_a_device_publishing_as_another(mqtt_server, device, redis_client):
