@@ -88,7 +88,7 @@ def main(argv=None):
         pass
     finally:
         fleet.close()
-    print(f"sent {fleet.sent}, buffered {fleet.buffered}, failed {fleet.failed}")
+    print(f"sent {fleet.sent}, still buffered {fleet.buffered}, upload tries failed {fleet.failed}")
     if not fleet.devices:
         print(f"simulator: every device's token was refused{'; check --token' if args.token else ''}", file=sys.stderr)
         return 2
