@@ -8,6 +8,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.conftest import eventually
 from tests.e2e.conftest import RECORD_CHART_TEXT
 
 DESK = {"width": 1280, "height": 900}
@@ -330,6 +331,22 @@ def test_threshold_labels_stand_on_their_own_background_apart_from_each_other(li
     dialog = page.get_by_role("dialog", name="Compare devices")
     expect(dialog.locator(".threshold")).to_have_count(6)
     assert not dialog.locator(".threshold").evaluate_all(LABELS_OVERLAP)
+    assert page.console_errors == []
+
+
+def test_every_threshold_of_a_card_is_labelled_where_its_lines_come_close(live_server, token_for, open_page):
+    now = time.time()
+    post(live_server, token_for("office"), [{"temperature": 10 + n, "humidity": 5 * n, "ts": now - 300 + n * 10}
+                                            for n in range(21)])  # 10-30 °C and 0-100 %: 20 °C and 50 % level
+    for metric, limit in (("temperature", {"low": 20, "high": 20.1}), ("humidity", {"low": 50, "high": 50.5})):
+        requests.put(f"{live_server.url}/api/devices/office/thresholds/{metric}", json=limit, timeout=5)
+    page = open_dashboard(open_page, live_server)
+    labels = page.locator('[data-device="office"] .threshold')
+    expect(labels).to_have_count(4)
+
+    shown = "(lines) => lines.filter((line) => getComputedStyle(line.firstChild).visibility !== 'hidden').length"
+    eventually(lambda: labels.evaluate_all(shown) == 4)
+    assert not labels.evaluate_all(LABELS_OVERLAP)
     assert page.console_errors == []
 
 

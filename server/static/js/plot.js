@@ -176,8 +176,9 @@ function readout(specs) {
 }
 
 // A dashed line across the plot at each limit, labelled ("high 25 °C") on a background at
-// its right end: under the line, or over it where that would cover another label, or not
-// at all where both would (several devices' "low 30 °C" in one place, say).
+// its right end, under the line or over it, else at its left end, else stacked further
+// from it, where that would cover another label; or not at all where no place near it
+// is free (several devices' "low 30 °C" in one place, say).
 function thresholdLines(limits) {
   let drawn = new Map();
   return {
@@ -202,19 +203,25 @@ function thresholdLines(limits) {
   };
 }
 
-// Each line's label under it, else over it, else hidden: never on another line's label.
+// Each line's label under it, else over it, at the right end, else at the left, else one,
+// two or three labels' height further away: never on another line's label; hidden where
+// no place is free.
 function placeLabels(lines, height) {
-  const taken = []; // [top, bottom] of each label placed, px
+  const taken = []; // [top, bottom, left, right] of each label placed, px
   const at = (line) => parseFloat(line.style.top);
   for (const line of lines.sort((a, b) => at(a) - at(b))) {
     const label = line.firstChild;
-    const size = label.offsetHeight;
-    const top = [at(line) + 1, at(line) - size - 1].find((y) => y >= 0 && y + size <= height
-      && !taken.some(([above, below]) => y < below && y + size > above));
-    label.style.visibility = top === undefined ? "hidden" : "";
-    if (top === undefined) continue;
-    label.style.top = `${top - at(line)}px`;
-    taken.push([top, top + size]);
+    const [size, width, across] = [label.offsetHeight, label.offsetWidth, line.clientWidth];
+    const places = [0, 1, 2, 3].flatMap((away) => ["right", "left"].flatMap((side) => [
+      at(line) + 1 + away * (size + 1), at(line) - (away + 1) * (size + 1)].map((y) => ({
+      side, y, x: side === "right" ? across - width - 2 : 2 }))));
+    const free = places.find(({ x, y }) => y >= 0 && y + size <= height
+      && !taken.some(([above, below, from, to]) => y < below && y + size > above && x < to && x + width > from));
+    label.style.visibility = free ? "" : "hidden";
+    if (!free) continue;
+    Object.assign(label.style, { top: `${free.y - at(line)}px`, left: free.side === "left" ? "2px" : "",
+      right: free.side === "left" ? "auto" : "" });
+    taken.push([free.y, free.y + size, free.x, free.x + width]);
   }
 }
 
