@@ -42,6 +42,24 @@ class Board:
         self.client.loop_stop()
         self.client.socket().close()
 
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def board(broker):
+    """Boards made by the test, each gone at its end: no paho thread outlives it."""
+    made = []
+
+    def make(device):
+        made.append(Board(broker, device))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
 
 def publish_as_server(broker, device, payload):
     """``payload`` on ``device``'s status topic as the server publishes it (its login, its mark)."""
@@ -74,15 +92,15 @@ def following_statuses(broker, redis_client, processes, device):
 
 
 def test_a_boards_last_will_makes_its_device_offline_at_once_and_a_reading_brings_it_back(
-        broker, mqtt_server, redis_client):
+        broker, mqtt_server, redis_client, board):
     servers = [mqtt_server(), mqtt_server()]
     browser = servers[1].stream()
-    board = Board(broker, "kitchen")
-    board.publish({"temperature": 21.5, "boot": "a1", "seq": 1})
+    kitchen = board("kitchen")
+    kitchen.publish({"temperature": 21.5, "boot": "a1", "seq": 1})
     eventually(lambda: following_statuses(broker, redis_client, 2, "kitchen"), timeout=60)
     assert online(servers[0], "kitchen") and browser.next_of("device")["data"]["status"] == "new"
 
-    board.drop()  # the broker publishes its will
+    kitchen.drop()  # the broker publishes its will
 
     eventually(lambda: not online(servers[0], "kitchen"), timeout=10)  # not OFFLINE_AFTER's 600 s
     event = browser.next_of("device")["data"]
@@ -93,18 +111,18 @@ def test_a_boards_last_will_makes_its_device_offline_at_once_and_a_reading_bring
     [alert] = offline_alerts(redis_client, "kitchen")  # one, from one of the two servers
     assert alert["ts"] == pytest.approx(redis_client.zscore("devices", "kitchen"), abs=0.01)  # as the sweep says
 
-    board = Board(broker, "kitchen")  # back, and its next reading turns it online
-    board.publish({"temperature": 21.7, "boot": "a1", "seq": 2})
+    kitchen = board("kitchen")  # back, and its next reading turns it online
+    kitchen.publish({"temperature": 21.7, "boot": "a1", "seq": 2})
     event = browser.next_of("device")["data"]
     assert (event["device"], event["status"]) == ("kitchen", "online")
     assert online(servers[0], "kitchen") and len(offline_alerts(redis_client, "kitchen")) == 1
     browser.close()
 
 
-def test_an_offline_the_server_published_is_no_last_will(broker, mqtt_server, redis_client):
+def test_an_offline_the_server_published_is_no_last_will(broker, mqtt_server, redis_client, board):
     server = mqtt_server()
     browser = server.stream()
-    kitchen, attic = Board(broker, "kitchen"), Board(broker, "attic")
+    kitchen, attic = board("kitchen"), board("attic")
     kitchen.publish({"temperature": 21.5})
     attic.publish({"temperature": 15.0})
     eventually(lambda: following_statuses(broker, redis_client, 1, "kitchen") and server.history("attic"),
@@ -121,18 +139,18 @@ def test_an_offline_the_server_published_is_no_last_will(broker, mqtt_server, re
     browser.close()
 
 
-def test_a_broker_that_restarts_takes_no_board_offline(broker, mqtt_server, redis_client):
+def test_a_broker_that_restarts_takes_no_board_offline(broker, mqtt_server, redis_client, board):
     """Mosquitto sends every connected board's will as it stops: the server, dropped a moment
     later, takes none of them for a board's."""
     server = mqtt_server()
-    kitchen = Board(broker, "kitchen")
+    kitchen = board("kitchen")
     kitchen.publish({"temperature": 21.5})
     eventually(lambda: following_statuses(broker, redis_client, 1, "kitchen"), timeout=60)
 
     broker.stop()
     broker.start()
     eventually(lambda: following_statuses(broker, redis_client, 2, "kitchen"), timeout=60)  # back on it
-    attic = Board(broker, "attic")
+    attic = board("attic")
     attic.publish({"temperature": 15.0})
     eventually(lambda: server.history("attic"), timeout=60)
     attic.drop()  # a board that drops off now is marked, and after what came before

@@ -1,6 +1,8 @@
 """Fake devices behave like the firmware: buffer through outages, send batches, back off."""
 import json
 import random
+import time
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -116,7 +118,7 @@ def test_ctrl_c_prints_a_summary(monkeypatch, capsys):
     def interrupt(_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    monkeypatch.setattr(cli, "time", SimpleNamespace(time=time.time, sleep=interrupt))  # cli's, no other thread's
     assert cli.main(["--url", URL, "--token", "t", "--seed", "1"]) == 0
     assert "sent " in capsys.readouterr().out
 
@@ -134,8 +136,8 @@ def test_a_prefix_making_names_the_server_refuses_is_refused_at_start(prefix, ca
 def test_speed_runs_the_daily_curve_faster_but_devices_post_at_their_interval(monkeypatch):
     responses.post(READINGS, status=201, json={})
     clock = [1_800_000_000.0]
-    monkeypatch.setattr(cli.time, "time", lambda: clock[0])
-    monkeypatch.setattr(cli.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(cli, "time", SimpleNamespace(time=lambda: clock[0],
+                                                     sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds)))
     curve_times = []
     measure = Device.measure
     monkeypatch.setattr(Device, "measure", lambda device, at: curve_times.append(at) or measure(device, at))
