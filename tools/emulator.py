@@ -38,8 +38,12 @@ def micropython_env(flash, hardware_file, extra_path=(), **variables):
     """The environment that puts the host fakes in front of the board's files, and MicroPython's
     path as a board's: its flash, .frozen, then its /lib. That is "lib", relative to the flash
     MicroPython runs in (its working directory): a short entry, as on a board, for every import
-    builds its paths in the heap."""
-    path = [*extra_path, FAKES, flash, ".frozen", "lib"]
+    builds its paths in the heap. The fakes, which are C on a board, are reached as short
+    "../fakes" (linked beside the flash), so the heap they take is the same wherever the checkout is."""
+    fakes = pathlib.Path(flash).parent / "fakes"
+    if not fakes.is_symlink():
+        fakes.symlink_to(FAKES)
+    path = [*extra_path, "../fakes", flash, ".frozen", "lib"]
     return dict(os.environ, MICROPYPATH=":".join(map(str, path)), FAKE_HARDWARE=str(hardware_file),
                 **variables)
 

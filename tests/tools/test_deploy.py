@@ -60,6 +60,8 @@ def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated
 
 
 def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server, monkeypatch):
+    """Its modules name their files as the board does (node.py, umqtt/simple.py), never by the
+    checkout's path, which the board's heap would hold for every module."""
     provision(emulated_board, live_server, redis_server, monkeypatch)
     (emulated_board.flash / "node.py").write_text("# left by an earlier deploy of sources")
     settings = json.loads((emulated_board.flash / "settings.json").read_text())
@@ -72,4 +74,6 @@ def test_a_precompiled_deploy_runs_too(emulated_board, live_server, redis_server
     assert (emulated_board.flash / "node.mpy").exists() and not (emulated_board.flash / "node.py").exists()
     umqtt = emulated_board.flash / "lib" / "umqtt"
     assert (umqtt / "simple.mpy").exists() and not (umqtt / "simple.py").exists()
+    for module in (emulated_board.flash / "node.mpy", umqtt / "simple.mpy"):
+        assert str(ROOT).encode() not in module.read_bytes()
     eventually(lambda: live_server.history("attic"))
