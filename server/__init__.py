@@ -85,6 +85,7 @@ def create_app(test_config=None):
     from .duties import Duties
     from .stream import sse
 
+    app.wsgi_app = ingest.FastUploads(app, app.wsgi_app, SECURITY_HEADERS)
     if app.config["TRUSTED_PROXIES"]:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

@@ -64,10 +64,10 @@ def authenticate(cached=False):
     """
     if not current_app.config["AUTH"]:
         return None
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    digest = _bearer_digest(request.headers.get("Authorization", ""))
+    if digest is None:
         abort(401, "send the device token as 'Authorization: Bearer <token>'")
-    g.token_digest = digest = _digest(token.strip())
+    g.token_digest = digest
     device = _known_devices.get(digest) if cached else None
     if device is None:
         device = get_redis().hget(TOKENS, digest)
@@ -78,6 +78,21 @@ def authenticate(cached=False):
             _known_devices.clear()
         _known_devices[digest] = device
     return device
+
+
+def known_device(authorization):
+    """The device and token digest of an ``Authorization`` header whose token this process
+    has seen (``authenticate(cached=True)``), with no Redis call; else None."""
+    digest = _bearer_digest(authorization)
+    device = _known_devices.get(digest)
+    return None if device is None else (device, digest)
+
+
+def _bearer_digest(authorization):
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return _digest(token.strip())
 
 
 def forget_token(digest):

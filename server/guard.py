@@ -34,19 +34,22 @@ from flask import abort, current_app, request
 from gevent import Timeout, monkey
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestTimeout, TooManyRequests
+from werkzeug.wsgi import get_content_length
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typed URL
 ALWAYS_OPEN = ("api.healthz",)
 DEVICE_BLUEPRINTS = ("ingest", "firmware")
 LIVE_STREAM = "sse.stream"  # its hub drops the clients whose writes stall
+BODY_REFUSED = "sensorcast.body_refused"  # in the environ: read_body's refusal, for Flask to answer
 bodies_arriving = collections.Counter()  # client address -> bodies being read from it now, in this process
 
 
 def check_request():
     """Flask ``before_request``: each check, in turn."""
-    _limit_writes()
-    _read_body()
+    config = current_app.config
+    limit_writes(request.environ, None if request.endpoint == LIVE_STREAM else config["CLIENT_LAG"])
+    read_body(request.environ, config)
     if request.endpoint in ALWAYS_OPEN or _from_a_device():
         return
     if request.method not in SAFE_METHODS and not _from_own_pages():
@@ -69,33 +72,37 @@ def proxy_warning(trusted_proxies, hosts):
             "SENSORCAST_TRUSTED_PROXIES=0 and let the clients connect directly.")
 
 
-def _limit_writes():
-    """Give up on a write to this connection after ``CLIENT_LAG`` seconds (under gunicorn;
-    a gevent socket's timeout bounds each send), except on the live stream's."""
-    connection = request.environ.get("gunicorn.socket")
+def limit_writes(environ, seconds):
+    """Give up on a write to this connection after ``seconds`` (None: never; the live
+    stream's), under gunicorn, where a gevent socket's timeout bounds each send."""
+    connection = environ.get("gunicorn.socket")
     if connection is not None:
-        connection.settimeout(None if request.endpoint == LIVE_STREAM else current_app.config["CLIENT_LAG"])
+        connection.settimeout(seconds)
 
 
-def _read_body():
-    """Read the body now, in time and within the cap, and hand it on with its length."""
-    length, chunked = request.content_length, "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if not length and not chunked:
-        return
-    cap = current_app.config["MAX_CONTENT_LENGTH"]
+def read_body(environ, config):
+    """Read the body now, in time and within the cap, and hand it on with its length (in
+    ``wsgi.input``, which can then be read again); or raise the HTTPException to answer.
+    One raised below Flask (ingest.FastUploads) waits in the environ for Flask to raise it."""
+    if BODY_REFUSED in environ:
+        raise environ.pop(BODY_REFUSED)
+    length = get_content_length(environ)
+    if not length and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return b""
+    cap = config["MAX_CONTENT_LENGTH"]
     if length and length > cap:
         abort(413, f"the body is over {cap} bytes")
     deadline = contextlib.nullcontext()  # a plain WSGI server (tests, flask run) has no way to time it
     if monkey.is_module_patched("socket"):
-        deadline = Timeout(current_app.config["BODY_TIMEOUT"], RequestTimeout("the body took too long to arrive"))
-    address = request.remote_addr
-    if bodies_arriving[address] >= current_app.config["BODIES_PER_ADDRESS"]:
+        deadline = Timeout(config["BODY_TIMEOUT"], RequestTimeout("the body took too long to arrive"))
+    address = environ.get("REMOTE_ADDR")
+    if bodies_arriving[address] >= config["BODIES_PER_ADDRESS"]:
         raise TooManyRequests("this address is sending too many request bodies at once",
-                              retry_after=current_app.config["BODY_TIMEOUT"])
+                              retry_after=config["BODY_TIMEOUT"])
     bodies_arriving[address] += 1
     try:
         with deadline:
-            body = request.environ["wsgi.input"].read(length if length else cap + 1)
+            body = environ["wsgi.input"].read(length if length else cap + 1)
     except (OSError, ParseException) as error:  # gunicorn could not read it: a bad chunk, a body cut short
         abort(400, f"the body could not be read: {type(error).__name__}")
     finally:
@@ -104,8 +111,9 @@ def _read_body():
             del bodies_arriving[address]
     if len(body) > cap:
         abort(413, f"the body is over {cap} bytes")
-    request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
-    request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return body
 
 
 def _from_a_device():

@@ -70,19 +70,24 @@ def take_request(client, device, now, config):
         raise RateLimited(wait / 1000)
 
 
-def _waiting():
+def _waiting(app):
     """device -> time.monotonic() when the wait this process gave it is over."""
-    return current_app.extensions.setdefault("sensorcast.waiting", {})
+    return app.extensions.setdefault("sensorcast.waiting", {})
 
 
 def note_wait(device, error):
     """Remember that ``device`` was told to wait (``error``, a ``RateLimited``)."""
-    _waiting()[device] = time.monotonic() + error.retry_after
+    _waiting(current_app)[device] = time.monotonic() + error.retry_after
+
+
+def is_waiting(app, device):
+    """Whether a wait this process gave ``device`` is not over."""
+    return _waiting(app).get(device, 0) > time.monotonic()
 
 
 def refuse_if_waiting(device):
     """Raise ``RateLimited`` while a wait this process gave ``device`` is not over."""
-    waiting = _waiting()
+    waiting = _waiting(current_app)
     left = waiting.get(device, 0) - time.monotonic()
     if left > 0:
         raise RateLimited(left)

@@ -60,12 +60,14 @@ def stream_id(text):
     return None
 
 
-def get_redis():
-    """The process's one Redis client (a connection pool), made on first use."""
-    client = current_app.extensions.get("sensorcast.redis")
+def get_redis(app=None):
+    """The process's one Redis client (a connection pool), made on first use; the current
+    app's, unless ``app`` is given (outside of a request)."""
+    app = app or current_app
+    client = app.extensions.get("sensorcast.redis")
     if client is None:
-        client = client_for(current_app.config, current_app.config["REDIS_CONNECTIONS"])
-        current_app.extensions["sensorcast.redis"] = client
+        client = client_for(app.config, app.config["REDIS_CONNECTIONS"])
+        app.extensions["sensorcast.redis"] = client
     return client
 
 
@@ -272,6 +274,16 @@ class Conflict(Exception):
         self.boot, self.seq, self.highest = boot, seq, highest
 
 
+_scripts = {}  # Lua text -> its Script (which runs on whichever client it is called with)
+
+
+def _script(client, text):
+    """``text``'s Script, its SHA-1 worked out at the first call only: the script is long."""
+    if text not in _scripts:
+        _scripts[text] = client.register_script(text)
+    return _scripts[text]
+
+
 def add_readings(client, readings, now, config, transport="http", token_digest=""):
     """Store clean readings atomically; return their stream ids (None for a retry), and
     ``{"boot", "seq"}``: the first reading's boot and the highest seq stored under it, if
@@ -285,7 +297,7 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     device's tokens were revoked (``REVOKED_DEVICES``).
     """
     rows = [_row(reading) for reading in readings]
-    script = client.register_script(_ADD_READINGS)
+    script = _script(client, _ADD_READINGS)
     args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
             *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"], config["MAX_DEVICE_FIELDS"],
             alert_budget(config), transport, token_digest]
@@ -314,17 +326,19 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     return ids, {"boot": boot, "seq": int(seq)}
 
 
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _row(reading):
+    """The script's view of a clean reading. A number's text is its repr, which is its JSON:
+    validate() lets only finite numbers through, and no bool."""
     shown = {name: value for name, value in reading.items() if name not in PRIVATE}
-    row = {"device": reading["device"], "json": json.dumps(shown, separators=(",", ":")),
-           "fields": [part for name, value in shown.items() for part in (name, _text(name, value))]}
+    row = {"device": reading["device"], "json": _compact_json(shown),
+           "fields": [part for name, value in shown.items()
+                      for part in (name, value if name in STRING_FIELDS else repr(value))]}
     if "seq" in reading and "boot" in reading:
         row.update(seq=reading["seq"], boot=reading["boot"], slot=slot_of(reading))
     return row
-
-
-def _text(name, value):
-    return value if name in STRING_FIELDS else json.dumps(value)
 
 
 def mark_offline(client, cutoff):

@@ -135,6 +135,31 @@ def test_a_token_revoked_while_its_device_keeps_posting_is_refused_at_once(clien
     assert post(client, {"temperature": 22}, token_for("kitchen")).status_code == 201
 
 
+def test_a_known_device_is_answered_as_it_was_at_its_first_upload(client, token_for):
+    """The first upload makes the token known to this process; the next ones are stored below
+    Flask (ingest.FastUploads), with the same answer."""
+    token = token_for("kitchen")
+
+    first, second = (post(client, {"temperature": 20 + n, "seq": n, "boot": "b1"}, token) for n in range(2))
+
+    assert first.status_code == second.status_code == 201
+    assert set(first.headers.keys()) == set(second.headers.keys())
+    assert second.headers["Content-Type"] == "application/json"
+    assert second.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+    assert second.json["known"] == {"boot": "b1", "seq": 1} and second.json["stored"] == 1
+
+
+def test_a_known_device_s_refused_upload_is_refused_as_at_first_and_counted_once(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+
+    refused = post(client, {"temperature": "warm"}, token)
+
+    assert refused.status_code == 400 and refused.json["field"] == "temperature"
+    assert redis_client.hget("metrics", "refused:http:invalid") == "1"
+    assert redis_client.xlen(device_readings("kitchen")) == 1
+
+
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
     token = token_for("kitchen")
     post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)
