@@ -125,7 +125,9 @@ ROLL_UP = f"""
 local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
-local rollup_pending = {{}}  -- key -> {{ends = its span's end, order = {{field, ...}}, slots = {{field -> summary}}}}
+-- key -> {{ends = its span's end, keep, cap, order = {{{{slot, metric}}, ...}}, slots = {{slot -> {{metric -> summary}}}}}}
+local rollup_pending = {{}}
+local rollup_blocks = {{}}  -- device -> {{tier -> {{span start -> its key's pending}}}}: found with no key name made
 local rollup_from_noted = {{}}  -- device -> true once this call noted it in rollups-from
 
 local function rollup_number(x)
@@ -139,30 +141,43 @@ local function roll_up(device, fields, id, now, retention)
     redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
     rollup_from_noted[device] = true
   end
-  local ts, names = nil, {{}}
+  local ts, names, values = nil, {{}}, {{}}
   for k = 1, #fields, 2 do
     if fields[k] == 'ts' then ts = tonumber(fields[k + 1])
-    elseif not ROLLUP_SKIP[fields[k]] then names[#names + 1] = k end
+    elseif not ROLLUP_SKIP[fields[k]] then
+      names[#names + 1] = k
+      values[#names] = tonumber(fields[k + 1])
+    end
   end
   if not ts then return end
-  for _, tier in ipairs(ROLLUP_TIERS) do
+  local blocks = rollup_blocks[device]
+  if not blocks then
+    blocks = {{{{}}, {{}}, {{}}}}
+    rollup_blocks[device] = blocks
+  end
+  for t, tier in ipairs(ROLLUP_TIERS) do
     local size, span = tier[1], tier[2]
     local keep = tier[3] > 0 and tier[3] or retention
     if ts >= now - keep - span then  -- within this tier's reach (and a key's span)
       local block = math.floor(ts / span) * span
-      local key = 'rollup:' .. device .. ':' .. size .. ':' .. block  -- whole numbers print whole
-      local pending = rollup_pending[key]
+      local pending = blocks[t][block]
       if not pending then
         pending = {{ends = block + span, keep = keep, cap = span / size * {SLOT_METRICS}, order = {{}}, slots = {{}}}}
-        rollup_pending[key] = pending
+        rollup_pending['rollup:' .. device .. ':' .. size .. ':' .. block] = pending  -- whole numbers print whole
+        blocks[t][block] = pending
       end
-      local slot = math.floor(ts / size) * size .. ':'
-      for _, k in ipairs(names) do
-        local field, text = slot .. fields[k], fields[k + 1]
-        local value, summary = tonumber(text), pending.slots[field]
+      local slot = math.floor(ts / size) * size
+      local metrics = pending.slots[slot]
+      if not metrics then
+        metrics = {{}}
+        pending.slots[slot] = metrics
+      end
+      for i, k in ipairs(names) do
+        local name, text, value = fields[k], fields[k + 1], values[i]
+        local summary = metrics[name]
         if not summary then
-          pending.order[#pending.order + 1] = field
-          pending.slots[field] = {{1, value, value, text, value, text}}
+          pending.order[#pending.order + 1] = {{slot, name}}
+          metrics[name] = {{1, value, value, text, value, text}}
         else
           summary[1], summary[2] = summary[1] + 1, summary[2] + value
           if value < summary[3] then summary[3], summary[4] = value, text end
@@ -189,13 +204,18 @@ local function write_rollups(now, retention)
   for key, pending in pairs(rollup_pending) do
     local added, room = 0, nil  -- room: how many fields the key may still add
     for first = 1, #pending.order, ROLLUP_PIECE do
-      local fields = {{unpack(pending.order, first, math.min(first + ROLLUP_PIECE - 1, #pending.order))}}
+      local fields, summaries = {{}}, {{}}
+      for i = first, math.min(first + ROLLUP_PIECE - 1, #pending.order) do
+        local slot, name = unpack(pending.order[i])
+        fields[#fields + 1] = slot .. ':' .. name
+        summaries[#fields] = pending.slots[slot][name]
+      end
       local old, new = redis.call('HMGET', key, unpack(fields)), {{}}
       for i, field in ipairs(fields) do
         if not old[i] then room = (room or pending.cap - redis.call('HLEN', key)) - 1 end
         if old[i] or room >= 0 then
           local n = #new
-          new[n + 1], new[n + 2] = field, rollup_merged(pending.slots[field], old[i])
+          new[n + 1], new[n + 2] = field, rollup_merged(summaries[i], old[i])
         end
       end
       if #new > 0 then added = added + redis.call('HSET', key, unpack(new)) end
@@ -204,6 +224,6 @@ local function write_rollups(now, retention)
       redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + pending.keep))
     end
   end
-  rollup_pending = {{}}
+  rollup_pending, rollup_blocks = {{}}, {{}}
 end
 """
