@@ -41,12 +41,14 @@ OWN_PAGES = ("same-origin", "none")  # Sec-Fetch-Site of our pages, and of a typ
 ALWAYS_OPEN = ("api.healthz",)
 DEVICE_BLUEPRINTS = ("ingest", "firmware")
 LIVE_STREAM = "sse.stream"  # its hub drops the clients whose writes stall
-BODY_REFUSED = "sensorcast.body_refused"  # in the environ: read_body's refusal, for Flask to answer
+MET_BELOW_FLASK = "sensorcast.met_below_flask"  # in the environ: what ingest.FastUploads met, for Flask to answer
 bodies_arriving = collections.Counter()  # client address -> bodies being read from it now, in this process
 
 
 def check_request():
-    """Flask ``before_request``: each check, in turn."""
+    """Flask ``before_request``: each check, in turn, after what was met below Flask."""
+    if MET_BELOW_FLASK in request.environ:
+        raise request.environ.pop(MET_BELOW_FLASK)
     config = current_app.config
     limit_writes(request.environ, None if request.endpoint == LIVE_STREAM else config["CLIENT_LAG"])
     read_body(request.environ, config)
@@ -82,10 +84,7 @@ def limit_writes(environ, seconds):
 
 def read_body(environ, config):
     """Read the body now, in time and within the cap, and hand it on with its length (in
-    ``wsgi.input``, which can then be read again); or raise the HTTPException to answer.
-    One raised below Flask (ingest.FastUploads) waits in the environ for Flask to raise it."""
-    if BODY_REFUSED in environ:
-        raise environ.pop(BODY_REFUSED)
+    ``wsgi.input``, which can then be read again); or raise the HTTPException to answer."""
     length = get_content_length(environ)
     if not length and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return b""

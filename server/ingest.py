@@ -20,11 +20,12 @@ left to the routes below, which answer it as if there were no fast path.
 import json
 import time
 
+import redis
 from flask import Blueprint, abort, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from .auth import UNKNOWN_TOKEN, authenticate, forget_token, known_device
-from .guard import BODY_REFUSED, limit_writes, read_body
+from .guard import MET_BELOW_FLASK, limit_writes, read_body
 from .ratelimit import RateLimited, is_waiting, note_wait, refuse_if_waiting
 from .readings import InvalidReading, parse_json, validate
 from .store import Conflict, TokenRevoked, add_readings, get_redis
@@ -91,9 +92,10 @@ def stored_answer(ids, known):
 class FastUploads:
     """WSGI middleware: ``POST /api/readings`` with a token this process knows and a JSON
     body, stored and answered 201 without Flask; any other request, or any other outcome,
-    goes on to ``wsgi_app`` (the body it read handed on, or its refusal of the body to be
-    raised there). A request refused stored nothing, so Flask's route stores it once or
-    refuses it again; with Redis away, Flask's handlers try once more and answer 503."""
+    goes on to ``wsgi_app``, the body it read handed on. A refused request stored nothing,
+    so Flask's route refuses it again; an error that may have come after the store (Redis
+    away, a replica's WAIT) and a refused body are raised in Flask (``MET_BELOW_FLASK``) for
+    its handlers to answer."""
 
     def __init__(self, app, wsgi_app, headers):
         self.app, self.wsgi_app = app, wsgi_app
@@ -113,7 +115,7 @@ class FastUploads:
                 and self.app.config["AUTH"])
 
     def stored(self, environ):
-        """The 201 answer's JSON, the readings stored; or None, with nothing stored."""
+        """The 201 answer's JSON, the readings stored; or None, for Flask to answer."""
         known = known_device(environ.get("HTTP_AUTHORIZATION", ""))
         if known is None or is_waiting(self.app, known[0]):
             return None
@@ -123,12 +125,15 @@ class FastUploads:
         try:
             body = read_body(environ, config)
         except HTTPException as refusal:
-            environ[BODY_REFUSED] = refusal
+            environ[MET_BELOW_FLASK] = refusal
             return None
         now = time.time()
         try:
             readings = validate(parse_json(body), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
             ids, known = add_readings(get_redis(self.app), readings, now, config, token_digest=digest)
-        except Exception:  # Flask's route answers it (read_body left the body to read again)
+        except (InvalidReading, PermissionError, RateLimited, Conflict, TokenRevoked):
+            return None  # nothing stored: Flask's route refuses it again, reading the body read_body left
+        except redis.exceptions.RedisError as error:
+            environ[MET_BELOW_FLASK] = error
             return None
         return stored_answer(ids, known)

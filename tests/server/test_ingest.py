@@ -160,6 +160,18 @@ def test_a_known_device_s_refused_upload_is_refused_as_at_first_and_counted_once
     assert redis_client.xlen(device_readings("kitchen")) == 1
 
 
+def test_a_known_device_s_upload_no_replica_confirmed_is_a_503_and_stored_once(app, client, token_for,
+                                                                               redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+    app.config.update(WAIT_REPLICAS=1, WAIT_MS=10)  # this Redis has no replica: stored, but never confirmed
+
+    answer = post(client, {"temperature": 21}, token)
+
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == str(app.config["RETRY_AFTER"])
+    assert redis_client.xlen(device_readings("kitchen")) == 2
+
+
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
     token = token_for("kitchen")
     post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token)
