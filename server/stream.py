@@ -95,7 +95,9 @@ class ReadingStream(ServerSentEventsBlueprint):
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None
         if channel != CHANNEL or not stream_id(last_event_id):
             last_event_id = None
-        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"], config["MAX_REPLAY"])
+        chunked = request.method == "GET" and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"], config["MAX_REPLAY"],
+                    request.environ.get("gunicorn.socket") if chunked else None)
         return current_app.response_class(
             body, mimetype="text/event-stream", direct_passthrough=True,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -103,13 +105,17 @@ class ReadingStream(ServerSentEventsBlueprint):
 
 class Body:
     """A stream's response body, handed to the WSGI server as it is: iterating it gives
-    the bytes to send (no wrapper between a live event and the socket), and closing it,
-    which the server always does, takes the client out of the hub."""
+    the bytes to send, and closing it, which the server always does, takes the client out
+    of the hub. Under gunicorn, once the headers, the reconnect delay and the replay are out,
+    live events go straight to the stream's ``socket``, each write one HTTP/1.1 chunk as
+    gunicorn frames them: gunicorn's write and gevent's ``sendall`` around each one cost
+    a worker with a crowd watching more than the send itself."""
 
-    def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay):
+    def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay, socket=None):
         self.hub = hub
         self.client = client
         self.max_replay = max_replay
+        self.socket = socket
         self.events = self._events(redis_client, last_event_id, retry)
 
     def __iter__(self):
@@ -134,7 +140,13 @@ class Body:
         except redis.exceptions.RedisError as error:
             log.warning("ended a stream during its replay: %s", error)
             return
-        yield from self.client.chunks(skip_until=replayed)
+        if self.socket is None:
+            yield from self.client.chunks(skip_until=replayed)
+            return
+        for chunk in self.client.chunks(skip_until=replayed):
+            frame = memoryview(b"%X\r\n%b\r\n" % (len(chunk), chunk))
+            while frame:
+                frame = frame[self.socket.send(frame):]
 
 
 sse = ReadingStream("sse", __name__)

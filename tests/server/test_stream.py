@@ -1,4 +1,9 @@
 """Browsers watch /stream: live readings, replay after a reconnect, one subscription per process."""
+import json
+import re
+import socket
+
+import pytest
 from flask_sse import sse as stock_sse
 
 from server.store import connect
@@ -14,6 +19,38 @@ def test_the_tutorials_curl_reaches_a_watching_browser(live_server, token_for):
 
     assert event["data"]["device"] == "therm" and event["data"]["temperature"] == 56
     assert event["id"].count("-") == 1
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_a_live_event_arrives_whole_in_the_framing_of_the_browser_s_http(live_server, token_for, version):
+    """Under HTTP/1.1 each write is one chunk (the stream writes them itself once live); 1.0 has no chunks."""
+    host, port = live_server.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as browser:
+        browser.sendall(f"GET /stream {version}\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        received = browser.recv(4096)
+        eventually(lambda: live_server.health()["streams"] == 1)
+        live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 21.5})
+        head, _, body = received.partition(b"\r\n\r\n")
+        events = dechunk if version == "HTTP/1.1" else bytes
+        while b'"temperature": 21.5' not in events(body):
+            body += browser.recv(4096)
+
+    assert (b"Transfer-Encoding: chunked" in head) == (version == "HTTP/1.1")
+    reading = next(event for event in events(body).split(b"\n\n") if b"event:reading" in event)
+    assert json.loads(reading.split(b"\ndata:")[1].split(b"\n")[0])["temperature"] == 21.5
+
+
+def dechunk(body):
+    """What the whole chunks of a chunked body hold; an AssertionError where its framing breaks."""
+    data = b""
+    while b"\r\n" in body:
+        size, _, rest = body.partition(b"\r\n")
+        assert re.fullmatch(rb"[0-9A-F]+", size), body[:40]
+        if len(rest) < int(size, 16) + 2:  # the last one is not all in yet
+            break
+        assert rest[int(size, 16):int(size, 16) + 2] == b"\r\n", rest[:40]
+        data, body = data + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+    return data
 
 
 def test_headers_arrive_at_once_and_heartbeats_keep_an_idle_stream_alive(live_server):
