@@ -17,7 +17,6 @@ would cost more than the rest of the request. Everything else about an upload (a
 this process has not seen, a body that is not clean JSON, any refusal, Redis away) is
 left to the routes below, which answer it as if there were no fast path.
 """
-import json
 import time
 
 import redis
@@ -26,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from .auth import UNKNOWN_TOKEN, authenticate, forget_token, known_device
 from .guard import MET_BELOW_FLASK, limit_writes, read_body
-from .ratelimit import RateLimited, is_waiting, note_wait, refuse_if_waiting
+from .ratelimit import RateLimited, note_wait, refuse_if_waiting, wait_left
 from .readings import InvalidReading, parse_json, validate
 from .store import Conflict, TokenRevoked, add_readings, get_redis
 
@@ -75,13 +74,16 @@ def _store(payload, device):
     except TokenRevoked:
         forget_token(g.token_digest)
         abort(401, UNKNOWN_TOKEN)
-    except Conflict as error:
-        return {"error": str(error), "conflict": {"boot": error.boot, "seq": error.seq},
-                "known": {"boot": error.boot, "seq": error.highest}}, 409
     except RateLimited as error:
         note_wait(device, error)
         raise
     return stored_answer(ids, known), 201
+
+
+@bp.app_errorhandler(Conflict)
+def conflict(error):
+    return {"error": str(error), "conflict": {"boot": error.boot, "seq": error.seq},
+            "known": {"boot": error.boot, "seq": error.highest}}, 409
 
 
 def stored_answer(ids, known):
@@ -92,10 +94,11 @@ def stored_answer(ids, known):
 class FastUploads:
     """WSGI middleware: ``POST /api/readings`` with a token this process knows and a JSON
     body, stored and answered 201 without Flask; any other request, or any other outcome,
-    goes on to ``wsgi_app``, the body it read handed on. A refused request stored nothing,
-    so Flask's route refuses it again; an error that may have come after the store (Redis
-    away, a replica's WAIT) and a refused body are raised in Flask (``MET_BELOW_FLASK``) for
-    its handlers to answer."""
+    goes on to ``wsgi_app``, the body it read handed on. A request refused before Redis
+    changed anything goes through Flask's route again; what must not be tried twice (a
+    conflict, which charged the rate limit; Redis away or a replica's WAIT, maybe after the
+    store), a refused body and a device still told to wait (before its body is read) are
+    raised in Flask (``MET_BELOW_FLASK``) for its handlers to answer and count."""
 
     def __init__(self, app, wsgi_app, headers):
         self.app, self.wsgi_app = app, wsgi_app
@@ -105,7 +108,7 @@ class FastUploads:
         answer = self.stored(environ) if self.takes(environ) else None
         if answer is None:
             return self.wsgi_app(environ, start_response)
-        body = (json.dumps(answer) + "\n").encode()
+        body = (self.app.json.dumps(answer, separators=(",", ":")) + "\n").encode()  # as Flask's answers
         start_response("201 CREATED", [*self.headers, ("Content-Length", str(len(body)))])
         return [body]
 
@@ -117,9 +120,13 @@ class FastUploads:
     def stored(self, environ):
         """The 201 answer's JSON, the readings stored; or None, for Flask to answer."""
         known = known_device(environ.get("HTTP_AUTHORIZATION", ""))
-        if known is None or is_waiting(self.app, known[0]):
+        if known is None:
             return None
         device, digest = known
+        left = wait_left(self.app, device)
+        if left:  # refused before its body is read, however slowly that comes
+            environ[MET_BELOW_FLASK] = RateLimited(left)
+            return None
         config = self.app.config
         limit_writes(environ, config["CLIENT_LAG"])
         try:
@@ -131,9 +138,9 @@ class FastUploads:
         try:
             readings = validate(parse_json(body), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
             ids, known = add_readings(get_redis(self.app), readings, now, config, token_digest=digest)
-        except (InvalidReading, PermissionError, RateLimited, Conflict, TokenRevoked):
-            return None  # nothing stored: Flask's route refuses it again, reading the body read_body left
-        except redis.exceptions.RedisError as error:
+        except (InvalidReading, PermissionError, RateLimited, TokenRevoked):
+            return None  # nothing changed in Redis: Flask's route refuses it again, reading the body read_body left
+        except (Conflict, redis.exceptions.RedisError) as error:  # the rate limit was charged, or maybe more
             environ[MET_BELOW_FLASK] = error
             return None
         return stored_answer(ids, known)

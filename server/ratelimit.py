@@ -80,15 +80,14 @@ def note_wait(device, error):
     _waiting(current_app)[device] = time.monotonic() + error.retry_after
 
 
-def is_waiting(app, device):
-    """Whether a wait this process gave ``device`` is not over."""
-    return _waiting(app).get(device, 0) > time.monotonic()
+def wait_left(app, device):
+    """Seconds until the wait this process gave ``device`` is over; 0 when there is none."""
+    return max(0.0, _waiting(app).get(device, 0) - time.monotonic())
 
 
 def refuse_if_waiting(device):
     """Raise ``RateLimited`` while a wait this process gave ``device`` is not over."""
-    waiting = _waiting(current_app)
-    left = waiting.get(device, 0) - time.monotonic()
-    if left > 0:
+    left = wait_left(current_app, device)
+    if left:
         raise RateLimited(left)
-    waiting.pop(device, None)
+    _waiting(current_app).pop(device, None)

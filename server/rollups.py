@@ -125,7 +125,8 @@ ROLL_UP = f"""
 local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
--- key -> {{ends = its span's end, keep, cap, order = {{{{slot, metric}}, ...}}, slots = {{slot -> {{metric -> summary}}}}}}
+-- key -> {{ends = its span's end, keep, cap, order = {{{{slot, metric}}, ...}},
+--         slots = {{slot -> {{metric -> summary}}}}}}
 local rollup_pending = {{}}
 local rollup_blocks = {{}}  -- device -> {{tier -> {{span start -> its key's pending}}}}: found with no key name made
 local rollup_from_noted = {{}}  -- device -> true once this call noted it in rollups-from

@@ -48,6 +48,18 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(start_server, token_for, sender
     assert server.health()["status"] == "ok"
 
 
+def test_a_device_told_to_wait_is_refused_at_once_however_slowly_its_body_comes(start_server, token_for):
+    server = start_server(RATE_LIMIT=0.1, RATE_BURST=1, BODY_TIMEOUT=60)
+    token = token_for("kitchen")
+    assert [server.post("/api/readings", token, json={"temperature": 20}).status_code for _ in range(2)] == [201, 429]
+
+    slow = slow_body(server, start=slow_upload(token))
+    slow.settimeout(10)  # its body would be waited for 60 s
+
+    assert slow.recv(200).startswith(b"HTTP/1.1 429")
+    slow.close()
+
+
 def test_one_address_cannot_hold_more_than_a_few_slow_bodies(start_server, token_for):
     server = start_server(BODY_TIMEOUT=60, BODIES_PER_ADDRESS=3)
     held = [slow_body(server) for _ in range(3)]

@@ -146,6 +146,7 @@ def test_a_known_device_is_answered_as_it_was_at_its_first_upload(client, token_
     assert set(first.headers.keys()) == set(second.headers.keys())
     assert second.headers["Content-Type"] == "application/json"
     assert second.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+    assert list(second.json) == list(first.json) and b" " not in second.data  # Flask's key order, compact
     assert second.json["known"] == {"boot": "b1", "seq": 1} and second.json["stored"] == 1
 
 
@@ -170,6 +171,18 @@ def test_a_known_device_s_upload_no_replica_confirmed_is_a_503_and_stored_once(a
 
     assert answer.status_code == 503 and answer.headers["Retry-After"] == str(app.config["RETRY_AFTER"])
     assert redis_client.xlen(device_readings("kitchen")) == 2
+
+
+def test_a_known_device_s_conflict_counts_once_against_its_rate_limit(app, client, token_for):
+    app.config.update(RATE_LIMIT=0.1, RATE_BURST=3)  # one request every 10 s, 3 at once
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token).status_code == 201
+
+    planted = post(client, {"temperature": 25, "seq": 1, "boot": "b1"}, token)
+
+    assert planted.status_code == 409 and planted.json["conflict"] == {"boot": "b1", "seq": 1}
+    assert post(client, {"temperature": 21, "seq": 2, "boot": "b1"}, token).status_code == 201  # the third
+    assert post(client, {"temperature": 22, "seq": 3, "boot": "b1"}, token).status_code == 429
 
 
 def test_a_reboot_starts_a_new_sequence(client, token_for, redis_client):
