@@ -153,7 +153,8 @@ local function roll_up(device, fields, id, now, retention)
   if not ts then return end
   local blocks = rollup_blocks[device]
   if not blocks then
-    blocks = {{{{}}, {{}}, {{}}}}
+    blocks = {{}}
+    for t = 1, #ROLLUP_TIERS do blocks[t] = {{}} end
     rollup_blocks[device] = blocks
   end
   for t, tier in ipairs(ROLLUP_TIERS) do

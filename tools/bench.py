@@ -7,10 +7,10 @@ rate, each carrying the time it was sent as ``ts``, so every delivery is timed f
 POST until the browser's socket has it. Stock flask-sse gets the original tutorial's
 route, which publishes what it is sent. Crowd: Sensorcast's largest fan-out cell that one
 core should carry, 10,000 browsers at 2 events a second, run five times on a fresh server
-and each run's figures printed (a p99 that holds in one run may not in the next). Churn: browsers that open a stream and leave at
-once, by the thousand; what stays behind. Uploads: readings POSTed one per request
-and in batches by 32 keep-alive connections, beside the framework's own floor
-(``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``).
+and each run's figures printed (a p99 that holds in one run may not in the next). Churn:
+browsers that open a stream and leave at once, by the thousand; what stays behind.
+Uploads: readings POSTed one per request and in batches by 32 keep-alive connections,
+beside the framework's own floor (``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``).
 Fleet: devices posting as boards do while browsers watch, on ``make run``'s workers
 (``bench_fleet.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
 200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
