@@ -150,7 +150,9 @@ class EventStream:
 
 class FollowingBrowser:
     """A browser's EventSource, in a thread: it reconnects whenever the stream ends or is
-    refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's id."""
+    refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's id.
+    ``watching`` is set once its first stream is open: the server sends a stream's headers
+    only once its hub receives live events, so nothing published after it is missed."""
 
     retry_seconds = 0.2
 
@@ -158,6 +160,7 @@ class FollowingBrowser:
         self.url = url
         self.ids = []
         self.stopping = False
+        self.watching = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self):
@@ -165,6 +168,8 @@ class FollowingBrowser:
             headers = {"Last-Event-ID": self.ids[-1]} if self.ids else {}
             try:
                 stream = EventStream(self.url + "/stream", headers)
+                if stream.response.ok:
+                    self.watching.set()
                 while not self.stopping and stream.response.ok:
                     event = stream.next_event()
                     if event.get("event") == "reading":
@@ -202,6 +207,10 @@ class Device:
     def stop(self):
         self.stopping = True
         self.thread.join()
+
+
+def all_watching(browsers):
+    return all(browser.watching.is_set() for browser in browsers)
 
 
 def assert_each_reading_stored_once_and_seen_once(redis_client, device, browsers):

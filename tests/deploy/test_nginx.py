@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from server import ROOT
-from tests.conftest import (Device, EventStream, FollowingBrowser, assert_each_reading_stored_once_and_seen_once,
-                            eventually)
+from tests.conftest import (Device, EventStream, FollowingBrowser, all_watching,
+                            assert_each_reading_stored_once_and_seen_once, eventually)
 from tools.run import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (apt-get install nginx)")
@@ -201,7 +201,7 @@ def test_a_reconnect_that_lands_on_the_other_instance_replays_without_gap_or_dup
 def test_killing_an_instance_loses_no_reading_and_its_browsers_move_over(deployment, token_for, redis_client):
     nginx, instances = deployment
     browsers = [FollowingBrowser(nginx.url) for _ in range(4)]
-    eventually(lambda: sum(serving(instances)) == 4)
+    eventually(lambda: all_watching(browsers))
     device = Device(nginx.url, token_for("kitchen"))
     eventually(lambda: device.accepted >= 20)
 

@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from tests.conftest import Device, FollowingBrowser, assert_each_reading_stored_once_and_seen_once, eventually
+from tests.conftest import (Device, FollowingBrowser, all_watching, assert_each_reading_stored_once_and_seen_once,
+                            eventually)
 
 
 @pytest.fixture
@@ -13,7 +14,7 @@ def watched(live_server, token_for, redis_client):
     """Three browsers following the server and a device posting to it; at the end, every
     browser must hold every stored reading's id, once each, in order."""
     browsers = [FollowingBrowser(live_server.url) for _ in range(3)]
-    eventually(lambda: live_server.health()["streams"] == 3)
+    eventually(lambda: all_watching(browsers))
     device = Device(live_server.url, token_for("kitchen"))
     yield device
     device.stop()

@@ -31,7 +31,7 @@ def test_a_failover_loses_no_reading_answered_201_and_the_browser_sees_each_once
                         WAIT_REPLICAS=1)
     try:
         browser = FollowingBrowser(server.url)
-        eventually(lambda: server.health()["streams"] == 1)
+        eventually(browser.watching.is_set)
         device = Device(server.url, token)
         eventually(lambda: device.accepted >= 20)
 
