@@ -1,8 +1,11 @@
 """A channel's feed: its recent events, each rendered to bytes once and shared by every
 client, and each client's cursor into it.
 
-A client woken by the hub sends everything it has not had yet in one write. It is too
-slow when it needs an entry the feed has already forgotten (the feed keeps its last
+A client woken by the hub sends everything it has not had yet in one write. A client
+that is caught up may instead park: the hub then writes what comes next to its socket
+itself, without waking it, which spares a crowd's worker a switch to every stream per
+event; a write the socket does not take whole wakes the client to finish it. A client is
+too slow when it needs an entry the feed has already forgotten (the feed keeps its last
 ``client_buffer`` bytes and ``client_lag`` seconds), or when one write to it stalls:
 then it is closed, and its browser reconnects and replays what it missed. The feed is
 the worker's only per-event memory, whatever the crowd.
@@ -41,10 +44,19 @@ class Channel:
         self.dirty = True
 
     def wake(self):
-        """Wake every client waiting for something new."""
+        """Write what is new to each parked client, and wake every client waiting for it."""
         changed, self.changed = self.changed, threading.Event()
         self.dirty = False
         self.woken_seq = self.next_seq
+        news = {}  # a client's cursor -> the bytes from there on, joined once for all at that cursor
+        for client in list(self.clients):
+            if client.write_now is not None and client.cursor < self.next_seq:
+                data = news.get(client.cursor)
+                if data is None:
+                    data = news[client.cursor] = b"".join(entry[3] for entry in self.entries[client.cursor - self.first_seq:])
+                client.cursor = self.next_seq
+                if not client.write_now(data):
+                    client.unpark()
         changed.set()
 
     def trim(self, max_bytes, oldest):
@@ -73,18 +85,24 @@ class Client:
         self.cursor = channel.next_seq
         self.writing_since = None
         self.closed = False
+        self.write_now = None  # while parked: the stream's write that never waits (True when all went)
+        self._unparked = None
 
-    def chunks(self, skip_until=None):
+    def chunks(self, skip_until=None, park=None):
         """What the feed gets from now on, as bytes, a write's worth at a time, until closed.
 
-        Events with a stream id up to ``skip_until`` (already replayed) are left out.
+        Events with a stream id up to ``skip_until`` (already replayed) are left out. Once
+        caught up and past them, ``park()`` is called, if given, instead of waiting.
         """
         channel = self.channel
         while not self.closed:
             self.writing_since = None
             changed, entries = channel.changed, channel.entries
             if not entries or entries[-1][0] < self.cursor:
-                changed.wait()
+                if park and not skip_until:
+                    park()
+                else:
+                    changed.wait()
                 continue
             start = self.cursor - entries[0][0]
             if start < 0:
@@ -92,14 +110,29 @@ class Client:
                 return
             parts, size = [], 0
             for seq, _, event_id, data in entries[start:]:
-                if not (skip_until and event_id and event_id <= skip_until):
-                    parts.append(data)
-                    size += len(data)
                 self.cursor = seq + 1
+                if skip_until and event_id:
+                    if event_id <= skip_until:
+                        continue
+                    skip_until = None  # readings come in id order: none after this one was replayed
+                parts.append(data)
+                size += len(data)
                 if size >= self.write_bytes:
                     break
             if parts:
                 yield self.sending(b"".join(parts))
+
+    def park(self, write_now):
+        """Wait while the hub writes what comes with ``write_now(data)`` itself; back when
+        a write did not go whole (the stream finishes it) or the client closed."""
+        self._unparked = threading.Event()
+        self.write_now = write_now
+        self._unparked.wait()
+
+    def unpark(self):
+        unparked, self.write_now = self._unparked, None
+        if unparked is not None:
+            unparked.set()
 
     def sending(self, chunk):
         """``chunk``, noting that it is being written, so that a stalled write is found."""
@@ -107,8 +140,9 @@ class Client:
         return chunk
 
     def close(self):
-        """Mark it closed; a write stalled on its socket is cut short."""
+        """Mark it closed; a parked client wakes, a write stalled on its socket is cut short."""
         self.closed = True
+        self.unpark()
         if self.writing_since is not None and self.connection is not None:
             try:  # through a duplicate, so the stalled write fails as if the browser had left
                 with socket.fromfd(self.connection.fileno(), self.connection.family,

@@ -8,9 +8,11 @@ sent at once, heartbeats, and ``Last-Event-ID`` replay from the ``readings`` str
 with no gap and no duplicate before live events resume. A ``Last-Event-ID`` older than
 anything ``readings`` still keeps first gets a ``reset`` event: the gap is never silent.
 """
+import functools
 import logging
 import threading
 
+import gevent.socket
 import redis
 from flask import current_app, request
 from flask_sse import Message, ServerSentEventsBlueprint
@@ -109,13 +111,15 @@ class Body:
     of the hub. Under gunicorn, once the headers, the reconnect delay and the replay are out,
     live events go straight to the stream's ``socket``, each write one HTTP/1.1 chunk as
     gunicorn frames them: gunicorn's write and gevent's ``sendall`` around each one cost
-    a worker with a crowd watching more than the send itself."""
+    a worker with a crowd watching more than the send itself. On a plain gevent socket,
+    a stream that has caught up parks, and the hub writes its events (``feed.py``)."""
 
     def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay, socket=None):
         self.hub = hub
         self.client = client
         self.max_replay = max_replay
         self.socket = socket
+        self.unsent = b""
         self.events = self._events(redis_client, last_event_id, retry)
 
     def __iter__(self):
@@ -143,10 +147,37 @@ class Body:
         if self.socket is None:
             yield from self.client.chunks(skip_until=replayed)
             return
-        for chunk in self.client.chunks(skip_until=replayed):
-            frame = memoryview(b"%X\r\n%b\r\n" % (len(chunk), chunk))
-            while frame:
-                frame = frame[self.socket.send(frame):]
+        park = self._park if type(self.socket) is gevent.socket.socket else None
+        for chunk in self.client.chunks(skip_until=replayed, park=park):
+            self._send(_framed(chunk))
+
+    def _park(self):
+        """Caught up: the hub writes the next live events itself, until one does not fit
+        the socket's buffer; the rest of that one is written here."""
+        self.client.park(self._send_now)
+        self._send(self.unsent)
+
+    def _send_now(self, chunk):
+        """Send ``chunk`` as far as the socket takes it without waiting; False when some is
+        left (in ``unsent``), or the socket failed (its error comes again from ``_send``)."""
+        frame = _framed(chunk)
+        try:
+            sent = self.socket.send(frame, 0, 0.0)  # gevent's send: a timeout of 0 never waits
+        except OSError:
+            sent = 0
+        self.unsent = frame[sent:] if sent < len(frame) else b""
+        return not self.unsent
+
+    def _send(self, frame):
+        frame = memoryview(self.client.sending(frame))
+        while frame:
+            frame = frame[self.socket.send(frame):]
+
+
+@functools.lru_cache(maxsize=1)  # the hub writes the same bytes to each parked stream in turn
+def _framed(chunk):
+    """``chunk`` as one HTTP/1.1 chunk, framed as gunicorn frames a body's."""
+    return b"%X\r\n%b\r\n" % (len(chunk), chunk)
 
 
 sse = ReadingStream("sse", __name__)

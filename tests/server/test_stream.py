@@ -40,6 +40,29 @@ def test_a_live_event_arrives_whole_in_the_framing_of_the_browser_s_http(live_se
     assert json.loads(reading.split(b"\ndata:")[1].split(b"\n")[0])["temperature"] == 21.5
 
 
+def test_a_burst_larger_than_a_browser_s_socket_takes_arrives_whole_and_in_order(start_server, app):
+    """A stream that has caught up is written to by the hub itself; what its socket does not
+    take at once is finished by the stream, before anything that came after it."""
+    server = start_server(CLIENT_BUFFER=16 * 1024 * 1024)  # more than a socket's buffers take at once
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    with socket.socket() as browser:
+        browser.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        browser.connect((host, int(port)))
+        browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        received = browser.recv(4096)
+        eventually(lambda: server.health()["streams"] == 1)
+        with app.app_context():
+            for n in range(400):
+                stock_sse.publish({"n": n, "padding": "x" * 10_000}, type="bulk")
+        browser.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now it reads on
+        while b'"n": 399' not in dechunk(received.partition(b"\r\n\r\n")[2]):
+            received += browser.recv(1 << 16)
+
+    events = dechunk(received.partition(b"\r\n\r\n")[2]).split(b"\n\n")
+    bulk = [json.loads(event.split(b"data:")[1]) for event in events if b"event:bulk" in event]
+    assert [event["n"] for event in bulk] == list(range(400))
+
+
 def dechunk(body):
     """What the whole chunks of a chunked body hold; an AssertionError where its framing breaks."""
     data = b""
