@@ -4,7 +4,6 @@ The keys are a public interface (see the README): third parties XREAD ``readings
 or SUBSCRIBE ``sse``. A request stores its whole batch in one Lua call, so a reading's
 event id and its place in the history never disagree, however large the batch.
 """
-import json
 
 import redis
 import redis.sentinel
@@ -130,6 +129,7 @@ _ADD_READINGS = RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"local READING_BYT
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local function weight(r) return math.max(1, #r.json / READING_BYTES) end
 local readings = cjson.decode(ARGV[5])
+for i, r in ipairs(readings) do r.json = ARGV[15 + i] end
 if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
 if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', 'revoked-devices', readings[1].device) == 1 then
   return 'revoked'
@@ -296,11 +296,11 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     call: ``TokenRevoked`` if it no longer writes as the readings' device; over MQTT, if the
     device's tokens were revoked (``REVOKED_DEVICES``).
     """
-    rows = [_row(reading) for reading in readings]
+    rows, shown = zip(*map(_row, readings))
     script = _script(client, _ADD_READINGS)
-    args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, json.dumps(rows),
+    args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, "[%s]" % ",".join(rows),
             *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"], config["MAX_DEVICE_FIELDS"],
-            alert_budget(config), transport, token_digest]
+            alert_budget(config), transport, token_digest, *shown]
     if not config["WAIT_REPLICAS"]:
         result = script(args=args, client=client)
     else:
@@ -326,19 +326,18 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     return ids, {"boot": boot, "seq": int(seq)}
 
 
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def _row(reading):
-    """The script's view of a clean reading. A number's text is its repr, which is its JSON:
-    validate() lets only finite numbers through, and no bool."""
-    shown = {name: value for name, value in reading.items() if name not in PRIVATE}
-    row = {"device": reading["device"], "json": _compact_json(shown),
-           "fields": [part for name, value in shown.items()
-                      for part in (name, value if name in STRING_FIELDS else repr(value))]}
+    """The script's view of a clean reading, and the reading as its event shows it, as JSON
+    texts written out directly: validate() lets through only names, devices and firmware
+    versions of ``A-Za-z0-9_.+-`` (nothing to escape) and finite numbers (no bool), whose
+    repr is their JSON."""
+    texts = [(name, value if name in STRING_FIELDS else repr(value))
+             for name, value in reading.items() if name not in PRIVATE]
+    shown = ",".join(f'"{name}":"{text}"' if name in STRING_FIELDS else f'"{name}":{text}' for name, text in texts)
+    row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(part for pair in texts for part in pair))
     if "seq" in reading and "boot" in reading:
-        row.update(seq=reading["seq"], boot=reading["boot"], slot=slot_of(reading))
-    return row
+        row += ',"seq":%d,"boot":"%s","slot":[%d,%d,%d,%d]' % (reading["seq"], reading["boot"], *slot_of(reading))
+    return row + "}", "{%s}" % shown
 
 
 def mark_offline(client, cutoff):

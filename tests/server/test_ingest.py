@@ -1,10 +1,13 @@
 """A device owner posts readings: what is stored, what is refused, and why."""
+import hashlib
+import json
 import time
 
 import pytest
 import requests
 
 from server.auth import revoke_tokens
+from server.retries import WINDOW, seqs_key
 from server.store import READING_BYTES, READINGS, device_key, device_readings
 from tests.conftest import eventually
 
@@ -46,6 +49,20 @@ def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
     assert retry.json["stored"] == 1 and retry.json["duplicates"] == 2
     assert retry.json["ids"][:2] == [None, None]
     assert redis_client.xlen(device_readings("kitchen")) == 3
+
+
+def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client, token_for, redis_client):
+    """Earlier versions kept the digest of a reading's values as ``json.dumps`` sorts and
+    writes them; a board's retry that spans an upgrade must still match it."""
+    reading = {"temperature": -3.25, "humidity": 41, "pressure": 1013.25, "lux": 2e-05, "fw": "1.4.0+b.2", "seq": 9, "boot": "B-x_1"}
+    values = {"device": "kitchen", **{name: value for name, value in reading.items() if name not in ("seq", "boot")}}
+    earlier = hashlib.blake2b(json.dumps(values, sort_keys=True).encode(), digest_size=4).digest()
+    assert post(client, reading, token_for("kitchen")).status_code == 201
+    slot = 3 * (reading["seq"] % WINDOW)
+
+    stored = redis_client.bitfield(seqs_key("kitchen")).get("u32", f"#{slot + 2}").execute()[0]
+
+    assert stored == int.from_bytes(earlier, "big")
 
 
 def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_shows(client, token_for):
