@@ -8,7 +8,6 @@ All browsers come from one address, so the per-address stream cap is lifted; not
 else is changed."""
 import multiprocessing
 import os
-import pathlib
 import re
 import select
 import socket
@@ -92,17 +91,6 @@ def upload(url, tokens, seconds, results):
     results.put(timed)
 
 
-def _worker_stats(server):
-    """(CPU seconds, RSS MB) summed over the server's workers."""
-    pid = server.process.pid
-    cpu = rss = 0.0
-    for worker in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        fields = pathlib.Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        rss += int(re.search(r"VmRSS:\s+(\d+)", pathlib.Path(f"/proc/{worker}/status").read_text()).group(1)) / 1024
-    return cpu, rss
-
-
 def _open_streams(url):
     return float(OPEN_STREAMS.search(requests.get(url + "/metrics", timeout=30).text).group(1))
 
@@ -117,7 +105,7 @@ def cell(redis_server, redis_client, devices, browsers, seconds):
         watching = Browsers(server.url, browsers)
         while _open_streams(server.url) < browsers - watching.refused:
             watching.read(1)
-        cpu_before, _ = _worker_stats(server)
+        cpu_before, _ = server.worker_usage()
         results = multiprocessing.get_context("fork").Queue()
         fleet = multiprocessing.get_context("fork").Process(target=upload, args=(server.url, tokens, seconds, results))
         began = time.monotonic()
@@ -127,7 +115,7 @@ def cell(redis_server, redis_client, devices, browsers, seconds):
         timed = results.get(timeout=60)
         fleet.join()
         elapsed = time.monotonic() - began
-        cpu_after, rss = _worker_stats(server)
+        cpu_after, rss = server.worker_usage()
         stored = sum(1 for _, status in timed if status == 201)
         expected = stored * len(watching.sockets)
         arrived = -1

@@ -4,7 +4,9 @@ run: stock flask-sse's push (the original tutorial's route), Sensorcast's ``POST
 and answer 201 (what the framework itself costs). Each runs under gunicorn with one
 gevent worker pinned to core 0; the load is ``CONNECTIONS`` keep-alive connections, each
 POSTing and waiting for the answer before its next (as ``wrk -c32`` does), driven by one
-epoll loop on the other core, with Redis."""
+epoll loop on the other core, with Redis. For batches, two more figures tell the worker
+from Redis: readings a second per second of the worker's CPU ("per worker core"), and the
+ingest script's time in Redis a reading (Redis's ``commandstats``)."""
 import json
 import re
 import select
@@ -101,11 +103,18 @@ def upload_table(redis_server, redis_client, seconds):
             rate, failed = answered_per_second(server.url, path, headers, reading, seconds)
             row = {"server": name, "requests/s, 1 reading": round(rate), "not 2xx": failed}
             for batch in BATCHES:
-                row[f"readings/s, {batch} a request"] = ""
+                row[f"readings/s, {batch} a request"] = row[f"per worker core, {batch}"] = ""
+                row[f"script µs a reading, {batch}"] = ""
                 if name == "sensorcast":
                     body = json.dumps([{"temperature": 20 + n % 10 / 10} for n in range(batch)]).encode()
+                    redis_client.config_resetstat()
+                    cpu_before = server.worker_usage()[0]
                     rate, failed = answered_per_second(server.url, path, headers, body, seconds)
+                    busy = (server.worker_usage()[0] - cpu_before) / seconds
+                    script_us = redis_client.info("commandstats")["cmdstat_evalsha"]["usec"] / (rate * seconds * batch)
                     row[f"readings/s, {batch} a request"] = round(rate * batch)
+                    row[f"per worker core, {batch}"] = round(rate * batch / busy)
+                    row[f"script µs a reading, {batch}"] = f"{script_us:.0f}"
                     row["not 2xx"] += failed
             rows.append(row)
         finally:

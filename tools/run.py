@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import resource
 import signal
 import socket
@@ -119,6 +120,16 @@ class ServerProcess:
             return requests.get(self.url + "/healthz", timeout=1).ok
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             return False
+
+    def worker_usage(self):
+        """(CPU seconds, RSS MB) summed over the server's workers: what the benchmark reports."""
+        pid = self.process.pid
+        cpu = rss = 0.0
+        for worker in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            fields = pathlib.Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            rss += int(re.search(r"VmRSS:\s+(\d+)", pathlib.Path(f"/proc/{worker}/status").read_text()).group(1)) / 1024
+        return cpu, rss
 
     def stop(self):
         """Ctrl-C: gunicorn's quick shutdown."""
