@@ -45,7 +45,7 @@ def runs_steadily(board, server):
     board.stop()
 
     free = [reading["heap"] for reading in server.history("kitchen")]
-    assert "MemoryError" not in board.console()
+    assert "MemoryError" not in board.console(), board.console()
     assert max(free[5:]) - min(free[5:]) < 512, f"free heap drifts: {free}"
     print(f"free heap in {HEAP_BUDGET}: {free}")
 
