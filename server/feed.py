@@ -48,15 +48,15 @@ class Channel:
         changed, self.changed = self.changed, threading.Event()
         self.dirty = False
         self.woken_seq = self.next_seq
-        news = {}  # a client's cursor -> the bytes from there on, joined once for all at that cursor
+        first, news = self.first_seq, {}  # a cursor -> the bytes from there on, joined once for all there
         for client in list(self.clients):
-            if client.write_now is not None and client.cursor < self.next_seq:
-                data = news.get(client.cursor)
-                if data is None:
-                    data = news[client.cursor] = b"".join(entry[3] for entry in self.entries[client.cursor - self.first_seq:])
-                client.cursor = self.next_seq
-                if not client.write_now(data):
-                    client.unpark()
+            if client.write_now is None or client.cursor == self.next_seq:
+                continue
+            if client.cursor not in news:
+                news[client.cursor] = b"".join(data for _, _, _, data in self.entries[client.cursor - first:])
+            data, client.cursor = news[client.cursor], self.next_seq
+            if not client.write_now(data):
+                client.unpark()
         changed.set()
 
     def trim(self, max_bytes, oldest):

@@ -54,7 +54,8 @@ def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
 def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client, token_for, redis_client):
     """Earlier versions kept the digest of a reading's values as ``json.dumps`` sorts and
     writes them; a board's retry that spans an upgrade must still match it."""
-    reading = {"temperature": -3.25, "humidity": 41, "pressure": 1013.25, "lux": 2e-05, "fw": "1.4.0+b.2", "seq": 9, "boot": "B-x_1"}
+    reading = {"temperature": -3.25, "humidity": 41, "pressure": 1013.25, "lux": 2e-05, "fw": "1.4.0+b.2",
+               "seq": 9, "boot": "B-x_1"}
     values = {"device": "kitchen", **{name: value for name, value in reading.items() if name not in ("seq", "boot")}}
     earlier = hashlib.blake2b(json.dumps(values, sort_keys=True).encode(), digest_size=4).digest()
     assert post(client, reading, token_for("kitchen")).status_code == 201
