@@ -89,10 +89,7 @@ class Server:
         return requests.get(self.url + "/healthz", timeout=30).json()["streams"]
 
     def worker_rss_kb(self):
-        pid = self.process.process.pid
-        [worker] = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        status = pathlib.Path(f"/proc/{worker}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+        return self.process.worker_usage()[1] * 1024
 
     def stop(self):
         self.process.stop()
