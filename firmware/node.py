@@ -104,7 +104,8 @@ class Node:
         """A release on trial stays once it has posted, or is given up after _TRIAL_CYCLES
         cycles (loader.py rolls it back). At each heartbeat: a failed update is reported
         once, and, outside a backoff, a newer release is installed by restarting into it
-        (boot.py, ota.py) once nothing waits to be uploaded. The backoff starts before that
+        (boot.py, ota.py). All of that waits until nothing waits to be uploaded: the heap a
+        check takes is then free, and a restart loses nothing. The backoff starts before that
         restart, whatever the install then does, and ends when a release stays: an offer of
         a new version at every heartbeat, forged or not, cannot restart the board at every
         heartbeat."""
@@ -120,7 +121,7 @@ class Node:
             elif self.trial_cycles >= _TRIAL_CYCLES:
                 with_module("loader", "fail", "it did not post in %d cycles" % _TRIAL_CYCLES)
                 machine.reset()
-        if online and time.time() >= self.next_update_check:
+        if online and not self.uplink.pending and time.time() >= self.next_update_check:
             self.next_update_check = time.time() + self.settings["heartbeat"]
             failed = read_json(_FAILED_UPDATE) or {}
             if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):
@@ -131,7 +132,7 @@ class Node:
                 return
             _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (VERSION, self.settings["device"]),
                                         None, "update check")
-            if offer and offer["version"] != failed.get("version") and not self.uplink.pending:
+            if offer and offer["version"] != failed.get("version"):
                 self.back_off(backoff.get("failures", 0) + 1)
                 log("update: %s is out; restarting to install it" % offer["version"])
                 write_json(_PENDING_UPDATE, offer)  # a torn write is no request: it asks again

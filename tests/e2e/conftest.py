@@ -18,6 +18,7 @@ window.chartTexts = new Set();
 const fillText = CanvasRenderingContext2D.prototype.fillText;
 CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
   window.chartTexts.add(String(text));
+  (this.canvas.texts ??= new Set()).add(String(text));  // what this one chart drew
   return fillText.call(this, text, ...rest);
 };
 """

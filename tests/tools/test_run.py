@@ -85,7 +85,19 @@ class Stack:
     def ctrl_c(self):
         """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
         os.killpg(self.process.pid, signal.SIGINT)
-        return self.process.wait(timeout=30)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make run did not end within 30 s of Ctrl-C:\n{self.log()}\n{self.processes()}")
+
+    def processes(self):
+        """``make run``'s process and those it started, as ``ps`` shows them."""
+        table = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,args="], capture_output=True, text=True).stdout
+        rows = [line.split(None, 3) for line in table.splitlines()]
+        ours = {str(self.process.pid)}
+        for _ in range(3):
+            ours |= {pid for pid, ppid, *_ in rows if ppid in ours}
+        return "\n".join(" ".join(row) for row in rows if row[0] in ours)
 
 
 def fill(redis_socket, keys=1_000_000):

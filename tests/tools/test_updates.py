@@ -286,6 +286,36 @@ def test_a_server_redirecting_in_a_loop_restarts_the_board_at_most_once(
         assert f"redirect to http://127.0.0.1:{port}{redirected}" in device_state(live_server)["fw_error"]
 
 
+def test_a_board_asks_for_no_update_while_readings_wait_to_be_uploaded(emulated_board, live_server, token_for,
+                                                                         release_key):
+    """An update check takes heap that a board holding readings may not have (an ESP8266's),
+    and a restart to install waits for them anyway: the board asks once they are delivered."""
+    server = {"away": False, "refused": 0}
+    asks = []  # for each update check: whether the board then held readings the server refused
+
+    def answer(method, path, body, forward):
+        if path == "/api/readings" and server["away"]:
+            server["refused"] += 1
+            return 503, {"Retry-After": "1"}, b'{"error": "Redis is away"}'
+        if path.startswith("/api/firmware?"):
+            asks.append(server["refused"] > 0)
+        status, headers, content = forward()
+        if path == "/api/readings" and status == 201:
+            server["refused"] = 0
+        return status, headers, content
+
+    with Proxy(live_server.url, answer) as proxy:
+        running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        eventually(lambda: asks)
+        server["away"] = True
+        eventually(lambda: server["refused"] >= 5)  # heartbeats: 0.3 s
+        server["away"] = False
+        checked = len(asks)
+        eventually(lambda: len(asks) > checked)
+
+    assert True not in asks
+
+
 WATCHDOG = 5  # s, in the settings of the boards that run one; 60 unless settings.json says otherwise
 
 
