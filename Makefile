@@ -12,7 +12,8 @@ $(SETUP): pyproject.toml tools/fetch_assets.py
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,fast]' 2>/dev/null || { $(PY) -m pip install --quiet -e '.[dev]' && \
+		echo "make: gunicorn's C HTTP parser did not build (no gcc?): gunicorn parses HTTP in Python, a little slower"; }
 	$(PY) tools/fetch_assets.py
 	touch $@
 

@@ -20,6 +20,7 @@ BENCH_ARGS="--sections ingest,ranges"``.
 """
 import argparse
 import array
+import importlib.util
 import os
 import pathlib
 import platform
@@ -217,7 +218,9 @@ def print_table(title, rows):
 
 def machine():
     cpu = re.search(r"model name\s*: (.*)", pathlib.Path("/proc/cpuinfo").read_text())
-    return f"{os.cpu_count()} cores ({cpu.group(1) if cpu else platform.machine()}), Python {platform.python_version()}"
+    parser = "C" if importlib.util.find_spec("gunicorn_h1c") else "Python"  # make's setup builds the C one if it can
+    return (f"{os.cpu_count()} cores ({cpu.group(1) if cpu else platform.machine()}), Python "
+            f"{platform.python_version()}, gunicorn's {parser} HTTP parser")
 
 
 def main(argv=None):

@@ -1,6 +1,8 @@
 """The benchmark's browsers: raw sockets watching ``/stream``, read in one epoll loop,
 each reading timed from the ``ts`` its device sent until the kernel received it (the
-socket's receive timestamp), so the loop's own delays do not count."""
+socket's receive timestamp), so the loop's own delays do not count. As an EventSource
+does, a browser whose stream the server ends opens it again at once with the last event
+id it saw, and counts the readings replayed to it."""
 import array
 import re
 import select
@@ -26,22 +28,30 @@ class Browsers:
 
     def __init__(self, url, count):
         host, port = url.rsplit("/", 1)[1].split(":")
+        self.address = (host, int(port))
         self.poll = select.epoll()
-        self.sockets, self.buffers = {}, {}
+        self.sockets, self.buffers, self.last_ids = {}, {}, {}
         self.latencies = array.array("d")
-        self.refused = 0
+        self.refused = self.reconnects = 0
         for _ in range(count):
-            try:
-                browser = socket.create_connection((host, int(port)))
-                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
-            except OSError:
-                self.refused += 1
-                continue
-            browser.setblocking(False)
-            browser.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.sockets[browser.fileno()] = browser
-            self.buffers[browser.fileno()] = b""
-            self.poll.register(browser.fileno(), select.EPOLLIN)
+            self._open(b"")
+
+    def _open(self, last_id):
+        request = b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        if last_id:
+            request += b"Last-Event-ID: %s\r\n" % last_id
+        try:
+            browser = socket.create_connection(self.address)
+            browser.sendall(request + b"\r\n")
+        except OSError:
+            self.refused += 1
+            return
+        browser.setblocking(False)
+        browser.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sockets[browser.fileno()] = browser
+        self.buffers[browser.fileno()] = b""
+        self.last_ids[browser.fileno()] = last_id
+        self.poll.register(browser.fileno(), select.EPOLLIN)
 
     def read(self, seconds, until=None):
         """Read for ``seconds`` (or until ``until`` readings), timing each reading by its ``ts``."""
@@ -53,8 +63,11 @@ class Browsers:
                 except ConnectionError:
                     data, stamps = b"", ()
                 received = _arrival(stamps)
-                if not data:
+                if not data:  # the server ended the stream (one far behind): as an EventSource does
+                    last_id = self.last_ids[fd]
                     self._forget(fd)
+                    self.reconnects += 1
+                    self._open(last_id)
                     continue
                 data = self.buffers[fd] + data
                 if data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 200"):
@@ -64,12 +77,15 @@ class Browsers:
                 complete = data.rfind(b"\n\n") + 2
                 for sent in SENT_AT.findall(data, 0, complete):
                     self.latencies.append(received - float(sent))
+                last_id = data.rfind(b"\nid:", 0, complete)
+                if last_id >= 0:
+                    self.last_ids[fd] = data[last_id + 4:data.index(b"\n", last_id + 4)]
                 self.buffers[fd] = data[complete:]
 
     def _forget(self, fd):
         self.poll.unregister(fd)
         self.sockets.pop(fd).close()
-        del self.buffers[fd]
+        del self.buffers[fd], self.last_ids[fd]
 
     def close(self):
         for fd in list(self.sockets):
