@@ -39,12 +39,12 @@ FIELDS = STRING_FIELDS + ("seq", "ts")  # a reading's keys that are not metrics
 # Kept on device:<id> beside the latest values (store.py; firmware.py's UPDATE_STATE), or
 # added by the API (a reading's stream ``id``, a device's ``online``, ``fw_target`` and
 # labels from devices.py, a bucket's start ``t``): a metric of that name would overwrite them.
-RESERVED = ("last_seen", "status", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id", "t",
-            "name", "group", "hidden")
+RESERVED = ("last_seen", "status", "boot_seq", "fw_update", "fw_status", "fw_error", "fw_target", "online", "id",
+            "t", "name", "group", "hidden")
 NOT_METRICS = FIELDS + RESERVED
 # Kept by the server to tell retries apart, never shown to a reader: whoever knows a
 # board's boot id could plant readings at the seqs it is about to send (retries.py).
-PRIVATE = ("boot",)
+PRIVATE = ("boot", "boot_seq")  # boot_seq: the highest seq stored under the device's latest boot
 MAX_METRICS = 16
 LARGEST = 1e100  # a metric's magnitude: millions of them still sum to a finite double
 EARLIEST_SYNCED_TS = 1577836800.0  # 2020-01-01: an earlier clock was never set

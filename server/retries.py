@@ -2,7 +2,8 @@
 
 A board stamps each reading with its ``boot`` id and a ``seq`` that grows by one, and
 sends a batch again when its answer was lost. ``device:<id>`` keeps the latest boot and
-the highest seq stored under it; ``seqs:<id>`` keeps, for each of the last ``WINDOW``
+the highest seq stored under it (``boot``, ``boot_seq``: a reading's ``seq`` without a
+boot is only a value shown, and moves neither); ``seqs:<id>`` keeps, for each of the last ``WINDOW``
 seqs, which boot and seq its slot (``seq % WINDOW``) last held and a digest of that
 reading's values: a Redis string of 32-bit fields read and written with BITFIELD, at
 most 24 KB a device. A reading of the latest boot at or below the highest seq is then

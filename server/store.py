@@ -155,9 +155,10 @@ local function device_state(device)
   local d = devices[device]
   if not d then
     local key = 'device:' .. device
-    d = {key = key, known = redis.call('HMGET', key, 'boot', 'seq', 'status'), latest = {}, order = {},
+    d = {key = key, known = redis.call('HMGET', key, 'boot', 'boot_seq', 'status', 'seq'), latest = {}, order = {},
          seen_before = redis.call('ZSCORE', 'devices', device), stored = false,
          limits = redis.call('HGETALL', 'thresholds:' .. device), weight = 0, count = 0}
+    if d.known[1] and not d.known[2] then d.known[2] = d.known[4] end  -- as versions before boot_seq kept it
     devices[device] = d
   end
   return d
@@ -203,7 +204,9 @@ end
 for device, d in pairs(devices) do  -- each device's latest values, once
   if d.stored then
     local latest = {'last_seen', ARGV[1], 'status', 'online'}
-    if d.known[1] then latest[5], latest[6] = 'boot', d.known[1] end  -- not among the fields shown
+    if d.known[1] then  -- not among the fields shown; a reading's seq without a boot leaves them be
+      latest[5], latest[6], latest[7], latest[8] = 'boot', d.known[1], 'boot_seq', d.known[2]
+    end
     for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
     redis.call('HSET', d.key, unpack(latest))
     redis.call('ZADD', 'devices', ARGV[1], device)

@@ -66,6 +66,26 @@ def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client
     assert stored == int.from_bytes(earlier, "big")
 
 
+def test_a_reading_with_a_seq_and_no_boot_leaves_the_boards_retries_known(client, token_for):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token).json["stored"] == 1
+
+    assert post(client, {"temperature": 21, "seq": 3}, token).json["stored"] == 1  # another sender, seq only
+
+    retry = post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token)
+    assert retry.json["duplicates"] == 1 and retry.json["known"] == {"boot": "f1", "seq": 10}
+    assert post(client, {"temperature": 30, "seq": 10, "boot": "f1"}, token).status_code == 409
+    assert client.get("/api/devices").json["devices"][0]["seq"] == 3  # the value shown is the latest reading's
+
+
+def test_a_retry_is_known_across_the_upgrade_that_keeps_the_boots_seq_apart(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token).json["stored"] == 1
+    redis_client.hdel(device_key("kitchen"), "boot_seq")  # as versions before it left the device
+
+    assert post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token).json["duplicates"] == 1
+
+
 def test_the_answer_says_which_boot_and_seq_the_server_knows_so_a_poisoned_boot_shows(client, token_for):
     token = token_for("kitchen")
     assert post(client, {"temperature": 20, "seq": 1, "boot": "b1"}, token).json["known"] == {"boot": "b1", "seq": 1}
