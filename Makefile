@@ -45,5 +45,5 @@ monitor: $(SETUP)  ## the board's serial log: PORT=…
 emulate: $(SETUP)  ## emulated boards for the targets above: [BOARDS=2] [EMULATE_PORT=4000, the first's; default: any free]
 	$(PY) -m tools.emulator --boards $(or $(BOARDS),1) --port $(or $(EMULATE_PORT),0)
 
-test: $(SETUP)  ## run every test, a file at a time on each core (TEST_ARGS="tests/server -x" for some)
-	$(PY) -m pytest -n auto --dist loadfile $(TEST_ARGS)
+test: $(SETUP)  ## run every test (TEST_ARGS="-n auto --dist loadfile": a file at a time on each core)
+	$(PY) -m pytest $(TEST_ARGS)
