@@ -12,6 +12,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import redis
+
 from server import DATA_DIR, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.readings import DEVICE_ID
@@ -22,14 +24,15 @@ TOKENS_FILE = DATA_DIR / "simulator-tokens.json"
 
 
 def local_tokens(names):
-    """A working token per device, made in the local server's Redis when needed."""
+    """A working token per device, made in the local server's Redis when needed; the tokens
+    of devices not in this run are kept for the next."""
     client = connect(create_app().config["REDIS_URL"])
     saved = json.loads(TOKENS_FILE.read_text()) if TOKENS_FILE.exists() else {}
     tokens = {name: saved[name] if token_device(client, saved.get(name, "")) == name
               else issue_token(client, name) for name in names}
     TOKENS_FILE.parent.mkdir(parents=True, exist_ok=True)
     TOKENS_FILE.touch(mode=0o600)
-    TOKENS_FILE.write_text(json.dumps(tokens))
+    TOKENS_FILE.write_text(json.dumps(saved | tokens))
     return tokens
 
 
@@ -56,6 +59,10 @@ def parse(argv):
     parser.add_argument("--mqtt-url", help="mqtt://user:password@host:1883 (default: the local server's "
                         "SENSORCAST_MQTT_URL, whose login may publish for every device)")
     args = parser.parse_args(argv)
+    if args.devices < 1 or args.interval <= 0 or (args.rate is not None and args.rate <= 0):
+        parser.error("--devices: at least 1; --interval and --rate: more than 0")
+    if urlsplit(args.url).scheme not in ("http", "https") or not urlsplit(args.url).hostname:
+        parser.error(f"--url: {args.url!r} is not a server's address such as http://localhost:5000")
     if not DEVICE_ID.match(f"{args.prefix}-{args.devices}"):  # the longest name
         parser.error("--prefix: device names PREFIX-N must be 1-32 characters of a-z 0-9 _ -")
     return args
@@ -72,16 +79,26 @@ def main(argv=None):
             print(f"simulator: {error}; check --mqtt-url (or SENSORCAST_MQTT_URL)", file=sys.stderr)
             return 2
     else:
-        tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
+        try:
+            tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
+        except redis.exceptions.ConnectionError as error:
+            print(f"simulator: cannot reach the local server's Redis ({error}): is `make run` running? "
+                  "For another server, pass its device token with --token", file=sys.stderr)
+            return 2
         fleet, target = Fleet(args.url, tokens, random.Random(args.seed)), args.url
     step = args.devices / args.rate if args.rate else args.interval
     start = next_step = time.time()
     print(f"simulating {', '.join(names)} -> {target} over {args.transport} (every {step:g} s)", flush=True)
+    unreachable = None
     try:
         while fleet.devices and (args.duration is None or time.time() - start < args.duration):
             now = time.time()
             for refusal in fleet.step(now, clock=start + (now - start) * args.speed, uptime=now - start):
                 print(f"simulator: {refusal}", file=sys.stderr)
+            if fleet.unreachable != unreachable:  # said once an outage, and once it is over
+                unreachable = fleet.unreachable
+                print(f"simulator: {unreachable}; readings are kept until it answers" if unreachable
+                      else "simulator: the server answers again", file=sys.stderr, flush=True)
             next_step += step
             time.sleep(max(0.0, next_step - time.time()))
     except KeyboardInterrupt:

@@ -99,6 +99,7 @@ class Fleet:
         self.session = session or requests.Session()
         self.timeout = timeout
         self.sent = self.failed = 0
+        self.unreachable = None  # why the last upload did not reach the server; None once one did
 
     @property
     def buffered(self):
@@ -126,9 +127,11 @@ class Fleet:
             try:
                 answer = self.session.post(self.url, json=batch, timeout=self.timeout,
                                            headers={"Authorization": f"Bearer {device.token}"})
-            except requests.RequestException:
+            except requests.RequestException as error:
                 self.failed += 1
+                self.unreachable = f"cannot reach {self.url} ({type(error).__name__})"
                 return
+            self.unreachable = None
             if answer.status_code in (401, 403):
                 raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code}): "
                                   "revoked, or not this device's; it stops, any others go on")

@@ -54,6 +54,8 @@ def test_a_local_run_makes_its_own_tokens_once(redis_server, redis_client, monke
 
     assert first == again
     assert [token_device(redis_client, first[name]) for name in first] == ["sim-1", "sim-2"]
+    cli.local_tokens(["sim-1"])  # a run of fewer devices keeps the others' tokens for the next
+    assert cli.local_tokens(["sim-1", "sim-2"]) == first
 
 
 @needs_mosquitto

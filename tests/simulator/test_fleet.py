@@ -147,3 +147,42 @@ def test_speed_runs_the_daily_curve_faster_but_devices_post_at_their_interval(mo
 
     assert len(curve_times) == 12  # one reading every 5 s for a minute
     assert curve_times[-1] - curve_times[0] == 55 * 600  # ten hours of the daily curve
+
+
+@responses.activate
+def test_a_server_that_cannot_be_reached_is_said_once_and_so_is_its_return(monkeypatch, capsys):
+    for _ in range(3):
+        responses.post(READINGS, body=requests.ConnectionError("connection refused"))
+    responses.post(READINGS, status=201, json={})
+    monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
+    monkeypatch.setattr(Device, "dropout_rate", 0.0)
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(cli, "time", SimpleNamespace(time=lambda: clock[0],
+                                                     sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds)))
+
+    assert cli.main(["--url", URL, "--token", "t", "--devices", "1", "--interval", "1", "--duration", "6"]) == 0
+
+    said = capsys.readouterr().err
+    assert said.count(f"cannot reach {READINGS} (ConnectionError); readings are kept until it answers") == 1
+    assert said.count("the server answers again") == 1
+
+
+@pytest.mark.parametrize("arguments", [["--devices", "0"], ["--devices", "-2"], ["--interval", "0"], ["--rate", "0"],
+                                       ["--url", "localhost:5000"], ["--url", "http://"]])
+def test_settings_that_cannot_work_are_refused_at_start(arguments, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--url", URL, "--token", "t", "--duration", "0", *arguments])
+
+    assert stopped.value.code == 2
+    assert "simulating" not in capsys.readouterr().out
+
+
+def test_a_local_run_without_make_run_says_so_in_a_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")  # nothing listens there
+    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
+
+    assert cli.main(["--url", URL, "--duration", "0"]) == 2
+
+    said = capsys.readouterr().err
+    assert "cannot reach the local server's Redis" in said and "is `make run` running?" in said
+    assert "Traceback" not in said
