@@ -24,6 +24,7 @@ import click
 from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
+from .api import whole_number
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
 from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, DEVICES, alerting_key, clear_threshold, device_key,
                     get_redis, thresholds_key)
@@ -104,9 +105,7 @@ def delete_threshold(device, metric):
 @bp.get("/api/alerts")
 @viewer_required
 def list_alerts():
-    limit = request.args.get("limit", 100, type=int)
-    if not 0 < limit <= 1000:
-        abort(400, "limit: must be from 1 to 1000")
+    limit = whole_number("limit", 100, 1000)
     client = get_redis()
     devices = client.zrange(DEVICES, 0, -1)
     with client.pipeline(transaction=False) as pipe:
@@ -182,6 +181,8 @@ thresholds_cli = AppGroup("thresholds", help="Manage alert thresholds.")
 @click.option("--hysteresis", type=float, default=0.0, show_default=True)
 def set_command(device, metric, low, high, hysteresis):
     """Alert when DEVICE's METRIC goes below --low or above --high."""
+    if not get_redis().exists(device_key(device)):  # as the API: a typo would be a threshold nobody sees
+        raise click.UsageError(f"no device {device!r} has sent a reading")
     try:
         limit = set_threshold(get_redis(), device, metric, low, high, hysteresis)
     except ValueError as error:

@@ -174,7 +174,8 @@ def add_viewer(name, password):
 def remove_viewer(name):
     """Remove NAME; with no viewer left, reading is open again."""
     client = get_redis()
-    client.hdel(VIEWERS, name)
+    if not client.hdel(VIEWERS, name):
+        raise click.UsageError(f"no viewer {name!r}: `viewers list` names them")
     left = client.hlen(VIEWERS)
     click.echo(f"removed {name}; " + (f"{left} viewer(s) left" if left else "reading is open to anyone again"))
 

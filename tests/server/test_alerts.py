@@ -83,6 +83,8 @@ def test_thresholds_from_the_command_line(app, kitchen):
     assert kitchen(27)["active"][0]["state"] == "high"
     assert "below high" in runner.invoke(args=["thresholds", "set", "kitchen", "humidity",
                                                "--low", "9", "--high", "1"]).output
+    typo = runner.invoke(args=["thresholds", "set", "kitchn", "temperature", "--high", "26"])
+    assert typo.exit_code == 2 and "no device 'kitchn' has sent a reading" in typo.output
 
 
 def test_a_silent_device_is_an_alert_until_it_is_back(client, redis_client, kitchen):
@@ -236,6 +238,7 @@ def test_a_value_flapping_at_a_limit_sends_a_few_alerts_then_where_it_stands(app
                     headers={"Authorization": f"Bearer {token_for('kitchen')}"})
 
     listed = client.get("/api/alerts?limit=50").json["recent"]
+    assert [client.get(f"/api/alerts?limit={limit}").status_code for limit in ("abc", "1.5", "0", "1001")] == [400] * 4
     assert redis_client.xlen("alerts") == app.config["ALERT_BURST"]  # the rest muted: others' alerts stay
     assert [(line["state"], line["repeats"]) for line in listed] == [("cleared", 4), ("high", 4)]
     assert listed[0]["first"] < listed[0]["raised"]

@@ -114,6 +114,7 @@ def test_a_device_deleted_with_its_tokens_revoked_cannot_post_again(client, post
     answer = client.post("/api/readings", json={"temperature": 21}, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 401 and list(listed(client)) == ["kitchen"]
     assert client.delete("/api/devices/shed?revoke=1").status_code == 404
+    assert client.delete("/api/devices/shed?revoke=maybe").status_code == 400  # not a quiet "no"
     post_as("kitchen", temperature=22)  # another device's token is kept
 
 

@@ -88,6 +88,8 @@ def test_a_new_password_or_a_removal_ends_the_sessions_within_seconds(app, clien
     log_in(client, "ana", "battery staple")
     assert client.get("/api/devices").status_code == 200
     app.test_cli_runner().invoke(args=["viewers", "remove", "ana"])
+    typo = app.test_cli_runner().invoke(args=["viewers", "remove", "ana"])
+    assert typo.exit_code == 2 and "no viewer 'ana'" in typo.output  # not "reading is open to anyone again"
     add_viewer("bob", "x")
     eventually(lambda: client.get("/api/devices").status_code == 401)
 
