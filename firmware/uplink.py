@@ -130,8 +130,9 @@ class Uplink:
         try:
             response = self.open(method, path, body)
             status = response.status_code
-            if status >= 300:
-                self.log("server answered %d: %s" % (status, response.text[:120]))
+            if status >= 300:  # at most 120 bytes of the body: a proxy's error page may be larger than the heap
+                said = response.content[:120] if status == _CONFLICT else response.raw.read(120)
+                self.log("server answered %d: %s" % (status, said))
             pause = response.headers.get("retry-after", "") if status in _PAUSE else ""
             if pause.isdigit():
                 seconds = min(int(pause), _LONGEST_PAUSE)

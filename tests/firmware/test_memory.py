@@ -10,7 +10,7 @@ import subprocess
 
 from server.firmware import RELEASES, SIGNATURES, store_release
 from tests.conftest import eventually
-from tests.firmware.conftest import mqtt_settings, node_settings
+from tests.firmware.conftest import Proxy, mqtt_settings, node_settings
 from tests.mqtt_broker import needs_mosquitto
 from tools.emulator import MICROPYTHON
 from tools.release import public_key, release_files, release_key
@@ -48,6 +48,30 @@ def runs_steadily(board, server):
     assert "MemoryError" not in board.console(), board.console()
     assert max(free[5:]) - min(free[5:]) < 512, f"free heap drifts: {free}"
     print(f"free heap in {HEAP_BUDGET}: {free}")
+
+
+def test_an_error_page_larger_than_the_free_heap_is_logged_in_part_and_the_node_posts_on(board, live_server,
+                                                                                         token_for):
+    """A proxy's or a captive portal's error page may be larger than all the heap the node has
+    free: it logs the page's first 120 bytes and tries again, never reading the rest."""
+    page = b"<html><title>502 Bad Gateway</title>" + b" " * 16_000 + b"</html>"
+    refused = []
+
+    def answer(method, path, body, forward):
+        if path == "/api/readings" and len(refused) < 3:
+            refused.append(path)
+            return 502, {"Content-Type": "text/html"}, page
+        return forward()
+
+    board.precompile()
+    with Proxy(live_server.url, answer) as proxy:
+        board.configure(**node_settings(proxy.url, token_for("kitchen")))
+        board.start("-X", f"heapsize={HEAP_BUDGET}")
+        eventually(lambda: len(live_server.history("kitchen")) >= 3)
+        board.stop()
+
+    assert "server answered 502: b'<html><title>502 Bad Gateway</title>" in board.console()
+    assert "MemoryError" not in board.console(), board.console()
 
 
 def test_an_update_is_found_checked_downloaded_and_swapped_in_within_the_heap_budget(board, live_server, token_for,
