@@ -123,8 +123,10 @@ function wireForm(id, entry, forget) {
     return true;
   }
 
-  details.addEventListener("toggle", () => {
-    if (!details.open) return;
+  // Filled as the summary is clicked (or Enter pressed on it), before the form opens: "toggle"
+  // comes a task later, and on a busy phone would wipe what was typed meanwhile.
+  details.querySelector("summary").addEventListener("click", () => {
+    if (details.open) return;
     field("name").value = entry.name;
     field("name").placeholder = id;
     field("group").value = entry.group;
