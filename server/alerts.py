@@ -38,7 +38,10 @@ PAGE = 500
 
 
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
-    """Validate and store one threshold; raises ValueError saying what is wrong."""
+    """Validate and store one threshold; raises ValueError saying what is wrong, LookupError
+    for a device that never posted (a typo would be a threshold nobody sees)."""
+    if not client.exists(device_key(device)):
+        raise LookupError(f"no device {device!r} has sent a reading")
     if not DEVICE_ID.match(device):
         raise ValueError("device: not a valid name")
     check_metric_name(metric, "metric")
@@ -86,11 +89,11 @@ def put_threshold(device, metric):
         body = None
     if not isinstance(body, dict) or set(body) - {"low", "high", "hysteresis"}:
         abort(400, 'send {"low"?, "high"?, "hysteresis"?} as JSON')
-    if not get_redis().exists(device_key(device)):
-        abort(404, f"no device {device!r} has sent a reading")
     try:
         return set_threshold(get_redis(), device, metric, body.get("low"), body.get("high"),
                              body.get("hysteresis", 0.0))
+    except LookupError as error:
+        abort(404, str(error))
     except ValueError as error:
         abort(400, str(error))
 
@@ -181,11 +184,9 @@ thresholds_cli = AppGroup("thresholds", help="Manage alert thresholds.")
 @click.option("--hysteresis", type=float, default=0.0, show_default=True)
 def set_command(device, metric, low, high, hysteresis):
     """Alert when DEVICE's METRIC goes below --low or above --high."""
-    if not get_redis().exists(device_key(device)):  # as the API: a typo would be a threshold nobody sees
-        raise click.UsageError(f"no device {device!r} has sent a reading")
     try:
         limit = set_threshold(get_redis(), device, metric, low, high, hysteresis)
-    except ValueError as error:
+    except (LookupError, ValueError) as error:
         raise click.UsageError(str(error))
     click.echo(f"{device} {metric}: {json.dumps(limit)}")
 

@@ -109,10 +109,11 @@ def patch_device(device):
 @bp.delete("/api/devices/<device>")
 @viewer_required
 def delete_device(device):
-    if request.args.get("revoke", "0") not in ("0", "1"):
+    revoke = request.args.get("revoke", "0")
+    if revoke not in ("0", "1"):
         abort(400, "revoke: 1 (its tokens too) or 0")
     found = delete(get_redis(), device)
-    revoked = revoke_tokens(get_redis(), device) if request.args.get("revoke") == "1" else 0
+    revoked = revoke_tokens(get_redis(), device) if revoke == "1" else 0
     if not found and not revoked:
         abort(404, f"no device {device!r} has sent a reading")
     return "", 204

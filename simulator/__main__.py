@@ -61,7 +61,8 @@ def parse(argv):
     args = parser.parse_args(argv)
     if args.devices < 1 or args.interval <= 0 or (args.rate is not None and args.rate <= 0):
         parser.error("--devices: at least 1; --interval and --rate: more than 0")
-    if urlsplit(args.url).scheme not in ("http", "https") or not urlsplit(args.url).hostname:
+    url = urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
         parser.error(f"--url: {args.url!r} is not a server's address such as http://localhost:5000")
     if not DEVICE_ID.match(f"{args.prefix}-{args.devices}"):  # the longest name
         parser.error("--prefix: device names PREFIX-N must be 1-32 characters of a-z 0-9 _ -")
