@@ -26,6 +26,8 @@ DEFAULTS = {
     "REDIS_MAXMEMORY": "1gb",  # the embedded Redis's memory cap
     "REDIS_SENTINELS": "",  # host:port,… of Redis Sentinels: then the primary they know as REDIS_SERVICE
     "REDIS_SERVICE": "sensorcast",
+    "REDIS_CLUSTER": "",  # host:port,… of some of a Redis Cluster's nodes: then the keys are split over it…
+    "REDIS_SHARDS": 6,  # …in this many shards, fixed for the life of the data (shards.py)
     "WAIT_REPLICAS": 0,  # an upload's 201 waits until this many replicas have it (Redis's WAIT)…
     "WAIT_MS": 1000,  # …for up to this long, else 503: the board sends it again, and it is stored once
     "AUTH": True,

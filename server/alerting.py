@@ -20,6 +20,8 @@ that time has come, the offline sweep calls ``resume_muted``: one alert per mute
 says where it stands now (its state, or ``cleared``) with ``muted``, the number of
 crossings not sent, so the list, the pages and the webhook end up right.
 """
+from .shards import LUA_PREFIX, shards_of
+
 STREAM_CAP = 10_000
 
 # ``alert(channel, data)`` keeps and publishes an alert; ``check_thresholds(channel,
@@ -30,14 +32,14 @@ RAISE_ALERTS = f"""
 local function alert(channel, data)
   local time = redis.call('TIME')
   data.raised = tonumber(time[1]) + tonumber(time[2]) / 1e6
-  data.id = redis.call('XADD', 'alerts', 'MAXLEN', '~', {STREAM_CAP}, '*', 'json', cjson.encode(data))
+  data.id = redis.call('XADD', P .. 'alerts', 'MAXLEN', '~', {STREAM_CAP}, '*', 'json', cjson.encode(data))
   redis.call('PUBLISH', channel, cjson.encode({{type = 'alert', data = data}}))
 end
 
 -- Whether the device may send one more threshold alert now (and if so, it is spent);
 -- if not, when it may next.
 local function spend_alert(device, at, budget)
-  local key = 'alert-budget:' .. device
+  local key = P .. 'alert-budget:' .. device
   local due = math.max(tonumber(redis.call('GET', key) or 0), at)
   local allowed = due - (budget[1] - 1) * budget[2]
   if allowed > at then return false, allowed end
@@ -53,7 +55,7 @@ local function check_thresholds(channel, device, fields, at, budget, limits)
       if fields[k] == metric then value = tonumber(fields[k + 1]) end
     end
     if value then
-      local was = redis.call('HGET', 'alerting:' .. device, metric)
+      local was = redis.call('HGET', P .. 'alerting:' .. device, metric)
       local margin, now_state = limit.hysteresis or 0, false
       if limit.high and value > limit.high then now_state = 'high'
       elseif limit.low and value < limit.low then now_state = 'low'
@@ -62,20 +64,20 @@ local function check_thresholds(channel, device, fields, at, budget, limits)
       if now_state ~= was then
         local data = {{device = device, metric = metric, value = value, ts = at}}
         if now_state then
-          redis.call('HSET', 'alerting:' .. device, metric, now_state)
+          redis.call('HSET', P .. 'alerting:' .. device, metric, now_state)
           data.state, data.threshold = now_state, limit[now_state]
         else
-          redis.call('HDEL', 'alerting:' .. device, metric)
+          redis.call('HDEL', P .. 'alerting:' .. device, metric)
           data.state, data.threshold = 'cleared', limit[was]
         end
         local allowed, next_time = spend_alert(device, at, budget)
         if allowed then
-          data.muted = tonumber(redis.call('HGET', 'alerts-muted:' .. device, metric)) or nil
-          if data.muted then redis.call('HDEL', 'alerts-muted:' .. device, metric) end
+          data.muted = tonumber(redis.call('HGET', P .. 'alerts-muted:' .. device, metric)) or nil
+          if data.muted then redis.call('HDEL', P .. 'alerts-muted:' .. device, metric) end
           alert(channel, data)
         else
-          redis.call('HINCRBY', 'alerts-muted:' .. device, metric, 1)
-          redis.call('ZADD', 'alerts-muted', next_time, device)
+          redis.call('HINCRBY', P .. 'alerts-muted:' .. device, metric, 1)
+          redis.call('ZADD', P .. 'alerts-muted', next_time, device)
         end
       end
     end
@@ -85,18 +87,18 @@ end
 
 # ARGV: now (seconds), the channel. For each device whose muted crossings may be sent now:
 # an alert per muted metric with its state now. Returns how many were sent.
-_RESUME_MUTED = RAISE_ALERTS + """
+_RESUME_MUTED = LUA_PREFIX + RAISE_ALERTS + """
 local now, sent = tonumber(ARGV[1]), 0
-for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'alerts-muted', '-inf', now)) do
-  redis.call('ZREM', 'alerts-muted', device)
-  local muted = redis.call('HGETALL', 'alerts-muted:' .. device)
-  redis.call('DEL', 'alerts-muted:' .. device)
+for _, device in ipairs(redis.call('ZRANGEBYSCORE', P .. 'alerts-muted', '-inf', now)) do
+  redis.call('ZREM', P .. 'alerts-muted', device)
+  local muted = redis.call('HGETALL', P .. 'alerts-muted:' .. device)
+  redis.call('DEL', P .. 'alerts-muted:' .. device)
   for j = 1, #muted, 2 do
     local metric = muted[j]
-    local state = redis.call('HGET', 'alerting:' .. device, metric) or 'cleared'
-    local limit = cjson.decode(redis.call('HGET', 'thresholds:' .. device, metric) or '{}')
+    local state = redis.call('HGET', P .. 'alerting:' .. device, metric) or 'cleared'
+    local limit = cjson.decode(redis.call('HGET', P .. 'thresholds:' .. device, metric) or '{}')
     alert(ARGV[2], {device = device, metric = metric, state = state, ts = now, muted = tonumber(muted[j + 1]),
-                    value = tonumber(redis.call('HGET', 'device:' .. device, metric)),
+                    value = tonumber(redis.call('HGET', P .. 'device:' .. device, metric)),
                     threshold = limit[state]})
     sent = sent + 1
   end
@@ -113,4 +115,5 @@ def alert_budget(config):
 def resume_muted(client, now, channel):
     """Send where each muted metric stands, for the devices whose alert budget allows it
     again; returns how many alerts were sent."""
-    return client.register_script(_RESUME_MUTED)(args=[repr(now), channel], client=client)
+    script = client.register_script(_RESUME_MUTED)
+    return sum(script([prefix], [repr(now), channel], client=client) for prefix in shards_of(client).prefixes)

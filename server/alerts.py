@@ -26,8 +26,8 @@ from flask.cli import AppGroup
 
 from .api import whole_number
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
-from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, DEVICES, alerting_key, clear_threshold, device_key,
-                    get_redis, thresholds_key)
+from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, get_redis,
+                    known_devices, last_seen, thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)
@@ -40,7 +40,7 @@ PAGE = 500
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     """Validate and store one threshold; raises ValueError saying what is wrong, LookupError
     for a device that never posted (a typo would be a threshold nobody sees)."""
-    if not client.exists(device_key(device)):
+    if not client.exists(device_key(client, device)):
         raise LookupError(f"no device {device!r} has sent a reading")
     if not DEVICE_ID.match(device):
         raise ValueError("device: not a valid name")
@@ -56,7 +56,7 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     if hysteresis < 0:
         raise ValueError("hysteresis: must be 0 or more")
     limit["hysteresis"] = hysteresis
-    client.hset(thresholds_key(device), metric, json.dumps(limit))
+    client.hset(thresholds_key(client, device), metric, json.dumps(limit))
     publish_threshold(client, device, metric, limit)
     return limit
 
@@ -76,7 +76,8 @@ def publish_threshold(client, device, metric, limit):
 @bp.get("/api/devices/<device>/thresholds")
 @viewer_required
 def get_thresholds(device):
-    stored = get_redis().hgetall(thresholds_key(device))
+    client = get_redis()
+    stored = client.hgetall(thresholds_key(client, device))
     return {"device": device, "thresholds": {metric: json.loads(limit) for metric, limit in stored.items()}}
 
 
@@ -110,11 +111,11 @@ def delete_threshold(device, metric):
 def list_alerts():
     limit = whole_number("limit", 100, 1000)
     client = get_redis()
-    devices = client.zrange(DEVICES, 0, -1)
+    devices = [device for device, _ in known_devices(client)]
     with client.pipeline(transaction=False) as pipe:
         for device in devices:
-            pipe.hgetall(alerting_key(device))
-            pipe.hget(device_key(device), "status")
+            pipe.hgetall(alerting_key(client, device))
+            pipe.hget(device_key(client, device), "status")
         states = pipe.execute()
     active = []
     for device, crossed, status in zip(devices, states[::2], states[1::2]):
@@ -127,25 +128,20 @@ def list_alerts():
 def _folded(client, limit):
     """The ``limit`` newest alert lines, repeats folded in, read page by page."""
     acknowledged = {key: float(at) for key, at in client.hgetall(ACKNOWLEDGED).items()}
-    lines, by_key, end = [], {}, "+"
-    while True:
-        page = client.xrevrange(ALERTS, end, "-", count=PAGE)
-        for entry_id, fields in page:
-            alert = dict(json.loads(fields["json"]), id=entry_id)
-            raised = alert.get("raised", alert["ts"])
-            key = _line_key(alert)
-            line = by_key.get(key)
-            if line and line["first"] - raised <= FOLD_SECONDS:
-                line["repeats"], line["first"] = line["repeats"] + 1, raised
-                continue
-            if len(lines) == limit:
-                return lines
-            line = by_key[key] = dict(alert, repeats=0, first=raised,
-                                      acknowledged=raised <= acknowledged.get(key, -1))
-            lines.append(line)
-        if len(page) < PAGE:
-            return lines
-        end = "(" + page[-1][0]
+    lines, by_key = [], {}
+    for entry_id, fields in entries(client, ALERTS, newest_first=True, page=PAGE):
+        alert = dict(json.loads(fields["json"]), id=entry_id)
+        raised = alert.get("raised", alert["ts"])
+        key = _line_key(alert)
+        line = by_key.get(key)
+        if line and line["first"] - raised <= FOLD_SECONDS:
+            line["repeats"], line["first"] = line["repeats"] + 1, raised
+            continue
+        if len(lines) == limit:
+            break
+        line = by_key[key] = dict(alert, repeats=0, first=raised, acknowledged=raised <= acknowledged.get(key, -1))
+        lines.append(line)
+    return lines
 
 
 def _line_key(alert):
@@ -165,8 +161,8 @@ def acknowledge():
             and not set(line) - {"device", "metric", "state"}):
         abort(400, 'send {"device", "metric" (none for offline), "state": "high", "low" or "offline"} as JSON')
     client = get_redis()
-    if client.zscore(DEVICES, line["device"]) is None or (
-            line.get("metric") and not client.hexists(device_key(line["device"]), line["metric"])):
+    if last_seen(client, line["device"]) is None or (
+            line.get("metric") and not client.hexists(device_key(client, line["device"]), line["metric"])):
         abort(404, "no such device, or it has no such metric")
     client.hset(ACKNOWLEDGED, _line_key(line), repr(time.time()))
     client.publish(CHANNEL, json.dumps({"type": "acknowledged", "data": line}))
@@ -202,6 +198,6 @@ def clear_command(device, metric):
 @thresholds_cli.command("list")
 def list_command():
     client = get_redis()
-    for device in client.zrange(DEVICES, 0, -1):
-        for metric, limit in sorted(client.hgetall(thresholds_key(device)).items()):
+    for device, _ in known_devices(client):
+        for metric, limit in sorted(client.hgetall(thresholds_key(client, device)).items()):
             click.echo(f"{device}\t{metric}\t{limit}")

@@ -20,9 +20,8 @@ from .devices import labels
 from .firmware import TARGETS, UPDATE_STATE, target
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
-from .store import (DEVICES, READINGS, device_key, device_readings, get_redis, meta_key, stream_id,
-                    thresholds_key)
-from .stream import get_hub
+from .store import device_key, device_readings, get_redis, known_devices, last_seen, meta_key, stream_id, thresholds_key
+from .stream import get_hub, newest_position
 from .viewers import viewer_required
 
 bp = Blueprint("api", __name__)
@@ -34,16 +33,16 @@ MAX_LIMIT = 10000
 @viewer_required
 def list_devices():
     client = get_redis()
-    newest = client.xrevrange(READINGS, count=1)
-    ids = client.zrevrange(DEVICES, 0, -1)
+    newest = newest_position(client)
+    ids = [device for device, _ in reversed(known_devices(client))]
     with client.pipeline(transaction=False) as pipe:
         for device in ids:
-            pipe.hgetall(device_key(device))
-            pipe.hgetall(meta_key(device))
+            pipe.hgetall(device_key(client, device))
+            pipe.hgetall(meta_key(client, device))
         stored = pipe.execute()
     targets = client.hgetall(TARGETS)
     return {"devices": [_device(fields, meta, targets) for fields, meta in zip(stored[::2], stored[1::2]) if fields],
-            "last_id": newest[0][0] if newest else None}
+            "last_id": newest and str(newest)}
 
 
 def _device(fields, meta, targets):
@@ -62,13 +61,13 @@ def _device(fields, meta, targets):
 @viewer_required
 def device_history(device):
     client = get_redis()
-    if client.zscore(DEVICES, device) is None:
+    if last_seen(client, device) is None:
         abort(404, f"no device {device!r} has sent a reading")
     if "buckets" in request.args:
         return bucketed(client, device, whole_number("buckets", 0, MAX_BUCKETS))
     limit = whole_number("limit", 500, MAX_LIMIT)
     try:
-        newest_first = client.xrevrange(device_readings(device), _bound("until", "+", ""),
+        newest_first = client.xrevrange(device_readings(client, device), _bound("until", "+", ""),
                                         _bound("since", "-", "("), count=limit)
     except redis.exceptions.ResponseError:  # e.g. since the very last id there can be
         abort(400, "since, until: not a range of stream ids")
@@ -84,10 +83,10 @@ def all_thresholds():
     (a device without any left out), as ``GET /api/devices/<id>/thresholds`` gives one
     device's: a page that was offline reloads them all in one request."""
     client = get_redis()
-    ids = client.zrange(DEVICES, 0, -1)
+    ids = [device for device, _ in known_devices(client)]
     with client.pipeline(transaction=False) as pipe:
         for device in ids:
-            pipe.hgetall(thresholds_key(device))
+            pipe.hgetall(thresholds_key(client, device))
         stored = pipe.execute()
     return {"thresholds": {device: {metric: json.loads(limit) for metric, limit in limits.items()}
                            for device, limits in zip(ids, stored) if limits}}

@@ -18,6 +18,7 @@ from flask.cli import AppGroup
 
 from .mqtt import broker_credentials, readings_topic
 from .readings import DEVICE_ID
+from .shards import shards_of
 from .store import REVOKED_DEVICES, TOKENS, get_redis
 
 
@@ -29,20 +30,23 @@ def issue_token(client, device):
     token = secrets.token_urlsafe(32)
     while token.startswith("-"):  # it must pass as a command-line argument (--token T)
         token = secrets.token_urlsafe(32)
+    shards = shards_of(client)
     with client.pipeline() as pipe:
-        pipe.hset(TOKENS, _digest(token), device)
-        pipe.srem(REVOKED_DEVICES, device)
+        pipe.hset(shards.key(device, TOKENS), _digest(token), device)
+        pipe.srem(shards.key(device, REVOKED_DEVICES), device)
         pipe.execute()
     return token
 
 
 def revoke_tokens(client, device):
     """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many tokens it had."""
-    digests = [digest for digest, owner in client.hscan_iter(TOKENS) if owner == device]
+    shards = shards_of(client)
+    tokens = shards.key(device, TOKENS)
+    digests = [digest for digest, owner in client.hscan_iter(tokens) if owner == device]
     with client.pipeline() as pipe:
-        pipe.sadd(REVOKED_DEVICES, device)
+        pipe.sadd(shards.key(device, REVOKED_DEVICES), device)
         if digests:
-            pipe.hdel(TOKENS, *digests)
+            pipe.hdel(tokens, *digests)
         return sum(pipe.execute()[1:])
 
 
@@ -52,7 +56,16 @@ _known_devices = {}  # SHA-256 of a token -> its device
 
 
 def token_device(client, token):
-    return client.hget(TOKENS, _digest(token))
+    return _owner(client, _digest(token))
+
+
+def _owner(client, digest):
+    """The device a token (its digest) writes as, from its shard's ``tokens``: the device
+    is what is sought, so every shard is asked."""
+    with client.pipeline(transaction=False) as pipe:
+        for tokens in shards_of(client).each(TOKENS):
+            pipe.hget(tokens, digest)
+        return next(filter(None, pipe.execute()), None)
 
 
 def authenticate(cached=False):
@@ -70,7 +83,7 @@ def authenticate(cached=False):
     g.token_digest = digest
     device = _known_devices.get(digest) if cached else None
     if device is None:
-        device = get_redis().hget(TOKENS, digest)
+        device = _owner(get_redis(), digest)
     if device is None:
         abort(401, UNKNOWN_TOKEN)
     if cached:

@@ -25,19 +25,20 @@ from .auth import REFUSED_UNTIL_ADDED, devices_cli, revoke_tokens
 from .firmware import TARGETS
 from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
-from .store import CHANNEL, DEVICES, TOKENS, alerting_key, device_key, device_readings, get_redis, meta_key, thresholds_key
+from .shards import LUA_PREFIX, shards_of
+from .store import (CHANNEL, TOKENS, alerting_key, device_key, device_readings, get_redis, known_devices, last_seen,
+                    meta_key, thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("devices", __name__)
 
 TEXTS = {"name": 64, "group": 32}  # a label's longest length
 
-# KEYS: ``devices``, ``firmware:target``, then the device's own keys. ARGV: the device,
-# the channel. 1 if it existed.
-_DELETE = """
-local existed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('DEL', unpack(KEYS, 3))
+# KEYS: the device's shard's tag, then the device's own keys. ARGV: the device, the
+# channel. 1 if it existed.
+_DELETE = LUA_PREFIX + """
+local existed = redis.call('ZREM', P .. 'devices', ARGV[1])
+redis.call('DEL', unpack(KEYS, 2))
 if existed == 1 then
   redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = {device = ARGV[1], status = 'deleted'}}))
 end
@@ -48,7 +49,7 @@ return existed
 def describe(client, device, changes):
     """Set (or, given ``""``/``False``, remove) a device's ``name``, ``group`` and ``hidden``;
     returns all three as they are now. Raises ValueError saying what is wrong."""
-    if client.zscore(DEVICES, device) is None:
+    if last_seen(client, device) is None:
         raise LookupError(f"no device {device!r} has sent a reading")
     for field, value in changes.items():
         if field == "hidden":
@@ -62,10 +63,10 @@ def describe(client, device, changes):
     dropped = [field for field, value in changes.items() if field not in kept]
     with client.pipeline() as pipe:
         if kept:
-            pipe.hset(meta_key(device), mapping=kept)
+            pipe.hset(meta_key(client, device), mapping=kept)
         if dropped:
-            pipe.hdel(meta_key(device), *dropped)
-        pipe.hgetall(meta_key(device))
+            pipe.hdel(meta_key(client, device), *dropped)
+        pipe.hgetall(meta_key(client, device))
         meta = labels(pipe.execute()[-1])
     client.publish(CHANNEL, json.dumps({"type": "device", "data": dict(meta, device=device)}))
     return meta
@@ -81,10 +82,14 @@ def delete(client, device):
     the name is none a device can have: it is never a pattern of several)."""
     if not DEVICE_ID.match(device):
         return False
-    keys = [DEVICES, TARGETS, device_key(device), meta_key(device), device_readings(device),
-            thresholds_key(device), alerting_key(device), seqs_key(device), f"ratelimit:{device}",
-            f"ratelimit:{device}:readings", f"alert-budget:{device}", f"alerts-muted:{device}"]
+    shards = shards_of(client)
+    keys = [shards.prefix(device), device_key(client, device), meta_key(client, device),
+            device_readings(client, device), thresholds_key(client, device), alerting_key(client, device),
+            seqs_key(client, device), *(shards.key(device, name) for name in (
+                f"ratelimit:{device}", f"ratelimit:{device}:readings", f"alert-budget:{device}",
+                f"alerts-muted:{device}"))]
     existed = bool(client.register_script(_DELETE)(keys=keys, args=[device, CHANNEL]))
+    client.hdel(TARGETS, device)
     rollups.forget(client, device)
     return existed
 
@@ -175,18 +180,19 @@ def list_command():
     """Every device: its name, group, hidden or not, when it last posted, and its tokens."""
     client = get_redis()
     tokens = {}
-    for owner in client.hvals(TOKENS):
-        tokens[owner] = tokens.get(owner, 0) + 1
-    last_seen = dict(client.zrange(DEVICES, 0, -1, withscores=True))
-    names = sorted(set(tokens) | set(last_seen))
+    for key in shards_of(client).each(TOKENS):
+        for owner in client.hvals(key):
+            tokens[owner] = tokens.get(owner, 0) + 1
+    seen_at = dict(known_devices(client))
+    names = sorted(set(tokens) | set(seen_at))
     with client.pipeline(transaction=False) as pipe:
         for device in names:
-            pipe.hgetall(meta_key(device))
+            pipe.hgetall(meta_key(client, device))
         metas = pipe.execute()
     click.echo("device\tname\tgroup\thidden\tlast seen\ttokens")
     for device, stored in zip(names, metas):
         meta = labels(stored)
-        seen = f"{_ago(time.time() - last_seen[device])} ago" if device in last_seen else "never"
+        seen = f"{_ago(time.time() - seen_at[device])} ago" if device in seen_at else "never"
         click.echo("\t".join([device, meta["name"] or "-", meta["group"] or "-", "yes" if meta["hidden"] else "no",
                               seen, str(tokens.get(device, 0))]))
 

@@ -25,7 +25,8 @@ class Channel:
         self.name = name
         self.clients = set()
         self.subscribed = threading.Event()
-        self.entries = []  # (seq, monotonic time, stream id or None, bytes), oldest first
+        self.entries = []  # (seq, monotonic time, (shard, entry id) of a reading or None, bytes), oldest first
+        self.position = None  # where the feed stands in the readings, once it has one (positions.py)
         self.next_seq = 0
         self.size = 0
         self.changed = threading.Event()
@@ -91,14 +92,17 @@ class Client:
     def chunks(self, skip_until=None, park=None):
         """What the feed gets from now on, as bytes, a write's worth at a time, until closed.
 
-        Events with a stream id up to ``skip_until`` (already replayed) are left out. Once
-        caught up and past them, ``park()`` is called, if given, instead of waiting.
+        Readings up to the position ``skip_until`` (already replayed) are left out. Once
+        caught up, with the feed past that position, ``park()`` is called, if given, instead
+        of waiting.
         """
         channel = self.channel
         while not self.closed:
             self.writing_since = None
             changed, entries = channel.changed, channel.entries
             if not entries or entries[-1][0] < self.cursor:
+                if skip_until and channel.position and channel.position.covers(skip_until):
+                    skip_until = None  # what comes next is past it in every shard
                 if park and not skip_until:
                     park()
                 else:
@@ -109,12 +113,10 @@ class Client:
                 log.info("closed a stream client that fell behind the live feed")
                 return
             parts, size = [], 0
-            for seq, _, event_id, data in entries[start:]:
+            for seq, _, entry, data in entries[start:]:
                 self.cursor = seq + 1
-                if skip_until and event_id:
-                    if event_id <= skip_until:
-                        continue
-                    skip_until = None  # readings come in id order: none after this one was replayed
+                if skip_until and entry and skip_until.has(*entry):
+                    continue
                 parts.append(data)
                 size += len(data)
                 if size >= self.write_bytes:

@@ -151,7 +151,7 @@ def report():
     if not isinstance(reason, str):
         abort(400, "reason: must be text")
     reason = reason[:REASON_LENGTH]
-    client.hset(device_key(device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
+    client.hset(device_key(client, device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
     client.publish(CHANNEL, json.dumps({"type": "device", "data": {
         "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
     turn = current_app.extensions.setdefault("sensorcast.reports-logged", LinesPerMinute()).take(device)

@@ -68,7 +68,7 @@ def seconds(bound, default):
 
 def time_range(client, device):
     """The query's range in Unix seconds: by default from the device's first reading to now."""
-    first = client.xrange(device_readings(device), count=1)
+    first = client.xrange(device_readings(client, device), count=1)
     since = seconds("since", float(first[0][1]["ts"]) if first else time.time())
     until = seconds("until", time.time())
     if until <= since:
@@ -86,7 +86,7 @@ def measured(client, device, since, until, end="+", most=math.inf):
     has read more than ``most``."""
     start = f"{max(0, int((since - current_app.config['MAX_FUTURE']) * 1000))}"
     read = 0
-    for page in pages(client, device_readings(device), start, end):
+    for page in pages(client, device_readings(client, device), start, end):
         read += len(page)
         if read > most:
             raise TooManyReadings(f"more than {most} readings from {start}")
@@ -155,7 +155,7 @@ def export(device):
     ``EXPORTS_AT_ONCE`` at a time per process (429 past it), so downloads cannot starve
     the uploads and live streams."""
     client = get_redis()
-    latest = client.hgetall(device_key(device)) if DEVICE_ID.fullmatch(device) else None
+    latest = client.hgetall(device_key(client, device)) if DEVICE_ID.fullmatch(device) else None
     if not latest:
         abort(404, f"no device {device!r} has sent a reading")
     unit = request.args.get("unit", "C").upper()

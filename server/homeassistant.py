@@ -54,7 +54,8 @@ from paho.mqtt.properties import Properties
 from .devices import labels
 from .mqtt import TOPIC_ROOT, broker_client, connect_in_background, disconnect
 from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
-from .store import CHANNEL, DEVICES, READINGS, device_key, mark_dropped, meta_key
+from .shards import shards_of
+from .store import CHANNEL, DEVICES, READINGS, device_key, known_devices, mark_dropped, meta_key
 from .webhook import HOLD_LEASE
 
 log = logging.getLogger(__name__)
@@ -253,17 +254,18 @@ class Discovery:
     def _lead(self):
         """While this process holds the lease: bring the broker in line with Redis, then
         follow the readings and the device events."""
-        try:
-            self.redis.xgroup_create(READINGS, GROUP, id="$", mkstream=True)
-        except redis.exceptions.ResponseError:
-            pass  # the group exists: another process made it
+        for key in shards_of(self.redis).each(READINGS):
+            try:
+                self.redis.xgroup_create(key, GROUP, id="$", mkstream=True)
+            except redis.exceptions.ResponseError:
+                pass  # the group exists: another process made it
         events = self.redis.pubsub(ignore_subscribe_messages=True)
         events.subscribe(CHANNEL)  # before the comparison: no change falls between
         try:
             start, resync_at = "0", 0.0  # first what a holder before us read but did not acknowledge
             while self._ready() and self._holds_lease():
                 if time.monotonic() >= resync_at:
-                    self.sync(set(self.redis.zrange(DEVICES, 0, -1)) | self.redis.smembers(ANNOUNCED))
+                    self.sync({device for device, _ in known_devices(self.redis)} | self.redis.smembers(ANNOUNCED))
                     resync_at = time.monotonic() + self.resync_seconds
                 if not self._follow(start):
                     start = ">"
@@ -272,10 +274,16 @@ class Discovery:
             events.close()
 
     def _follow(self, start):
-        """Publish a batch of readings from ``start`` and acknowledge it; False if there was none."""
-        block = self.block_ms if start == ">" else None
-        replies = self.redis.xreadgroup(GROUP, CONSUMER, {READINGS: start}, count=BATCH, block=block) or []
-        entries = [entry for _, stream_entries in replies for entry in stream_entries]
+        """Publish a batch of readings from ``start`` and acknowledge it; False if there was none.
+        Each shard's stream is read in turn (a cluster reads no two in one call), waiting on
+        each for a share of ``block_ms`` while none had any."""
+        keys = shards_of(self.redis).each(READINGS)
+        read = {}  # stream -> its entries read
+        for key in keys:
+            block = self.block_ms // len(keys) if start == ">" and not any(read.values()) else None
+            replies = self.redis.xreadgroup(GROUP, CONSUMER, {key: start}, count=BATCH, block=block) or []
+            read[key] = [entry for _, stream_entries in replies for entry in stream_entries]
+        entries = [entry for stream_entries in read.values() for entry in stream_entries]
         readings = {}
         for entry_id, fields in entries:  # fields is None for one trimmed since it was read
             try:
@@ -284,8 +292,9 @@ class Discovery:
             except ValueError:  # written by someone else than the server
                 log.warning("home assistant: skipped %s %s: not a reading", READINGS, entry_id)
         self.sync(readings, readings)
-        if entries:
-            self.redis.xack(READINGS, GROUP, *(entry_id for entry_id, _ in entries))
+        for key, stream_entries in read.items():
+            if stream_entries:
+                self.redis.xack(key, GROUP, *(entry_id for entry_id, _ in stream_entries))
         return bool(entries)
 
     def sync(self, devices, readings=None):
@@ -309,9 +318,9 @@ class Discovery:
     def _load(self, devices):
         with self.redis.pipeline(transaction=False) as pipe:
             for device in devices:
-                pipe.zscore(DEVICES, device)
-                pipe.hgetall(meta_key(device))
-                pipe.hgetall(device_key(device))
+                pipe.zscore(shards_of(self.redis).key(device, DEVICES), device)
+                pipe.hgetall(meta_key(self.redis, device))
+                pipe.hgetall(device_key(self.redis, device))
                 pipe.hgetall(announced_key(device))
             answers = pipe.execute()
         return [Device(device, *answers[4 * i:4 * i + 4]) for i, device in enumerate(devices)]

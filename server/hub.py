@@ -31,7 +31,7 @@ from flask_sse import Message
 from .feed import Channel, Client
 from .gap import Gap
 from .metrics import count
-from .store import CHANNEL, stream_id
+from .store import CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,23 @@ class Hub:
                 log.warning("ignored a message on %r that is not flask-sse's format: %.80r",
                             channel.name, message["data"])
                 return
-            if channel.name != CHANNEL or self.gap.is_new(event):
-                channel.append(stream_id(event.id), str(event).encode(), time.monotonic())
+            if channel.name != CHANNEL:
+                channel.append(None, str(event).encode(), time.monotonic())
+            elif self.gap.is_new(event):
+                self._append_live(channel, event)
+
+    def _append_live(self, channel, event):
+        """A live event into the readings' feed; a reading's id becomes where the feed
+        stands once it is sent (positions.py)."""
+        entry = self.gap.entry_of(event)
+        if entry is None:
+            channel.append(None, str(event).encode(), time.monotonic())
+            return
+        position = self.gap.position()
+        if len(position) > 1:
+            event.data["id"], event.id = event.id, str(position)
+        channel.append(entry, str(event).encode(), time.monotonic())
+        channel.position = position
 
     def _subscribed_to_readings(self, channel):
         """Note where live events begin; subscribed again after a break, first add what
@@ -232,6 +247,7 @@ class Hub:
                             "holds; closed its %d clients, which reconnect and replay",
                             self._close_everyone(CHANNEL))
         self.gap.mark()
+        channel.position = self.gap.position()
 
     def _changed(self):
         return any(channel.dirty for channel in list(self._channels.values()))

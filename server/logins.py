@@ -30,6 +30,8 @@ from gevent import get_hub, monkey
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .shards import shards_of
+
 FAILURE_WINDOW = 60  # seconds over which LOGIN_FAILURES are counted
 HASHING_AT_ONCE = 4
 KNOWN_DAYS = 30
@@ -118,7 +120,7 @@ class Attempt:
         self.client = client
         browser = request.cookies.get(BROWSER_COOKIE, "")
         self.browser = browser if BROWSER_ID.fullmatch(browser) else secrets.token_urlsafe(16)
-        self.keys = _attempt_keys(address, name, self.browser)
+        self.keys = _attempt_keys(shards_of(client).home, address, name, self.browser)
         self.known = _begin_attempt(client, self.keys)
 
     def __enter__(self):
@@ -139,15 +141,17 @@ class Attempt:
                           secure=request.is_secure, httponly=True, samesite="Strict")
 
 
-def _attempt_keys(address, name, browser):
+def _attempt_keys(prefix, address, name, browser):
     """Attempts counted for the address (an IPv6 one by its /64), for the name; the
     address's attempt being checked now; the name's logins from the address, from the
-    browser (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``)."""
+    browser (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``); each starting with ``prefix``, so
+    that a cluster has them in one slot."""
     named = hashlib.sha256(name.encode()).hexdigest()[:32]
     if ":" in address:
         address = str(ipaddress.ip_network(address + "/64", strict=False).network_address) + "/64"
-    return [f"login-failures:address:{address}", f"login-failures:name:{named}",
-            f"login-checking:{address}", f"login-known:{named}:{address}", f"login-known:{named}:browser:{browser}"]
+    return [prefix + key for key in (f"login-failures:address:{address}", f"login-failures:name:{named}",
+                                     f"login-checking:{address}", f"login-known:{named}:{address}",
+                                     f"login-known:{named}:browser:{browser}")]
 
 
 def _begin_attempt(client, keys):

@@ -22,6 +22,7 @@ no reading can be shown either).
 import hmac
 import json
 import logging
+import collections
 import os
 import socket
 import time
@@ -32,7 +33,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .readings import NOT_METRICS, decode_fields
-from .store import DEVICES, client_for, device_key, get_redis
+from .shards import shards_of
+from .store import client_for, device_key, get_redis, known_devices
 from .viewers import Accounts
 
 bp = Blueprint("metrics", __name__)
@@ -133,13 +135,19 @@ class Scrape:
         yield from self.families or ()
 
     def _from_redis(self, now):
-        devices = self.redis.zrange(DEVICES, 0, -1)
+        devices = [device for device, _ in known_devices(self.redis)]
+        counter_keys = {COUNTERS, *shards_of(self.redis).each(COUNTERS)}  # the ingest script counts in its shard
         with self.redis.pipeline(transaction=False) as pipe:
             for device in devices:
-                pipe.hgetall(device_key(device))
-            pipe.hgetall(COUNTERS)
+                pipe.hgetall(device_key(self.redis, device))
+            for key in counter_keys:
+                pipe.hgetall(key)
             pipe.hgetall(PROCESSES)
-            *states, counters, processes = pipe.execute()
+            replies = pipe.execute()
+        states, counted, processes = replies[:len(devices)], replies[len(devices):-1], replies[-1]
+        counters = collections.Counter()
+        for fields in counted:
+            counters.update({field: int(value) for field, value in fields.items()})
         yield from self._devices(devices, states, now)
         yield from self._counters(counters)
         yield from self._processes(processes, now)

@@ -10,6 +10,8 @@ import time
 
 from flask import current_app
 
+from .shards import LUA_PREFIX, shards_of
+
 # GCRA (as redis-cell): ``ratelimit:<device>`` holds the theoretical arrival time (ms)
 # of the device's requests, ``ratelimit:<device>:readings`` that of its readings. ARGV
 # from ``first``: the device ('' for no limit), then ms between requests and their burst,
@@ -18,8 +20,8 @@ from flask import current_app
 RATE_LIMIT = """
 local function take(first, now_ms, readings)
   if ARGV[first] == '' then return 0 end
-  local limits = {{'ratelimit:' .. ARGV[first], tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2]), 1},
-                  {'ratelimit:' .. ARGV[first] .. ':readings', tonumber(ARGV[first + 3]), tonumber(ARGV[first + 4]),
+  local limits = {{P .. 'ratelimit:' .. ARGV[first], tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2]), 1},
+                  {P .. 'ratelimit:' .. ARGV[first] .. ':readings', tonumber(ARGV[first + 3]), tonumber(ARGV[first + 4]),
                    math.min(readings, tonumber(ARGV[first + 4]))}}
   local wait, dues = 0, {}
   for i, limit in ipairs(limits) do
@@ -56,7 +58,7 @@ def rate_limits(config, device):
             1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
 
 
-_TAKE_REQUEST = RATE_LIMIT + """
+_TAKE_REQUEST = LUA_PREFIX + RATE_LIMIT + """
 return take(2, tonumber(ARGV[1]) * 1000, 0)
 """
 
@@ -65,7 +67,7 @@ def take_request(client, device, now, config):
     """Count one request that stores no reading (a firmware report, say) against
     ``device``'s rate limit; raises ``RateLimited`` past it."""
     script = client.register_script(_TAKE_REQUEST)
-    wait = script(args=[repr(now), *rate_limits(config, device)], client=client)
+    wait = script([shards_of(client).prefix(device)], [repr(now), *rate_limits(config, device)], client=client)
     if wait:
         raise RateLimited(wait / 1000)
 

@@ -18,12 +18,14 @@ most 24 KB a device. A reading of the latest boot at or below the highest seq is
 """
 import hashlib
 
+from .shards import shards_of
+
 WINDOW = 2048  # far more than a board buffers (300 readings on an ESP32)
 SKIPPED = ("ts", "boot", "seq")  # not part of the digest: the server stamps a missing ts
 
 
-def seqs_key(device):
-    return f"seqs:{device}"
+def seqs_key(client, device):
+    return shards_of(client).key(device, f"seqs:{device}")
 
 
 def slot_of(reading):
@@ -47,7 +49,7 @@ local function seen(r, known)
   if not (r.slot and known[1] == r.boot and known[2] and tonumber(known[2]) >= r.seq) then return 'new' end
   if tonumber(known[2]) - r.seq >= {WINDOW} then return 'retry' end
   local at = 3 * r.slot[1]
-  local held = redis.call('BITFIELD', 'seqs:' .. r.device, 'GET', 'u32', '#' .. at,
+  local held = redis.call('BITFIELD', P .. 'seqs:' .. r.device, 'GET', 'u32', '#' .. at,
     'GET', 'u32', '#' .. at + 1, 'GET', 'u32', '#' .. at + 2)
   if held[1] ~= r.slot[2] or held[2] ~= r.slot[3] then return 'new' end
   if held[3] == r.slot[4] then return 'retry' end
@@ -57,7 +59,7 @@ end
 local function keep_seq(r)
   if not r.slot then return end
   local at = 3 * r.slot[1]
-  redis.call('BITFIELD', 'seqs:' .. r.device, 'SET', 'u32', '#' .. at, r.slot[2],
+  redis.call('BITFIELD', P .. 'seqs:' .. r.device, 'SET', 'u32', '#' .. at, r.slot[2],
     'SET', 'u32', '#' .. at + 1, r.slot[3], 'SET', 'u32', '#' .. at + 2, r.slot[4])
 end
 """

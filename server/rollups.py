@@ -49,6 +49,7 @@ other edges are blurred by less than one slot, which is never wider than the buc
 import math
 
 from .readings import EARLIEST_SYNCED_TS, MAX_METRICS, NOT_METRICS
+from .shards import shards_of
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -63,8 +64,8 @@ TIERS = ((10, HOUR, DAY), (60, 6 * HOUR, None), (600, DAY, None))
 SLOT_METRICS = MAX_METRICS
 
 
-def rollup_key(device, size, start):
-    return f"rollup:{device}:{size}:{start}"
+def rollup_key(client, device, size, start):
+    return shards_of(client).key(device, f"rollup:{device}:{size}:{start}")
 
 
 def slot_size(width, since, now):
@@ -86,7 +87,7 @@ def slots(client, device, size, since, until):
     first = math.floor(max(since, EARLIEST_SYNCED_TS) / span) * span
     with client.pipeline(transaction=False) as pipe:
         for start in range(first, math.ceil(until), span):
-            pipe.hgetall(rollup_key(device, size, start))
+            pipe.hgetall(rollup_key(client, device, size, start))
         hashes = pipe.execute()
     for fields in hashes:
         for field, summary in fields.items():
@@ -99,14 +100,14 @@ def slots(client, device, size, since, until):
 
 def rolled_up_from(client, device):
     """The stream id of the device's first reading counted in rollups (None: none yet)."""
-    return client.hget(ROLLUPS_FROM, device)
+    return client.hget(shards_of(client).key(device, ROLLUPS_FROM), device)
 
 
 def forget(client, device):
     """Delete all of ``device``'s rollups. They are found with SCAN (a late backlog can put
     them anywhere in time), so this walks the keyspace: fine for deleting a device."""
-    client.hdel(ROLLUPS_FROM, device)
-    keys = list(client.scan_iter(match=rollup_key(device, "*", "*"), count=1000))
+    client.hdel(shards_of(client).key(device, ROLLUPS_FROM), device)
+    keys = list(client.scan_iter(match=rollup_key(client, device, "*", "*"), count=1000))
     for first in range(0, len(keys), 1000):
         client.unlink(*keys[first:first + 1000])
 
@@ -139,7 +140,7 @@ end
 
 local function roll_up(device, fields, id, now, retention)
   if not rollup_from_noted[device] then
-    redis.call('HSETNX', '{ROLLUPS_FROM}', device, id)
+    redis.call('HSETNX', P .. '{ROLLUPS_FROM}', device, id)
     rollup_from_noted[device] = true
   end
   local ts, names, values = nil, {{}}, {{}}
@@ -165,7 +166,7 @@ local function roll_up(device, fields, id, now, retention)
       local pending = blocks[t][block]
       if not pending then
         pending = {{ends = block + span, keep = keep, cap = span / size * {SLOT_METRICS}, order = {{}}, slots = {{}}}}
-        rollup_pending['rollup:' .. device .. ':' .. size .. ':' .. block] = pending  -- whole numbers print whole
+        rollup_pending[P .. 'rollup:' .. device .. ':' .. size .. ':' .. block] = pending  -- whole numbers print whole
         blocks[t][block] = pending
       end
       local slot = math.floor(ts / size) * size

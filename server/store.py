@@ -5,7 +5,10 @@ or SUBSCRIBE ``sse``. A request stores its whole batch in one Lua call, so a rea
 event id and its place in the history never disagree, however large the batch.
 """
 
+import heapq
+
 import redis
+import redis.cluster
 import redis.sentinel
 from flask import current_app
 
@@ -14,6 +17,7 @@ from .ratelimit import RATE_LIMIT, RateLimited, rate_limits
 from .readings import PRIVATE, STRING_FIELDS, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
+from .shards import LUA_PREFIX, Shards, shards_of
 
 READINGS = "readings"
 DEVICES = "devices"
@@ -29,24 +33,55 @@ CHANNEL = "sse"
 CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
 
 
-def device_readings(device):
-    return f"readings:{device}"
+def device_readings(client, device):
+    return shards_of(client).key(device, f"readings:{device}")
 
 
-def device_key(device):
-    return f"device:{device}"
+def device_key(client, device):
+    return shards_of(client).key(device, f"device:{device}")
 
 
-def meta_key(device):
-    return f"meta:{device}"
+def meta_key(client, device):
+    return shards_of(client).key(device, f"meta:{device}")
 
 
-def thresholds_key(device):
-    return f"thresholds:{device}"
+def thresholds_key(client, device):
+    return shards_of(client).key(device, f"thresholds:{device}")
 
 
-def alerting_key(device):
-    return f"alerting:{device}"
+def alerting_key(client, device):
+    return shards_of(client).key(device, f"alerting:{device}")
+
+
+def last_seen(client, device):
+    """When ``device`` was last seen (seconds), from its shard's ``devices``; None: never."""
+    return client.zscore(shards_of(client).key(device, DEVICES), device)
+
+
+def known_devices(client):
+    """Every device and when it was last seen, from each shard's ``devices``, least recent first."""
+    shards = shards_of(client)
+    with client.pipeline(transaction=False) as pipe:
+        for key in shards.each(DEVICES):
+            pipe.zrange(key, 0, -1, withscores=True)
+        return list(heapq.merge(*pipe.execute(), key=lambda pair: pair[1]))
+
+
+def entries(client, name, newest_first=False, page=500):
+    """The entries of each shard's stream ``name`` merged in id order (oldest first, unless
+    ``newest_first``), read a page at a time."""
+    return heapq.merge(*(_pages(client, key, newest_first, page) for key in shards_of(client).each(name)),
+                       key=lambda entry: stream_id(entry[0]), reverse=newest_first)
+
+
+def _pages(client, key, newest_first, size):
+    bound = "+" if newest_first else "-"
+    while True:
+        page = client.xrevrange(key, bound, "-", count=size) if newest_first else client.xrange(key, bound, "+", count=size)
+        yield from page
+        if len(page) < size:
+            return
+        bound = "(" + page[-1][0]
 
 
 def stream_id(text):
@@ -71,19 +106,42 @@ def get_redis(app=None):
 
 
 def client_for(config, max_connections=8, timeout=10):
-    """A client of the Redis that ``config`` names: the primary that the ``REDIS_SENTINELS``
-    know as ``REDIS_SERVICE`` (found again at each new connection, so a failover is
-    followed), or else ``REDIS_URL``, whose database and password hold in both cases."""
+    """A client of the Redis that ``config`` names: the ``REDIS_CLUSTER`` (at most
+    ``max_connections`` to each node), or the primary that the ``REDIS_SENTINELS`` know as
+    ``REDIS_SERVICE`` (found again at each new connection, so a failover is followed), or
+    else ``REDIS_URL``, whose user and password hold in every case (its database too,
+    but for a cluster, which has only one)."""
+    if config["REDIS_CLUSTER"]:
+        return _cluster_client(config, max_connections, timeout)
     if not config["REDIS_SENTINELS"]:
         return connect(config["REDIS_URL"], max_connections, timeout)
     url = redis.connection.parse_url(config["REDIS_URL"])
-    sentinels = [(host, int(port)) for host, _, port in
-                 (address.strip().rpartition(":") for address in config["REDIS_SENTINELS"].split(","))]
+    sentinels = _addresses(config["REDIS_SENTINELS"])
     sentinel = redis.sentinel.Sentinel(sentinels, socket_connect_timeout=2, socket_timeout=2,
                                        sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2})
     return sentinel.master_for(config["REDIS_SERVICE"], connection_pool_class=_SentinelBlockingPool,
                                **_pool_options(max_connections, timeout),
                                **{name: url[name] for name in ("db", "username", "password") if name in url})
+
+
+def _cluster_client(config, max_connections, timeout):
+    if config["WAIT_REPLICAS"]:
+        raise ValueError("WAIT_REPLICAS is for one primary and its replicas (Sentinel), not for a Redis Cluster")
+    url = redis.connection.parse_url(config["REDIS_URL"])
+    options = _pool_options(max_connections, timeout)
+    del options["health_check_interval"], options["timeout"]  # a cluster's client checks its nodes itself; a
+    # blocking pool's wait for a free connection is its own default (20 s): a node's client takes no ``timeout``
+    client = redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in _addresses(config["REDIS_CLUSTER"])],
+        connection_pool_class=redis.BlockingConnectionPool, **options,
+        **{name: url[name] for name in ("username", "password") if name in url})
+    client.shards = Shards(config["REDIS_SHARDS"])
+    return client
+
+
+def _addresses(text):
+    """``host:port,…`` as (host, port) pairs."""
+    return [(host, int(port)) for host, _, port in (address.strip().rpartition(":") for address in text.split(","))]
 
 
 def connect(url, max_connections=8, timeout=10):
@@ -109,8 +167,8 @@ class _SentinelBlockingPool(redis.sentinel.SentinelConnectionPool, redis.Blockin
 # readings of 16 long names hold no more memory than readings of a few metrics would.
 READING_BYTES = 256
 
-# KEYS: none (device keys are derived from the readings). ARGV: now in seconds,
-# retention in seconds, readings stream cap, channel, the readings as JSON:
+# KEYS: the tag of the readings' device's shard (shards.py). ARGV: now in seconds,
+# retention in seconds, the shard's readings stream cap, channel, the readings as JSON:
 # [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
 # limits (``ratelimit.RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
@@ -125,19 +183,19 @@ READING_BYTES = 256
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
 # the dedup rule knows them now (nil, nil: none); or, over a limit, the milliseconds to wait,
 # having stored nothing.
-_ADD_READINGS = RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"local READING_BYTES = {READING_BYTES}" + """
+_ADD_READINGS = LUA_PREFIX + RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"local READING_BYTES = {READING_BYTES}" + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local function weight(r) return math.max(1, #r.json / READING_BYTES) end
 local readings = cjson.decode(ARGV[5])
 for i, r in ipairs(readings) do r.json = ARGV[15 + i] end
-if ARGV[15] ~= '' and redis.call('HGET', 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
-if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', 'revoked-devices', readings[1].device) == 1 then
+if ARGV[15] ~= '' and redis.call('HGET', P .. 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
+if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', P .. 'revoked-devices', readings[1].device) == 1 then
   return 'revoked'
 end
 local budget = cjson.decode(ARGV[13])
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
 for _, r in ipairs(readings) do
-  local key = 'device:' .. r.device
+  local key = P .. 'device:' .. r.device
   names[key] = names[key] or {count = redis.call('HLEN', key), known = {}}
   local device = names[key]
   for k = 1, #r.fields, 2 do
@@ -154,10 +212,10 @@ local devices = {}  -- device -> what this call knows of it (``device_state``)
 local function device_state(device)
   local d = devices[device]
   if not d then
-    local key = 'device:' .. device
+    local key = P .. 'device:' .. device
     d = {key = key, known = redis.call('HMGET', key, 'boot', 'boot_seq', 'status', 'seq'), latest = {}, order = {},
-         seen_before = redis.call('ZSCORE', 'devices', device), stored = false,
-         limits = redis.call('HGETALL', 'thresholds:' .. device), weight = 0, count = 0}
+         seen_before = redis.call('ZSCORE', P .. 'devices', device), stored = false,
+         limits = redis.call('HGETALL', P .. 'thresholds:' .. device), weight = 0, count = 0}
     if d.known[1] and not d.known[2] then d.known[2] = d.known[4] end  -- as versions before boot_seq kept it
     devices[device] = d
   end
@@ -175,9 +233,9 @@ for i, r in ipairs(readings) do
     ids[i] = false
   else
     keep_seq(r)
-    local id = redis.call('XADD', 'readings', 'MAXLEN', '~', math.floor(cap / weight(r)), '*', unpack(r.fields))
+    local id = redis.call('XADD', P .. 'readings', 'MAXLEN', '~', math.floor(cap / weight(r)), '*', unpack(r.fields))
     d.weight, d.count = d.weight + weight(r), d.count + 1
-    redis.call('XADD', 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
+    redis.call('XADD', P .. 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     roll_up(r.device, r.fields, id, now, retention)
     if not d.stored then  -- back from the sweep's offline mark, or new: say so once
       local status = nil
@@ -209,24 +267,24 @@ for device, d in pairs(devices) do  -- each device's latest values, once
     end
     for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
     redis.call('HSET', d.key, unpack(latest))
-    redis.call('ZADD', 'devices', ARGV[1], device)
-    redis.call('XTRIM', 'readings:' .. device, 'MAXLEN', '~', math.floor(ARGV[11] * d.count / d.weight))
+    redis.call('ZADD', P .. 'devices', ARGV[1], device)
+    redis.call('XTRIM', P .. 'readings:' .. device, 'MAXLEN', '~', math.floor(ARGV[11] * d.count / d.weight))
   end
 end
 write_rollups(now, retention)
-redis.call('HINCRBY', 'metrics', 'stored:' .. ARGV[14], stored)
-redis.call('HINCRBY', 'metrics', 'duplicates:' .. ARGV[14], #ids - stored)
+redis.call('HINCRBY', P .. 'metrics', 'stored:' .. ARGV[14], stored)
+redis.call('HINCRBY', P .. 'metrics', 'duplicates:' .. ARGV[14], #ids - stored)
 local first = devices[readings[1].device].known
 return {ids, first[1], first[2]}
 """
 
 # ``go_offline(device, channel)`` marks a known device offline and announces it (a ``device``
 # event, an ``offline`` alert), unless it is offline already; returns whether it did.
-_GO_OFFLINE = RAISE_ALERTS + """
+_GO_OFFLINE = LUA_PREFIX + RAISE_ALERTS + """
 local function go_offline(device, channel)
-  local key = 'device:' .. device
+  local key = P .. 'device:' .. device
   if redis.call('HGET', key, 'status') == 'offline' then return false end
-  local last_seen = tonumber(redis.call('ZSCORE', 'devices', device))
+  local last_seen = tonumber(redis.call('ZSCORE', P .. 'devices', device))
   redis.call('HSET', key, 'status', 'offline')
   redis.call('PUBLISH', channel, cjson.encode({type = 'device', data = {device = device,
     status = 'offline', last_seen = last_seen}}))
@@ -239,20 +297,20 @@ end
 # Marks the devices last seen since the previous sweep's cutoff (kept in ``offline-swept``,
 # shared by every process and instance) offline once, and announces it.
 _MARK_OFFLINE = _GO_OFFLINE + """
-local swept = redis.call('GET', 'offline-swept') or '-inf'
+local swept = redis.call('GET', P .. 'offline-swept') or '-inf'
 if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
-for _, device in ipairs(redis.call('ZRANGEBYSCORE', 'devices', '(' .. swept, ARGV[1])) do
+for _, device in ipairs(redis.call('ZRANGEBYSCORE', P .. 'devices', '(' .. swept, ARGV[1])) do
   if go_offline(device, ARGV[2]) then gone[#gone + 1] = device end
 end
-redis.call('SET', 'offline-swept', ARGV[1])
+redis.call('SET', P .. 'offline-swept', ARGV[1])
 return gone
 """
 
 # ARGV: a device, when its last will came (seconds), the channel. Marks the device offline
 # as the sweep would, once, unless a reading was stored since the will came (the board is back).
 _MARK_DROPPED = _GO_OFFLINE + """
-local last_seen = redis.call('ZSCORE', 'devices', ARGV[1])
+local last_seen = redis.call('ZSCORE', P .. 'devices', ARGV[1])
 return last_seen and tonumber(last_seen) <= tonumber(ARGV[2]) and go_offline(ARGV[1], ARGV[3]) and 1 or 0
 """
 
@@ -301,14 +359,19 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     """
     rows, shown = zip(*map(_row, readings))
     script = _script(client, _ADD_READINGS)
-    args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"], CHANNEL, "[%s]" % ",".join(rows),
+    shards = shards_of(client)
+    if len(shards.prefixes) > 1 and len({reading["device"] for reading in readings}) > 1:
+        raise InvalidReading("device", "on a Redis Cluster a request's readings are of one device: "
+                                       "send each device's readings in requests of their own")
+    args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"] // len(shards.prefixes), CHANNEL, "[%s]" % ",".join(rows),
             *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"], config["MAX_DEVICE_FIELDS"],
             alert_budget(config), transport, token_digest, *shown]
+    keys = [shards.prefix(readings[0]["device"])]
     if not config["WAIT_REPLICAS"]:
-        result = script(args=args, client=client)
+        result = script(keys, args, client=client)
     else:
         with client.pipeline(transaction=False) as pipe:  # WAIT counts the writes of its own connection
-            script(args=args, client=pipe)
+            script(keys, args, client=pipe)
             pipe.wait(config["WAIT_REPLICAS"], config["WAIT_MS"])
             result, replicas = pipe.execute()
         if replicas < config["WAIT_REPLICAS"]:
@@ -345,24 +408,25 @@ def _row(reading):
 
 def mark_offline(client, cutoff):
     """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
-    script = client.register_script(_MARK_OFFLINE)
-    return script(args=[repr(cutoff), CHANNEL], client=client)
+    script = _script(client, _MARK_OFFLINE)
+    return [device for prefix in shards_of(client).prefixes
+            for device in script([prefix], [repr(cutoff), CHANNEL], client=client)]
 
 
 def mark_dropped(client, device, will_time):
     """Mark ``device`` offline at once, as ``mark_offline`` would, when its last will came at
     ``will_time`` and no reading was stored since; True if it was marked now (by this call only,
     however many processes heard the will)."""
-    script = client.register_script(_MARK_DROPPED)
-    return script(args=[device, repr(will_time), CHANNEL], client=client) == 1
+    script = _script(client, _MARK_DROPPED)
+    return script([shards_of(client).prefix(device)], [device, repr(will_time), CHANNEL], client=client) == 1
 
 
 # ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is
 # removed is no longer crossed: that is a ``cleared`` alert, so every page and the
 # webhook hear it.
-_CLEAR_THRESHOLD = RAISE_ALERTS + """
-redis.call('HDEL', 'thresholds:' .. ARGV[1], ARGV[2])
-if redis.call('HDEL', 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
+_CLEAR_THRESHOLD = LUA_PREFIX + RAISE_ALERTS + """
+redis.call('HDEL', P .. 'thresholds:' .. ARGV[1], ARGV[2])
+if redis.call('HDEL', P .. 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
   alert(ARGV[3], {device = ARGV[1], metric = ARGV[2], state = 'cleared', reason = 'threshold removed',
                   ts = tonumber(ARGV[4])})
 end
@@ -371,4 +435,5 @@ end
 
 def clear_threshold(client, device, metric, now):
     """Remove ``device``'s threshold on ``metric``; clears its alert if one is raised."""
-    client.register_script(_CLEAR_THRESHOLD)(args=[device, metric, CHANNEL, repr(now)], client=client)
+    _script(client, _CLEAR_THRESHOLD)([shards_of(client).prefix(device)], [device, metric, CHANNEL, repr(now)],
+                                      client=client)

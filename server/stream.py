@@ -9,6 +9,8 @@ with no gap and no duplicate before live events resume. A ``Last-Event-ID`` olde
 anything ``readings`` still keeps first gets a ``reset`` event: the gap is never silent.
 """
 import functools
+import heapq
+import itertools
 import logging
 import threading
 
@@ -20,6 +22,8 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from .gap import reading_event
 from .hub import Hub, StreamLimit
+from .positions import NOTHING, Position
+from .shards import shards_of
 from .store import CHANNEL, READINGS, get_redis, stream_id
 from .viewers import get_accounts, session_access, viewer_required
 
@@ -52,31 +56,60 @@ return newest[most][1]
 """
 
 
-def replay(client, last_event_id, most):
-    """Readings stored after ``last_event_id``, at most the newest ``most`` of them, as event
-    bytes, a page at a time, each with the stream id of its last reading; a ``reset``
-    event first when some are not replayed (gone, or further back than ``most``): the
-    dashboard then reloads each device's history. Each page is read and rendered in one of
-    ``REPLAYS_AT_ONCE`` turns of the process, holding no turn while the browser takes it, so
-    a crowd replaying from far back, reading or not, cannot take every Redis connection
-    and the worker's time from uploads."""
+def replay(client, position, most):
+    """Readings stored after ``position``, at most the newest ``most`` of them (of each
+    shard's share), as event bytes, a page at a time, each with the position after it; a
+    ``reset`` event first when some are not replayed (gone, or further back than ``most``):
+    the dashboard then reloads each device's history. The shards' readings are merged in
+    id order. Each page is read and rendered in one of ``REPLAYS_AT_ONCE`` turns of the
+    process, holding no turn while the browser takes it, so a crowd replaying from far
+    back, reading or not, cannot take every Redis connection and the worker's time from
+    uploads."""
+    keys = shards_of(client).each(READINGS)
+    starts = []  # each shard's XRANGE start: an id is inclusive, "(" makes it exclusive
     with _replay_turns:
-        oldest = client.xrange(READINGS, "-", "+", count=1)
-        first = client.register_script(_REPLAY_START)(keys=[READINGS], args=["(" + last_event_id, most])
-    if not first and oldest and stream_id(oldest[0][0]) > stream_id(last_event_id):
-        first = oldest[0][0]
-    if first:
-        yield str(Message({"oldest": first}, type="reset")).encode(), None
-    start = first or "(" + last_event_id  # XRANGE's start: an id is inclusive, "(" makes it exclusive
+        for key, after in zip(keys, position):
+            oldest = client.xrange(key, "-", "+", count=1)
+            first = client.register_script(_REPLAY_START)(keys=[key], args=["(%d-%d" % after,
+                                                                             max(1, most // len(keys))])
+            if not first and oldest and stream_id(oldest[0][0]) > after:
+                first = oldest[0][0]
+            starts.append(first or "(%d-%d" % after)
+    if any(not start.startswith("(") for start in starts):
+        yield str(Message({"oldest": "_".join(start.lstrip("(") for start in starts)}, type="reset")).encode(), None
+    merged = heapq.merge(*(_entries(client, shard, key, start) for shard, (key, start) in enumerate(zip(keys, starts))),
+                         key=lambda entry: entry[1])
     while True:
         with _replay_turns:
-            page = client.xrange(READINGS, start, "+", count=REPLAY_PAGE)
-            chunk = b"".join(reading_event(entry_id, fields) for entry_id, fields in page)
+            page = list(itertools.islice(merged, REPLAY_PAGE))
+            chunk = []
+            for shard, entry, entry_id, fields in page:
+                position = position.after(shard, entry)
+                chunk.append(reading_event(position, entry_id, fields))
         if page:
-            yield chunk, stream_id(page[-1][0])
+            yield b"".join(chunk), position
+        if len(page) < REPLAY_PAGE:
+            return
+
+
+def _entries(client, shard, key, start):
+    """Shard ``shard``'s readings from ``start`` on, read a page at a time."""
+    while True:
+        page = client.xrange(key, start, "+", count=REPLAY_PAGE)
+        for entry_id, fields in page:
+            yield shard, stream_id(entry_id), entry_id, fields
         if len(page) < REPLAY_PAGE:
             return
         start = "(" + page[-1][0]
+
+
+def newest_position(client):
+    """Where a stream opened now would stand in the readings: the newest entry of each
+    shard; None while there is none."""
+    newest = [client.xrevrange(key, count=1) for key in shards_of(client).each(READINGS)]
+    if not any(newest):
+        return None
+    return Position(stream_id(entries[0][0]) if entries else NOTHING for entries in newest)
 
 
 class ReadingStream(ServerSentEventsBlueprint):
@@ -95,10 +128,9 @@ class ReadingStream(ServerSentEventsBlueprint):
         except StreamLimit as limit:
             refusal = TooManyRequests if limit.per_address else ServiceUnavailable
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None
-        if channel != CHANNEL or not stream_id(last_event_id):
-            last_event_id = None
+        position = Position.parse(last_event_id, len(shards_of(self.redis).prefixes)) if channel == CHANNEL else None
         chunked = request.method == "GET" and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
-        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"], config["MAX_REPLAY"],
+        body = Body(hub, client, self.redis, position, config["RETRY_MS"], config["MAX_REPLAY"],
                     request.environ.get("gunicorn.socket") if chunked else None)
         return current_app.response_class(
             body, mimetype="text/event-stream", direct_passthrough=True,
@@ -114,13 +146,13 @@ class Body:
     a worker with a crowd watching more than the send itself. On a plain gevent socket,
     a stream that has caught up parks, and the hub writes its events (``feed.py``)."""
 
-    def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay, socket=None):
+    def __init__(self, hub, client, redis_client, position, retry, max_replay, socket=None):
         self.hub = hub
         self.client = client
         self.max_replay = max_replay
         self.socket = socket
         self.unsent = b""
-        self.events = self._events(redis_client, last_event_id, retry)
+        self.events = self._events(redis_client, position, retry)
 
     def __iter__(self):
         return self.events
@@ -129,7 +161,7 @@ class Body:
         self.events.close()
         self.hub.leave(self.client)
 
-    def _events(self, redis_client, last_event_id, retry):
+    def _events(self, redis_client, position, retry):
         """The reconnect delay, what was missed, then live events.
 
         The client joined the hub before the replay is read: nothing published meanwhile
@@ -138,8 +170,8 @@ class Body:
         yield f"retry:{retry}\n\n".encode()
         replayed = None
         try:
-            if last_event_id:
-                for chunk, replayed in replay(redis_client, last_event_id, self.max_replay):
+            if position:
+                for chunk, replayed in replay(redis_client, position, self.max_replay):
                     yield self.client.sending(chunk)
         except redis.exceptions.RedisError as error:
             log.warning("ended a stream during its replay: %s", error)

@@ -25,6 +25,7 @@ import redis
 import requests
 
 from .metrics import count
+from .shards import shards_of
 from .store import ALERTS, WEBHOOK_LEASE, stream_id
 
 log = logging.getLogger(__name__)
@@ -82,26 +83,32 @@ class Webhook:
                                                          args=[self.me, int(self.lease_seconds * 1000)])
 
     def _join_group(self):
-        try:
-            self.redis.xgroup_create(ALERTS, GROUP, id="$", mkstream=True)
-        except redis.exceptions.ResponseError:
-            pass  # the group exists: another process made it
+        for key in shards_of(self.redis).each(ALERTS):
+            try:
+                self.redis.xgroup_create(key, GROUP, id="$", mkstream=True)
+            except redis.exceptions.ResponseError:
+                pass  # the group exists: another process made it
 
     def _deliver_from(self, start):
         """Deliver and acknowledge a batch of alerts from ``start`` (``0``: pending ones;
         ``>``: new ones, waiting a second for some), folded; False when there were none,
-        or the lease was lost meanwhile."""
-        block = 1000 if start == ">" else None
-        replies = self.redis.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=BATCH, block=block) or []
-        entries = [entry for _, stream_entries in replies for entry in stream_entries]
-        trimmed = [entry_id for entry_id, fields in entries if fields is None]  # pending, but trimmed since
-        if trimmed:
-            self.redis.xack(ALERTS, GROUP, *trimmed)
-        for alert, entry_ids in fold(entries):
-            if not self.deliver(json.dumps(alert)):
-                return False
-            self.redis.xack(ALERTS, GROUP, *entry_ids)
-        return bool(entries)
+        or the lease was lost meanwhile. Each shard's stream is read in turn (a cluster
+        reads no two in one call), waiting on each for its share of the second while none
+        had any."""
+        keys, found = shards_of(self.redis).each(ALERTS), False
+        for key in keys:
+            block = 1000 // len(keys) if start == ">" and not found else None
+            replies = self.redis.xreadgroup(GROUP, CONSUMER, {key: start}, count=BATCH, block=block) or []
+            entries = [entry for _, stream_entries in replies for entry in stream_entries]
+            trimmed = [entry_id for entry_id, fields in entries if fields is None]  # pending, but trimmed since
+            if trimmed:
+                self.redis.xack(key, GROUP, *trimmed)
+            for alert, entry_ids in fold(entries):
+                if not self.deliver(json.dumps(alert)):
+                    return False
+                self.redis.xack(key, GROUP, *entry_ids)
+            found = found or bool(entries)
+        return found
 
     def deliver(self, body):
         """POST one alert, retrying with backoff while this process holds the lease; True

@@ -10,7 +10,8 @@ import requests
 from server import create_app
 from server.auth import issue_token
 from server.embedded_redis import EmbeddedRedis
-from server.store import connect
+from server.store import client_for, connect
+from tools.redis_cluster import RedisCluster
 from tools.run import ServerProcess
 
 TEST_SETTINGS = {"HEARTBEAT": 1, "OFFLINE_AFTER": 600}
@@ -28,6 +29,37 @@ def redis_client(redis_server):
     client.flushall()
     yield client
     client.connection_pool.disconnect()
+
+
+class Cluster(RedisCluster):
+    """A real Redis Cluster of three primaries, with the server's settings for it."""
+
+    shards = 6
+
+    def settings(self):
+        return {"REDIS_CLUSTER": self.nodes, "REDIS_SHARDS": self.shards}
+
+    def server(self, **settings):
+        return LiveServer(f"redis://127.0.0.1:{self.ports[0]}/0", **self.settings(), **settings)
+
+    def sharded_client(self):
+        """A client as the server's, which knows the shards."""
+        return client_for(dict(self.settings(), REDIS_URL="redis://", REDIS_SENTINELS="", WAIT_REPLICAS=0))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    nodes = Cluster(tmp_path / "cluster")
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path):
+    """The same, each primary with a replica that takes over when it dies."""
+    nodes = Cluster(tmp_path / "cluster", replicas=1)
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture
@@ -150,7 +182,8 @@ class EventStream:
 
 class FollowingBrowser:
     """A browser's EventSource, in a thread: it reconnects whenever the stream ends or is
-    refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's id.
+    refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's event
+    id (``ids``) and its device and own id (``readings``: in a cluster, not the event id).
     ``watching`` is set once its first stream is open: the server sends a stream's headers
     only once its hub receives live events, so nothing published after it is missed."""
 
@@ -159,6 +192,7 @@ class FollowingBrowser:
     def __init__(self, url):
         self.url = url
         self.ids = []
+        self.readings = []
         self.stopping = False
         self.watching = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
@@ -174,6 +208,7 @@ class FollowingBrowser:
                     event = stream.next_event()
                     if event.get("event") == "reading":
                         self.ids.append(event["id"])
+                        self.readings.append((event["data"]["device"], event["data"].get("id", event["id"])))
             except (EOFError, requests.RequestException):
                 pass
             time.sleep(self.retry_seconds)

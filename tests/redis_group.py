@@ -9,6 +9,7 @@ import redis
 from server.embedded_redis import SERVER_BINARY
 from server import ROOT
 from tests.conftest import eventually
+from tools.redis_cluster import answers
 from tools.run import free_port
 
 SENTINEL_CONF = ROOT / "deploy" / "redis" / "sentinel.conf"
@@ -59,7 +60,7 @@ class RedisGroup:
         folder.mkdir()
         self._start(["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
                      "--appendonly", "yes", *options])
-        eventually(lambda: self._answers(port))
+        eventually(lambda: answers(port))
         return port
 
     def _sentinel(self, n):
@@ -72,19 +73,12 @@ class RedisGroup:
         path = self.folder / f"sentinel-{n}.conf"
         path.write_text(conf)
         self._start([str(path), "--sentinel"])
-        eventually(lambda: self._answers(port))
+        eventually(lambda: answers(port))
         return port
 
     def _start(self, arguments):
         self.processes.append(subprocess.Popen([str(SERVER_BINARY), *arguments], stdout=self.log,
                                                stderr=self.log))
-
-    def _answers(self, port):
-        try:
-            with self.client(port) as client:
-                return client.ping()
-        except redis.exceptions.ConnectionError:
-            return False
 
     def _watching(self):
         """Each Sentinel knows the replica and the two others: a failover can happen."""

@@ -10,7 +10,9 @@ core should carry, 10,000 browsers at 2 events a second, run five times on a fre
 and each run's figures printed (a p99 that holds in one run may not in the next). Churn:
 browsers that open a stream and leave at once, by the thousand; what stays behind.
 Uploads: readings POSTed one per request and in batches by 32 keep-alive connections,
-beside the framework's own floor (``bench_ingest.py``); and over MQTT through a real Mosquitto (``bench_mqtt.py``).
+beside the framework's own floor (``bench_ingest.py``); the same batches into one Redis
+and into a Redis Cluster of three primaries (``cluster_table``); and over MQTT through a
+real Mosquitto (``bench_mqtt.py``).
 Fleet: devices posting as boards do while browsers watch, on ``make run``'s workers
 (``bench_fleet.py``). Range queries: for each of 1 h, 24 h and 7 d, a device with all of its
 200,000 readings in that range, asked for it as 300 buckets (what the dashboard asks).
@@ -44,12 +46,12 @@ from server.store import CHANNEL, connect, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
 from tools.bench_fleet import BROWSERS, DEVICES, cell
-from tools.bench_ingest import CONNECTIONS, upload_table
+from tools.bench_ingest import CLUSTER_BATCH, CONNECTIONS, cluster_table, upload_table
 from tools.bench_mqtt import mqtt_ingest
 from tools.run import ServerProcess
 
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
-SECTIONS = ("fan-out", "crowd", "churn", "ingest", "mqtt", "fleet", "ranges", "publish")
+SECTIONS = ("fan-out", "crowd", "churn", "ingest", "cluster", "mqtt", "fleet", "ranges", "publish")
 CROWD, CROWD_RATE, CROWD_RUNS, CROWD_P99_MS = 10_000, 2.0, 5, 250  # the target: p99 within it in every run
 RANGES = {"1 h": 3600, "24 h": 24 * 3600, "7 d": 7 * 24 * 3600}
 
@@ -192,10 +194,10 @@ def range_queries(url, redis_client, readings, buckets=300, tries=5):
                         f"&until={start + seconds}").raise_for_status()
             took.append(1000 * (time.perf_counter() - began))
         rollups = sum(redis_client.memory_usage(key, samples=0)
-                      for key in redis_client.scan_iter(rollup_key(device, "*", "*")))
+                      for key in redis_client.scan_iter(rollup_key(redis_client, device, "*", "*")))
         rows.append({"range": name, "readings": readings, "buckets": buckets,
                      "ms": round(statistics.median(took)), "stored, readings/s": round(stored),
-                     "history MB": f"{redis_client.memory_usage(device_readings(device), samples=0) / 2**20:.1f}",
+                     "history MB": f"{redis_client.memory_usage(device_readings(redis_client, device), samples=0) / 2**20:.1f}",
                      "rollups MB": f"{rollups / 2**20:.1f}"})
     return rows
 
@@ -288,6 +290,11 @@ def main(argv=None):
             print_table(f"Uploads on {machine()}: one gevent worker on core 0; {CONNECTIONS} keep-alive "
                         f"connections and Redis on the other core; {args.seconds:g} s each",
                         upload_table(redis_server, redis_client, args.seconds))
+
+        if "cluster" in sections:
+            print_table(f"Past one Redis: batches of {CLUSTER_BATCH} from {CONNECTIONS} devices, make run's two "
+                        f"workers; Redis and the load share the cores; {args.seconds:g} s each",
+                        cluster_table(redis_server, pathlib.Path(scratch), args.seconds))
 
         if "mqtt" in sections:
             redis_client.flushall()

@@ -16,10 +16,14 @@ import time
 from flask import Flask, request
 
 from server.auth import issue_token
+from server.store import client_for, connect
+from tools.redis_cluster import RedisCluster
 from tools.run import ServerProcess
 
 CONNECTIONS = 32
 BATCHES = (50, 500)  # readings a request, for Sensorcast's batch figures
+CLUSTER_BATCH = 50
+CLUSTER_DEVICES = CONNECTIONS  # each connection its own device: spread over every shard
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
@@ -59,19 +63,22 @@ def answer_end(data):
     return head_end + 4 + int(length.group(1))
 
 
-def answered_per_second(url, path, headers, body, seconds):
-    """Requests answered a second over ``seconds``, and how many of them were not 2xx."""
+def answered_per_second(url, uploads, seconds):
+    """Requests answered a second over ``seconds``, and how many of them were not 2xx;
+    ``uploads``: (path, headers, body) of each connection's requests, in turn."""
     host, port = url.rsplit("/", 1)[1].split(":")
-    request_bytes = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                     + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-                     + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    poll, connections, buffers = select.epoll(), {}, {}
-    for _ in range(CONNECTIONS):
+    poll, connections, buffers, requests = select.epoll(), {}, {}, {}
+    for n in range(CONNECTIONS):
+        path, headers, body = uploads[n % len(uploads)]
         connection = socket.create_connection((host, int(port)))
         connection.setblocking(False)
-        connections[connection.fileno()], buffers[connection.fileno()] = connection, b""
-        poll.register(connection.fileno(), select.EPOLLIN)
-        connection.send(request_bytes)
+        fd = connection.fileno()
+        connections[fd], buffers[fd] = connection, b""
+        requests[fd] = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                        + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                        + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        poll.register(fd, select.EPOLLIN)
+        connection.send(requests[fd])
     answered = failed = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -81,7 +88,7 @@ def answered_per_second(url, path, headers, body, seconds):
                 answered += 1
                 failed += not data.startswith(b"HTTP/1.1 2")
                 data = data[end:]
-                connections[fd].send(request_bytes)
+                connections[fd].send(requests[fd])
             buffers[fd] = data
     for connection in connections.values():
         connection.close()
@@ -100,7 +107,7 @@ def upload_table(redis_server, redis_client, seconds):
         server = ServerProcess(redis_server.url, app=app, cpus={0}, RATE_LIMIT=0)
         try:
             reading = json.dumps({"temperature": 21.5}).encode()
-            rate, failed = answered_per_second(server.url, path, headers, reading, seconds)
+            rate, failed = answered_per_second(server.url, [(path, headers, reading)], seconds)
             row = {"server": name, "requests/s, 1 reading": round(rate), "not 2xx": failed}
             for batch in BATCHES:
                 row[f"readings/s, {batch} a request"] = row[f"per worker core, {batch}"] = ""
@@ -109,7 +116,7 @@ def upload_table(redis_server, redis_client, seconds):
                     body = json.dumps([{"temperature": 20 + n % 10 / 10} for n in range(batch)]).encode()
                     redis_client.config_resetstat()
                     cpu_before = server.worker_usage()[0]
-                    rate, failed = answered_per_second(server.url, path, headers, body, seconds)
+                    rate, failed = answered_per_second(server.url, [(path, headers, body)], seconds)
                     busy = (server.worker_usage()[0] - cpu_before) / seconds
                     script_us = redis_client.info("commandstats")["cmdstat_evalsha"]["usec"] / (rate * seconds * batch)
                     row[f"readings/s, {batch} a request"] = round(rate * batch)
@@ -123,3 +130,51 @@ def upload_table(redis_server, redis_client, seconds):
     for row in rows:
         row["× stock"] = f"{row['requests/s, 1 reading'] / stock:.1f}"
     return rows
+
+
+def cluster_table(redis_server, folder, seconds):
+    """Batches of ``CLUSTER_BATCH`` from ``CLUSTER_DEVICES`` devices (each connection posts
+    as one of them) into one Redis and into a Redis Cluster of three primaries
+    (``REDIS_SHARDS`` 6), with make run's two workers; then the cluster again with one
+    device's readings only, all stored on one node, to show what every reading's live
+    event costs the other nodes (plain pub/sub is broadcast to them all). On this machine
+    the nodes share the cores with the workers and the load, so what the cluster changes is
+    shown by each node's CPU: what a reading costs, and the rate at which the busiest
+    node's core would be full."""
+    rows = []
+    for name, clustered, devices in (("one Redis", False, CLUSTER_DEVICES),
+                                     ("cluster, 3 primaries", True, CLUSTER_DEVICES),
+                                     ("cluster, one device", True, 1)):
+        cluster = RedisCluster(folder / f"cluster-{len(rows)}") if clustered else None
+        settings = {"REDIS_CLUSTER": cluster.nodes} if cluster else {}
+        try:
+            nodes = [cluster.node(port) for port in cluster.ports] if cluster else [connect(redis_server.url)]
+            client = client_for({"REDIS_URL": redis_server.url, "REDIS_SENTINELS": "", "WAIT_REPLICAS": 0,
+                                 "REDIS_CLUSTER": settings.get("REDIS_CLUSTER", ""), "REDIS_SHARDS": 6})
+            for node in nodes:
+                node.flushall()
+            uploads = [("/api/readings", {"Authorization": f"Bearer {issue_token(client, f'bench-{n}')}"},
+                        json.dumps([{"temperature": 20 + k % 10 / 10} for k in range(CLUSTER_BATCH)]).encode())
+                       for n in range(devices)]
+            server = ServerProcess(redis_server.url, workers=2, RATE_LIMIT=0, **settings)
+            try:
+                cpu_before = [_cpu_seconds(node) for node in nodes]
+                rate, failed = answered_per_second(server.url, uploads, seconds)
+                busy = sorted(((_cpu_seconds(node) - before) / seconds for node, before in zip(nodes, cpu_before)),
+                              reverse=True)
+            finally:
+                server.stop()
+            readings = rate * CLUSTER_BATCH
+            rows.append({"Redis": name, "devices": devices, f"readings/s, {CLUSTER_BATCH} a request": round(readings),
+                         "not 2xx": failed, "Redis CPU µs a reading": f"{sum(busy) / readings * 1e6:.0f}",
+                         "each node's CPU": " / ".join(f"{share:.0%}" for share in busy),
+                         "readings/s at a full busiest node": round(readings / busy[0])})
+        finally:
+            if cluster:
+                cluster.stop()
+    return rows
+
+
+def _cpu_seconds(node):
+    info = node.info("cpu")
+    return info["used_cpu_sys"] + info["used_cpu_user"]

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from server.mqtt import readings_topic
 from server.store import device_key, device_readings
-from tools.run import ServerProcess, free_port
+from tools.run import ServerProcess, free_port, wait_for
 
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
 DEVICE = "bench-mqtt"
@@ -47,9 +47,10 @@ def mqtt_ingest(redis_server, redis_client, folder, readings, batches=(1, 50)):
         server = ServerProcess(redis_server.url, cpus={0}, RATE_LIMIT=0, MQTT_URL=f"mqtt://127.0.0.1:{broker.port}",
                                HOMEASSISTANT_PREFIX="")
         try:
-            wait_for(lambda: requests.get(server.url + "/healthz", timeout=30).json().get("mqtt") == "up")
+            wait_for(lambda: requests.get(server.url + "/healthz", timeout=30).json().get("mqtt") == "up",
+                     "the server's MQTT client connecting")
             for batch in batches:
-                redis_client.delete(device_readings(DEVICE), device_key(DEVICE))
+                redis_client.delete(device_readings(redis_client, DEVICE), device_key(redis_client, DEVICE))
                 figures[f"readings/s, {batch} per message"] = _publish(broker.port, redis_client, readings, batch)
         finally:
             server.stop()
@@ -65,16 +66,10 @@ def _publish(port, redis_client, readings, batch):
     for first in range(1, readings + 1, batch):
         body = [{"temperature": 20 + seq % 10 / 10, "boot": boot, "seq": seq} for seq in range(first, first + batch)]
         device.publish(readings_topic(DEVICE), json.dumps(body if batch > 1 else body[0]), qos=1)
-    wait_for(lambda: redis_client.xlen(device_readings(DEVICE)) >= readings, timeout=600)
+    wait_for(lambda: redis_client.xlen(device_readings(redis_client, DEVICE)) >= readings, "the MQTT ingest",
+             timeout=600)
     elapsed = time.monotonic() - start
     device.disconnect()
     device.loop_stop()
     return round(readings / elapsed)
 
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the bench's MQTT ingest did not finish")
-        time.sleep(0.02)

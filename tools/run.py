@@ -81,6 +81,15 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def wait_for(condition, what, timeout=60):
+    """Wait until ``condition()`` is true; past ``timeout`` s, TimeoutError saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)
+
+
 def port_free(host, port):
     """Whether the server could listen on ``host``:``port`` now."""
     with socket.socket() as probe:

@@ -49,8 +49,8 @@ def test_a_metric_the_device_stopped_sending_shows_its_age_and_is_stale(live_ser
 def left_by_an_older_server(redis_client, device, fields):
     """A device as a server with looser checks kept it: any metric names, any version."""
     now = time.time()
-    redis_client.xadd(device_readings(device), dict(fields, device=device, ts=now))
-    redis_client.hset(device_key(device), mapping=dict(fields, device=device, ts=now, last_seen=now, status="online"))
+    redis_client.xadd(device_readings(redis_client, device), dict(fields, device=device, ts=now))
+    redis_client.hset(device_key(redis_client, device), mapping=dict(fields, device=device, ts=now, last_seen=now, status="online"))
     redis_client.zadd(DEVICES, {device: now})
 
 

@@ -12,8 +12,8 @@ ORDINARY = ("attic", "cellar", "garage", "kitchen", "porch")
 def left_by_an_older_server(redis_client, device, fields):
     """A device and its reading as a server from before names were matched whole kept them."""
     now = time.time()
-    redis_client.xadd(device_readings(device), dict(fields, device=device, ts=now))
-    redis_client.hset(device_key(device), mapping=dict(fields, device=device, ts=now, last_seen=now, status="online"))
+    redis_client.xadd(device_readings(redis_client, device), dict(fields, device=device, ts=now))
+    redis_client.hset(device_key(redis_client, device), mapping=dict(fields, device=device, ts=now, last_seen=now, status="online"))
     redis_client.zadd(DEVICES, {device: now})
 
 

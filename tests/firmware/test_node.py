@@ -206,7 +206,7 @@ def test_a_stranger_who_poisons_the_boards_seqs_makes_it_start_a_new_boot_and_no
     board.set(adc=RAWS)
     board.start()
     eventually(lambda: len(live_server.history("kitchen")) >= 3)
-    boot = redis_client.hget(device_key("kitchen"), "boot")  # a stranger who guessed it: no reader is shown it
+    boot = redis_client.hget(device_key(redis_client, "kitchen"), "boot")  # a stranger who guessed it: no reader is shown it
 
     poison = requests.post(live_server.url + "/api/readings", headers={"Authorization": f"Bearer {token}"},
                            json={"temperature": 99, "boot": boot, "seq": 2**53 - 1}, timeout=5)
@@ -219,7 +219,7 @@ def test_a_stranger_who_poisons_the_boards_seqs_makes_it_start_a_new_boot_and_no
 
     readings = the_boards()
     boots = boot_runs(readings)
-    assert len(boots) == 2 and redis_client.hget(device_key("kitchen"), "boot") != boot
+    assert len(boots) == 2 and redis_client.hget(device_key(redis_client, "kitchen"), "boot") != boot
     assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in boots), boots
     expected = temperatures_of(board, RAWS)
     assert len(set(expected)) == len(expected) and len(readings) < len(expected)

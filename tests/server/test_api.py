@@ -26,7 +26,7 @@ def test_devices_list_their_latest_values_and_whether_they_are_online(client, ki
 
 
 def test_a_device_the_offline_sweep_marked_is_listed_offline(client, kitchen, redis_client):
-    redis_client.hset(device_key("kitchen"), "status", "offline")  # as the sweep marks it
+    redis_client.hset(device_key(redis_client, "kitchen"), "status", "offline")  # as the sweep marks it
 
     [device] = client.get("/api/devices").json["devices"]
 

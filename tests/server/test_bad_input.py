@@ -131,10 +131,10 @@ def test_the_cli_gives_no_token_to_a_device_name_with_a_trailing_newline(fuzzed,
 def test_a_device_an_older_server_took_with_a_newline_has_no_export_and_no_crash(fuzzed, redis_server):
     client, _ = fuzzed
     older = connect(redis_server.url)  # it took "evil\n" before names were matched whole
-    older.hset(device_key("evil\n"), mapping={"device": "evil\n", "temperature": "20", "ts": "1764000000"})
-    older.xadd(device_readings("evil\n"), {"device": "evil\n", "temperature": "20", "ts": "1764000000"})
+    older.hset(device_key(older, "evil\n"), mapping={"device": "evil\n", "temperature": "20", "ts": "1764000000"})
+    older.xadd(device_readings(older, "evil\n"), {"device": "evil\n", "temperature": "20", "ts": "1764000000"})
 
     answer = client.get("/api/devices/evil%0A/readings.csv")
 
-    older.delete(device_key("evil\n"), device_readings("evil\n"))
+    older.delete(device_key(older, "evil\n"), device_readings(older, "evil\n"))
     assert answer.status_code == 404

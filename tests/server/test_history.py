@@ -167,8 +167,8 @@ def test_rollups_are_kept_as_long_as_the_readings_in_them_the_10_s_ones_a_day(ap
 
     for size, span, reach in TIERS:
         keep = reach or 3 * 24 * HOUR
-        current = rollup_key("attic", size, int(now // span * span))
-        late = rollup_key("attic", size, int((now - 2 * 24 * HOUR) // span * span))
+        current = rollup_key(redis_client, "attic", size, int(now // span * span))
+        late = rollup_key(redis_client, "attic", size, int((now - 2 * 24 * HOUR) // span * span))
         assert redis_client.hget(current, f"{int(now // size * size)}:temperature") == "1 12.5 12.5 12.5"
         assert redis_client.ttl(current) == pytest.approx(now // span * span + span + keep - now, abs=2)
         assert redis_client.ttl(late) == (-2 if reach else pytest.approx(keep, abs=2))  # -2: no such key
@@ -180,7 +180,7 @@ def test_a_retried_reading_is_counted_once(client, token_for, redis_client):
     for temperature in (12.5, 12.5, 30):  # a retry of seq 7, then a forged one (409): neither stored
         client.post("/api/readings", json=dict(reading, temperature=temperature), headers=headers)
 
-    [key] = redis_client.keys(rollup_key("attic", 10, "*"))
+    [key] = redis_client.keys(rollup_key(redis_client, "attic", 10, "*"))
     assert list(redis_client.hgetall(key).values()) == ["1 12.5 12.5 12.5"]
 
 

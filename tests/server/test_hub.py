@@ -12,6 +12,7 @@ from flask_sse import Message
 from redis._parsers import _RESP2Parser
 
 from server.hub import Hub
+from server.positions import Position
 from server.store import connect
 from tests.conftest import eventually
 
@@ -88,7 +89,7 @@ def test_a_client_that_stops_reading_is_let_go_while_the_reader_gets_everything(
 
 
 def test_live_events_already_replayed_are_not_sent_again(hub, redis_client):
-    reader = Reader(hub.join("sse"), skip_until=(1, 2))
+    reader = Reader(hub.join("sse"), skip_until=Position([(1, 2)]))
 
     publish(redis_client, *range(5))
 

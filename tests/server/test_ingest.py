@@ -23,8 +23,8 @@ def test_one_reading_is_stored_in_history_latest_and_firehose(client, token_for,
     assert answer.status_code == 201
     [entry_id] = answer.json["ids"]
     assert redis_client.xrange(READINGS)[0][0] == entry_id
-    assert redis_client.xrange(device_readings("kitchen"))[0][0] == entry_id
-    latest = redis_client.hgetall(device_key("kitchen"))
+    assert redis_client.xrange(device_readings(redis_client, "kitchen"))[0][0] == entry_id
+    latest = redis_client.hgetall(device_key(redis_client, "kitchen"))
     assert (latest["temperature"], latest["humidity"]) == ("21.4", "40")
     assert redis_client.zscore("devices", "kitchen") is not None
 
@@ -35,7 +35,7 @@ def test_a_batch_is_stored_in_order_in_one_request(client, token_for, redis_clie
     answer = post(client, batch, token_for("kitchen"))
 
     assert answer.json["stored"] == 50
-    history = redis_client.xrange(device_readings("kitchen"))
+    history = redis_client.xrange(device_readings(redis_client, "kitchen"))
     assert [fields["temperature"] for _, fields in history] == [str(20 + i) for i in range(50)]
 
 
@@ -48,7 +48,7 @@ def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
 
     assert retry.json["stored"] == 1 and retry.json["duplicates"] == 2
     assert retry.json["ids"][:2] == [None, None]
-    assert redis_client.xlen(device_readings("kitchen")) == 3
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 3
 
 
 def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client, token_for, redis_client):
@@ -61,7 +61,7 @@ def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client
     assert post(client, reading, token_for("kitchen")).status_code == 201
     slot = 3 * (reading["seq"] % WINDOW)
 
-    stored = redis_client.bitfield(seqs_key("kitchen")).get("u32", f"#{slot + 2}").execute()[0]
+    stored = redis_client.bitfield(seqs_key(redis_client, "kitchen")).get("u32", f"#{slot + 2}").execute()[0]
 
     assert stored == int.from_bytes(earlier, "big")
 
@@ -81,7 +81,7 @@ def test_a_reading_with_a_seq_and_no_boot_leaves_the_boards_retries_known(client
 def test_a_retry_is_known_across_the_upgrade_that_keeps_the_boots_seq_apart(client, token_for, redis_client):
     token = token_for("kitchen")
     assert post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token).json["stored"] == 1
-    redis_client.hdel(device_key("kitchen"), "boot_seq")  # as versions before it left the device
+    redis_client.hdel(device_key(redis_client, "kitchen"), "boot_seq")  # as versions before it left the device
 
     assert post(client, {"temperature": 20, "seq": 10, "boot": "f1"}, token).json["duplicates"] == 1
 
@@ -141,7 +141,7 @@ def test_a_reading_planted_at_the_boards_next_seq_is_a_conflict_not_a_duplicate(
     assert answer.status_code == 409
     assert answer.json["conflict"] == {"boot": "b1", "seq": 2} and answer.json["known"] == {"boot": "b1", "seq": 2}
     assert "new boot" in answer.json["error"]
-    assert redis_client.xlen(device_readings("kitchen")) == 2  # nothing of the refused request
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 2  # nothing of the refused request
     resent = post(client, [{"temperature": 21, "seq": 1, "boot": "b2"}, {"temperature": 22, "seq": 2, "boot": "b2"}],
                   token)
     assert resent.json["stored"] == 2
@@ -157,7 +157,7 @@ def test_a_reading_planted_ahead_makes_none_of_the_boards_next_readings_a_duplic
 
     assert answer.json["stored"] == 4 and again.json["duplicates"] == 4
     assert answer.json["known"] == {"boot": "b1", "seq": 6}
-    assert redis_client.hget(device_key("kitchen"), "temperature") == "99"  # the latest stays the highest seq's
+    assert redis_client.hget(device_key(redis_client, "kitchen"), "temperature") == "99"  # the latest stays the highest seq's
 
 
 def test_a_token_revoked_while_its_device_keeps_posting_is_refused_at_once(client, token_for, redis_client):
@@ -169,7 +169,7 @@ def test_a_token_revoked_while_its_device_keeps_posting_is_refused_at_once(clien
     refused = post(client, {"temperature": 21}, token)
     assert refused.status_code == 401 and "revoked" in refused.json["error"]
     assert post(client, {"temperature": 21}, token).status_code == 401
-    assert redis_client.xlen(device_readings("kitchen")) == 1
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1
     assert post(client, {"temperature": 22}, token_for("kitchen")).status_code == 201
 
 
@@ -196,7 +196,7 @@ def test_a_known_device_s_refused_upload_is_refused_as_at_first_and_counted_once
 
     assert refused.status_code == 400 and refused.json["field"] == "temperature"
     assert redis_client.hget("metrics", "refused:http:invalid") == "1"
-    assert redis_client.xlen(device_readings("kitchen")) == 1
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1
 
 
 def test_a_known_device_s_upload_no_replica_confirmed_is_a_503_and_stored_once(app, client, token_for,
@@ -208,7 +208,7 @@ def test_a_known_device_s_upload_no_replica_confirmed_is_a_503_and_stored_once(a
     answer = post(client, {"temperature": 21}, token)
 
     assert answer.status_code == 503 and answer.headers["Retry-After"] == str(app.config["RETRY_AFTER"])
-    assert redis_client.xlen(device_readings("kitchen")) == 2
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 2
 
 
 def test_a_known_device_s_conflict_counts_once_against_its_rate_limit(app, client, token_for):
@@ -236,7 +236,7 @@ def test_a_missing_or_unsynced_time_is_stamped_on_arrival(client, token_for, red
     token = token_for("kitchen")
     post(client, [{"temperature": 20}, {"temperature": 21, "ts": 12.5}], token)
 
-    stamps = [float(fields["ts"]) for _, fields in redis_client.xrange(device_readings("kitchen"))]
+    stamps = [float(fields["ts"]) for _, fields in redis_client.xrange(device_readings(redis_client, "kitchen"))]
     assert all(stamp > 1.7e9 for stamp in stamps)
 
 
@@ -276,7 +276,7 @@ def test_a_refused_batch_stores_nothing_and_loses_nothing_stored_before(client, 
 
     post(client, [{"temperature": 21}, {"temperature": "oops"}], token)
 
-    assert redis_client.xlen(device_readings("kitchen")) == 1
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1
 
 
 def test_broken_json_oversized_bodies_and_other_content_types_are_refused(client, token_for):
@@ -297,7 +297,7 @@ def test_the_tutorials_push_still_works(client, token_for, redis_client):
         answer = client.post("/therm/push", data=body, content_type="text/plain",
                              headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 201
-    temperatures = [f["temperature"] for _, f in redis_client.xrange(device_readings("therm"))]
+    temperatures = [f["temperature"] for _, f in redis_client.xrange(device_readings(redis_client, "therm"))]
     assert temperatures == ["56", "56"]
 
 
@@ -310,7 +310,7 @@ def test_history_older_than_the_retention_is_trimmed_on_the_next_write(app, clie
 
     client.post("/api/readings", json={"temperature": 21}, headers=headers)
 
-    assert [f["temperature"] for _, f in redis_client.xrange(device_readings("kitchen"))] == ["21"]
+    assert [f["temperature"] for _, f in redis_client.xrange(device_readings(redis_client, "kitchen"))] == ["21"]
     assert redis_client.xlen(READINGS) == 2
 
 
@@ -324,7 +324,7 @@ def test_a_device_over_its_rate_limit_is_told_to_wait_and_others_post_on(app, cl
     assert [answer.status_code for answer in answers] == [201, 201, 201, 429]
     assert 5 <= int(answers[-1].headers["Retry-After"]) <= 10
     assert "too many requests" in answers[-1].json["error"]
-    assert redis_client.xlen(device_readings("kitchen")) == 3
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 3
     assert post(client, {"temperature": 5}, neighbour).status_code == 201
 
 
@@ -337,7 +337,7 @@ def test_a_leaked_token_cannot_flood_redis_with_big_batches(app, client, token_f
 
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert 40 <= int(answers[-1].headers["Retry-After"]) <= 50  # 500 readings at 10 a second
-    assert redis_client.xlen(device_readings("kitchen")) == 1000
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1000
 
 
 def test_a_device_told_to_wait_is_refused_before_its_body_is_read_until_the_wait_is_over(app, client,
@@ -374,7 +374,7 @@ def test_nothing_the_server_adds_to_a_device_or_a_reading_can_be_sent_as_a_metri
     client.post("/api/firmware/report", json={"version": "0.2.0", "status": "failed", "reason": "boom"},
                 headers={"Authorization": f"Bearer {token}"})
 
-    added = set(redis_client.hgetall(device_key("kitchen")))
+    added = set(redis_client.hgetall(device_key(redis_client, "kitchen")))
     added |= set(client.get("/api/devices").json["devices"][0])
     added |= set(client.get("/api/devices/kitchen/readings").json["readings"][0])
     added |= set(client.get("/api/devices/kitchen/readings?buckets=1").json["buckets"][0])
@@ -394,7 +394,7 @@ def test_a_device_s_history_is_capped_by_size_as_well_as_by_age(app, client, tok
         backlog = [{"temperature": 20, "seq": n, "boot": "b"} for n in range(first, first + 500)]
         assert post(client, backlog, token).status_code == 201
 
-    kept = redis_client.xrange(device_readings("kitchen"))
+    kept = redis_client.xrange(device_readings(redis_client, "kitchen"))
     assert 1000 <= len(kept) < 1200  # trimmed a whole block of entries at a time
     assert int(kept[-1][1]["seq"]) == 2499
     assert redis_client.xlen(READINGS) == 2500
@@ -413,9 +413,9 @@ def test_one_token_s_largest_readings_hold_no_more_memory_than_the_caps_allow_fo
         assert post(client, largest, token).status_code == 201
 
     budget = 1000 * READING_BYTES
-    assert redis_client.memory_usage(device_readings("evil"), samples=0) < 1.3 * budget
+    assert redis_client.memory_usage(device_readings(redis_client, "evil"), samples=0) < 1.3 * budget
     assert redis_client.memory_usage(READINGS, samples=0) < 1.3 * budget
-    assert redis_client.xlen(device_readings("evil")) < 400  # about 1,000 readings' worth of bytes
+    assert redis_client.xlen(device_readings(redis_client, "evil")) < 400  # about 1,000 readings' worth of bytes
 
 
 def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client):
@@ -433,7 +433,7 @@ def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, tok
     assert answer.status_code == 507 and "database is full" in answer.json["error"]
     assert limit.status_code == 507 and "database is full" in limit.json["error"]
     assert health.status_code == 200 and health.json["status"] == "full"
-    assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings("kitchen"))] == ["20"]
+    assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings(redis_client, "kitchen"))] == ["20"]
     assert post(client, {"temperature": 22}, token).status_code == 201
 
 
@@ -445,7 +445,7 @@ def test_a_leaked_token_cannot_give_its_device_ever_more_metric_names(client, to
 
     assert [answer.status_code for answer in floods][-1] == 400
     assert "field names in all" in floods[-1].json["error"]
-    assert redis_client.hlen(device_key("kitchen")) <= 64
+    assert redis_client.hlen(device_key(redis_client, "kitchen")) <= 64
     assert post(client, {"temperature": 21, "humidity": 41}, token).status_code == 201  # known names go on
 
 

@@ -16,7 +16,7 @@ def test_readings_measured_before_the_retention_are_kept_but_not_rolled_up(app, 
                          headers=headers)
 
     assert answer.status_code == 201 and answer.json["stored"] == len(years) + 1
-    assert len(list(redis_client.scan_iter(match=rollup_key("attic", "*", "*")))) == 3  # now's slot in each tier
+    assert len(list(redis_client.scan_iter(match=rollup_key(redis_client, "attic", "*", "*")))) == 3  # now's slot in each tier
     assert redis_client.xlen("readings:attic") == len(years) + 1
 
 
@@ -30,7 +30,7 @@ def test_the_10_s_rollups_reach_back_a_day_and_charts_older_than_that_come_from_
     since, until = now - 3 * DAY, now - 3 * DAY + 3600
     answer = client.get(f"/api/devices/attic/readings?since={since}&until={until}&buckets=120").json
 
-    assert not list(redis_client.scan_iter(match=rollup_key("attic", 10, "*")))
+    assert not list(redis_client.scan_iter(match=rollup_key(redis_client, "attic", 10, "*")))
     assert answer["width"] == 30 and len(answer["buckets"]) == 120  # from the readings themselves
 
 
@@ -46,5 +46,5 @@ def test_ever_new_metric_names_cannot_grow_a_device_s_rollups_past_a_bounded_num
     for first in range(0, len(readings), 500):
         assert client.post("/api/readings", json=readings[first:first + 500], headers=headers).status_code == 201
 
-    assert redis_client.hlen(rollup_key("attic", 10, hour)) == 360 * SLOT_METRICS  # not 360 * 40
+    assert redis_client.hlen(rollup_key(redis_client, "attic", 10, hour)) == 360 * SLOT_METRICS  # not 360 * 40
     assert redis_client.xlen("readings:attic") == len(readings)  # the raw history keeps every one

@@ -455,7 +455,7 @@ def test_a_swap_the_full_flash_refuses_halfway_is_rolled_back(board, live_server
     update_with_power_cut(board, trace, -1)
     eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=60)
     halfway = trace.read_text().splitlines().index("rename staging/node.py node.py")
-    redis_client.hdel(device_key("kitchen"), "fw_status")
+    redis_client.hdel(device_key(redis_client, "kitchen"), "fw_status")
 
     update_with_power_cut(board, trace, halfway, errno.ENOSPC)
 

@@ -14,9 +14,14 @@ let retryDelay = RETRY_MS;
 export const isLive = () => indicator().classList.contains("live");
 export const isDown = () => indicator().classList.contains("reconnecting"); // not while first connecting
 
-// Replay from this reading id on, unless a newer one was seen.
+// Replay from this position on, unless a newer one was seen. On a Redis Cluster a position
+// has a part per shard (`1764000000000-0_1764000000012-3`): each part is the newer of the two.
 export function resumeAfter(id) {
-  if (id && newer(id, lastEventId)) lastEventId = id;
+  if (!id) return;
+  const mine = lastEventId.split("_");
+  const theirs = id.split("_");
+  lastEventId = mine.length !== theirs.length ? id
+    : theirs.map((part, shard) => (newer(part, mine[shard]) ? part : mine[shard])).join("_");
 }
 
 export function toLogin() {
@@ -56,7 +61,7 @@ export function connect(onOpen, handlers) {
   };
   source.addEventListener("reading", (event) => {
     lastEventId = event.lastEventId || lastEventId;
-    handlers.reading({ ...JSON.parse(event.data), id: event.lastEventId });
+    handlers.reading({ id: event.lastEventId, ...JSON.parse(event.data) }); // on a cluster, the data has its own id
   });
   for (const [name, handle] of Object.entries(handlers)) {
     if (name !== "reading") source.addEventListener(name, (event) => handle(JSON.parse(event.data)));

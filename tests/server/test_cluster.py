@@ -1,0 +1,141 @@
+"""A fleet on a real Redis Cluster of three primaries: its devices' keys spread over every
+primary in shards (server/shards.py), each browser gets every reading exactly once, also
+across a restart of the server that it replays through, and a replay merges the shards
+in id order (server/positions.py); a viewer logs in, and a request without tokens is of
+one device. With a replica for each primary, one primary's death loses no reading."""
+import os
+import subprocess
+import sys
+import time
+
+import requests
+from werkzeug.security import generate_password_hash
+
+from server import ROOT
+from server.auth import issue_token
+from server.store import READINGS, device_readings
+from tests.conftest import Device, EventStream, FollowingBrowser, eventually
+
+
+def test_a_fleet_is_spread_over_every_primary_and_each_browser_sees_each_reading_once(cluster):
+    client = cluster.sharded_client()
+    tokens = {f"device-{n}": issue_token(client, f"device-{n}") for n in range(12)}
+    server = cluster.server()
+    browsers = [FollowingBrowser(server.url) for _ in range(2)]
+    eventually(lambda: all(browser.watching.is_set() for browser in browsers))
+    devices = [Device(server.url, token) for token in tokens.values()]
+    eventually(lambda: all(device.accepted >= 10 for device in devices), timeout=60)
+
+    port = int(server.url.rpartition(":")[2])
+    server.stop()  # every browser reconnects to the next server with where it stood in each shard
+    server = cluster.server(port=port)
+    try:
+        accepted = [device.accepted for device in devices]
+        eventually(lambda: all(device.accepted >= was + 10 for device, was in zip(devices, accepted)), timeout=60)
+        for device in devices:
+            device.stop()
+
+        stored = {name: [entry_id for entry_id, _ in client.xrange(device_readings(client, name))] for name in tokens}
+        for browser in browsers:
+            eventually(lambda: sum(map(len, stored.values())) == len(browser.readings), timeout=60)
+            browser.stop()
+            seen = {name: [entry_id for device, entry_id in browser.readings if device == name] for name in tokens}
+            assert seen == stored
+            assert browser.ids[-1].count("_") == cluster.shards - 1  # where it stands in each shard
+        for port in cluster.ports:  # the shards' keys are on every primary
+            with cluster.node(port) as node:
+                assert node.dbsize() > 0
+        assert all(client.xlen(key) for key in client.shards.each(READINGS))  # 12 devices reached all 6 shards
+        cli = subprocess.run([sys.executable, "-m", "flask", "--app", "server", "devices", "list"], cwd=ROOT,
+                             env=dict(os.environ, SENSORCAST_REDIS_CLUSTER=cluster.nodes,
+                                      SENSORCAST_REDIS_SHARDS=str(cluster.shards)),
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0 and all(name in cli.stdout for name in tokens), cli.stderr
+    finally:
+        server.stop()
+
+
+def test_a_browser_back_after_a_while_is_replayed_every_shards_readings_in_id_order(cluster):
+    client = cluster.sharded_client()
+    tokens = {f"device-{n}": issue_token(client, f"device-{n}") for n in range(6)}
+    server = cluster.server()
+    try:
+        def post(name, value):
+            answer = server.post("/api/readings", tokens[name], json={"temperature": value})
+            assert answer.status_code == 201, answer.text
+            return answer.json()["ids"][0]
+
+        for name in tokens:
+            post(name, 1)
+        left_at = requests.get(server.url + "/api/devices", timeout=10).json()["last_id"]
+        missed = [(name, post(name, value)) for value in (2, 3) for name in tokens]
+
+        stream = EventStream(server.url + "/stream", {"Last-Event-ID": left_at})
+        replayed = [stream.next_reading() for _ in missed]
+        stream.response.close()
+    finally:
+        server.stop()
+    assert [(event["data"]["device"], event["data"]["id"]) for event in replayed] == sorted(
+        missed, key=lambda pair: tuple(map(int, pair[1].split("-"))))
+    assert len(left_at.split("_")) == cluster.shards
+
+
+def test_a_viewer_logs_in_to_a_clusters_dashboard(cluster):
+    cluster.sharded_client().hset("viewers", "ana", generate_password_hash("correct horse"))
+    server = cluster.server()
+    try:
+        viewer = requests.Session()
+        assert viewer.get(server.url + "/api/devices", timeout=10).status_code == 401
+        wrong = viewer.post(server.url + "/login", data={"name": "ana", "password": "wrong horse"}, timeout=30)
+        right = viewer.post(server.url + "/login", data={"name": "ana", "password": "correct horse"}, timeout=30,
+                            allow_redirects=False)
+        devices = viewer.get(server.url + "/api/devices", timeout=10)
+    finally:
+        server.stop()
+    assert wrong.status_code == 401 and right.status_code == 302
+    assert devices.json() == {"devices": [], "last_id": None}
+
+
+def test_without_tokens_a_request_for_two_devices_is_refused_whole_on_a_cluster(cluster):
+    server = cluster.server(AUTH=False)
+    try:
+        answer = server.post("/api/readings", json=[{"device": "attic", "temperature": 20},
+                                                    {"device": "cellar", "temperature": 12}])
+        alone = server.post("/api/readings", json=[{"device": "attic", "temperature": 20}] * 2)
+        devices = requests.get(server.url + "/api/devices", timeout=10).json()["devices"]
+    finally:
+        server.stop()
+    assert answer.status_code == 400 and "of one device" in answer.json()["error"]
+    assert alone.status_code == 201 and [device["device"] for device in devices] == ["attic"]
+
+
+def test_a_primary_dies_its_replica_takes_over_and_no_reading_is_lost_or_seen_twice(replicated_cluster):
+    cluster = replicated_cluster
+    client = cluster.sharded_client()
+    tokens = {f"device-{n}": issue_token(client, f"device-{n}") for n in range(6)}
+    server = cluster.server()
+    try:
+        browser = FollowingBrowser(server.url)
+        eventually(browser.watching.is_set)
+        devices = [Device(server.url, token) for token in tokens.values()]
+        eventually(lambda: all(device.accepted >= 10 for device in devices), timeout=60)
+
+        victim = cluster.primaries()[0]
+        cluster.kill(victim)
+        killed_at, accepted = time.monotonic(), [device.accepted for device in devices]
+        eventually(lambda: victim not in cluster.primaries() and len(cluster.primaries()) == 3, timeout=60)
+        eventually(lambda: all(device.accepted >= was + 10 for device, was in zip(devices, accepted)), timeout=90)
+        answered_again_after = time.monotonic() - killed_at
+        for device in devices:
+            device.stop()
+
+        stored = {name: client.xrange(device_readings(client, name)) for name in tokens}
+        eventually(lambda: sum(map(len, stored.values())) == len(browser.readings), timeout=60)
+        browser.stop()
+    finally:
+        server.stop()
+    for name, entries in stored.items():  # a reading answered 201 and lost would be a missing seq
+        assert [int(fields["seq"]) for _, fields in entries] == list(range(1, len(entries) + 1))
+        assert [entry_id for device, entry_id in browser.readings if device == name] == [
+            entry_id for entry_id, _ in entries]
+    print(f"every device's uploads were answered 201 again {answered_again_after:.1f} s after a primary died")
