@@ -19,7 +19,7 @@ from flask.cli import AppGroup
 from .mqtt import broker_credentials, readings_topic
 from .readings import DEVICE_ID
 from .shards import shards_of
-from .store import REVOKED_DEVICES, TOKENS, get_redis
+from .store import REVOKED_DEVICES, TOKENS, get_redis, last_seen
 
 
 def _digest(token):
@@ -39,10 +39,13 @@ def issue_token(client, device):
 
 
 def revoke_tokens(client, device):
-    """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many tokens it had."""
+    """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many
+    tokens it had. LookupError for a device with no token that never posted (a typo, say)."""
     shards = shards_of(client)
     tokens = shards.key(device, TOKENS)
     digests = [digest for digest, owner in client.hscan_iter(tokens) if owner == device]
+    if not digests and last_seen(client, device) is None:
+        raise LookupError(f"no device {device!r}: it has no token and never posted")
     with client.pipeline() as pipe:
         pipe.sadd(shards.key(device, REVOKED_DEVICES), device)
         if digests:
@@ -142,4 +145,8 @@ def add_device(device, mqtt):
 @click.argument("device")
 def revoke_device(device):
     """Revoke every token of DEVICE, and refuse its readings over MQTT, until `devices add` gives it one again."""
-    click.echo(f"revoked {revoke_tokens(get_redis(), device)} token(s) of {device}; {REFUSED_UNTIL_ADDED}")
+    try:
+        revoked = revoke_tokens(get_redis(), device)
+    except LookupError as error:
+        raise click.UsageError(str(error))
+    click.echo(f"revoked {revoked} token(s) of {device}; {REFUSED_UNTIL_ADDED}")

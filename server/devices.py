@@ -94,6 +94,15 @@ def delete(client, device):
     return existed
 
 
+def remove(client, device, revoke):
+    """``delete`` the device and, with ``revoke``, its tokens first; returns how many tokens
+    were revoked. LookupError if there was nothing to delete or revoke."""
+    revoked = revoke_tokens(client, device) if revoke else 0
+    if not delete(client, device) and not revoked:
+        raise LookupError(f"no device {device!r} has sent a reading")
+    return revoked
+
+
 @bp.patch("/api/devices/<device>")
 @viewer_required
 def patch_device(device):
@@ -117,10 +126,10 @@ def delete_device(device):
     revoke = request.args.get("revoke", "0")
     if revoke not in ("0", "1"):
         abort(400, "revoke: 1 (its tokens too) or 0")
-    found = delete(get_redis(), device)
-    revoked = revoke_tokens(get_redis(), device) if revoke == "1" else 0
-    if not found and not revoked:
-        abort(404, f"no device {device!r} has sent a reading")
+    try:
+        remove(get_redis(), device, revoke == "1")
+    except LookupError as error:
+        abort(404, str(error))
     return "", 204
 
 
@@ -168,10 +177,10 @@ def show_command(device):
 @click.confirmation_option(prompt="Delete the device and all its history?")
 def delete_command(device, revoke):
     """Delete DEVICE and everything kept about it: latest values, history, thresholds."""
-    found = delete(get_redis(), device)
-    revoked = revoke_tokens(get_redis(), device) if revoke else 0
-    if not found and not revoked:
-        raise click.UsageError(f"no device {device!r}")
+    try:
+        revoked = remove(get_redis(), device, revoke)
+    except LookupError as error:
+        raise click.UsageError(str(error))
     click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s): {REFUSED_UNTIL_ADDED}" if revoke else ""))
 
 

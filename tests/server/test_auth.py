@@ -38,6 +38,15 @@ def test_a_revoked_token_is_401(app, client):
     assert post(client, token).status_code == 401
 
 
+def test_revoking_a_device_nobody_added_is_refused_and_remembers_nothing(app, client, redis_client):
+    result = app.test_cli_runner().invoke(args=["devices", "revoke", "kitchn"])
+    answer = client.delete("/api/devices/kitchn?revoke=1")
+
+    assert result.exit_code == 2 and "no device 'kitchn'" in result.output
+    assert answer.status_code == 404
+    assert not redis_client.exists("revoked-devices")
+
+
 def test_the_cli_refuses_a_bad_device_id(app):
     result = app.test_cli_runner().invoke(args=["devices", "add", "Bad Name"])
     assert result.exit_code != 0 and "a-z 0-9" in result.output
