@@ -15,6 +15,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .connections import UNREACHABLE, BadSetting
 from .ratelimit import RateLimited
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -112,7 +113,8 @@ def create_app(test_config=None):
 
 
 class ReachingRedis(click.Group):
-    """``group``'s commands, which say in one line, not a traceback, that Redis is away."""
+    """``group``'s commands, which say in one line, not a traceback, that Redis is away or
+    that a Redis setting cannot work."""
 
     def __init__(self, group):
         super().__init__(group.name, commands=group.commands, help=group.help)
@@ -120,9 +122,11 @@ class ReachingRedis(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-            raise click.ClickException(f"cannot reach Redis ({error}): is `make run` running, "
-                                       "or REDIS_URL set to where Redis is?") from None
+        except UNREACHABLE as error:
+            raise click.ClickException(f"cannot reach Redis ({error}): is `make run` running, or REDIS_URL "
+                                       "(SENSORCAST_REDIS_CLUSTER, …_SENTINELS) set to where Redis is?") from None
+        except BadSetting as error:
+            raise click.ClickException(str(error)) from None
 
 
 SECURITY_HEADERS = {
@@ -157,9 +161,10 @@ def _answer_errors_in_json(app):
         app.logger.error("Redis is full (maxmemory): %s", error)
         return {"error": "the database is full: nothing was stored; its owner must make room"}, 507
 
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
     def redis_away(error):
         app.logger.warning("Redis is unreachable: %s", error)
         return ({"error": "the database is unreachable; try again shortly"}, 503,
                 {"Retry-After": str(app.config["RETRY_AFTER"])})
+
+    for unreachable in UNREACHABLE:
+        app.register_error_handler(unreachable, redis_away)

@@ -25,9 +25,10 @@ from flask import Blueprint, abort, request
 from flask.cli import AppGroup
 
 from .api import whole_number
+from .connections import get_redis
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
-from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, get_redis,
-                    known_devices, last_seen, thresholds_key)
+from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, known_devices,
+                    last_seen, thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)

@@ -16,11 +16,12 @@ import time
 import redis
 from flask import Blueprint, abort, current_app, request
 
+from .connections import Cluster, get_redis
 from .devices import labels
 from .firmware import TARGETS, UPDATE_STATE, target
 from .history import MAX_BUCKETS, bucketed
 from .readings import decode_fields
-from .store import device_key, device_readings, get_redis, known_devices, last_seen, meta_key, stream_id, thresholds_key
+from .store import device_key, device_readings, known_devices, last_seen, meta_key, stream_id, thresholds_key
 from .stream import get_hub, newest_position
 from .viewers import viewer_required
 
@@ -114,12 +115,19 @@ def _bound(name, default, exclusive):
 
 @bp.get("/healthz")
 def healthz():
-    """Redis answers (``status`` "full" when it is at its ``maxmemory`` and refuses writes);
-    ``streams`` counts this process's open live streams; ``mqtt`` (with ``MQTT_URL`` set)
-    says whether this process's MQTT client is connected: "down" is no failure, since HTTP
-    uploads go on meanwhile."""
-    memory = get_redis().info("memory")
-    full = 0 < memory["maxmemory"] <= memory["used_memory"]
+    """Redis answers (``status`` "full" when it is at its ``maxmemory`` and refuses writes;
+    on a cluster, every slot has a primary, and "full" when one is); ``streams`` counts this
+    process's open live streams; ``mqtt`` (with ``MQTT_URL`` set) says whether this
+    process's MQTT client is connected: "down" is no failure, since HTTP uploads go on
+    meanwhile."""
+    client = get_redis()
+    if isinstance(client, Cluster):
+        if client.cluster_info()["cluster_state"] != "ok":
+            raise redis.exceptions.ClusterDownError("the Redis Cluster is down: some of its slots have no primary")
+        memories = client.info("memory", target_nodes=client.PRIMARIES).values()
+    else:
+        memories = [client.info("memory")]
+    full = any(0 < memory["maxmemory"] <= memory["used_memory"] for memory in memories)
     health = {"status": "full" if full else "ok", "streams": get_hub().client_count()}
     mqtt = current_app.extensions["sensorcast.duties"].mqtt_state()
     if mqtt:

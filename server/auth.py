@@ -16,10 +16,11 @@ import click
 from flask import abort, current_app, g, request
 from flask.cli import AppGroup
 
+from .connections import get_redis
 from .mqtt import broker_credentials, readings_topic
 from .readings import DEVICE_ID
 from .shards import shards_of
-from .store import REVOKED_DEVICES, TOKENS, get_redis, last_seen
+from .store import REVOKED_DEVICES, TOKENS, last_seen
 
 
 def _digest(token):

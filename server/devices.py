@@ -22,12 +22,13 @@ from flask import Blueprint, abort, request
 
 from . import rollups
 from .auth import REFUSED_UNTIL_ADDED, devices_cli, revoke_tokens
+from .connections import get_redis
 from .firmware import TARGETS
 from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
 from .shards import LUA_PREFIX, shards_of
-from .store import (CHANNEL, TOKENS, alerting_key, device_key, device_readings, get_redis, known_devices, last_seen,
-                    meta_key, thresholds_key)
+from .store import (CHANNEL, TOKENS, alerting_key, device_key, device_readings, known_devices, last_seen, meta_key,
+                    thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("devices", __name__)

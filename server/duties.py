@@ -20,10 +20,11 @@ import time
 import redis
 
 from .alerting import resume_muted
+from .connections import client_for
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
-from .store import CHANNEL, client_for, mark_offline
+from .store import CHANNEL, mark_offline
 from .webhook import Webhook
 
 log = logging.getLogger(__name__)

@@ -29,10 +29,11 @@ import time
 from flask import Blueprint, Response, abort, current_app, request
 
 from .auth import authenticate
-from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
+from .connections import get_redis
 from .loglimit import LinesPerMinute
 from .ratelimit import take_request
-from .store import CHANNEL, device_key, get_redis
+from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
+from .store import CHANNEL, device_key
 
 bp = Blueprint("firmware", __name__)
 log = logging.getLogger(__name__)

@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 
 from . import rollups
+from .connections import get_redis
 from .readings import DEVICE_ID, METRICS, NOT_METRICS
-from .store import device_key, device_readings, get_redis, stream_id
+from .store import device_key, device_readings, stream_id
 from .viewers import viewer_required
 
 bp = Blueprint("history", __name__)

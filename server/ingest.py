@@ -24,10 +24,11 @@ from flask import Blueprint, abort, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from .auth import UNKNOWN_TOKEN, authenticate, forget_token, known_device
+from .connections import UNREACHABLE, get_redis
 from .guard import MET_BELOW_FLASK, limit_writes, read_body
 from .ratelimit import RateLimited, note_wait, refuse_if_waiting, wait_left
 from .readings import InvalidReading, parse_json, validate
-from .store import Conflict, TokenRevoked, add_readings, get_redis
+from .store import Conflict, TokenRevoked, add_readings
 
 bp = Blueprint("ingest", __name__)
 
@@ -140,7 +141,7 @@ class FastUploads:
             ids, known = add_readings(get_redis(self.app), readings, now, config, token_digest=digest)
         except (InvalidReading, PermissionError, RateLimited, TokenRevoked):
             return None  # nothing changed in Redis: Flask's route refuses it again, reading the body read_body left
-        except (Conflict, redis.exceptions.RedisError) as error:  # the rate limit was charged, or maybe more
+        except (Conflict, redis.exceptions.RedisError, *UNREACHABLE) as error:  # the rate limit was charged, or more
             environ[MET_BELOW_FLASK] = error
             return None
         return stored_answer(ids, known)

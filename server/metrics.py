@@ -32,9 +32,10 @@ from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .connections import client_for, get_redis
 from .readings import NOT_METRICS, decode_fields
 from .shards import shards_of
-from .store import client_for, device_key, get_redis, known_devices
+from .store import device_key, known_devices
 from .viewers import Accounts
 
 bp = Blueprint("metrics", __name__)

@@ -19,8 +19,9 @@ class Position(tuple):
 
     @classmethod
     def parse(cls, text, shards):
-        """The position ``text`` names for ``shards`` shards, or None if it names none."""
-        pairs = [stream_id(part) for part in (text or "").split("_")]
+        """The position ``text`` names for ``shards`` shards, or None if it names none; a
+        part may be a time alone (``1764000000000``: ``-0`` is implied)."""
+        pairs = [stream_id(part if "-" in part else part + "-0") for part in (text or "").split("_")]
         return cls(pairs) if len(pairs) == shards and all(pairs) else None
 
     def __str__(self):

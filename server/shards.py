@@ -18,6 +18,8 @@ import zlib
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
+MAX_SHARDS = 256  # each shard's tag is found in its 1/256 of the slot range at least
+
 
 class Shards:
     def __init__(self, count=None):

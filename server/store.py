@@ -8,16 +8,13 @@ event id and its place in the history never disagree, however large the batch.
 import heapq
 
 import redis
-import redis.cluster
-import redis.sentinel
-from flask import current_app
 
 from .alerting import RAISE_ALERTS, alert_budget
 from .ratelimit import RATE_LIMIT, RateLimited, rate_limits
 from .readings import PRIVATE, STRING_FIELDS, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
-from .shards import LUA_PREFIX, Shards, shards_of
+from .shards import LUA_PREFIX, shards_of
 
 READINGS = "readings"
 DEVICES = "devices"
@@ -30,7 +27,6 @@ LOGGED_OUT = "logged-out"
 SESSION_KEY = "session-key"
 WEBHOOK_LEASE = "webhook-lease"
 CHANNEL = "sse"
-CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
 
 
 def device_readings(client, device):
@@ -77,7 +73,10 @@ def entries(client, name, newest_first=False, page=500):
 def _pages(client, key, newest_first, size):
     bound = "+" if newest_first else "-"
     while True:
-        page = client.xrevrange(key, bound, "-", count=size) if newest_first else client.xrange(key, bound, "+", count=size)
+        if newest_first:
+            page = client.xrevrange(key, bound, "-", count=size)
+        else:
+            page = client.xrange(key, bound, "+", count=size)
         yield from page
         if len(page) < size:
             return
@@ -92,74 +91,6 @@ def stream_id(text):
         if max(pair) < 2**64:
             return pair
     return None
-
-
-def get_redis(app=None):
-    """The process's one Redis client (a connection pool), made on first use; the current
-    app's, unless ``app`` is given (outside of a request)."""
-    app = app or current_app
-    client = app.extensions.get("sensorcast.redis")
-    if client is None:
-        client = client_for(app.config, app.config["REDIS_CONNECTIONS"])
-        app.extensions["sensorcast.redis"] = client
-    return client
-
-
-def client_for(config, max_connections=8, timeout=10):
-    """A client of the Redis that ``config`` names: the ``REDIS_CLUSTER`` (at most
-    ``max_connections`` to each node), or the primary that the ``REDIS_SENTINELS`` know as
-    ``REDIS_SERVICE`` (found again at each new connection, so a failover is followed), or
-    else ``REDIS_URL``, whose user and password hold in every case (its database too,
-    but for a cluster, which has only one)."""
-    if config["REDIS_CLUSTER"]:
-        return _cluster_client(config, max_connections, timeout)
-    if not config["REDIS_SENTINELS"]:
-        return connect(config["REDIS_URL"], max_connections, timeout)
-    url = redis.connection.parse_url(config["REDIS_URL"])
-    sentinels = _addresses(config["REDIS_SENTINELS"])
-    sentinel = redis.sentinel.Sentinel(sentinels, socket_connect_timeout=2, socket_timeout=2,
-                                       sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2})
-    return sentinel.master_for(config["REDIS_SERVICE"], connection_pool_class=_SentinelBlockingPool,
-                               **_pool_options(max_connections, timeout),
-                               **{name: url[name] for name in ("db", "username", "password") if name in url})
-
-
-def _cluster_client(config, max_connections, timeout):
-    if config["WAIT_REPLICAS"]:
-        raise ValueError("WAIT_REPLICAS is for one primary and its replicas (Sentinel), not for a Redis Cluster")
-    url = redis.connection.parse_url(config["REDIS_URL"])
-    options = _pool_options(max_connections, timeout)
-    del options["health_check_interval"], options["timeout"]  # a cluster's client checks its nodes itself; a
-    # blocking pool's wait for a free connection is its own default (20 s): a node's client takes no ``timeout``
-    client = redis.cluster.RedisCluster(
-        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in _addresses(config["REDIS_CLUSTER"])],
-        connection_pool_class=redis.BlockingConnectionPool, **options,
-        **{name: url[name] for name in ("username", "password") if name in url})
-    client.shards = Shards(config["REDIS_SHARDS"])
-    return client
-
-
-def _addresses(text):
-    """``host:port,…`` as (host, port) pairs."""
-    return [(host, int(port)) for host, _, port in (address.strip().rpartition(":") for address in text.split(","))]
-
-
-def connect(url, max_connections=8, timeout=10):
-    """A client whose pool holds at most ``max_connections``: past that, callers wait for
-    one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
-    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-        url, **_pool_options(max_connections, timeout)))
-
-
-def _pool_options(max_connections, timeout):
-    """``timeout``: seconds a call waits for a free connection, and for Redis's answer."""
-    return dict(max_connections=max_connections, timeout=timeout, decode_responses=True, client_name=CLIENT_NAME,
-                socket_connect_timeout=min(2, timeout), socket_timeout=timeout, health_check_interval=30)
-
-
-class _SentinelBlockingPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
-    """Sentinel's pool (it asks the sentinels where the primary is for each new connection,
-    and drops connections to a former one) with the cap of ``connect``'s pool."""
 
 
 # A reading counts once against STREAM_MAXLEN and HISTORY_MAXLEN per this many bytes of its

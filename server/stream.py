@@ -20,11 +20,12 @@ from flask import current_app, request
 from flask_sse import Message, ServerSentEventsBlueprint
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
+from .connections import get_redis
 from .gap import reading_event
 from .hub import Hub, StreamLimit
 from .positions import NOTHING, Position
 from .shards import shards_of
-from .store import CHANNEL, READINGS, get_redis, stream_id
+from .store import CHANNEL, READINGS, stream_id
 from .viewers import get_accounts, session_access, viewer_required
 
 REPLAY_PAGE = 100
@@ -56,23 +57,29 @@ return newest[most][1]
 """
 
 
-def replay(client, position, most):
-    """Readings stored after ``position``, at most the newest ``most`` of them (of each
-    shard's share), as event bytes, a page at a time, each with the position after it; a
-    ``reset`` event first when some are not replayed (gone, or further back than ``most``):
-    the dashboard then reloads each device's history. The shards' readings are merged in
-    id order. Each page is read and rendered in one of ``REPLAYS_AT_ONCE`` turns of the
+def replay(client, last_event_id, most):
+    """Readings stored after the position ``last_event_id``, at most the newest ``most`` of
+    them (of each shard's share), as event bytes, a page at a time, each with the position
+    after it; a ``reset`` event first when some are not replayed (gone, or further back than
+    ``most``): the dashboard then reloads each device's history. An id that names no position
+    here (another server's, a layout of another shard count) gets a ``reset`` at where the
+    stream stands now, and nothing is replayed. The shards' readings are merged in id order. Each page is read and rendered in one of ``REPLAYS_AT_ONCE`` turns of the
     process, holding no turn while the browser takes it, so a crowd replaying from far
     back, reading or not, cannot take every Redis connection and the worker's time from
     uploads."""
     keys = shards_of(client).each(READINGS)
+    position = Position.parse(last_event_id, len(keys))
+    if position is None:
+        newest = newest_position(client)
+        yield str(Message({"oldest": newest and str(newest)}, type="reset")).encode(), None
+        return
     starts = []  # each shard's XRANGE start: an id is inclusive, "(" makes it exclusive
     with _replay_turns:
         for key, after in zip(keys, position):
             oldest = client.xrange(key, "-", "+", count=1)
             first = client.register_script(_REPLAY_START)(keys=[key], args=["(%d-%d" % after,
                                                                              max(1, most // len(keys))])
-            if not first and oldest and stream_id(oldest[0][0]) > after:
+            if not first and oldest and stream_id(oldest[0][0]) > after > NOTHING:  # NOTHING: none yet, none lost
                 first = oldest[0][0]
             starts.append(first or "(%d-%d" % after)
     if any(not start.startswith("(") for start in starts):
@@ -128,9 +135,10 @@ class ReadingStream(ServerSentEventsBlueprint):
         except StreamLimit as limit:
             refusal = TooManyRequests if limit.per_address else ServiceUnavailable
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None
-        position = Position.parse(last_event_id, len(shards_of(self.redis).prefixes)) if channel == CHANNEL else None
+        if channel != CHANNEL:
+            last_event_id = None
         chunked = request.method == "GET" and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
-        body = Body(hub, client, self.redis, position, config["RETRY_MS"], config["MAX_REPLAY"],
+        body = Body(hub, client, self.redis, last_event_id, config["RETRY_MS"], config["MAX_REPLAY"],
                     request.environ.get("gunicorn.socket") if chunked else None)
         return current_app.response_class(
             body, mimetype="text/event-stream", direct_passthrough=True,
@@ -146,13 +154,13 @@ class Body:
     a worker with a crowd watching more than the send itself. On a plain gevent socket,
     a stream that has caught up parks, and the hub writes its events (``feed.py``)."""
 
-    def __init__(self, hub, client, redis_client, position, retry, max_replay, socket=None):
+    def __init__(self, hub, client, redis_client, last_event_id, retry, max_replay, socket=None):
         self.hub = hub
         self.client = client
         self.max_replay = max_replay
         self.socket = socket
         self.unsent = b""
-        self.events = self._events(redis_client, position, retry)
+        self.events = self._events(redis_client, last_event_id, retry)
 
     def __iter__(self):
         return self.events
@@ -161,7 +169,7 @@ class Body:
         self.events.close()
         self.hub.leave(self.client)
 
-    def _events(self, redis_client, position, retry):
+    def _events(self, redis_client, last_event_id, retry):
         """The reconnect delay, what was missed, then live events.
 
         The client joined the hub before the replay is read: nothing published meanwhile
@@ -170,8 +178,8 @@ class Body:
         yield f"retry:{retry}\n\n".encode()
         replayed = None
         try:
-            if position:
-                for chunk, replayed in replay(redis_client, position, self.max_replay):
+            if last_event_id:
+                for chunk, replayed in replay(redis_client, last_event_id, self.max_replay):
                     yield self.client.sending(chunk)
         except redis.exceptions.RedisError as error:
             log.warning("ended a stream during its replay: %s", error)

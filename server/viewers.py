@@ -25,8 +25,9 @@ from flask.cli import AppGroup
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.security import generate_password_hash
 
+from .connections import get_redis
 from .logins import Attempt
-from .store import LOGGED_OUT, SESSION_KEY, VIEWERS, get_redis
+from .store import LOGGED_OUT, SESSION_KEY, VIEWERS
 
 bp = Blueprint("viewers", __name__)
 ACCOUNTS_TTL = 2.0

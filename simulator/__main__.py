@@ -12,21 +12,20 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-import redis
-
 from server import DATA_DIR, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
+from server.connections import UNREACHABLE, client_for
 from server.readings import DEVICE_ID
-from server.store import connect
 from simulator.devices import AuthRefused, Fleet, MqttFleet
 
 TOKENS_FILE = DATA_DIR / "simulator-tokens.json"
 
 
 def local_tokens(names):
-    """A working token per device, made in the local server's Redis when needed; the tokens
-    of devices not in this run are kept for the next."""
-    client = connect(create_app().config["REDIS_URL"])
+    """A working token per device, made in the local server's Redis (as its settings name it:
+    one Redis, Sentinels or a cluster) when needed; the tokens of devices not in this run are
+    kept for the next."""
+    client = client_for(create_app().config)
     saved = json.loads(TOKENS_FILE.read_text()) if TOKENS_FILE.exists() else {}
     tokens = {name: saved[name] if token_device(client, saved.get(name, "")) == name
               else issue_token(client, name) for name in names}
@@ -82,7 +81,7 @@ def main(argv=None):
     else:
         try:
             tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
-        except redis.exceptions.ConnectionError as error:
+        except UNREACHABLE as error:
             print(f"simulator: cannot reach the local server's Redis ({error}): is `make run` running? "
                   "For another server, pass its device token with --token", file=sys.stderr)
             return 2

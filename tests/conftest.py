@@ -9,8 +9,8 @@ import requests
 
 from server import create_app
 from server.auth import issue_token
+from server.connections import client_for, connect
 from server.embedded_redis import EmbeddedRedis
-from server.store import client_for, connect
 from tools.redis_cluster import RedisCluster
 from tools.run import ServerProcess
 

@@ -40,9 +40,10 @@ from flask import Flask, request
 
 from server import create_app
 from server.auth import issue_token
+from server.connections import connect
 from server.embedded_redis import EmbeddedRedis
 from server.rollups import rollup_key
-from server.store import CHANNEL, connect, device_readings
+from server.store import CHANNEL, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers
 from tools.bench_fleet import BROWSERS, DEVICES, cell

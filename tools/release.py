@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
                                                           load_pem_private_key)
 
 from server import DATA_DIR, create_app
+from server.connections import client_for
 from server.firmware import store_release
-from server.store import client_for
 from tools.deploy import FIRMWARE, firmware_files
 
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on

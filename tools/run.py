@@ -25,11 +25,12 @@ import requests
 
 from server import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
+from server.connections import UNREACHABLE, BadSetting, client_for
 from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
 from server.guard import proxy_warning
 from server.ingest import LEGACY_DEVICE
 from server.mqtt import DEFAULT_PORTS, readings_topic
-from server.store import VIEWERS, client_for
+from server.store import VIEWERS
 
 DEMO_DEVICE = "demo"
 REQUEST_ROOM = 1000  # connections per worker beyond its streams: uploads, API, health
@@ -159,6 +160,12 @@ def main(argv=None):
     except RedisWontStayUp as error:
         print(f"make run: {error}; stopping", file=sys.stderr)
         return 1
+    except UNREACHABLE as error:
+        print(f"make run: cannot reach Redis ({error}): is it running where the settings say?", file=sys.stderr)
+        return 1
+    except BadSetting as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0
 
@@ -171,11 +178,14 @@ def run(args):
         return 1
     with contextlib.ExitStack() as stack:
         redis_server = None
-        if not (os.environ.get("REDIS_URL") or create_app().config["REDIS_SENTINELS"]):
-            redis_server = stack.enter_context(EmbeddedRedis(args.data, create_app().config["REDIS_MAXMEMORY"]))
+        config = create_app().config
+        if config["REDIS_CLUSTER"]:
+            print(f"Redis: the cluster at {config['REDIS_CLUSTER']}, its data in {config['REDIS_SHARDS']} shards")
+        elif not (os.environ.get("REDIS_URL") or config["REDIS_SENTINELS"]):
+            redis_server = stack.enter_context(EmbeddedRedis(args.data, config["REDIS_MAXMEMORY"]))
             os.environ["REDIS_URL"] = redis_server.url
             print(f"Redis: embedded, data in {args.data}")
-        config = create_app().config
+            config = create_app().config
         base = f"http://localhost:{args.port}"
         print_front_door(config, base, args.data)
         warning = proxy_warning(config["TRUSTED_PROXIES"], [args.host])
@@ -212,9 +222,10 @@ def print_front_door(config, base, data_dir):
     if config["AUTH"]:
         auth = f' -H "Authorization: Bearer {demo_token(config, data_dir)}"'
     viewers = client_for(config).hlen(VIEWERS)
-    flask = ".venv/bin/flask --app server"
-    if config["REDIS_URL"] != DEFAULTS["REDIS_URL"]:  # the command must find this Redis too
-        flask = f"REDIS_URL={config['REDIS_URL']} {flask}"
+    where = {"REDIS_URL": config["REDIS_URL"]} if config["REDIS_URL"] != DEFAULTS["REDIS_URL"] else {}
+    where |= {f"SENSORCAST_{name}": config[name] for name in ("REDIS_SENTINELS", "REDIS_CLUSTER", "REDIS_SHARDS")
+              if config[name] != DEFAULTS[name]}
+    flask = " ".join([*(f"{name}={value}" for name, value in where.items()), ".venv/bin/flask --app server"])
     mqtt = urlsplit(config["MQTT_URL"])
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"

@@ -7,8 +7,8 @@ import re
 from playwright.sync_api import expect
 
 from server.auth import issue_token
+from server.connections import connect
 from server.embedded_redis import EmbeddedRedis
-from server.store import connect
 from tests.conftest import LiveServer
 
 OUT_OF_TOUCH = re.compile(r"^no connection · last seen \d+ (s|min) ago$")

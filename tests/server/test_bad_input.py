@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from server import create_app
 from server.auth import issue_token
-from server.store import TOKENS, connect, device_key, device_readings
+from server.connections import connect
+from server.store import TOKENS, device_key, device_readings
 from tests.conftest import TEST_SETTINGS, stop_hub
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

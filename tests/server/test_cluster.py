@@ -65,19 +65,19 @@ def test_a_browser_back_after_a_while_is_replayed_every_shards_readings_in_id_or
             assert answer.status_code == 201, answer.text
             return answer.json()["ids"][0]
 
-        for name in tokens:
-            post(name, 1)
+        post("device-0", 1)  # the other shards have no reading yet: where the browser stands in them is 0-0
         left_at = requests.get(server.url + "/api/devices", timeout=10).json()["last_id"]
         missed = [(name, post(name, value)) for value in (2, 3) for name in tokens]
 
         stream = EventStream(server.url + "/stream", {"Last-Event-ID": left_at})
-        replayed = [stream.next_reading() for _ in missed]
+        replayed = [stream.next_event() for _ in missed]
         stream.response.close()
     finally:
         server.stop()
+    assert [event["event"] for event in replayed] == ["reading"] * len(missed)  # no reset: none was lost
     assert [(event["data"]["device"], event["data"]["id"]) for event in replayed] == sorted(
         missed, key=lambda pair: tuple(map(int, pair[1].split("-"))))
-    assert len(left_at.split("_")) == cluster.shards
+    assert len(left_at.split("_")) == cluster.shards and left_at.count("0-0") >= 1
 
 
 def test_a_viewer_logs_in_to_a_clusters_dashboard(cluster):
@@ -139,3 +139,43 @@ def test_a_primary_dies_its_replica_takes_over_and_no_reading_is_lost_or_seen_tw
         assert [entry_id for device, entry_id in browser.readings if device == name] == [
             entry_id for entry_id, _ in entries]
     print(f"every device's uploads were answered 201 again {answered_again_after:.1f} s after a primary died")
+
+
+def test_a_primary_down_with_no_replica_is_503_with_retry_after_until_it_is_back(cluster):
+    client = cluster.sharded_client()
+    token = issue_token(client, "kitchen")
+    server = cluster.server()
+    try:
+        assert server.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+        kitchens = client.get_node_from_key(client.shards.prefix("kitchen")).port
+        other = next(port for port in cluster.ports if port != kitchens)  # the cluster stops for kitchen too
+        cluster.kill(other)
+
+        answers = []  # 201 until the cluster finds the primary gone (cluster-node-timeout)
+
+        def refused():
+            answers.append(server.post("/api/readings", token, json={"temperature": 21}))
+            health = requests.get(server.url + "/healthz", timeout=30)
+            return answers[-1].status_code == 503 and answers[-1].headers["Retry-After"] and health.status_code == 503
+        eventually(refused, timeout=60)
+        cluster.start(other)
+        eventually(lambda: server.post("/api/readings", token, json={"temperature": 22}).status_code == 201,
+                   timeout=90)
+    finally:
+        server.stop()
+    stored = [fields["temperature"] for _, fields in client.xrange(device_readings(client, "kitchen"))]
+    assert {answer.status_code for answer in answers} <= {201, 503}  # never a server error
+    assert stored == ["20"] + ["21"] * [answer.status_code for answer in answers].count(201) + ["22"]
+
+
+def test_settings_that_cannot_work_are_refused_at_start_in_one_line(cluster):
+    cluster.sharded_client().set("readings-kept", 1)  # 6 shards' data from here on
+    for settings, says in [({"SENSORCAST_REDIS_SHARDS": "0"}, "whole number from 1 to 256"),
+                           ({"SENSORCAST_REDIS_SHARDS": "abc"}, "whole number from 1 to 256"),
+                           ({"SENSORCAST_REDIS_CLUSTER": "localhost"}, "host:port,host:port"),
+                           ({"SENSORCAST_REDIS_SHARDS": "3"}, "set SENSORCAST_REDIS_SHARDS=6"),
+                           ({"SENSORCAST_REDIS_CLUSTER": "127.0.0.1:1"}, "cannot reach Redis")]:
+        env = dict(os.environ, **{"SENSORCAST_REDIS_CLUSTER": cluster.nodes, "SENSORCAST_REDIS_SHARDS": "6", **settings})
+        cli = subprocess.run([sys.executable, "-m", "flask", "--app", "server", "devices", "list"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert cli.returncode != 0 and says in cli.stderr and "Traceback" not in cli.stderr, (settings, cli.stderr)

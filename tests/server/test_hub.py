@@ -11,9 +11,9 @@ import pytest
 from flask_sse import Message
 from redis._parsers import _RESP2Parser
 
+from server.connections import connect
 from server.hub import Hub
 from server.positions import Position
-from server.store import connect
 from tests.conftest import eventually
 
 

@@ -6,7 +6,7 @@ import socket
 import pytest
 from flask_sse import sse as stock_sse
 
-from server.store import connect
+from server.connections import connect
 from tests.conftest import eventually
 
 
@@ -123,6 +123,20 @@ def test_a_reconnecting_browser_gets_exactly_what_it_missed_then_live(live_serve
 
     assert replayed == [2, 3, 4]
     assert again.next_reading()["data"]["temperature"] == 5
+
+
+@pytest.mark.parametrize("foreign_id", ["1764000000000-0_1764000000001-0", "abc", "0x1-0"])
+def test_a_browser_back_with_an_id_this_server_never_gave_is_told_to_reload_not_left_with_a_gap(
+        live_server, token_for, foreign_id):
+    token = token_for("kitchen")
+    newest = live_server.post("/api/readings", token, json={"temperature": 1}).json()["ids"][0]
+
+    browser = live_server.stream(**{"Last-Event-ID": foreign_id})
+    reset = browser.next_event()
+    live_server.post("/api/readings", token, json={"temperature": 2})
+
+    assert reset == {"event": "reset", "data": {"oldest": newest}}  # nothing replayed: live from here
+    assert browser.next_reading()["data"]["temperature"] == 2
 
 
 def test_a_first_seen_device_is_announced(live_server, token_for):

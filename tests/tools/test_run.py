@@ -13,10 +13,10 @@ import pytest
 import redis
 import requests
 
+import simulator.__main__ as simulator_cli
 from server import ROOT
 from server.embedded_redis import EmbeddedRedis
 from tests.conftest import eventually
-from simulator.__main__ import running_server
 from tools.run import free_port
 
 KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
@@ -147,10 +147,10 @@ def test_ctrl_c_stops_make_run_quietly_and_leaves_nothing_running(stack):
 
 
 def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
-    assert running_server(stack.data) == f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
+    assert simulator_cli.running_server(stack.data) == f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
 
     stack.stop()
-    assert running_server(stack.data) == "http://localhost:5000"
+    assert simulator_cli.running_server(stack.data) == "http://localhost:5000"
 
 
 def test_make_run_warns_when_any_client_could_claim_any_address(tmp_path):
@@ -170,6 +170,28 @@ def test_make_run_keeps_its_data_to_itself_caps_its_memory_and_opens_no_control_
     maxmemory = redis.Redis(unix_socket_path=str(stack.data / "redis.sock")).config_get("maxmemory")
     assert maxmemory == {"maxmemory": str(1024**3)}
     assert list(stack.runtime.iterdir()) == []
+
+
+def test_make_run_on_a_cluster_starts_no_redis_of_its_own_and_its_hints_and_simulator_reach_the_cluster(
+        tmp_path, cluster, monkeypatch):
+    stack = Stack(tmp_path / "var", tmp_path / "run", REDIS_CLUSTER=cluster.nodes)
+    try:
+        eventually(lambda: "Viewers: none" in stack.log())
+        assert f"Redis: the cluster at {cluster.nodes}, its data in 6 shards" in stack.log()
+        assert stack.post(56) == 201 and not (stack.data / "redis.pid").exists()
+        assert f"SENSORCAST_REDIS_CLUSTER={cluster.nodes} .venv/bin/flask --app server viewers add NAME" in stack.log()
+
+        monkeypatch.setenv("SENSORCAST_REDIS_CLUSTER", cluster.nodes)  # as make simulate beside it has
+        monkeypatch.setattr(simulator_cli, "TOKENS_FILE", tmp_path / "tokens.json")
+        tokens = simulator_cli.local_tokens(["sim-1", "sim-2"])
+        assert [stack_post(stack, token) for token in tokens.values()] == [201, 201]
+    finally:
+        stack.stop()
+
+
+def stack_post(stack, token):
+    return requests.post(stack.url + "/api/readings", json={"temperature": 20}, timeout=5,
+                         headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def test_a_killed_redis_is_started_again_and_keeps_what_was_accepted(stack):
