@@ -25,7 +25,8 @@ class Channel:
         self.name = name
         self.clients = set()
         self.subscribed = threading.Event()
-        self.entries = []  # (seq, monotonic time, (shard, entry id) of a reading or None, bytes), oldest first
+        self.entries = []  # (seq, monotonic time, a reading's (shard, entry id, position after it) or None,
+        #                    bytes), oldest first
         self.position = None  # where the feed stands in the readings, once it has one (positions.py)
         self.next_seq = 0
         self.size = 0
@@ -92,9 +93,11 @@ class Client:
     def chunks(self, skip_until=None, park=None):
         """What the feed gets from now on, as bytes, a write's worth at a time, until closed.
 
-        Readings up to the position ``skip_until`` (already replayed) are left out. Once
-        caught up, with the feed past that position, ``park()`` is called, if given, instead
-        of waiting.
+        Readings up to the position ``skip_until`` (already replayed) are left out; until
+        the feed is past that position in every shard (a replay reads Redis, which can be
+        ahead of what the hub has heard), a reading sent is told where this stream stands,
+        not where the feed does, so that its id never goes back. Once caught up and past it,
+        ``park()`` is called, if given, instead of waiting.
         """
         channel = self.channel
         while not self.closed:
@@ -115,8 +118,13 @@ class Client:
             parts, size = [], 0
             for seq, _, entry, data in entries[start:]:
                 self.cursor = seq + 1
-                if skip_until and entry and skip_until.has(*entry):
-                    continue
+                if skip_until and entry:
+                    shard, entry_id, position = entry
+                    if skip_until.has(shard, entry_id):
+                        continue
+                    if not position.covers(skip_until):
+                        data = data.replace(b"id:%s\n" % str(position).encode(),
+                                            b"id:%s\n" % str(position.most(skip_until)).encode(), 1)
                 parts.append(data)
                 size += len(data)
                 if size >= self.write_bytes:

@@ -98,10 +98,11 @@ class Gap:
                     entry = stream_id(entry_id)
                     self.newest[key] = self.filled[key] = entry
                     if shard is None:
-                        data = alert_event(entry_id, fields)
+                        reading, data = None, alert_event(entry_id, fields)
                     else:
-                        data = reading_event(self.position(), entry_id, fields)
-                    channel.append(None if shard is None else (shard, entry), data, time.monotonic())
+                        position = self.position()
+                        reading, data = (shard, entry, position), reading_event(position, entry_id, fields)
+                    channel.append(reading, data, time.monotonic())
                     size += len(data)
                 if page:
                     start = "(" + page[-1][0]

@@ -234,7 +234,7 @@ class Hub:
         position = self.gap.position()
         if len(position) > 1:
             event.data["id"], event.id = event.id, str(position)
-        channel.append(entry, str(event).encode(), time.monotonic())
+        channel.append((*entry, position), str(event).encode(), time.monotonic())
         channel.position = position
 
     def _subscribed_to_readings(self, channel):

@@ -38,3 +38,11 @@ class Position(tuple):
     def covers(self, other):
         """Whether every shard's part is at or past ``other``'s."""
         return all(mine >= theirs for mine, theirs in zip(self, other))
+
+    def least(self, other):
+        """Each shard's earlier part of the two."""
+        return Position(map(min, self, other))
+
+    def most(self, other):
+        """Each shard's later part of the two."""
+        return Position(map(max, self, other))

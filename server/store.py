@@ -86,7 +86,8 @@ def _pages(client, key, newest_first, size):
 def stream_id(text):
     """A Redis stream id as a comparable pair, or None for any other event id."""
     millis, _, sequence = (text or "").partition("-")
-    if millis.isascii() and millis.isdigit() and sequence.isascii() and sequence.isdigit():
+    if (millis.isascii() and millis.isdigit() and sequence.isascii() and sequence.isdigit()
+            and len(millis) <= 20 and len(sequence) <= 20):  # 2**64 has 20 digits
         pair = int(millis), int(sequence)
         if max(pair) < 2**64:
             return pair

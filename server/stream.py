@@ -60,19 +60,23 @@ return newest[most][1]
 def replay(client, last_event_id, most):
     """Readings stored after the position ``last_event_id``, at most the newest ``most`` of
     them (of each shard's share), as event bytes, a page at a time, each with the position
-    after it; a ``reset`` event first when some are not replayed (gone, or further back than
-    ``most``): the dashboard then reloads each device's history. An id that names no position
-    here (another server's, a layout of another shard count) gets a ``reset`` at where the
-    stream stands now, and nothing is replayed. The shards' readings are merged in id order. Each page is read and rendered in one of ``REPLAYS_AT_ONCE`` turns of the
-    process, holding no turn while the browser takes it, so a crowd replaying from far
-    back, reading or not, cannot take every Redis connection and the worker's time from
-    uploads."""
+    the stream stands at after it. First comes where it starts: the browser's position, no
+    further than the newest readings, with a ``reset`` event when some are not replayed
+    (gone, or further back than ``most``): the dashboard then reloads each device's history.
+    An id that names no position here (another server's, a layout of another shard count)
+    gets a ``reset`` at where the stream stands now, and nothing is replayed. The shards'
+    readings are merged in id order. Each page is read and rendered in one of
+    ``REPLAYS_AT_ONCE`` turns of the process, holding no turn while the browser takes it, so
+    a crowd replaying from far back, reading or not, cannot take every Redis connection and
+    the worker's time from uploads."""
     keys = shards_of(client).each(READINGS)
     position = Position.parse(last_event_id, len(keys))
-    if position is None:
+    with _replay_turns:
         newest = newest_position(client)
+    if position is None:
         yield str(Message({"oldest": newest and str(newest)}, type="reset")).encode(), None
         return
+    position = position.least(newest or Position([NOTHING] * len(keys)))  # an id from beyond: none to skip
     starts = []  # each shard's XRANGE start: an id is inclusive, "(" makes it exclusive
     with _replay_turns:
         for key, after in zip(keys, position):
@@ -82,8 +86,8 @@ def replay(client, last_event_id, most):
             if not first and oldest and stream_id(oldest[0][0]) > after > NOTHING:  # NOTHING: none yet, none lost
                 first = oldest[0][0]
             starts.append(first or "(%d-%d" % after)
-    if any(not start.startswith("(") for start in starts):
-        yield str(Message({"oldest": "_".join(start.lstrip("(") for start in starts)}, type="reset")).encode(), None
+    reset = Message({"oldest": "_".join(start.lstrip("(") for start in starts)}, type="reset")
+    yield str(reset).encode() if any(not start.startswith("(") for start in starts) else b"", position
     merged = heapq.merge(*(_entries(client, shard, key, start) for shard, (key, start) in enumerate(zip(keys, starts))),
                          key=lambda entry: entry[1])
     while True:
@@ -180,7 +184,8 @@ class Body:
         try:
             if last_event_id:
                 for chunk, replayed in replay(redis_client, last_event_id, self.max_replay):
-                    yield self.client.sending(chunk)
+                    if chunk:
+                        yield self.client.sending(chunk)
         except redis.exceptions.RedisError as error:
             log.warning("ended a stream during its replay: %s", error)
             return

@@ -7,6 +7,7 @@ others go on, and the run ends once none is left.
 """
 import argparse
 import json
+import pathlib
 import random
 import sys
 import time
@@ -18,20 +19,21 @@ from server.connections import UNREACHABLE, client_for
 from server.readings import DEVICE_ID
 from simulator.devices import AuthRefused, Fleet, MqttFleet
 
-TOKENS_FILE = DATA_DIR / "simulator-tokens.json"
+TOKENS_FILE = "simulator-tokens.json"  # in make run's data folder
 
 
-def local_tokens(names):
+def local_tokens(names, data_dir=DATA_DIR):
     """A working token per device, made in the local server's Redis (as its settings name it:
-    one Redis, Sentinels or a cluster) when needed; the tokens of devices not in this run are
-    kept for the next."""
+    one Redis, Sentinels or a cluster) when needed, and kept in ``data_dir``; the tokens of
+    devices not in this run are kept for the next."""
     client = client_for(create_app().config)
-    saved = json.loads(TOKENS_FILE.read_text()) if TOKENS_FILE.exists() else {}
+    kept = data_dir / TOKENS_FILE
+    saved = json.loads(kept.read_text()) if kept.exists() else {}
     tokens = {name: saved[name] if token_device(client, saved.get(name, "")) == name
               else issue_token(client, name) for name in names}
-    TOKENS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    TOKENS_FILE.touch(mode=0o600)
-    TOKENS_FILE.write_text(json.dumps(saved | tokens))
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.touch(mode=0o600)
+    kept.write_text(json.dumps(saved | tokens))
     return tokens
 
 
@@ -49,7 +51,9 @@ def parse(argv):
                         "devices still post every --interval (default 1)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, help="for a reproducible run")
-    parser.add_argument("--url", default=running_server(), help="the server (default: where make run serves, %(default)s)")
+    parser.add_argument("--url", help="the server (default: where make run serves, as its data folder says)")
+    parser.add_argument("--data", type=pathlib.Path, default=DATA_DIR,
+                        help="make run's --data folder, where it says where it serves (default: var/)")
     parser.add_argument("--token", help="the token every device sends (default: made locally)")
     parser.add_argument("--rate", type=float, help="load mode: readings per second in all")
     parser.add_argument("--prefix", default="sim", help="device names are PREFIX-1, PREFIX-2, ...")
@@ -58,6 +62,7 @@ def parse(argv):
     parser.add_argument("--mqtt-url", help="mqtt://user:password@host:1883 (default: the local server's "
                         "SENSORCAST_MQTT_URL, whose login may publish for every device)")
     args = parser.parse_args(argv)
+    args.url = args.url or running_server(args.data)
     if args.devices < 1 or args.interval <= 0 or (args.rate is not None and args.rate <= 0):
         parser.error("--devices: at least 1; --interval and --rate: more than 0")
     url = urlsplit(args.url)
@@ -80,7 +85,7 @@ def main(argv=None):
             return 2
     else:
         try:
-            tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names)
+            tokens = dict.fromkeys(names, args.token) if args.token else local_tokens(names, args.data)
         except UNREACHABLE as error:
             print(f"simulator: cannot reach the local server's Redis ({error}): is `make run` running? "
                   "For another server, pass its device token with --token", file=sys.stderr)

@@ -1,6 +1,8 @@
 """Fixtures that give every test real parts: a real Redis server, the real app, real
 gunicorn processes, and an EventSource-like reader of ``/stream``."""
 import json
+import math
+import random
 import threading
 import time
 
@@ -11,6 +13,7 @@ from server import create_app
 from server.auth import issue_token
 from server.connections import client_for, connect
 from server.embedded_redis import EmbeddedRedis
+from server.store import device_readings
 from tools.redis_cluster import RedisCluster
 from tools.run import ServerProcess
 
@@ -185,12 +188,15 @@ class FollowingBrowser:
     refused, sending the last id it saw as ``Last-Event-ID``, and keeps every reading's event
     id (``ids``) and its device and own id (``readings``: in a cluster, not the event id).
     ``watching`` is set once its first stream is open: the server sends a stream's headers
-    only once its hub receives live events, so nothing published after it is missed."""
+    only once its hub receives live events, so nothing published after it is missed. With
+    ``hang_up``, it closes each stream itself after a random while of up to that many
+    seconds once it has an id (a phone on a flaky network), reconnecting at once."""
 
     retry_seconds = 0.2
 
-    def __init__(self, url):
+    def __init__(self, url, hang_up=None):
         self.url = url
+        self.hang_up = hang_up
         self.ids = []
         self.readings = []
         self.stopping = False
@@ -200,18 +206,23 @@ class FollowingBrowser:
     def _follow(self):
         while not self.stopping:
             headers = {"Last-Event-ID": self.ids[-1]} if self.ids else {}
+            hang_up_at = math.inf  # until it has an id to come back with, as the dashboard has from /api/devices
+            if self.hang_up and self.ids:
+                hang_up_at = time.monotonic() + random.uniform(0.01, self.hang_up)
             try:
                 stream = EventStream(self.url + "/stream", headers)
                 if stream.response.ok:
                     self.watching.set()
-                while not self.stopping and stream.response.ok:
+                while not self.stopping and stream.response.ok and time.monotonic() < hang_up_at:
                     event = stream.next_event()
                     if event.get("event") == "reading":
                         self.ids.append(event["id"])
                         self.readings.append((event["data"]["device"], event["data"].get("id", event["id"])))
+                stream.close()
             except (EOFError, requests.RequestException):
                 pass
-            time.sleep(self.retry_seconds)
+            if time.monotonic() < hang_up_at:
+                time.sleep(self.retry_seconds)
 
     def stop(self):
         self.stopping = True
@@ -219,11 +230,13 @@ class FollowingBrowser:
 
 class Device:
     """A device in a thread, as the firmware behaves: each reading has the next ``seq`` of
-    one boot and is posted again until the server takes it (a retry is stored once)."""
+    one boot and is posted again until the server takes it (a retry is stored once); with
+    ``batch``, that many readings a request, as a board sends what it buffered."""
 
-    def __init__(self, url, token):
+    def __init__(self, url, token, batch=1):
         self.url = url
         self.headers = {"Authorization": f"Bearer {token}"}
+        self.batch = batch
         self.accepted = 0
         self.stopping = False
         self.thread = threading.Thread(target=self._post, daemon=True)
@@ -231,10 +244,11 @@ class Device:
 
     def _post(self):
         while not self.stopping:
-            reading = {"temperature": 20 + self.accepted % 10, "boot": "chaos", "seq": self.accepted + 1}
+            readings = [{"temperature": 20 + n % 10, "boot": "chaos", "seq": n + 1}
+                        for n in range(self.accepted, self.accepted + self.batch)]
             try:
-                answer = requests.post(self.url + "/api/readings", json=reading, headers=self.headers, timeout=5)
-                self.accepted += answer.status_code == 201
+                answer = requests.post(self.url + "/api/readings", json=readings, headers=self.headers, timeout=5)
+                self.accepted += self.batch * (answer.status_code == 201)
             except requests.RequestException:
                 pass
             time.sleep(0.02)
@@ -246,6 +260,16 @@ class Device:
 
 def all_watching(browsers):
     return all(browser.watching.is_set() for browser in browsers)
+
+
+def assert_every_device_seen_once_by_each(redis_client, devices, browsers):
+    """Each browser got every stored reading of each device exactly once, in order."""
+    stored = {name: [entry_id for entry_id, _ in redis_client.xrange(device_readings(redis_client, name))]
+              for name in devices}
+    for browser in browsers:
+        eventually(lambda: len(browser.readings) >= sum(map(len, stored.values())), timeout=60)
+        browser.stop()
+        assert {name: [entry_id for device, entry_id in browser.readings if device == name] for name in devices} == stored
 
 
 def assert_each_reading_stored_once_and_seen_once(redis_client, device, browsers):

@@ -4,7 +4,7 @@ import socket
 
 from flask_sse import sse as stock_sse
 
-from tests.conftest import eventually
+from tests.conftest import Device, FollowingBrowser, assert_every_device_seen_once_by_each, eventually
 
 
 def open_raw_stream(server, source="127.0.0.1", receive_buffer=None, last_event_id=None):
@@ -146,3 +146,17 @@ def test_a_browser_within_the_replay_window_gets_no_reset(live_server, token_for
 
     assert browser.next_event()["event"] == "reading"
     eventually(lambda: live_server.health()["streams"] == 1)
+
+
+def test_phones_on_a_flaky_network_get_every_reading_of_a_busy_fleet_once(start_server, token_for, redis_client):
+    server = start_server(workers=2)  # a reconnect may reach the worker whose hub has heard less
+    tokens = {f"room-{n}": token_for(f"room-{n}") for n in range(6)}
+    phones = [FollowingBrowser(server.url, hang_up=0.2) for _ in range(6)]
+    eventually(lambda: all(phone.watching.is_set() for phone in phones))
+
+    devices = [Device(server.url, token, batch=5) for token in tokens.values()]
+    eventually(lambda: all(device.accepted >= 1000 for device in devices), timeout=120)
+    for device in devices:
+        device.stop()
+
+    assert_every_device_seen_once_by_each(redis_client, tokens, phones)

@@ -125,7 +125,7 @@ def test_a_reconnecting_browser_gets_exactly_what_it_missed_then_live(live_serve
     assert again.next_reading()["data"]["temperature"] == 5
 
 
-@pytest.mark.parametrize("foreign_id", ["1764000000000-0_1764000000001-0", "abc", "0x1-0"])
+@pytest.mark.parametrize("foreign_id", ["1764000000000-0_1764000000001-0", "abc", "0x1-0", "9" * 5000])
 def test_a_browser_back_with_an_id_this_server_never_gave_is_told_to_reload_not_left_with_a_gap(
         live_server, token_for, foreign_id):
     token = token_for("kitchen")
@@ -137,6 +137,16 @@ def test_a_browser_back_with_an_id_this_server_never_gave_is_told_to_reload_not_
 
     assert reset == {"event": "reset", "data": {"oldest": newest}}  # nothing replayed: live from here
     assert browser.next_reading()["data"]["temperature"] == 2
+
+
+def test_a_browser_back_from_beyond_the_newest_reading_gets_the_next_ones_live(live_server, token_for):
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 1})
+
+    browser = live_server.stream(**{"Last-Event-ID": f"{2**64 - 1}-{2**64 - 1}"})  # the largest id there is
+    live_server.post("/api/readings", token, json={"temperature": 2})
+
+    assert browser.next_event()["data"]["temperature"] == 2  # nothing replayed, no reset, not closed
 
 
 def test_a_first_seen_device_is_announced(live_server, token_for):

@@ -47,15 +47,14 @@ def test_the_simulator_and_the_firmware_send_the_same_payload(tmp_path):
 
 def test_a_local_run_makes_its_own_tokens_once(redis_server, redis_client, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
 
-    first = cli.local_tokens(["sim-1", "sim-2"])
-    again = cli.local_tokens(["sim-1", "sim-2"])
+    first = cli.local_tokens(["sim-1", "sim-2"], tmp_path)
+    again = cli.local_tokens(["sim-1", "sim-2"], tmp_path)
 
     assert first == again
     assert [token_device(redis_client, first[name]) for name in first] == ["sim-1", "sim-2"]
-    cli.local_tokens(["sim-1"])  # a run of fewer devices keeps the others' tokens for the next
-    assert cli.local_tokens(["sim-1", "sim-2"]) == first
+    cli.local_tokens(["sim-1"], tmp_path)  # a run of fewer devices keeps the others' tokens for the next
+    assert cli.local_tokens(["sim-1", "sim-2"], tmp_path) == first
 
 
 @needs_mosquitto
@@ -150,10 +149,9 @@ def test_a_login_the_broker_refuses_stops_the_run_with_a_message(broker, capsys)
 def test_a_device_whose_token_is_revoked_stops_while_the_others_go_on(live_server, redis_server, redis_client,
                                                                       monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
     run = {}
     simulator = threading.Thread(target=lambda: run.update(code=cli.main([
-        "--url", live_server.url, "--devices", "2", "--interval", "0.2", "--duration", "8", "--seed", "4"])))
+        "--url", live_server.url, "--data", str(tmp_path), "--devices", "2", "--interval", "0.2", "--duration", "8", "--seed", "4"])))
     simulator.start()
     eventually(lambda: live_server.history("sim-2"))
 

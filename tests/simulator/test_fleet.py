@@ -179,9 +179,8 @@ def test_settings_that_cannot_work_are_refused_at_start(arguments, capsys):
 
 def test_a_local_run_without_make_run_says_so_in_a_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")  # nothing listens there
-    monkeypatch.setattr(cli, "TOKENS_FILE", tmp_path / "tokens.json")
 
-    assert cli.main(["--url", URL, "--duration", "0"]) == 2
+    assert cli.main(["--url", URL, "--duration", "0", "--data", str(tmp_path)]) == 2
 
     said = capsys.readouterr().err
     assert "cannot reach the local server's Redis" in said and "is `make run` running?" in said

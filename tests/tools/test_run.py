@@ -182,8 +182,7 @@ def test_make_run_on_a_cluster_starts_no_redis_of_its_own_and_its_hints_and_simu
         assert f"SENSORCAST_REDIS_CLUSTER={cluster.nodes} .venv/bin/flask --app server viewers add NAME" in stack.log()
 
         monkeypatch.setenv("SENSORCAST_REDIS_CLUSTER", cluster.nodes)  # as make simulate beside it has
-        monkeypatch.setattr(simulator_cli, "TOKENS_FILE", tmp_path / "tokens.json")
-        tokens = simulator_cli.local_tokens(["sim-1", "sim-2"])
+        tokens = simulator_cli.local_tokens(["sim-1", "sim-2"], tmp_path)
         assert [stack_post(stack, token) for token in tokens.values()] == [201, 201]
     finally:
         stack.stop()
