@@ -23,12 +23,16 @@ class RedisCluster:
         self.log = (folder / "redis.log").open("w")
         self.ports = [_node_port() for _ in range(primaries * (1 + replicas))]
         self.processes = {port: self._start(port, fresh=True) for port in self.ports}
-        for port in self.ports:
-            wait_for(lambda: answers(port), "a Redis Cluster node starting (see its redis.log)")
-        subprocess.run([str(CLI_BINARY), "--cluster", "create", *self.nodes.split(","),
-                        "--cluster-replicas", str(replicas), "--cluster-yes"],
-                       check=True, stdout=self.log, stderr=self.log, timeout=60)
-        wait_for(self._ready, "the Redis Cluster coming up (see its redis.log)")
+        try:
+            for port in self.ports:
+                wait_for(lambda: answers(port), "a Redis Cluster node starting (see its redis.log)")
+            subprocess.run([str(CLI_BINARY), "--cluster", "create", *self.nodes.split(","),
+                            "--cluster-replicas", str(replicas), "--cluster-yes"],
+                           check=True, stdout=self.log, stderr=self.log, timeout=60)
+            wait_for(self._ready, "the Redis Cluster coming up (see its redis.log)")
+        except BaseException:  # no node is left running behind a cluster that never came up
+            self.stop()
+            raise
 
     @property
     def nodes(self):
