@@ -72,9 +72,10 @@ class Gap:
                 return self.shards.index(str(event.data.get("device", ""))), entry
         return None
 
-    def is_new(self, event):
-        """Whether a live event still belongs in the feed (the last fill did not have it)."""
-        key, entry = self._stream_entry(event)
+    def is_new(self, event, reading=None):
+        """Whether a live event still belongs in the feed (the last fill did not have it);
+        ``reading``: its ``entry_of``, for a reading."""
+        key, entry = self._stream_entry(event, reading)
         if entry is None or self.newest is None:
             return True
         if key in self.filled and entry <= self.filled[key]:
@@ -108,18 +109,15 @@ class Gap:
                     start = "(" + page[-1][0]
                 if len(page) < PAGE:
                     break
-        channel.position = self.position()
         return size <= self.max_bytes
 
-    def _stream_entry(self, event):
+    def _stream_entry(self, event, reading):
         """The stream, and the entry's id there, that a live event came from; None for others."""
-        if not isinstance(event.data, dict):
-            return None, None
-        device = str(event.data.get("device", ""))
-        if event.type == "reading":
-            return self.readings[self.shards.index(device)], stream_id(event.id)
-        if event.type == "alert":
-            return self.alerts[self.shards.index(device)], stream_id(event.data.get("id"))
+        if reading:
+            shard, entry = reading
+            return self.readings[shard], entry
+        if event.type == "alert" and isinstance(event.data, dict):
+            return self.alerts[self.shards.index(str(event.data.get("device", "")))], stream_id(event.data.get("id"))
         return None, None
 
     def _newest(self, key):

@@ -26,7 +26,7 @@ from flask import Blueprint, Response, abort, current_app, request, stream_with_
 from . import rollups
 from .connections import get_redis
 from .readings import DEVICE_ID, METRICS, NOT_METRICS
-from .store import device_key, device_readings, stream_id
+from .store import device_key, device_readings, pages, stream_id
 from .viewers import viewer_required
 
 bp = Blueprint("history", __name__)
@@ -37,17 +37,6 @@ MAX_BUCKETS = 2000
 RAW_READINGS = 6000  # readings read at most for buckets narrower than any slot that reaches back to them
 LAST_FILE_TIME = 253402300799  # 9999-12-31 23:59:59, the last time a datetime holds
 LAST_SECOND = 2**63 / 1000  # where stream ids end, near enough: any later time means "ever"
-
-
-def pages(client, key, start, end):
-    """The entries of stream ``key`` from ``start`` to ``end`` (XRANGE bounds), page by page."""
-    while True:
-        page = client.xrange(key, start, end, count=PAGE)
-        if page:
-            yield page
-        if len(page) < PAGE:
-            return
-        start = "(" + page[-1][0]
 
 
 def seconds(bound, default):
@@ -87,7 +76,7 @@ def measured(client, device, since, until, end="+", most=math.inf):
     has read more than ``most``."""
     start = f"{max(0, int((since - current_app.config['MAX_FUTURE']) * 1000))}"
     read = 0
-    for page in pages(client, device_readings(client, device), start, end):
+    for page in pages(client, device_readings(client, device), start, end, count=PAGE):
         read += len(page)
         if read > most:
             raise TooManyReadings(f"more than {most} readings from {start}")

@@ -221,13 +221,14 @@ class Hub:
                 return
             if channel.name != CHANNEL:
                 channel.append(None, str(event).encode(), time.monotonic())
-            elif self.gap.is_new(event):
-                self._append_live(channel, event)
+                return
+            entry = self.gap.entry_of(event)
+            if self.gap.is_new(event, entry):
+                self._append_live(channel, event, entry)
 
-    def _append_live(self, channel, event):
-        """A live event into the readings' feed; a reading's id becomes where the feed
-        stands once it is sent (positions.py)."""
-        entry = self.gap.entry_of(event)
+    def _append_live(self, channel, event, entry):
+        """A live event into the readings' feed; a reading's (``entry``: its shard and entry
+        id) id becomes where the feed stands once it is sent (positions.py)."""
         if entry is None:
             channel.append(None, str(event).encode(), time.monotonic())
             return

@@ -6,6 +6,7 @@ event id and its place in the history never disagree, however large the batch.
 """
 
 import heapq
+import itertools
 
 import redis
 
@@ -66,21 +67,27 @@ def known_devices(client):
 def entries(client, name, newest_first=False, page=500):
     """The entries of each shard's stream ``name`` merged in id order (oldest first, unless
     ``newest_first``), read a page at a time."""
-    return heapq.merge(*(_pages(client, key, newest_first, page) for key in shards_of(client).each(name)),
+    return heapq.merge(*(itertools.chain.from_iterable(pages(client, key, count=page, newest_first=newest_first))
+                         for key in shards_of(client).each(name)),
                        key=lambda entry: stream_id(entry[0]), reverse=newest_first)
 
 
-def _pages(client, key, newest_first, size):
-    bound = "+" if newest_first else "-"
+def pages(client, key, start="-", end="+", count=500, newest_first=False):
+    """The entries of stream ``key`` from ``start`` to ``end`` (XRANGE bounds), ``count`` a
+    page, page by page (from ``end`` back to ``start`` if ``newest_first``)."""
     while True:
         if newest_first:
-            page = client.xrevrange(key, bound, "-", count=size)
+            page = client.xrevrange(key, end, start, count=count)
         else:
-            page = client.xrange(key, bound, "+", count=size)
-        yield from page
-        if len(page) < size:
+            page = client.xrange(key, start, end, count=count)
+        if page:
+            yield page
+        if len(page) < count:
             return
-        bound = "(" + page[-1][0]
+        if newest_first:
+            end = "(" + page[-1][0]
+        else:
+            start = "(" + page[-1][0]
 
 
 def stream_id(text):

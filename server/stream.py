@@ -25,7 +25,7 @@ from .gap import reading_event
 from .hub import Hub, StreamLimit
 from .positions import NOTHING, Position
 from .shards import shards_of
-from .store import CHANNEL, READINGS, stream_id
+from .store import CHANNEL, READINGS, pages, stream_id
 from .viewers import get_accounts, session_access, viewer_required
 
 REPLAY_PAGE = 100
@@ -105,13 +105,9 @@ def replay(client, last_event_id, most):
 
 def _entries(client, shard, key, start):
     """Shard ``shard``'s readings from ``start`` on, read a page at a time."""
-    while True:
-        page = client.xrange(key, start, "+", count=REPLAY_PAGE)
+    for page in pages(client, key, start, count=REPLAY_PAGE):
         for entry_id, fields in page:
             yield shard, stream_id(entry_id), entry_id, fields
-        if len(page) < REPLAY_PAGE:
-            return
-        start = "(" + page[-1][0]
 
 
 def newest_position(client):
