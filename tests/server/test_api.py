@@ -67,6 +67,21 @@ def test_the_dashboard_page_is_served_with_its_chart_library(client):
     assert client.get("/static/vendor/uPlot.iife.min.js").status_code == 200
 
 
+def test_pages_carry_the_content_security_policy_and_a_device_s_answers_do_not(client, token_for):
+    """A board reads every header line whole into a heap of a few KB: the policy rules no JSON."""
+    device = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    page, icon = client.get("/"), client.get("/static/favicon.svg")
+    upload = client.post("/api/readings", json={"temperature": 20}, headers=device)
+    update_check = client.get("/api/firmware?fw=0.1.0", headers=device)
+
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in icon.headers["Content-Security-Policy"]
+    assert (upload.status_code, update_check.status_code) == (201, 204)
+    for answer in (page, icon, upload, update_check):
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in upload.headers and "Content-Security-Policy" not in update_check.headers
+
+
 @pytest.mark.parametrize("query, field", [("limit=abc", "limit"), ("limit=0", "limit"), ("limit=1e3", "limit"),
                                           ("buckets=x", "buckets"), ("buckets=99999", "buckets"),
                                           ("since=18446744073709551615-18446744073709551615", "since")])
