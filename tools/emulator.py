@@ -36,16 +36,20 @@ AGENT = (pathlib.Path(__file__).parent / "repl_agent.py").read_text()  # the REP
 
 def micropython_env(flash, hardware_file, extra_path=(), **variables):
     """The environment that puts the host fakes in front of the board's files, and MicroPython's
-    path as a board's: its flash, .frozen, then its /lib. That is "lib", relative to the flash
-    MicroPython runs in (its working directory): a short entry, as on a board, for every import
-    builds its paths in the heap. The fakes, which are C on a board, are reached as short
-    "../fakes" (linked beside the flash), so the heap they take is the same wherever the checkout is."""
+    path as a board's: its flash, .frozen, then its /lib. The flash is the working directory
+    MicroPython runs in, which is '' at the head of its path (as on a board), and /lib is "lib",
+    relative to it: short entries, as on a board, for MicroPython keeps each entry of its path
+    in the heap and every import builds paths there. The fakes, which are C on a board, are
+    reached as short "../fakes" (linked beside the flash), and their hardware file by its path from
+    the flash (which the fakes open at every read). So the heap a node takes is the same
+    wherever the checkout and the test's folder are (the folder's path in the path had cut up
+    the MQTT node's heap differently in a parallel run, whose folders are 10 characters longer)."""
     fakes = pathlib.Path(flash).parent / "fakes"
     if not fakes.is_symlink():
         fakes.symlink_to(FAKES)
-    path = [*extra_path, "../fakes", flash, ".frozen", "lib"]
-    return dict(os.environ, MICROPYPATH=":".join(map(str, path)), FAKE_HARDWARE=str(hardware_file),
-                **variables)
+    path = [*extra_path, "../fakes", ".frozen", "lib"]
+    return dict(os.environ, MICROPYPATH=":".join(map(str, path)),
+                FAKE_HARDWARE=os.path.relpath(hardware_file, flash), **variables)
 
 
 RUN_MAIN = "try:\n    import boot\nexcept ImportError:\n    pass\nimport main\n"

@@ -8,7 +8,7 @@ os.umount("/")
 os.mount(os.VfsPosix(flash), "/")  # the flash folder becomes the board's root ...
 os.mount(os.VfsPosix("/"), "/host")  # ... and the fakes reach their hardware file from /host
 os.chdir("/")
-os.putenv("FAKE_HARDWARE", "/host" + os.getenv("FAKE_HARDWARE"))
+os.putenv("FAKE_HARDWARE", "/host" + flash + "/" + os.getenv("FAKE_HARDWARE"))  # given from the flash
 os.putenv("FAKE_WATCHDOG", "/host" + os.getenv("FAKE_WATCHDOG"))
 sys.path[:] = ["", "/lib", ".frozen"]
 namespace = {"__name__": "__main__"}
