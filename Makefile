@@ -45,5 +45,6 @@ monitor: $(SETUP)  ## the board's serial log: PORT=…
 emulate: $(SETUP)  ## emulated boards for the targets above: [BOARDS=2] [EMULATE_PORT=4000, the first's; default: any free]
 	$(PY) -m tools.emulator --boards $(or $(BOARDS),1) --port $(or $(EMULATE_PORT),0)
 
-test: $(SETUP)  ## run every test (TEST_ARGS="-n auto --dist loadfile": a file at a time on each core)
+TEST_ARGS ?= -n auto --dist loadfile
+test: $(SETUP)  ## run every test, a file at a time on each core (TEST_ARGS="" runs them one by one)
 	$(PY) -m pytest $(TEST_ARGS)
