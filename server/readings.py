@@ -14,6 +14,7 @@ Names are matched whole (a pattern's ``$`` would let a trailing newline through)
 board cannot import this: ``firmware/settings.py`` keeps its own device rule, which
 ``tests/firmware`` holds to the same cases.
 """
+import functools
 import json
 import math
 import re
@@ -80,72 +81,104 @@ def validate(payload, now, max_batch, max_future, device=None):
         raise InvalidReading("body", "an empty batch holds no reading")
     if len(batch) > max_batch:
         raise InvalidReading("body", f"a batch holds at most {max_batch} readings")
-    prefix = "[{}]." if isinstance(payload, list) else ""
-    return [_validate_one(item, prefix.format(i), now, max_future, device)
-            for i, item in enumerate(batch)]
+    readings = []
+    for i, item in enumerate(batch):
+        try:
+            readings.append(_validate_one(item, now, max_future, device))
+        except _Refused as refused:
+            where = f"[{i}]" if isinstance(payload, list) else ""
+            field = ".".join(part for part in (where, refused.field) if part) or "body"
+            raise InvalidReading(field, refused.message) from None
+    return readings
 
 
-def _validate_one(item, where, now, max_future, bound_device):
-    if not isinstance(item, dict):
-        raise InvalidReading(where.rstrip(".") or "body", "a reading is a JSON object")
+class _Refused(Exception):
+    """A reading refused at ``field`` within it ("" for the whole reading): ``validate``
+    says where in the payload that is."""
+
+    def __init__(self, field, message):
+        super().__init__(field, message)
+        self.field, self.message = field, message
+
+
+def _validate_one(item, now, max_future, bound_device):
+    """The clean reading: every upload's every reading passes here, so the common case
+    (known metric names, plain numbers) costs a few dictionary lookups."""
+    if type(item) is not dict:
+        raise _Refused("", "a reading is a JSON object")
     reading = dict(item)
     device = reading.setdefault("device", bound_device)
     if not isinstance(device, str) or not DEVICE_ID.match(device):
-        raise InvalidReading(where + "device", "must be 1-32 characters of a-z 0-9 _ -")
+        raise _Refused("device", "must be 1-32 characters of a-z 0-9 _ -")
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
-    _check_text(reading, where, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
-    _check_text(reading, where, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
-    if "seq" in reading and not (is_number(reading["seq"]) and reading["seq"] == int(reading["seq"])
-                                 and 0 <= reading["seq"] < 2**53):
-        raise InvalidReading(where + "seq", "must be a whole number from 0")
+    _check_text(reading, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
+    _check_text(reading, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
     if "seq" in reading:
-        reading["seq"] = int(reading["seq"])
-    reading["ts"] = _timestamp(reading.get("ts"), where, now, max_future)
-    metrics = [name for name in reading if name not in FIELDS]
+        seq = reading["seq"]
+        if not (is_number(seq) and seq == int(seq) and 0 <= seq < 2**53):
+            raise _Refused("seq", "must be a whole number from 0")
+        reading["seq"] = int(seq)
+    reading["ts"] = _timestamp(reading.get("ts"), now, max_future)
+    metrics = 0
+    for name, value in item.items():
+        if name in FIELDS:
+            continue
+        metrics += 1
+        if metrics > MAX_METRICS:
+            raise _Refused("", f"at most {MAX_METRICS} metrics")
+        problem = _name_problem(name) or _value_problem(name, value)
+        if problem:
+            raise _Refused(name, problem)
     if not metrics:
-        raise InvalidReading(where.rstrip(".") or "body", "a reading needs at least one metric")
-    if len(metrics) > MAX_METRICS:
-        raise InvalidReading(where.rstrip(".") or "body", f"at most {MAX_METRICS} metrics")
-    for name in metrics:
-        _check_metric(name, reading[name], where)
+        raise _Refused("", "a reading needs at least one metric")
     return reading
 
 
-def _check_text(reading, where, field, pattern, rule):
+def _check_text(reading, field, pattern, rule):
     value = reading.get(field)
     if value is not None and not (isinstance(value, str) and pattern.match(value)):
-        raise InvalidReading(where + field, f"must be {rule}")
+        raise _Refused(field, f"must be {rule}")
     if value is None:
         reading.pop(field, None)
 
 
-def _timestamp(ts, where, now, max_future):
+def _timestamp(ts, now, max_future):
     if ts is None:
         return now
     if not is_number(ts):
-        raise InvalidReading(where + "ts", "must be Unix seconds")
+        raise _Refused("ts", "must be Unix seconds")
     if ts > now + max_future:
-        raise InvalidReading(where + "ts", f"is more than {max_future:g} s in the future")
+        raise _Refused("ts", f"is more than {max_future:g} s in the future")
     return ts if ts >= EARLIEST_SYNCED_TS else now
 
 
 def check_metric_name(name, field):
     """Raise ``InvalidReading`` (a ``ValueError``) for ``field`` unless ``name`` may name a metric."""
+    problem = _name_problem(name)
+    if problem:
+        raise InvalidReading(field, problem)
+
+
+@functools.lru_cache(maxsize=4096)  # the names a fleet sends, checked once each
+def _name_problem(name):
     if not METRIC_NAME.match(name):
-        raise InvalidReading(field, "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter")
+        return "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter"
     if name in RESERVED:
-        raise InvalidReading(field, "is reserved for the server's own fields, not a metric name")
+        return "is reserved for the server's own fields, not a metric name"
+    return None
 
 
-def _check_metric(name, value, where):
-    check_metric_name(name, where + name)
-    if not is_number(value) or abs(value) > LARGEST:
-        raise InvalidReading(where + name, f"must be a finite number of at most {LARGEST:g} either way")
-    if name in METRICS:
-        unit, low, high = METRICS[name]
-        if not low <= value <= high:
-            raise InvalidReading(where + name, f"{value:g} {unit} is outside {low:g}..{high:g}")
+def _value_problem(name, value):
+    """Why ``value`` is no value for metric ``name``, or None. A comparison with LARGEST
+    refuses infinities and NaN too, and an integer too large for a double."""
+    if type(value) not in (int, float) or not -LARGEST <= value <= LARGEST:
+        return f"must be a finite number of at most {LARGEST:g} either way"
+    limits = METRICS.get(name)
+    if limits and not limits[1] <= value <= limits[2]:
+        unit, low, high = limits
+        return f"{value:g} {unit} is outside {low:g}..{high:g}"
+    return None
 
 
 def is_number(value):

@@ -336,13 +336,20 @@ def _row(reading):
     texts written out directly: validate() lets through only names, devices and firmware
     versions of ``A-Za-z0-9_.+-`` (nothing to escape) and finite numbers (no bool), whose
     repr is their JSON."""
-    texts = [(name, value if name in STRING_FIELDS else repr(value))
-             for name, value in reading.items() if name not in PRIVATE]
-    shown = ",".join(f'"{name}":"{text}"' if name in STRING_FIELDS else f'"{name}":{text}' for name, text in texts)
-    row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(part for pair in texts for part in pair))
+    fields, shown = [], []
+    for name, value in reading.items():
+        if name in STRING_FIELDS:
+            if name not in PRIVATE:
+                fields += (name, value)
+                shown.append(f'"{name}":"{value}"')
+        else:
+            text = repr(value)
+            fields += (name, text)
+            shown.append(f'"{name}":{text}')
+    row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(fields))
     if "seq" in reading and "boot" in reading:
         row += ',"seq":%d,"boot":"%s","slot":[%d,%d,%d,%d]' % (reading["seq"], reading["boot"], *slot_of(reading))
-    return row + "}", "{%s}" % shown
+    return row + "}", "{%s}" % ",".join(shown)
 
 
 def mark_offline(client, cutoff):
