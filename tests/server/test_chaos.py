@@ -2,6 +2,7 @@
 restarts, browsers come and go by the thousand. Every accepted reading still reaches
 every browser exactly once, and nothing leaks."""
 import pathlib
+import select
 
 import pytest
 
@@ -65,3 +66,15 @@ def test_browsers_coming_and_going_by_the_thousand_leak_nothing(start_server, re
     servers = [client for client in redis_client.client_list() if client["id"] not in others]
     assert len(servers) <= 4 + 1  # its pool at most (the hub's subscription included), and the duties' one
     assert worker_rss_kb(server) - rss < 2048
+
+
+def test_a_connection_put_back_with_an_answer_unread_is_never_handed_out_as_clean(redis_client):
+    """A request cut off between its command and the answer (a client that hung up) must
+    not leave that answer for the next request to read as its own."""
+    pool = redis_client.connection_pool
+    connection = pool.get_connection()
+    connection.send_command("SET", "answered", "1")
+    select.select([connection._sock], [], [], 10)  # the answer, "OK", is in the socket
+    pool.release(connection)
+
+    assert redis_client.get("answered") == "1"
