@@ -17,6 +17,7 @@ would cost more than the rest of the request. Everything else about an upload (a
 this process has not seen, a body that is not clean JSON, any refusal, Redis away) is
 left to the routes below, which answer it as if there were no fast path.
 """
+import json
 import time
 
 import redis
@@ -109,7 +110,7 @@ class FastUploads:
         answer = self.stored(environ) if self.takes(environ) else None
         if answer is None:
             return self.wsgi_app(environ, start_response)
-        body = (self.app.json.dumps(answer, separators=(",", ":")) + "\n").encode()  # as Flask's answers
+        body = (json.dumps(answer, separators=(",", ":"), sort_keys=True) + "\n").encode()  # as Flask's answers
         start_response("201 CREATED", [*self.headers, ("Content-Length", str(len(body)))])
         return [body]
 
