@@ -19,7 +19,7 @@ from flask import Blueprint, abort, current_app, request
 from .connections import Cluster, get_redis
 from .devices import labels
 from .firmware import TARGETS, UPDATE_STATE, target
-from .history import MAX_BUCKETS, bucketed
+from .history import MAX_BUCKETS, bucketed, seconds
 from .readings import decode_fields
 from .store import device_key, device_readings, known_devices, last_seen, meta_key, stream_id, thresholds_key
 from .stream import get_hub, newest_position
@@ -67,6 +67,8 @@ def device_history(device):
     if "buckets" in request.args:
         return bucketed(client, device, whole_number("buckets", 0, MAX_BUCKETS))
     limit = whole_number("limit", 500, MAX_LIMIT)
+    if {"since", "until"} <= request.args.keys() and seconds("until", None) < seconds("since", None):
+        abort(400, "until: must be after since")
     try:
         newest_first = client.xrevrange(device_readings(client, device), _bound("until", "+", ""),
                                         _bound("since", "-", "("), count=limit)

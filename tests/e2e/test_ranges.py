@@ -103,6 +103,19 @@ def test_a_custom_range_that_ends_before_it_starts_is_explained(live_server, tok
     expect(chart).to_have_attribute("data-range", "custom")
 
 
+def test_an_address_whose_from_is_after_its_to_shows_the_span_between_them(live_server, token_for, browser_page):
+    now = time.time()
+    seed_fleet(live_server, token_for, ["kitchen"])
+
+    with browser_page.expect_request(BUCKETED) as asked:
+        browser_page.goto(live_server.url + f"/?from={int(now - HOUR)}&to={int(now - 3 * HOUR)}")
+
+    since, until = map(float, BUCKETED.search(asked.value.url).groups())
+    assert (since, until) == (int(now - 3 * HOUR), int(now - HOUR))
+    expect(browser_page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-range", "custom")
+    assert "from=" in browser_page.url and browser_page.get_by_label("Range").input_value() == "custom"
+
+
 def test_the_custom_range_message_keeps_the_header_on_one_line_at_a_desk(live_server, token_for, open_page):
     seed_fleet(live_server, token_for, ["kitchen"])
     page = open_page(viewport={"width": 1280, "height": 900})

@@ -17,11 +17,12 @@ const SPANS = { live: LIVE_SPAN, "1h": 3600, "24h": 86400, "7d": 604800 };
 const SLIDE_AT_LEAST = 60; // seconds between fetches of a sliding range, at most
 const weights = new WeakMap(); // a bucket's count of readings, for live readings added to it (1 if fetched)
 
-// A range from a page address's query, or null for none.
+// A range from a page address's query, or null for none. A From after its To (an address
+// typed or edited by hand) is the span between them, not a range ignored.
 function fromAddress(search) {
   const query = new URLSearchParams(search);
   const seconds = (text) => (/^\d+(\.\d+)?$/.test(text) ? Number(text) : Date.parse(text) / 1000);
-  const [since, until] = ["from", "to"].map((name) => seconds(query.get(name) ?? ""));
+  const [since, until] = ["from", "to"].map((name) => seconds(query.get(name) ?? "")).sort((a, b) => a - b);
   if (since < until) return { name: "custom", since, until };
   return Object.hasOwn(SPANS, query.get("range")) ? { name: query.get("range") } : null;
 }
