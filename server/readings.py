@@ -61,11 +61,14 @@ class InvalidReading(ValueError):
 
 
 def parse_json(body):
-    """A request body's JSON, or ``InvalidReading`` for anything else (nesting too deep too)."""
+    """A request body's JSON, or ``InvalidReading`` for anything else (nesting too deep, a
+    number too long to read, too)."""
     try:
         return json.loads(body)
-    except ValueError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidReading("body", f"not valid JSON ({error})") from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits, nor should it
+        raise InvalidReading("body", "a number has too many digits") from None
     except RecursionError:
         raise InvalidReading("body", "nested too deeply") from None
 

@@ -108,6 +108,15 @@ def test_a_hundred_thousand_brackets_are_refused_not_a_crash(fuzzed):
     assert answer.status_code == 400 and "nested too deeply" in answer.json["error"]
 
 
+def test_a_number_of_five_thousand_digits_is_refused_in_our_words(fuzzed):
+    client, token = fuzzed
+
+    answer = client.post("/api/readings", data='{"temperature": %s}' % ("9" * 5000), content_type="application/json",
+                         headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 400 and answer.json["error"] == "body: a number has too many digits"
+
+
 @pytest.mark.parametrize("reading, field", [({"temperature": 20, "y\n": 1}, "y\n"),
                                             ({"device": "kitchen\n", "temperature": 20}, "device"),
                                             ({"temperature": 20, "boot": "ab\n"}, "boot"),
