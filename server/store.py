@@ -296,7 +296,8 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     call: ``TokenRevoked`` if it no longer writes as the readings' device; over MQTT, if the
     device's tokens were revoked (``REVOKED_DEVICES``).
     """
-    rows, shown = zip(*map(_row, readings))
+    now_text = repr(now)
+    rows, shown = zip(*(_row(reading, now, now_text) for reading in readings))
     script = _script(client, _ADD_READINGS)
     shards = shards_of(client)
     if len(shards.prefixes) > 1 and len({reading["device"] for reading in readings}) > 1:
@@ -331,11 +332,12 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
     return ids, {"boot": boot, "seq": int(seq)}
 
 
-def _row(reading):
+def _row(reading, now, now_text):
     """The script's view of a clean reading, and the reading as its event shows it, as JSON
     texts written out directly: validate() lets through only names, devices and firmware
     versions of ``A-Za-z0-9_.+-`` (nothing to escape) and finite numbers (no bool), whose
-    repr is their JSON."""
+    repr is their JSON. A reading without a time of its own has ``now`` (validate), whose
+    text ``now_text`` is made once for the request: a float's repr is half of a row's cost."""
     fields, shown = [], []
     for name, value in reading.items():
         if name in STRING_FIELDS:
@@ -343,7 +345,7 @@ def _row(reading):
                 fields += (name, value)
                 shown.append(f'"{name}":"{value}"')
         else:
-            text = repr(value)
+            text = now_text if value is now else repr(value)
             fields += (name, text)
             shown.append(f'"{name}":{text}')
     row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(fields))
