@@ -115,14 +115,16 @@ def _validate_one(item, now, max_future, bound_device):
         raise _Refused("device", "must be 1-32 characters of a-z 0-9 _ -")
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
-    _check_text(reading, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
-    _check_text(reading, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
+    if "boot" in reading:
+        _check_text(reading, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
+    if "fw" in reading:
+        _check_text(reading, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
     if "seq" in reading:
         seq = reading["seq"]
         if not (is_number(seq) and seq == int(seq) and 0 <= seq < 2**53):
             raise _Refused("seq", "must be a whole number from 0")
         reading["seq"] = int(seq)
-    reading["ts"] = _timestamp(reading.get("ts"), now, max_future)
+    reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
     for name, value in item.items():
         if name in FIELDS:
