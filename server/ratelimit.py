@@ -6,6 +6,7 @@ a limit costs no round trip of its own and holds across every process and instan
 A device told to wait is refused again by the process that told it (``refuse_if_waiting``)
 until the wait is over, before its body is even read: a leaked token posting large batches
 as fast as it can costs the server no more than a stranger's unknown token does."""
+import math
 import time
 
 from flask import current_app
@@ -46,7 +47,7 @@ class RateLimited(Exception):
     ``READINGS_BURST``."""
 
     def __init__(self, retry_after):
-        super().__init__(f"too many requests from this device; retry in {retry_after:.1f} s")
+        super().__init__(f"too many requests from this device; retry in {math.ceil(retry_after)} s")  # as Retry-After
         self.retry_after = retry_after
 
 

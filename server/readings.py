@@ -204,5 +204,6 @@ def decode_fields(fields):
 
 
 def _number(text):
-    number = float(text)
-    return int(number) if number.is_integer() and "." not in text and "e" not in text else number
+    """A metric's number as it was sent: a whole number of any size stays exact (a double
+    holds none past 2**53), as its event showed it."""
+    return int(text) if text.lstrip("-").isdigit() else float(text)

@@ -15,6 +15,10 @@ most 24 KB a device. A reading of the latest boot at or below the highest seq is
 - stored when its slot holds no reading of that boot and seq: a seq nobody sent yet, so
   a reading planted ahead makes none of the board's next ones a "duplicate";
 - a retry when it is ``WINDOW`` or more below the highest seq: too old to tell.
+
+A reading of an earlier boot (a batch that spans a reboot, sent again) is a retry or a
+conflict by its slot in the same way, and stored when its slot has moved on. Two readings
+of one request at the same boot and seq with other values are a conflict too.
 """
 import hashlib
 
@@ -46,8 +50,11 @@ def slot_of(reading):
 # 'retry' or 'conflict'; ``keep_seq(r)`` notes a stored reading in its slot.
 SEQS = f"""
 local function seen(r, known)
-  if not (r.slot and known[1] == r.boot and known[2] and tonumber(known[2]) >= r.seq) then return 'new' end
-  if tonumber(known[2]) - r.seq >= {WINDOW} then return 'retry' end
+  if not r.slot then return 'new' end
+  if known[1] == r.boot then
+    if not (known[2] and tonumber(known[2]) >= r.seq) then return 'new' end
+    if tonumber(known[2]) - r.seq >= {WINDOW} then return 'retry' end
+  end
   local at = 3 * r.slot[1]
   local held = redis.call('BITFIELD', P .. 'seqs:' .. r.device, 'GET', 'u32', '#' .. at,
     'GET', 'u32', '#' .. at + 1, 'GET', 'u32', '#' .. at + 2)

@@ -160,9 +160,14 @@ local function device_state(device)
   end
   return d
 end
+local in_request = {}  -- device, boot and seq -> the digest of the values this request has for them
 for _, r in ipairs(readings) do
   local d = device_state(r.device)
-  if seen(r, d.known) == 'conflict' then return {'conflict', r.boot, r.seq, d.known[2]} end
+  local at = r.slot and (r.device .. ' ' .. r.boot .. ' ' .. r.seq)
+  if seen(r, d.known) == 'conflict' or (at and (in_request[at] or r.slot[4]) ~= r.slot[4]) then
+    return {'conflict', r.boot, r.seq, d.known[1] == r.boot and d.known[2] or r.seq}
+  end
+  if at then in_request[at] = r.slot[4] end
 end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids, stored = {}, 0

@@ -51,6 +51,33 @@ def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
     assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 3
 
 
+def test_a_retried_batch_that_spans_a_reboot_is_stored_once(client, token_for, redis_client):
+    """The board sent its last reading of one boot and its first of the next together,
+    and never heard back: however often it sends them again, each is stored once."""
+    token = token_for("kitchen")
+    batch = [{"temperature": 20, "seq": 5, "boot": "before"}, {"temperature": 21, "seq": 1, "boot": "after"}]
+    assert post(client, batch, token).json["stored"] == 2
+
+    retries = [post(client, batch, token) for _ in range(3)]
+
+    assert [retry.json["duplicates"] for retry in retries] == [2, 2, 2]
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 2
+    changed = post(client, [dict(batch[0], temperature=30)], token)
+    assert changed.status_code == 409  # the earlier boot's seq 5 holds another reading
+
+
+def test_two_readings_of_one_request_at_one_boot_and_seq_are_a_conflict(client, token_for, redis_client):
+    token = token_for("kitchen")
+    batch = [{"temperature": 20, "seq": 7, "boot": "b1"}, {"temperature": 21, "seq": 7, "boot": "b1"}]
+
+    answers = [post(client, batch, token) for _ in range(2)]
+
+    assert [answer.status_code for answer in answers] == [409, 409]
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 0
+    same_twice = post(client, [batch[0], batch[0]], token)
+    assert same_twice.status_code == 201 and same_twice.json["duplicates"] == 1
+
+
 def test_a_retry_of_a_reading_stored_by_an_earlier_version_is_still_known(client, token_for, redis_client):
     """Earlier versions kept the digest of a reading's values as ``json.dumps`` sorts and
     writes them; a board's retry that spans an upgrade must still match it."""
@@ -453,3 +480,14 @@ def test_a_value_too_large_to_sum_into_the_charts_is_refused(client, token_for):
     answer = post(client, {"big": 1.7e308}, token_for("kitchen"))
 
     assert answer.status_code == 400 and "at most 1e+100" in answer.json["error"]
+
+
+def test_a_whole_number_past_what_a_double_holds_reads_back_as_it_was_sent(client, token_for):
+    token = token_for("kitchen")
+
+    assert post(client, {"count": 2**53 + 1, "temperature": 21}, token).status_code == 201
+
+    [reading] = client.get("/api/devices/kitchen/readings").json["readings"]
+    assert reading["count"] == 2**53 + 1 and reading["temperature"] == 21
+    [device] = client.get("/api/devices").json["devices"]
+    assert device["count"] == 2**53 + 1
