@@ -143,10 +143,12 @@ class _QuickCheck:
     """Before each command the pool checks that its connection holds no unread answer,
     by polling the socket without waiting. Under gevent that poll goes round the event
     loop (about 50 µs, a tenth of an upload); the system's own poll says the same in 2.
-    Only when it finds something (data, or the server gone) is redis-py's check asked."""
+    Only when it finds something (data, or the server gone), or when hiredis's reader holds
+    bytes read but not yet parsed (a subscription's next messages), is redis-py's check asked."""
 
     def can_read(self, timeout=0):
-        if timeout == 0 and self._sock is not None:
+        reader = getattr(self._parser, "_reader", None)
+        if timeout == 0 and self._sock is not None and reader is not None and not reader.has_data():
             poller = _os_poll()
             poller.register(self._sock, select.POLLIN)
             if not poller.poll(0):
