@@ -13,6 +13,7 @@ then excludes that id, for paging); each reading carries its own measured ``ts``
 import json
 import time
 
+import gevent
 import redis
 from flask import Blueprint, abort, current_app, request
 
@@ -28,6 +29,7 @@ from .viewers import viewer_required
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 10000
+HEALTH_SECONDS = 2  # how long /healthz waits for Redis
 
 
 @bp.get("/api/devices")
@@ -109,10 +111,7 @@ def _bound(name, default, exclusive):
         return default
     if stream_id(value):
         return exclusive + value
-    try:
-        return str(min(max(0, int(float(value) * 1000)), 2**64 - 1))
-    except (ValueError, OverflowError):
-        abort(400, f"{name}: must be Unix seconds or a stream id")
+    return str(int(seconds(name, None) * 1000))
 
 
 @bp.get("/healthz")
@@ -121,14 +120,16 @@ def healthz():
     on a cluster, every slot has a primary, and "full" when one is); ``streams`` counts this
     process's open live streams; ``mqtt`` (with ``MQTT_URL`` set) says whether this
     process's MQTT client is connected: "down" is no failure, since HTTP uploads go on
-    meanwhile."""
+    meanwhile. A Redis that does not answer within ``HEALTH_SECONDS`` is as away: a
+    monitor's probe, often of a second or two, gets its 503 rather than a hang."""
     client = get_redis()
-    if isinstance(client, Cluster):
-        if client.cluster_info()["cluster_state"] != "ok":
-            raise redis.exceptions.ClusterDownError("the Redis Cluster is down: some of its slots have no primary")
-        memories = client.info("memory", target_nodes=client.PRIMARIES).values()
-    else:
-        memories = [client.info("memory")]
+    with gevent.Timeout(HEALTH_SECONDS, redis.exceptions.TimeoutError(f"no answer within {HEALTH_SECONDS} s")):
+        if isinstance(client, Cluster):
+            if client.cluster_info()["cluster_state"] != "ok":
+                raise redis.exceptions.ClusterDownError("the Redis Cluster is down: some of its slots have no primary")
+            memories = client.info("memory", target_nodes=client.PRIMARIES).values()
+        else:
+            memories = [client.info("memory")]
     full = any(0 < memory["maxmemory"] <= memory["used_memory"] for memory in memories)
     health = {"status": "full" if full else "ok", "streams": get_hub().client_count()}
     mqtt = current_app.extensions["sensorcast.duties"].mqtt_state()

@@ -97,6 +97,16 @@ def authenticate(cached=False):
     return device
 
 
+def confirm_token():
+    """Refusing a request whose token this process knew (``authenticate(cached=True)``)
+    before any Redis call checked it: first ask Redis, so that a token revoked since is
+    told 401, as everywhere, and learns nothing of its device."""
+    digest = g.get("token_digest")
+    if digest in _known_devices and _owner(get_redis(), digest) is None:
+        forget_token(digest)
+        abort(401, UNKNOWN_TOKEN)
+
+
 def known_device(authorization):
     """The device and token digest of an ``Authorization`` header whose token this process
     has seen (``authenticate(cached=True)``), with no Redis call; else None."""

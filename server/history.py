@@ -47,8 +47,8 @@ def seconds(bound, default):
     pair = stream_id(value)
     if pair:
         return pair[0] / 1000
-    try:
-        number = float(value)
+    try:  # as written in a query: not Python's 1_000 or full-width digits
+        number = float(value) if value.isascii() and "_" not in value else math.nan
     except ValueError:
         number = math.nan
     if not math.isfinite(number):

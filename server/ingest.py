@@ -24,7 +24,7 @@ import redis
 from flask import Blueprint, abort, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from .auth import UNKNOWN_TOKEN, authenticate, forget_token, known_device
+from .auth import UNKNOWN_TOKEN, authenticate, confirm_token, forget_token, known_device
 from .connections import UNREACHABLE, get_redis
 from .guard import MET_BELOW_FLASK, limit_writes, read_body
 from .ratelimit import RateLimited, note_wait, refuse_if_waiting, wait_left
@@ -41,6 +41,7 @@ def post_readings():
     device = authenticate(cached=True)
     refuse_if_waiting(device)
     if not request.is_json:
+        confirm_token()
         abort(415, "send the readings as JSON with 'Content-Type: application/json'")
     return _store(_parse(request.get_data()), device)
 
@@ -60,6 +61,7 @@ def _parse(body):
     try:
         return parse_json(body)
     except InvalidReading as error:
+        confirm_token()
         abort(400, str(error))
 
 
@@ -70,8 +72,10 @@ def _store(payload, device):
         readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
         ids, known = add_readings(get_redis(), readings, now, config, token_digest=g.get("token_digest", ""))
     except InvalidReading as error:
+        confirm_token()
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
+        confirm_token()
         abort(403, str(error))
     except TokenRevoked:
         forget_token(g.token_digest)

@@ -3,8 +3,11 @@ restarts, browsers come and go by the thousand. Every accepted reading still rea
 every browser exactly once, and nothing leaks."""
 import pathlib
 import select
+import signal
+import socket
 
 import pytest
+import requests
 
 from tests.conftest import (Device, FollowingBrowser, all_watching, assert_each_reading_stored_once_and_seen_once,
                             eventually)
@@ -78,3 +81,36 @@ def test_a_connection_put_back_with_an_answer_unread_is_never_handed_out_as_clea
     pool.release(connection)
 
     assert redis_client.get("answered") == "1"
+
+
+def test_a_frozen_redis_is_a_quick_503_for_the_monitor_and_health_is_back_when_it_thaws(live_server, redis_server):
+    """A monitor's probe has a timeout of a second or a few: a Redis that takes the
+    connection and never answers (stopped, swapping) must not look like a hung server."""
+    assert requests.get(live_server.url + "/healthz", timeout=5).status_code == 200
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        frozen = requests.get(live_server.url + "/healthz", timeout=5)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+    assert frozen.status_code == 503 and frozen.headers["Retry-After"]
+    eventually(lambda: requests.get(live_server.url + "/healthz", timeout=5).status_code == 200)
+
+
+def test_a_subscription_that_read_two_messages_at_once_still_has_the_second_to_give(redis_client):
+    """The hub asks its subscription whether a message waits before it reads one: the
+    answer counts what was read from the socket but not yet handed out, as well as the socket."""
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe("quick")
+    assert pubsub.get_message(timeout=10)["type"] == "subscribe"
+    with redis_client.pipeline(transaction=False) as pipe:
+        pipe.publish("quick", "1")
+        pipe.publish("quick", "2")
+        pipe.execute()
+    both = 2 * len(b"*3\r\n$7\r\nmessage\r\n$5\r\nquick\r\n$1\r\n1\r\n")
+    eventually(lambda: len(pubsub.connection._sock.recv(both, socket.MSG_PEEK)) == both)
+
+    assert pubsub.get_message(timeout=1)["data"] == "1"  # both are read from the socket here
+    assert pubsub.connection.can_read(timeout=0)
+    assert pubsub.get_message(timeout=0)["data"] == "2"
+    pubsub.close()

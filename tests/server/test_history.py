@@ -47,7 +47,8 @@ def test_buckets_are_by_measured_time_and_empty_ones_are_left_out(client, week):
 
 @pytest.mark.parametrize("query, error", [("buckets=0", "buckets"), ("buckets=x", "buckets"),
                                           ("buckets=5&since=10&until=5", "until"),
-                                          ("buckets=5&since=soon", "since"), ("since=10&until=5", "until")])
+                                          ("buckets=5&since=soon", "since"), ("since=10&until=5", "until"),
+                                          ("since=1_000", "since"), ("buckets=5&until=\uff11\uff12", "until")])
 def test_bad_history_queries_are_refused_clearly(client, week, query, error):
     answer = client.get(f"/api/devices/kitchen/readings?{query}")
 

@@ -200,6 +200,20 @@ def test_a_token_revoked_while_its_device_keeps_posting_is_refused_at_once(clien
     assert post(client, {"temperature": 22}, token_for("kitchen")).status_code == 201
 
 
+@pytest.mark.parametrize("body", [{"temperature": 999}, {"temperature": 20, "device": "attic"}, "{not json"],
+                         ids=["refused reading", "another device", "broken JSON"])
+def test_a_revoked_token_is_told_401_whatever_it_sends_where_it_was_known(client, token_for, redis_client, body):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201  # this process now knows the token
+    revoke_tokens(redis_client, "kitchen")
+
+    answer = (post(client, body, token) if isinstance(body, dict) else
+              client.post("/api/readings", data=body, content_type="application/json",
+                          headers={"Authorization": f"Bearer {token}"}))
+
+    assert answer.status_code == 401 and "kitchen" not in answer.get_data(as_text=True)
+
+
 def test_a_known_device_is_answered_as_it_was_at_its_first_upload(client, token_for):
     """The first upload makes the token known to this process; the next ones are stored below
     Flask (ingest.FastUploads), with the same answer."""
