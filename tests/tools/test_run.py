@@ -22,6 +22,13 @@ from tools.run import free_port
 KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
 
 
+def _as_from_a_shell():
+    """SIGINT as a shell leaves it to a command: this test process may have blocked it
+    (gevent's loop, made by a test before, does) and a child would keep it blocked."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Stack:
     """``make run`` on a free port (of loopback unless ``host`` says otherwise) with the
     ``SENSORCAST_`` settings given, its embedded Redis in a folder of the test's own, and
@@ -38,7 +45,8 @@ class Stack:
             [sys.executable, "-m", "tools.run", "--host", host, "--port", self.url.rsplit(":", 1)[1],
              "--workers", "1", "--data", str(data)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)  # as from a terminal of its own: ``ctrl_c`` reaches its process group
+            start_new_session=True,  # as from a terminal of its own: ``ctrl_c`` reaches its process group
+            preexec_fn=_as_from_a_shell)
         self.output = []
         threading.Thread(target=lambda: self.output.extend(self.process.stdout), daemon=True).start()
         eventually(self.answers)
