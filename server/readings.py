@@ -88,31 +88,22 @@ def validate(payload, now, max_batch, max_future, device=None):
     for i, item in enumerate(batch):
         try:
             readings.append(_validate_one(item, now, max_future, device))
-        except _Refused as refused:
+        except InvalidReading as refused:  # its field is within the reading ("" for all of it)
             where = f"[{i}]" if isinstance(payload, list) else ""
             field = ".".join(part for part in (where, refused.field) if part) or "body"
             raise InvalidReading(field, refused.message) from None
     return readings
 
 
-class _Refused(Exception):
-    """A reading refused at ``field`` within it ("" for the whole reading): ``validate``
-    says where in the payload that is."""
-
-    def __init__(self, field, message):
-        super().__init__(field, message)
-        self.field, self.message = field, message
-
-
 def _validate_one(item, now, max_future, bound_device):
     """The clean reading: every upload's every reading passes here, so the common case
     (known metric names, plain numbers) costs a few dictionary lookups."""
     if type(item) is not dict:
-        raise _Refused("", "a reading is a JSON object")
+        raise InvalidReading("", "a reading is a JSON object")
     reading = dict(item)
     device = reading.setdefault("device", bound_device)
     if not isinstance(device, str) or not DEVICE_ID.match(device):
-        raise _Refused("device", "must be 1-32 characters of a-z 0-9 _ -")
+        raise InvalidReading("device", "must be 1-32 characters of a-z 0-9 _ -")
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
     if "boot" in reading:
@@ -122,7 +113,7 @@ def _validate_one(item, now, max_future, bound_device):
     if "seq" in reading:
         seq = reading["seq"]
         if not (is_number(seq) and seq == int(seq) and 0 <= seq < 2**53):
-            raise _Refused("seq", "must be a whole number from 0")
+            raise InvalidReading("seq", "must be a whole number from 0")
         reading["seq"] = int(seq)
     reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
@@ -131,19 +122,19 @@ def _validate_one(item, now, max_future, bound_device):
             continue
         metrics += 1
         if metrics > MAX_METRICS:
-            raise _Refused("", f"at most {MAX_METRICS} metrics")
+            raise InvalidReading("", f"at most {MAX_METRICS} metrics")
         problem = _name_problem(name) or _value_problem(name, value)
         if problem:
-            raise _Refused(name, problem)
+            raise InvalidReading(name, problem)
     if not metrics:
-        raise _Refused("", "a reading needs at least one metric")
+        raise InvalidReading("", "a reading needs at least one metric")
     return reading
 
 
 def _check_text(reading, field, pattern, rule):
     value = reading.get(field)
     if value is not None and not (isinstance(value, str) and pattern.match(value)):
-        raise _Refused(field, f"must be {rule}")
+        raise InvalidReading(field, f"must be {rule}")
     if value is None:
         reading.pop(field, None)
 
@@ -152,9 +143,9 @@ def _timestamp(ts, now, max_future):
     if ts is None:
         return now
     if not is_number(ts):
-        raise _Refused("ts", "must be Unix seconds")
+        raise InvalidReading("ts", "must be Unix seconds")
     if ts > now + max_future:
-        raise _Refused("ts", f"is more than {max_future:g} s in the future")
+        raise InvalidReading("ts", f"is more than {max_future:g} s in the future")
     return ts if ts >= EARLIEST_SYNCED_TS else now
 
 
