@@ -97,6 +97,9 @@ def stored_answer(ids, known):
     return {"stored": len(stored), "duplicates": len(ids) - len(stored), "ids": ids, "known": known}
 
 
+_ANSWER_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # as Flask writes its answers
+
+
 class FastUploads:
     """WSGI middleware: ``POST /api/readings`` with a token this process knows and a JSON
     body, stored and answered 201 without Flask; any other request, or any other outcome,
@@ -114,7 +117,7 @@ class FastUploads:
         answer = self.stored(environ) if self.takes(environ) else None
         if answer is None:
             return self.wsgi_app(environ, start_response)
-        body = (json.dumps(answer, separators=(",", ":"), sort_keys=True) + "\n").encode()  # as Flask's answers
+        body = (_ANSWER_JSON(answer) + "\n").encode()
         start_response("201 CREATED", [*self.headers, ("Content-Length", str(len(body)))])
         return [body]
 

@@ -97,12 +97,12 @@ def validate(payload, now, max_batch, max_future, device=None):
 
 def _validate_one(item, now, max_future, bound_device):
     """The clean reading: every upload's every reading passes here, so the common case
-    (known metric names, plain numbers) costs a few dictionary lookups."""
+    (a device, metric names and plain numbers seen before) costs a few dictionary lookups."""
     if type(item) is not dict:
         raise InvalidReading("", "a reading is a JSON object")
     reading = dict(item)
     device = reading.setdefault("device", bound_device)
-    if not isinstance(device, str) or not DEVICE_ID.match(device):
+    if not (type(device) is str and _is_device_id(device)):
         raise InvalidReading("device", "must be 1-32 characters of a-z 0-9 _ -")
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
@@ -118,17 +118,38 @@ def _validate_one(item, now, max_future, bound_device):
     reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
     for name, value in item.items():
-        if name in FIELDS:
+        if name in _FIELDS:
             continue
         metrics += 1
         if metrics > MAX_METRICS:
             raise InvalidReading("", f"at most {MAX_METRICS} metrics")
-        problem = _name_problem(name) or _value_problem(name, value)
-        if problem:
-            raise InvalidReading(name, problem)
+        low, high = _bounds.get(name) or _learn_bounds(name)
+        if type(value) not in _NUMBERS or not low <= value <= high:
+            raise InvalidReading(name, _value_problem(name, value))
     if not metrics:
         raise InvalidReading("", "a reading needs at least one metric")
     return reading
+
+
+_FIELDS = frozenset(FIELDS)
+_NUMBERS = (int, float)  # not bool, a subclass of int
+_bounds = {}  # metric name -> the lowest and highest value it may take: each name a fleet sends, checked once
+_MAX_NAMES_KEPT = 4096
+
+
+def _learn_bounds(name):
+    """Check ``name`` (raising ``InvalidReading`` for no metric name) and keep its bounds:
+    its plausible range when it is one of ``METRICS``, or any finite double's within ``LARGEST``."""
+    check_metric_name(name, name)
+    _, low, high = METRICS.get(name, (None, -LARGEST, LARGEST))
+    if len(_bounds) < _MAX_NAMES_KEPT:
+        _bounds[name] = (low, high)
+    return low, high
+
+
+@functools.lru_cache(maxsize=4096)  # the devices a worker hears from, checked once each
+def _is_device_id(device):
+    return DEVICE_ID.match(device) is not None
 
 
 def _check_text(reading, field, pattern, rule):
@@ -156,7 +177,6 @@ def check_metric_name(name, field):
         raise InvalidReading(field, problem)
 
 
-@functools.lru_cache(maxsize=4096)  # the names a fleet sends, checked once each
 def _name_problem(name):
     if not METRIC_NAME.match(name):
         return "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter"

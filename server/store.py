@@ -11,8 +11,9 @@ import itertools
 import redis
 
 from .alerting import RAISE_ALERTS, alert_budget
+from .connections import run_script
 from .ratelimit import RATE_LIMIT, RateLimited, rate_limits
-from .readings import PRIVATE, STRING_FIELDS, InvalidReading
+from .readings import PRIVATE, InvalidReading
 from .retries import SEQS, slot_of
 from .rollups import ROLL_UP
 from .shards import LUA_PREFIX, shards_of
@@ -108,7 +109,7 @@ READING_BYTES = 256
 
 # KEYS: the tag of the readings' device's shard (shards.py). ARGV: now in seconds,
 # retention in seconds, the shard's readings stream cap, channel, the readings as JSON:
-# [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...], "json"}], then the rate
+# [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...]}], then the rate
 # limits (``ratelimit.RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
 # in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
@@ -116,7 +117,8 @@ READING_BYTES = 256
 # (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates; the
 # SHA-256 of the token they came with (ARGV[15], '' for none): one not in ``tokens`` for the
 # readings' device stores nothing, and the answer is 'revoked', as it is for readings that
-# came over MQTT of a device in ``revoked-devices``. A reading that conflicts with one stored under its boot and seq (retries.py) stores
+# came over MQTT of a device in ``revoked-devices``; then each reading as its event shows
+# it, as JSON, one a line (ARGV[16]: one argument, not one each, is cheaper to send). A reading that conflicts with one stored under its boot and seq (retries.py) stores
 # nothing either: the answer is {'conflict', boot, seq, the boot's highest seq}. A device the sweep marked offline is
 # announced back online (once: only the sweep's mark counts, not the time it was away). Returns each reading's stream id,
 # or nil for a retried (already stored) one, then the first reading's device's boot and seq as
@@ -126,7 +128,8 @@ _ADD_READINGS = LUA_PREFIX + RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"loca
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local function weight(r) return math.max(1, #r.json / READING_BYTES) end
 local readings = cjson.decode(ARGV[5])
-for i, r in ipairs(readings) do r.json = ARGV[15 + i] end
+local i = 0
+for json in string.gmatch(ARGV[16], '[^\\n]+') do i = i + 1; readings[i].json = json end
 if ARGV[15] ~= '' and redis.call('HGET', P .. 'tokens', ARGV[15]) ~= readings[1].device then return 'revoked' end
 if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', P .. 'revoked-devices', readings[1].device) == 1 then
   return 'revoked'
@@ -310,10 +313,10 @@ def add_readings(client, readings, now, config, transport="http", token_digest="
                                        "send each device's readings in requests of their own")
     args = [repr(now), config["RETENTION"], config["STREAM_MAXLEN"] // len(shards.prefixes), CHANNEL, "[%s]" % ",".join(rows),
             *rate_limits(config, readings[0]["device"]), config["HISTORY_MAXLEN"], config["MAX_DEVICE_FIELDS"],
-            alert_budget(config), transport, token_digest, *shown]
+            alert_budget(config), transport, token_digest, "\n".join(shown)]
     keys = [shards.prefix(readings[0]["device"])]
     if not config["WAIT_REPLICAS"]:
-        result = script(keys, args, client=client)
+        result = run_script(client, script, keys, args)
     else:
         with client.pipeline(transaction=False) as pipe:  # WAIT counts the writes of its own connection
             script(keys, args, client=pipe)
@@ -345,7 +348,7 @@ def _row(reading, now, now_text):
     text ``now_text`` is made once for the request: a float's repr is half of a row's cost."""
     fields, shown = [], []
     for name, value in reading.items():
-        if name in STRING_FIELDS:
+        if type(value) is str:  # the device, boot and fw
             if name not in PRIVATE:
                 fields += (name, value)
                 shown.append(f'"{name}":"{value}"')
@@ -356,7 +359,7 @@ def _row(reading, now, now_text):
     row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(fields))
     if "seq" in reading and "boot" in reading:
         row += ',"seq":%d,"boot":"%s","slot":[%d,%d,%d,%d]' % (reading["seq"], reading["boot"], *slot_of(reading))
-    return row + "}", "{%s}" % ",".join(shown)
+    return row + "}", "{" + ",".join(shown) + "}"
 
 
 def mark_offline(client, cutoff):

@@ -39,6 +39,17 @@ def test_a_batch_is_stored_in_order_in_one_request(client, token_for, redis_clie
     assert [fields["temperature"] for _, fields in history] == [str(20 + i) for i in range(50)]
 
 
+def test_uploads_go_on_after_redis_forgot_the_ingest_script(client, token_for, redis_client):
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+
+    redis_client.script_flush()  # as a Redis restarted without its data would have
+    answer = post(client, {"temperature": 21}, token)
+
+    assert answer.status_code == 201
+    assert [fields["temperature"] for _, fields in redis_client.xrange(READINGS)] == ["20", "21"]
+
+
 def test_a_retried_upload_is_stored_once(client, token_for, redis_client):
     token = token_for("kitchen")
     batch = [{"temperature": 20, "seq": 1, "boot": "b1"}, {"temperature": 21, "seq": 2, "boot": "b1"}]
