@@ -4,9 +4,11 @@ socket's receive timestamp), so the loop's own delays do not count. As an EventS
 does, a browser whose stream the server ends opens it again at once with the last event
 id it saw, and counts the readings replayed to it."""
 import array
+import os
 import re
 import select
 import socket
+import statistics
 import struct
 import time
 
@@ -90,3 +92,47 @@ class Browsers:
     def close(self):
         for fd in list(self.sockets):
             self._forget(fd)
+
+
+def bare_fan_out_ms(count, rounds, frame_bytes=200):
+    """The kernel's own floor under a crowd: how long a bare loop takes to write one event's
+    bytes to ``count`` loopback sockets (median of ``rounds``), from a process on the
+    worker's core while this process reads them in an epoll loop, as ``Browsers`` does.
+    Over loopback each write also does the receiving side's kernel work, the browsers'
+    on another machine; no server can fan an event out faster on this machine."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=count)
+    writer_ready, reader_ready = socket.socketpair()
+    frame = b"%X\r\n%b\r\n" % (frame_bytes, b"x" * frame_bytes)  # an event as the stream frames it
+    child = os.fork()
+    if child == 0:  # the writer, on the worker's core
+        os.sched_setaffinity(0, {0})
+        peers = [listener.accept()[0] for _ in range(count)]
+        times = array.array("d")
+        for _ in range(rounds):
+            writer_ready.recv(1)
+            start = time.perf_counter()
+            for peer in peers:
+                peer.send(frame)
+            times.append(time.perf_counter() - start)
+        writer_ready.sendall(times.tobytes())
+        os._exit(0)
+    readers = [socket.create_connection(listener.getsockname()) for _ in range(count)]
+    poll = select.epoll()
+    for reader in readers:
+        reader.setblocking(False)
+        poll.register(reader.fileno(), select.EPOLLIN)
+    by_fd = {reader.fileno(): reader for reader in readers}
+    for _ in range(rounds):
+        reader_ready.send(b"!")
+        expected, received = count * len(frame), 0
+        while received < expected:
+            for fd, _ in poll.poll(1):
+                received += len(by_fd[fd].recv(65536))
+    times = array.array("d")
+    while len(times) < rounds:
+        times.frombytes(reader_ready.recv(8 * rounds - 8 * len(times)))
+    os.waitpid(child, 0)
+    for reader in readers:
+        reader.close()
+    listener.close()
+    return 1000 * statistics.median(times)
