@@ -39,3 +39,15 @@ def test_odd_metric_names_leave_every_card_shown(live_server, token_for, redis_c
     expect(constructor).to_have_text("4")
     expect(page.locator('[data-device="lab"] .chart')).to_have_attribute("data-points", "2")
     assert page.console_errors == []
+
+
+def test_a_meter_s_huge_count_fits_its_card_on_a_phone(live_server, token_for, browser_page):
+    live_server.post("/api/readings", token_for("meter"), json={"pulses": 12345678901234567, "temperature": 21})
+    page = browser_page  # a phone's width
+
+    page.goto(live_server.url + "/")
+
+    count = page.locator('[data-device="meter"] [data-metric="pulses"] dd')
+    expect(count).to_have_text("1.235E16")
+    assert count.evaluate("(node) => node.scrollWidth <= node.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

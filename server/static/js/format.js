@@ -37,8 +37,12 @@ function formatter(kind, options) {
   return formats.get(key);
 }
 
+// Past this magnitude a number's digits would overflow a card on a phone: 1.235E16.
+const HUGE = 1e12;
 export const number = (value, most = 3, least = 0) =>
-  formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
+  Math.abs(value) >= HUGE
+    ? formatter(Intl.NumberFormat, { notation: "scientific", maximumFractionDigits: 3 }).format(value)
+    : formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
 
 // A metric's figures (values, averages, thresholds) all have the same decimals:
 // the most that its readings so far have had, at most MOST_DECIMALS. A value converted to
