@@ -40,10 +40,18 @@ LEGACY_DEVICE = "therm"
 def post_readings():
     device = authenticate(cached=True)
     refuse_if_waiting(device)
+    _refuse_compressed()
     if not request.is_json:
         confirm_token()
         abort(415, "send the readings as JSON with 'Content-Type: application/json'")
-    return _store(_parse(request.get_data()), device)
+    return _store(request.get_data(), device)
+
+
+def _refuse_compressed():
+    """A body sent compressed would read as broken JSON: say what is wrong instead."""
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        confirm_token()
+        abort(415, "send the readings without a Content-Encoding: the server takes them as they are")
 
 
 @bp.post("/therm/push")
@@ -51,24 +59,19 @@ def therm_push():
     """The tutorial's push: a body such as ``{"temperature":56}`` or ``56``, any content type."""
     device = authenticate(cached=True) or LEGACY_DEVICE
     refuse_if_waiting(device)
-    payload = _parse(request.get_data())
-    if not isinstance(payload, dict):
-        payload = {"temperature": payload}
-    return _store(payload, device)
+    _refuse_compressed()
+    return _store(request.get_data(), device, bare_value_is="temperature")
 
 
-def _parse(body):
-    try:
-        return parse_json(body)
-    except InvalidReading as error:
-        confirm_token()
-        abort(400, str(error))
-
-
-def _store(payload, device):
+def _store(body, device, bare_value_is=None):
+    """Store the readings of ``body``; with ``bare_value_is``, a body that is no object (the
+    tutorial's ``56``) is that metric's value."""
     config = current_app.config
     now = time.time()
     try:
+        payload = parse_json(body)
+        if bare_value_is and not isinstance(payload, dict):
+            payload = {bare_value_is: payload}
         readings = validate(payload, now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
         ids, known = add_readings(get_redis(), readings, now, config, token_digest=g.get("token_digest", ""))
     except InvalidReading as error:

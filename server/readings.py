@@ -193,7 +193,7 @@ def _value_problem(name, value):
     limits = METRICS.get(name)
     if limits and not limits[1] <= value <= limits[2]:
         unit, low, high = limits
-        return f"{value:g} {unit} is outside {low:g}..{high:g}"
+        return f"{value} {unit} is outside {low:g}..{high:g}"  # the value as sent: 150.0001 is not 150
     return None
 
 

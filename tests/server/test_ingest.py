@@ -1,4 +1,5 @@
 """A device owner posts readings: what is stored, what is refused, and why."""
+import gzip
 import hashlib
 import json
 import time
@@ -312,6 +313,30 @@ def test_invalid_readings_are_refused_naming_the_field(client, token_for, body, 
     assert answer.status_code == 400
     assert answer.json["field"] == field
     assert answer.json["error"].startswith(field)
+
+
+@pytest.mark.parametrize("value, said", [(150.0001, "150.0001 °C is outside -60..150"),
+                                         (12345678901234567, "12345678901234567 °C is outside -60..150")])
+def test_a_value_just_out_of_range_is_named_as_sent(client, token_for, value, said):
+    answer = post(client, {"temperature": value}, token_for("kitchen"))
+
+    assert answer.status_code == 400 and answer.json["error"] == f"temperature: {said}"
+
+
+def test_a_body_that_is_no_json_is_refused_as_every_reading_is(client, token_for):
+    answer = client.post("/api/readings", data="{not json", content_type="application/json",
+                         headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    assert answer.status_code == 400 and answer.json["field"] == "body"
+    assert answer.json["error"].startswith("body: not valid JSON")
+
+
+def test_a_compressed_body_is_refused_saying_so(client, token_for):
+    answer = client.post("/api/readings", data=gzip.compress(b'{"temperature": 20}'), content_type="application/json",
+                         headers={"Authorization": f"Bearer {token_for('kitchen')}", "Content-Encoding": "gzip"})
+
+    assert answer.status_code == 415
+    assert "Content-Encoding" in answer.json["error"]
 
 
 def test_nan_and_infinity_are_refused(client, token_for):
