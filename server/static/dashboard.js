@@ -39,7 +39,7 @@ function card(id) {
 }
 
 function showValues(device, reading) {
-  note(reading);
+  noteDecimals(reading);
   Object.assign(device.latest, reading);
   const list = device.node.querySelector(".metrics");
   const details = [];
@@ -126,7 +126,7 @@ function addReading(reading, live) {
   const device = card(reading.device);
   const rows = device.readings;
   if (rows.some((row) => row.id === reading.id)) return;
-  note(reading);
+  noteDecimals(reading);
   let at = rows.length;
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   const newest = at === rows.length;
@@ -144,11 +144,17 @@ function addReading(reading, live) {
   nextFrame(device, () => update(device), VALUES_EVERY);
 }
 
+// A reading with more decimals than its metric's figures had so far: every card writes its
+// figures again, so that none shows 57 °C beside a summary's min 56.000.
+function noteDecimals(reading) {
+  if (note(reading)) devices.forEach((device) => nextFrame(device, () => update(device), VALUES_EVERY));
+}
+
 // A card's values as of the readings received since it was last updated, in the next frame
 // but at most every VALUES_EVERY ms, its chart every CHART_EVERY ms: at hundreds of
 // readings a second the page still keeps up.
 function update(device) {
-  if (device.fresh) showValues(device, device.fresh);
+  showValues(device, device.fresh || {});
   device.fresh = null;
   nextFrame(device.node, () => draw(device), CHART_EVERY);
   nextFrame("compare", redrawCompare, CHART_EVERY);

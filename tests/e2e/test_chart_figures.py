@@ -92,6 +92,21 @@ def test_a_metric_has_as_many_decimals_on_its_card_and_its_summary(live_server, 
     assert page.console_errors == []
 
 
+def test_a_card_s_figures_keep_one_number_of_decimals_when_a_reading_elsewhere_adds_some(live_server, token_for,
+                                                                                          open_page):
+    readings = [{"temperature": t, "ts": time.time() - 60 + n} for n, t in enumerate([56, 57])]
+    assert live_server.post("/api/readings", token_for("boiler"), json=readings).ok
+    page = open_dashboard(open_page, live_server, {"width": 1280, "height": 900})
+    card = page.locator('[data-device="boiler"]')
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("57 °C")
+
+    assert live_server.post("/api/readings", token_for("lab"), json={"temperature": 21.125}).ok
+
+    expect(card.locator(".summary")).to_have_text("temperature: min 56.000 · avg 56.500 · max 57.000 °C")
+    expect(card.locator('[data-metric="temperature"] dd')).to_have_text("57.000 °C")
+    assert page.console_errors == []
+
+
 def test_a_metric_has_the_decimals_its_readings_have_and_fahrenheit_adds_none(live_server, token_for, open_page):
     start = time.time() - 60
     falling = [{"battery": 4.04 - n * 0.03, "ts": start + n} for n in range(4)]

@@ -55,6 +55,7 @@ const decimalsOf = (value) => {
   return digits;
 };
 export function note(reading) {
+  let grown = false; // whether a metric's figures now have more decimals than before
   for (const name of metricsOf(reading)) {
     const value = reading[name];
     if (typeof value !== "number") continue;
@@ -62,9 +63,13 @@ export function note(reading) {
     for (const unit of ["C", "F"]) {
       const digits = Math.min(decimalsOf(shown(name, value, unit)), Math.max(source, 1));
       const key = `${unit} ${name}`;
-      seen.set(key, Math.max(seen.get(key) ?? 0, digits));
+      if (digits > (seen.get(key) ?? 0)) {
+        seen.set(key, digits);
+        grown = true;
+      }
     }
   }
+  return grown;
 }
 export const decimals = (name) => seen.get(`${prefs.unit} ${name}`) ?? 0;
 export const figure = (name, value) => number(shown(name, value), decimals(name), decimals(name));
