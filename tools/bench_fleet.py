@@ -77,7 +77,10 @@ def upload(url, tokens, seconds, results):
                 replace(stale)
                 continue
             connection, sent_at = busy[fd]
-            received = connection.recv(65536)
+            try:
+                received = connection.recv(65536)
+            except ConnectionError:  # reset: the server closed it as the request came (counted as refused)
+                received = b""
             data = buffers[fd] + received
             if received and answer_end(data) is None:
                 buffers[fd] = data
