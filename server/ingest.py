@@ -42,16 +42,21 @@ def post_readings():
     refuse_if_waiting(device)
     _refuse_compressed()
     if not request.is_json:
-        confirm_token()
-        abort(415, "send the readings as JSON with 'Content-Type: application/json'")
+        _refuse(415, "send the readings as JSON with 'Content-Type: application/json'")
     return _store(request.get_data(), device)
+
+
+def _refuse(code, message):
+    """Answer ``code``, unless the token this process knew was revoked since: that is 401
+    (``confirm_token``), whatever else was wrong with the request."""
+    confirm_token()
+    abort(code, message)
 
 
 def _refuse_compressed():
     """A body sent compressed would read as broken JSON: say what is wrong instead."""
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-        confirm_token()
-        abort(415, "send the readings without a Content-Encoding: the server takes them as they are")
+        _refuse(415, "send the readings without a Content-Encoding: the server takes them as they are")
 
 
 @bp.post("/therm/push")
@@ -78,8 +83,7 @@ def _store(body, device, bare_value_is=None):
         confirm_token()
         return {"error": str(error), "field": error.field}, 400
     except PermissionError as error:
-        confirm_token()
-        abort(403, str(error))
+        _refuse(403, str(error))
     except TokenRevoked:
         forget_token(g.token_digest)
         abort(401, UNKNOWN_TOKEN)
