@@ -107,14 +107,17 @@ def _validate_one(item, now, max_future, bound_device):
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
     if "boot" in reading:
-        _check_text(reading, "boot", BOOT_ID, "1-16 characters of A-Z a-z 0-9 _ -")
+        _check_text(reading, "boot", _is_boot_id, "1-16 characters of A-Z a-z 0-9 _ -")
     if "fw" in reading:
-        _check_text(reading, "fw", FIRMWARE_VERSION, "1-32 characters of A-Z a-z 0-9 _ . + -")
+        _check_text(reading, "fw", _is_firmware_version, "1-32 characters of A-Z a-z 0-9 _ . + -")
     if "seq" in reading:
         seq = reading["seq"]
-        if not (is_number(seq) and seq == int(seq) and 0 <= seq < 2**53):
+        if type(seq) is not int:  # a whole float (7.0) is the same seq
+            if not (is_number(seq) and seq == int(seq)):
+                raise InvalidReading("seq", "must be a whole number from 0")
+            seq = reading["seq"] = int(seq)
+        if not 0 <= seq < 2**53:
             raise InvalidReading("seq", "must be a whole number from 0")
-        reading["seq"] = int(seq)
     reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
     for name, value in item.items():
@@ -147,14 +150,18 @@ def _learn_bounds(name):
     return low, high
 
 
-@functools.lru_cache(maxsize=4096)  # the devices a worker hears from, checked once each
-def _is_device_id(device):
-    return DEVICE_ID.match(device) is not None
+def _remembered_match(pattern):
+    """Whether a text matches ``pattern``, each text a worker meets again and again (its
+    devices, their boot ids and firmware versions) matched once."""
+    return functools.lru_cache(maxsize=4096)(lambda text: pattern.match(text) is not None)
 
 
-def _check_text(reading, field, pattern, rule):
+_is_device_id, _is_boot_id, _is_firmware_version = map(_remembered_match, (DEVICE_ID, BOOT_ID, FIRMWARE_VERSION))
+
+
+def _check_text(reading, field, matches, rule):
     value = reading.get(field)
-    if value is not None and not (isinstance(value, str) and pattern.match(value)):
+    if value is not None and not (type(value) is str and matches(value)):
         raise InvalidReading(field, f"must be {rule}")
     if value is None:
         reading.pop(field, None)
@@ -163,7 +170,7 @@ def _check_text(reading, field, pattern, rule):
 def _timestamp(ts, now, max_future):
     if ts is None:
         return now
-    if not is_number(ts):
+    if type(ts) not in _NUMBERS or not -LARGEST <= ts <= LARGEST:
         raise InvalidReading("ts", "must be Unix seconds")
     if ts > now + max_future:
         raise InvalidReading("ts", f"is more than {max_future:g} s in the future")

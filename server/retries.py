@@ -20,6 +20,7 @@ A reading of an earlier boot (a batch that spans a reboot, sent again) is a retr
 conflict by its slot in the same way, and stored when its slot has moved on. Two readings
 of one request at the same boot and seq with other values are a conflict too.
 """
+import functools
 import hashlib
 
 from .shards import shards_of
@@ -32,17 +33,27 @@ def seqs_key(client, device):
     return shards_of(client).key(device, f"seqs:{device}")
 
 
-def slot_of(reading):
+def slot_of(reading, shown):
     """``[slot, boot tag, seq tag, digest]`` of a clean reading with a boot and seq: what
-    ``SEQS`` compares and keeps (each tag and the digest a 32-bit number). The digest is of
-    the reading's values as ``json.dumps(values, sort_keys=True)`` writes them, written out
-    directly (store.py's ``_row`` says why that is safe)."""
-    values = ", ".join(f'"{name}": "{value}"' if isinstance(value, str) else f'"{name}": {value!r}'
-                       for name, value in sorted(reading.items()) if name not in SKIPPED)
-    digest = hashlib.blake2b(b"{%s}" % values.encode(), digest_size=4).digest()
-    boot = hashlib.blake2b(reading["boot"].encode(), digest_size=4).digest()
-    return [reading["seq"] % WINDOW, int.from_bytes(boot, "big"), reading["seq"] % 0xFFFFFFFF + 1,
-            int.from_bytes(digest, "big")]
+    ``SEQS`` compares and keeps (each tag and the digest a 32-bit number). ``shown``: the
+    reading's ``"name":value`` texts as its event writes them (store.py's ``_row``). The
+    digest is of its values as ``json.dumps(values, sort_keys=True)`` writes them, which
+    puts a space after each name's colon. Nothing else in them has a quote before a colon
+    (validate() lets through no string with a quote); a name is ``a-z0-9_``, so sorting
+    the texts sorts the names."""
+    values = ", ".join(sorted(text for text in shown if not text.startswith(_SKIPPED_TEXTS))).replace('":', '": ')
+    seq = reading["seq"]
+    return [seq % WINDOW, _boot_tag(reading["boot"]), seq % 0xFFFFFFFF + 1, _tag("{%s}" % values)]
+
+
+_SKIPPED_TEXTS = tuple(f'"{name}":' for name in SKIPPED)
+
+
+def _tag(text):
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
+
+
+_boot_tag = functools.lru_cache(maxsize=4096)(_tag)  # a board's boot id is the same in each of its readings
 
 
 # Lua for store.py's ingest script. ``seen(r, known)`` says what reading ``r`` (with

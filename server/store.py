@@ -358,7 +358,7 @@ def _row(reading, now, now_text):
             shown.append(f'"{name}":{text}')
     row = '{"device":"%s","fields":["%s"]' % (reading["device"], '","'.join(fields))
     if "seq" in reading and "boot" in reading:
-        row += ',"seq":%d,"boot":"%s","slot":[%d,%d,%d,%d]' % (reading["seq"], reading["boot"], *slot_of(reading))
+        row += ',"seq":%d,"boot":"%s","slot":[%d,%d,%d,%d]' % (reading["seq"], reading["boot"], *slot_of(reading, shown))
     return row + "}", "{" + ",".join(shown) + "}"
 
 

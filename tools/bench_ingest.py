@@ -7,6 +7,7 @@ POSTing and waiting for the answer before its next (as ``wrk -c32`` does), drive
 epoll loop on the other core, with Redis. For batches, two more figures tell the worker
 from Redis: readings a second per second of the worker's CPU ("per worker core"), and the
 ingest script's time in Redis a reading (Redis's ``commandstats``)."""
+import itertools
 import json
 import re
 import select
@@ -22,6 +23,7 @@ from tools.run import ServerProcess
 
 CONNECTIONS = 32
 BATCHES = (50, 500)  # readings a request, for Sensorcast's batch figures
+BOARD_BATCH = 50  # readings a request as boards send them after a time offline
 CLUSTER_BATCH = 50
 CLUSTER_DEVICES = CONNECTIONS  # each connection its own device: spread over every shard
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
@@ -65,7 +67,8 @@ def answer_end(data):
 
 def answered_per_second(url, uploads, seconds):
     """Requests answered a second over ``seconds``, and how many of them were not 2xx;
-    ``uploads``: (path, headers, body) of each connection's requests, in turn."""
+    ``uploads``: (path, headers, body) of each connection's requests, in turn. A body may
+    be a function that writes each request's body anew (a board's next seqs)."""
     host, port = url.rsplit("/", 1)[1].split(":")
     poll, connections, buffers, requests = select.epoll(), {}, {}, {}
     for n in range(CONNECTIONS):
@@ -74,11 +77,9 @@ def answered_per_second(url, uploads, seconds):
         connection.setblocking(False)
         fd = connection.fileno()
         connections[fd], buffers[fd] = connection, b""
-        requests[fd] = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                        + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-                        + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        requests[fd] = _requests(host, path, headers, body)
         poll.register(fd, select.EPOLLIN)
-        connection.send(requests[fd])
+        connection.send(requests[fd]())
     answered = failed = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -88,20 +89,58 @@ def answered_per_second(url, uploads, seconds):
                 answered += 1
                 failed += not data.startswith(b"HTTP/1.1 2")
                 data = data[end:]
-                connections[fd].send(requests[fd])
+                connections[fd].send(requests[fd]())
             buffers[fd] = data
     for connection in connections.values():
         connection.close()
     return answered / seconds, failed
 
 
+def _requests(host, path, headers, body):
+    """A function giving a connection's next request's bytes."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers.items()))
+    if not callable(body):
+        request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        return lambda: request
+
+    def next_request():
+        content = body()
+        return f"{head}Content-Length: {len(content)}\r\n\r\n".encode() + content
+
+    return next_request
+
+
+def board_batches(device, batch):
+    """The bodies a board posting ``batch`` readings at a time sends, each with its next
+    seqs, its readings as the firmware writes them (firmware/node.py, uplink.py)."""
+    seqs = itertools.count(1)
+
+    def next_body():
+        ts = int(time.time())
+        return json.dumps([{"device": device, "fw": "0.1.0", "uptime": 3600 + seq, "heap": 98304 - seq % 512,
+                            "temperature": round(21 + seq % 97 / 37, 2), "humidity": round(40 + seq % 89 / 31, 2),
+                            "ts": ts - batch + n, "rssi": -61 - seq % 7, "boot": "a81f09c2", "seq": seq}
+                           for n, seq in enumerate(itertools.islice(seqs, batch))]).encode()
+
+    return next_body
+
+
 def upload_table(redis_server, redis_client, seconds):
-    """One row per server: one reading a request, and for Sensorcast batches of 50 and 500."""
+    """One row per server: one reading a request, and for Sensorcast batches of 50 and 500
+    of one small reading each, and batches of 50 as boards send them (each connection a
+    board of its own, every reading with its boot and the next seq)."""
     token = issue_token(redis_client, "bench")
     peers = [("stock flask-sse push", "tools.bench:stock_app()", "/therm/push", {}),
              ("sensorcast", "server:create_app()", "/api/readings", {"Authorization": f"Bearer {token}"}),
              ("bare Flask view", "tools.bench_ingest:bare_flask_app()", "/api/readings", {}),
              ("bare WSGI callable", "tools.bench_ingest:bare_wsgi", "/api/readings", {})]
+    batches = [(str(batch), batch, [("/api/readings", {"Authorization": f"Bearer {token}"},
+                                     json.dumps([{"temperature": 20 + n % 10 / 10} for n in range(batch)]).encode())])
+               for batch in BATCHES]
+    boards = [("/api/readings", {"Authorization": f"Bearer {issue_token(redis_client, f'board-{n}')}"},
+               board_batches(f"board-{n}", BOARD_BATCH)) for n in range(CONNECTIONS)]
+    batches.append((f"boards' {BOARD_BATCH}", BOARD_BATCH, boards))
     rows = []
     for name, app, path, headers in peers:
         server = ServerProcess(redis_server.url, app=app, cpus={0}, RATE_LIMIT=0)
@@ -109,19 +148,18 @@ def upload_table(redis_server, redis_client, seconds):
             reading = json.dumps({"temperature": 21.5}).encode()
             rate, failed = answered_per_second(server.url, [(path, headers, reading)], seconds)
             row = {"server": name, "requests/s, 1 reading": round(rate), "not 2xx": failed}
-            for batch in BATCHES:
-                row[f"readings/s, {batch} a request"] = row[f"per worker core, {batch}"] = ""
-                row[f"script µs a reading, {batch}"] = ""
+            for label, batch, uploads in batches:
+                row[f"readings/s, {label} a request"] = row[f"per worker core, {label}"] = ""
+                row[f"script µs a reading, {label}"] = ""
                 if name == "sensorcast":
-                    body = json.dumps([{"temperature": 20 + n % 10 / 10} for n in range(batch)]).encode()
                     redis_client.config_resetstat()
                     cpu_before = server.worker_usage()[0]
-                    rate, failed = answered_per_second(server.url, [(path, headers, body)], seconds)
+                    rate, failed = answered_per_second(server.url, uploads, seconds)
                     busy = (server.worker_usage()[0] - cpu_before) / seconds
                     script_us = redis_client.info("commandstats")["cmdstat_evalsha"]["usec"] / (rate * seconds * batch)
-                    row[f"readings/s, {batch} a request"] = round(rate * batch)
-                    row[f"per worker core, {batch}"] = round(rate * batch / busy)
-                    row[f"script µs a reading, {batch}"] = f"{script_us:.0f}"
+                    row[f"readings/s, {label} a request"] = round(rate * batch)
+                    row[f"per worker core, {label}"] = round(rate * batch / busy)
+                    row[f"script µs a reading, {label}"] = f"{script_us:.0f}"
                     row["not 2xx"] += failed
             rows.append(row)
         finally:
