@@ -128,7 +128,7 @@ def fan_out(server, clients, rates, seconds):
     rss_per_client = (server.worker_rss_kb() - baseline) / clients
     rows = []
     for rate in rates:
-        browsers.latencies = array.array("d")
+        browsers.latencies, browsers.reconnects = array.array("d"), 0
         sent = []
         device = threading.Thread(target=post_readings, args=(server, rate, seconds, sent))
         device.start()
@@ -153,7 +153,8 @@ def _row(name, clients, rate, browsers, sent, redis_connections, rss_per_client)
             "p50 ms": f"{1000 * statistics.median(latencies):.0f}",
             "p99 ms": f"{1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f}",
             "Redis conns": redis_connections, "RSS/client KB": f"{rss_per_client:.1f}",
-            "browsers refused": browsers.refused, "POSTs failed": len([s for s in sent if s != 201])}
+            "browsers refused": browsers.refused, "reconnects": browsers.reconnects,
+            "POSTs failed": len([s for s in sent if s != 201])}
 
 
 def churn(server, cycles):
@@ -273,7 +274,8 @@ def main(argv=None):
                     [row] = fan_out(server, CROWD, [CROWD_RATE], args.seconds)
                 finally:
                     server.stop()
-                rows.append({"run": run, **{name: row[name] for name in ("delivered", "p50 ms", "p99 ms")},
+                rows.append({"run": run, **{name: row[name] for name in ("delivered", "p50 ms", "p99 ms", "reconnects",
+                                                                         "POSTs failed")},
                              f"p99 <= {CROWD_P99_MS} ms": "yes" if float(row["p99 ms"]) <= CROWD_P99_MS else "no",
                              "a bare loop's writes, ms": f"{bare_fan_out_ms(CROWD, FLOOR_ROUNDS):.0f}"})
             print_table(f"Crowd: {CROWD:,} browsers at {CROWD_RATE:g} readings a second, {CROWD_RUNS} runs, "
