@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .connections import UNREACHABLE, BadSetting
+from .loglimit import LinesPerMinute
 from .ratelimit import RateLimited
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -166,8 +167,15 @@ def _answer_errors_in_json(app):
         app.logger.error("Redis is full (maxmemory): %s", error)
         return {"error": "the database is full: nothing was stored; its owner must make room"}, 507
 
+    logged = LinesPerMinute()
+
     def redis_away(error):
-        app.logger.warning("Redis is unreachable: %s", error)
+        """503 with Retry-After; logged at most ten times a minute, for Redis away at night
+        while a fleet keeps posting must not fill the disk."""
+        turn = logged.take("redis away")
+        if turn:
+            app.logger.warning("Redis did not answer: %s%s", error,
+                               "; the next times this minute go unlogged" if turn == "last" else "")
         return ({"error": "the database is unreachable; try again shortly"}, 503,
                 {"Retry-After": str(app.config["RETRY_AFTER"])})
 

@@ -1,6 +1,6 @@
 """Log lines a device can cause, at most ``most`` a minute each: a device that sends
-garbage or reports in a loop cannot fill the disk, while the first lines still say what
-it does."""
+garbage or reports in a loop, or a whole fleet posting while Redis is away, cannot fill
+the disk, while the first lines still say what is going on."""
 import threading
 import time
 

@@ -274,8 +274,8 @@ def main(argv=None):
                     [row] = fan_out(server, CROWD, [CROWD_RATE], args.seconds)
                 finally:
                     server.stop()
-                rows.append({"run": run, **{name: row[name] for name in ("delivered", "p50 ms", "p99 ms", "reconnects",
-                                                                         "POSTs failed")},
+                rows.append({"run": run, **{name: row[name] for name in ("delivered", "p50 ms", "p99 ms", "browsers refused",
+                                                                         "reconnects", "POSTs failed")},
                              f"p99 <= {CROWD_P99_MS} ms": "yes" if float(row["p99 ms"]) <= CROWD_P99_MS else "no",
                              "a bare loop's writes, ms": f"{bare_fan_out_ms(CROWD, FLOOR_ROUNDS):.0f}"})
             print_table(f"Crowd: {CROWD:,} browsers at {CROWD_RATE:g} readings a second, {CROWD_RUNS} runs, "

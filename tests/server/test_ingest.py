@@ -10,7 +10,9 @@ import requests
 from server.auth import revoke_tokens
 from server.retries import WINDOW, seqs_key
 from server.store import READING_BYTES, READINGS, device_key, device_readings
-from tests.conftest import eventually
+from server import create_app
+from tests.conftest import TEST_SETTINGS, eventually
+from tools.run import free_port
 
 
 def post(client, body, token=None, **kwargs):
@@ -541,3 +543,16 @@ def test_a_whole_number_past_what_a_double_holds_reads_back_as_it_was_sent(clien
     assert reading["count"] == 2**53 + 1 and reading["temperature"] == 21
     [device] = client.get("/api/devices").json["devices"]
     assert device["count"] == 2**53 + 1
+
+
+def test_a_fleet_posting_all_night_while_redis_is_away_logs_a_few_lines_a_minute(caplog):
+    """Each upload is a 503 that says to come back, but the log does not get a line for
+    each: a fleet posting to a server whose Redis is away all night must not fill the disk."""
+    app = create_app(dict(TEST_SETTINGS, REDIS_URL=f"redis://127.0.0.1:{free_port()}", TESTING=True))
+    client = app.test_client()
+
+    answers = [post(client, {"temperature": 20 + n / 10}, "a-token") for n in range(30)]
+
+    assert {(answer.status_code, answer.headers["Retry-After"]) for answer in answers} == {(503, "5")}
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Redis did not answer")]
+    assert len(lines) == 11 and lines[-1].endswith("the next times this minute go unlogged")
