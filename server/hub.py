@@ -106,8 +106,8 @@ class Hub:
                 self._thread.start()
         if not channel.subscribed.wait(self.subscribe_timeout):
             self.leave(client)
-            raise HubUnavailable(f"the live stream's Redis subscription was not ready within {self.subscribe_timeout:g} s "
-                                 "(Redis away, or this process too busy)")
+            raise HubUnavailable(f"the live stream's Redis subscription was not ready within "
+                                 f"{self.subscribe_timeout:g} s (Redis away, or this process too busy)")
         return client
 
     def leave(self, client):

@@ -112,11 +112,9 @@ def _validate_one(item, now, max_future, bound_device):
         _check_text(reading, "fw", _is_firmware_version, "1-32 characters of A-Z a-z 0-9 _ . + -")
     if "seq" in reading:
         seq = reading["seq"]
-        if type(seq) is not int:  # a whole float (7.0) is the same seq
-            if not (is_number(seq) and seq == int(seq)):
-                raise InvalidReading("seq", "must be a whole number from 0")
+        if type(seq) is not int and is_number(seq) and seq == int(seq):  # a whole float (7.0) is the same seq
             seq = reading["seq"] = int(seq)
-        if not 0 <= seq < 2**53:
+        if type(seq) is not int or not 0 <= seq < 2**53:
             raise InvalidReading("seq", "must be a whole number from 0")
     reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
@@ -170,7 +168,7 @@ def _check_text(reading, field, matches, rule):
 def _timestamp(ts, now, max_future):
     if ts is None:
         return now
-    if type(ts) not in _NUMBERS or not -LARGEST <= ts <= LARGEST:
+    if not is_number(ts):
         raise InvalidReading("ts", "must be Unix seconds")
     if ts > now + max_future:
         raise InvalidReading("ts", f"is more than {max_future:g} s in the future")

@@ -7,10 +7,10 @@ import time
 import pytest
 import requests
 
+from server import create_app
 from server.auth import revoke_tokens
 from server.retries import WINDOW, seqs_key
 from server.store import READING_BYTES, READINGS, device_key, device_readings
-from server import create_app
 from tests.conftest import TEST_SETTINGS, eventually
 from tools.run import free_port
 
