@@ -90,11 +90,12 @@ def token_for(redis_client):
     return lambda device: issue_token(redis_client, device)
 
 
-def eventually(check, timeout=20):
-    """Wait until ``check()`` is true (it is asked every 0.1 s)."""
+def eventually(check, timeout=20, seen=None):
+    """Wait until ``check()`` is true (it is asked every 0.1 s); ``seen()``, if given, says
+    what was there instead when it never is."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "it never happened"
+        assert time.monotonic() < deadline, f"it never happened; instead: {seen()}" if seen else "it never happened"
         time.sleep(0.1)
 
 

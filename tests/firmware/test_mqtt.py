@@ -147,10 +147,14 @@ def test_killing_the_board_makes_the_broker_say_it_is_offline(board, broker, mqt
     board.start()
     eventually(lambda: watcher.said() == ["online"])
     eventually(lambda: seqs(mqtt_server))
+    heard = len(watcher.messages)
 
     board.process.kill()  # a power cut, as the broker sees it: the connection ends without a goodbye
 
-    eventually(lambda: watcher.said() == ["online", "offline"])
+    # A board on a busy machine may have lost its connection and made it again just before
+    # (each time it said offline, then online): what matters is what the kill makes it say.
+    eventually(lambda: len(watcher.said()) > heard and watcher.said()[-1] == "offline",
+               seen=lambda: f"{watcher.messages} and on the board's console:\n{board.console()}")
     watcher.close()
     later = StatusWatcher(broker)
     eventually(lambda: later.messages == [("offline", True)])  # retained for whoever asks later
