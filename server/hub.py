@@ -44,7 +44,7 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 class HubUnavailable(redis.exceptions.ConnectionError):
-    """The hub could not subscribe in time: Redis is away."""
+    """The hub could not subscribe in time: Redis is away, or this process was too busy to hear it."""
 
 
 class StreamLimit(Exception):
@@ -58,7 +58,8 @@ class StreamLimit(Exception):
 class Hub:
     poll_seconds = 1.0
     read_timeout = 10.0  # for the rest of a message once its first bytes are in
-    subscribe_timeout = 5.0
+    subscribe_timeout = 5.0  # a new stream's wait for its subscription while Redis is away
+    busy_subscribe_timeout = 30.0  # and while Redis answers, but this process is slow to hear it
     recover_seconds = 10.0
     dispatch_slice = 100
     flush_seconds = 0.05  # while events keep coming, a channel's clients are woken at most this often
@@ -104,11 +105,27 @@ class Hub:
                 gc.set_threshold(*GC_THRESHOLDS)
                 self._thread = threading.Thread(target=self._run, name="sse-hub", daemon=True)
                 self._thread.start()
-        if not channel.subscribed.wait(self.subscribe_timeout):
+        try:
+            self._wait_until_subscribed(channel)
+        except HubUnavailable:
             self.leave(client)
-            raise HubUnavailable(f"the live stream's Redis subscription was not ready within "
-                                 f"{self.subscribe_timeout:g} s (Redis away, or this process too busy)")
+            raise
         return client
+
+    def _wait_until_subscribed(self, channel):
+        """Wait for ``channel``'s subscription, or raise ``HubUnavailable``: after
+        ``subscribe_timeout`` while the hub finds Redis away, but only after
+        ``busy_subscribe_timeout`` while it is merely slow to hear Redis, as when
+        thousands of browsers open their streams at once on a busy worker: they are
+        served late rather than refused."""
+        waited = 0.0
+        while not channel.subscribed.wait(self.subscribe_timeout):
+            waited += self.subscribe_timeout
+            if self._broken_since is not None:
+                raise HubUnavailable(f"the live stream could not subscribe to Redis within {waited:g} s")
+            if waited >= self.busy_subscribe_timeout:
+                raise HubUnavailable(f"the live stream's Redis subscription was not ready within {waited:g} s "
+                                     f"(this process is too busy)")
 
     def leave(self, client):
         with self._lock:

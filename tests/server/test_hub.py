@@ -12,7 +12,7 @@ from flask_sse import Message
 from redis._parsers import _RESP2Parser
 
 from server.connections import connect
-from server.hub import Hub
+from server.hub import Hub, HubUnavailable
 from server.positions import Position
 from tests.conftest import eventually
 
@@ -223,6 +223,31 @@ def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_lo
     eventually(lambda: all(client.closed for client in clients))
     closing = [record.getMessage() for record in caplog.records if "closed its" in record.getMessage()]
     assert len(closing) == 1 and "closed its 3 clients" in closing[0]
+    relay.mend()
+    eventually(lambda: relayed_hub.join("sse") is not None)
+
+
+def test_a_stream_opened_while_the_process_is_slow_to_hear_redis_is_served_late_not_refused(relay, relayed_hub,
+                                                                                           redis_client):
+    """A crowd opening its streams at once on a busy worker: the subscription's answer
+    takes longer than a stream waits for Redis away, but the hub is not broken."""
+    relay.pause = 0.3
+    relayed_hub.subscribe_timeout = 0.2
+
+    reader = Reader(relayed_hub.join("sse"))
+    publish(redis_client, 1)
+
+    eventually(lambda: reader.numbers() == [1])
+
+
+def test_a_stream_opened_while_redis_is_away_is_refused_and_served_once_it_is_back(relay, relayed_hub):
+    relayed_hub.subscribe_timeout = 0.5
+    relay.cut()
+
+    with pytest.raises(HubUnavailable, match="could not subscribe to Redis"):
+        relayed_hub.join("sse")
+
+    assert relayed_hub.client_count() == 0
     relay.mend()
     eventually(lambda: relayed_hub.join("sse") is not None)
 
