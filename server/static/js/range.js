@@ -7,7 +7,8 @@
 // The range is this page's own (another tab may show another) and in its address, to share:
 // ?range=1h, or ?from=…&to=… in ISO time or Unix seconds. Each choice is a new history entry
 // (pushState), so Back returns to the range before; a page opened without one shows the
-// range last chosen in this browser.
+// range last chosen in this browser; nor does one whose From and To are no range, which is
+// said.
 import { prefs } from "./format.js";
 import { ZOOM } from "./zoom.js";
 
@@ -25,6 +26,13 @@ function fromAddress(search) {
   const [since, until] = ["from", "to"].map((name) => seconds(query.get(name) ?? "")).sort((a, b) => a - b);
   if (since < until) return { name: "custom", since, until };
   return Object.hasOwn(SPANS, query.get("range")) ? { name: query.get("range") } : null;
+}
+
+// Why the address's From and To, given, are no range ("" when they are one, or not given).
+function addressProblem(search) {
+  const query = new URLSearchParams(search);
+  if (!query.has("from") && !query.has("to")) return "";
+  return fromAddress(search)?.name === "custom" ? "" : "The address's From and To are no range: From must be before To.";
 }
 
 // The page's address with the range in its query, the rest of the query kept.
@@ -178,8 +186,16 @@ export function wireRange(onChange) {
   };
   // "Live 15 min", and no wider: the header is one line at a desk.
   select.querySelector("[value=live]").textContent = `Live ${LIVE_SPAN / 60} min`;
+  const problem = addressProblem(location.search);
   history.replaceState(history.state, "", toAddress(chosen));
   showChosen();
+  if (problem) { // said, with the range shown to start from, as a wrong From or To typed in is
+    select.value = "custom";
+    custom.hidden = false;
+    fill(range());
+    message.textContent = problem;
+    [from, to].forEach((input) => input.setAttribute("aria-invalid", "true"));
+  }
   select.addEventListener("change", () => {
     custom.hidden = select.value !== "custom";
     message.textContent = "";
