@@ -7,10 +7,10 @@ wakes that channel's clients once per batch; the hub yields between batches, so 
 backfill of hundreds of readings never holds the worker. A lone event is sent at once;
 while events keep coming, clients are woken at most every ``flush_seconds`` (50 ms) with
 all that came meanwhile, so a busy fleet costs a browser a write or so per 50 ms rather
-than one per reading. Heartbeats go through the
-feeds too, so no client needs a timer of its own. Once a second it closes the clients
-that fell behind, stalled, or lost the viewer's access they were opened with. It caps
-streams per process and per client address, so that open dashboards can never take the
+than one per reading. Heartbeats go through the feeds too, so no client needs a timer of
+its own, and only to a channel that was quiet. Once a second it closes the clients that
+fell behind, stalled, or lost the viewer's access they were opened with. It caps streams
+per process and per client address, so that open dashboards can never take the
 connections that uploads need.
 
 A pub/sub message only partly received is waited for, never an error (redis-py uses a
@@ -280,9 +280,13 @@ class Hub:
                 channel.wake()
 
     def _beat(self, now):
+        """A heartbeat to the clients of each channel that sent them nothing for ``heartbeat``
+        seconds: a proxy keeps an idle stream open, and the write to a browser gone fails.
+        A busy channel's events do both, and a crowd's worker is spared a round of writes."""
         for channel in list(self._channels.values()):
-            channel.append(None, HEARTBEAT, now)
-            channel.wake()
+            if not (channel.entries and channel.entries[-1][1] > now - self.heartbeat):
+                channel.append(None, HEARTBEAT, now)
+                channel.wake()
 
     def _sweep(self, now):
         """Close the clients left behind by their feed, stalled in a write, or whose

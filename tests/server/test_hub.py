@@ -261,3 +261,19 @@ def test_a_steady_stream_of_readings_reaches_a_reader_in_a_few_writes_not_one_ea
 
     eventually(lambda: reader.numbers() == list(range(300)))
     assert len(reader.writes) <= 300 / 5  # woken at most every 50 ms, not once a reading
+
+
+def test_a_busy_channel_gets_its_events_without_heartbeats_and_a_quiet_one_its_heartbeats(hub, redis_client):
+    hub.heartbeat = 3
+    reader = Reader(hub.join("sse"))
+
+    for n in range(70):  # a reading every 0.1 s, for two heartbeats' time and more
+        publish(redis_client, n)
+        time.sleep(0.1)
+    eventually(lambda: reader.numbers() == list(range(70)))
+    sent = b"".join(reader.writes)
+    while_busy = sent[sent.index(b"data:"):sent.rindex(b"data:")]
+    eventually(lambda: b"".join(reader.writes)[len(sent):].count(b":heartbeat") == 2, timeout=30)  # then quiet
+
+    assert while_busy.count(b":heartbeat") == 0
+
