@@ -9,8 +9,10 @@ route, which publishes what it is sent. Crowd: Sensorcast's largest fan-out cell
 core should carry, 10,000 browsers at 2 events a second, run five times on a fresh server
 and each run's figures printed (a p99 that holds in one run may not in the next), beside the
 floor the kernel sets: a bare loop writing an event's bytes to as many loopback sockets, read
-as the browsers read theirs (over loopback each write also does the receiving side's work,
-which a browser's own machine does in real use). Churn:
+as the browsers read theirs. Over loopback, each write would also do the receiving side's
+kernel work on the writer's core, which a browser's own machine does in real use: where it
+may (as root), the benchmark has Linux steer loopback's receive work to the core of the
+browsers, devices and Redis (``receiving_on``), and each table's title says which. Churn:
 browsers that open a stream and leave at once, by the thousand; what stays behind.
 Uploads: readings POSTed one per request and in batches by 32 keep-alive connections,
 beside the framework's own floor (``bench_ingest.py``); the same batches into one Redis
@@ -25,6 +27,7 @@ BENCH_ARGS="--sections ingest,ranges"``.
 """
 import argparse
 import array
+import contextlib
 import importlib.util
 import os
 import pathlib
@@ -59,6 +62,9 @@ SECTIONS = ("fan-out", "crowd", "churn", "ingest", "cluster", "mqtt", "fleet", "
 CROWD, CROWD_RATE, CROWD_RUNS, CROWD_P99_MS = 10_000, 2.0, 5, 250  # the target: p99 within it in every run
 FLOOR_ROUNDS = 20  # events a bare loop writes to the crowd's sockets, after each run
 RANGES = {"1 h": 3600, "24 h": 24 * 3600, "7 d": 7 * 24 * 3600}
+RECEIVE_STEERING = pathlib.Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
+RECEIVE_BACKLOG = pathlib.Path("/proc/sys/net/core/netdev_max_backlog")
+STEERED_BACKLOG = 30_000  # packets: an event's 10,000 at once (the default 1,000 drops them, resent 200 ms later)
 
 
 def stock_app():
@@ -224,11 +230,33 @@ def print_table(title, rows):
         print("  ".join(f"{str(row[column]):>{widths[column]}}" for column in columns), flush=True)
 
 
-def machine():
+@contextlib.contextmanager
+def receiving_on(core):
+    """Loopback's receive work done on ``core`` (Linux's receive packet steering), with a
+    backlog deep enough for a crowd's packets, both put back after; yields whether that
+    could be done (it takes root), for the tables' titles to say."""
+    saved = [(path, path.read_text()) for path in (RECEIVE_STEERING, RECEIVE_BACKLOG) if path.exists()]
+    try:
+        RECEIVE_BACKLOG.write_text(str(max(STEERED_BACKLOG, int(RECEIVE_BACKLOG.read_text()))))
+        RECEIVE_STEERING.write_text(f"{1 << core:x}")
+        steered = True
+    except OSError:
+        steered = False
+    try:
+        yield steered
+    finally:
+        for path, text in saved:
+            with contextlib.suppress(OSError):
+                path.write_text(text)
+
+
+def machine(steered):
     cpu = re.search(r"model name\s*: (.*)", pathlib.Path("/proc/cpuinfo").read_text())
     parser = "C" if importlib.util.find_spec("gunicorn_h1c") else "Python"  # make's setup builds the C one if it can
+    receiving = ("loopback's receive work on the browsers' core" if steered
+                 else "loopback's receive work on the sender's core (steering it takes root)")
     return (f"{os.cpu_count()} cores ({cpu.group(1) if cpu else platform.machine()}), Python "
-            f"{platform.python_version()}, gunicorn's {parser} HTTP parser")
+            f"{platform.python_version()}, gunicorn's {parser} HTTP parser, {receiving}")
 
 
 def main(argv=None):
@@ -246,10 +274,12 @@ def main(argv=None):
     sections = args.sections.split(",")
     clients = [int(count) for count in args.clients.split(",")]
     rates = [float(rate) for rate in args.rates.split(",")]
-    if os.cpu_count() > 1:
-        os.sched_setaffinity(0, {os.cpu_count() - 1})  # Redis, started below, inherits it
+    peers_core = os.cpu_count() - 1
+    if peers_core:
+        os.sched_setaffinity(0, {peers_core})  # Redis, started below, inherits it
 
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(scratch) as redis_server:
+    with (tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(scratch) as redis_server,
+          receiving_on(peers_core) as steered):
         redis_client = connect(redis_server.url)
         if "fan-out" in sections:
             rows = []
@@ -262,7 +292,7 @@ def main(argv=None):
                     finally:
                         server.stop()
                     print_table("", rows[-len(rates):])
-            print_table(f"Fan-out on {machine()}: one gevent worker on core 0; browsers, device and "
+            print_table(f"Fan-out on {machine(steered)}: one gevent worker on core 0; browsers, device and "
                         f"Redis on the other core; {args.seconds:g} s per rate", rows)
 
         if "crowd" in sections:
@@ -278,8 +308,8 @@ def main(argv=None):
                                                                          "reconnects", "POSTs failed")},
                              f"p99 <= {CROWD_P99_MS} ms": "yes" if float(row["p99 ms"]) <= CROWD_P99_MS else "no",
                              "a bare loop's writes, ms": f"{bare_fan_out_ms(CROWD, FLOOR_ROUNDS):.0f}"})
-            print_table(f"Crowd: {CROWD:,} browsers at {CROWD_RATE:g} readings a second, {CROWD_RUNS} runs, "
-                        f"one gevent worker on core 0; {args.seconds:g} s each", rows)
+            print_table(f"Crowd on {machine(steered)}: {CROWD:,} browsers at {CROWD_RATE:g} readings a second, "
+                        f"{CROWD_RUNS} runs, one gevent worker on core 0; {args.seconds:g} s each", rows)
 
         if "churn" in sections:
             rows = []
@@ -295,7 +325,7 @@ def main(argv=None):
 
         if "ingest" in sections:
             redis_client.flushall()
-            print_table(f"Uploads on {machine()}: one gevent worker on core 0; {CONNECTIONS} keep-alive "
+            print_table(f"Uploads on {machine(steered)}: one gevent worker on core 0; {CONNECTIONS} keep-alive "
                         f"connections and Redis on the other core; {args.seconds:g} s each",
                         upload_table(redis_server, redis_client, args.seconds))
 
@@ -316,7 +346,7 @@ def main(argv=None):
                 for browsers in BROWSERS:
                     rows.append(cell(redis_server, redis_client, devices, browsers, args.fleet_seconds))
                     print_table("", rows[-1:])
-            print_table(f"Fleet and crowd on {machine()}: make run's workers (one per core, not pinned); each "
+            print_table(f"Fleet and crowd on {machine(steered)}: make run's workers (one per core, not pinned); each "
                         f"device posts a reading every 10 s; {args.fleet_seconds:g} s a cell", rows)
 
         if "ranges" in sections:

@@ -99,7 +99,8 @@ def bare_fan_out_ms(count, rounds, frame_bytes=200):
     bytes to ``count`` loopback sockets (median of ``rounds``), from a process on the
     worker's core while this process reads them in an epoll loop, as ``Browsers`` does.
     Over loopback each write also does the receiving side's kernel work, the browsers'
-    on another machine; no server can fan an event out faster on this machine."""
+    on another machine, unless the benchmark steers it to their core (``bench.receiving_on``);
+    no server can fan an event out faster on this machine."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=count)
     writer_ready, reader_ready = socket.socketpair()
     frame = b"%X\r\n%b\r\n" % (frame_bytes, b"x" * frame_bytes)  # an event as the stream frames it
