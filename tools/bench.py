@@ -33,6 +33,7 @@ import os
 import pathlib
 import platform
 import re
+import signal
 import socket
 import statistics
 import sys
@@ -274,6 +275,7 @@ def main(argv=None):
     sections = args.sections.split(",")
     clients = [int(count) for count in args.clients.split(",")]
     rates = [float(rate) for rate in args.rates.split(",")]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds as Ctrl-C does: receiving_on puts settings back
     peers_core = os.cpu_count() - 1
     if peers_core:
         os.sched_setaffinity(0, {peers_core})  # Redis, started below, inherits it
