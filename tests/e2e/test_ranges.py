@@ -116,19 +116,38 @@ def test_an_address_whose_from_is_after_its_to_shows_the_span_between_them(live_
     assert "from=" in browser_page.url and browser_page.get_by_label("Range").input_value() == "custom"
 
 
-@pytest.mark.parametrize("address", ["?from=1764000000&to=1764000000", "?from=yesterday&to=now"])
-def test_an_address_whose_from_and_to_are_no_range_says_so(live_server, token_for, browser_page, address):
+@pytest.mark.parametrize("address, message, wrong", [
+    ("?from=1764000000&to=1764000000", "From must be before To", ("true", "true")),
+    ("?from=yesterday&to=1764000000", "From and To must be times", ("true", "false")),
+    ("?from=1764000000", "From and To must be times", ("false", "true")),
+])
+def test_an_address_whose_from_and_to_are_no_range_says_why(live_server, token_for, browser_page, address, message,
+                                                            wrong):
     seed_fleet(live_server, token_for, ["kitchen"])
 
     browser_page.goto(live_server.url + "/" + address)
 
-    expect(browser_page.get_by_role("alert")).to_contain_text("The address's From and To are no range")
-    expect(browser_page.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(browser_page.get_by_role("alert")).to_have_text(message + ".")
+    for name, invalid in zip(("From", "To"), wrong):
+        field = browser_page.get_by_label(name, exact=True)
+        expect(field).to_have_attribute("aria-invalid", invalid)
+        assert (field.input_value() == "") == (invalid == "true" and "times" in message)  # what the address gave
     expect(browser_page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-range", "live")
     assert browser_page.get_by_label("Range").input_value() == "custom"
     browser_page.get_by_label("Range").select_option("1h")
     expect(browser_page.locator(".range-message")).to_be_empty()
     assert browser_page.console_errors == []
+
+
+def test_an_address_naming_a_range_beside_a_from_that_is_no_time_shows_that_range(live_server, token_for,
+                                                                                  browser_page):
+    seed_fleet(live_server, token_for, ["kitchen"])
+
+    browser_page.goto(live_server.url + "/?range=24h&from=yesterday")
+
+    expect(browser_page.locator('[data-device="kitchen"] .chart')).to_have_attribute("data-range", "24h")
+    assert browser_page.get_by_label("Range").input_value() == "24h"
+    expect(browser_page.locator(".range-message")).to_be_empty()
 
 
 def test_the_custom_range_message_keeps_the_header_on_one_line_at_a_desk(live_server, token_for, open_page):

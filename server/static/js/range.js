@@ -7,8 +7,7 @@
 // The range is this page's own (another tab may show another) and in its address, to share:
 // ?range=1h, or ?from=…&to=… in ISO time or Unix seconds. Each choice is a new history entry
 // (pushState), so Back returns to the range before; a page opened without one shows the
-// range last chosen in this browser; nor does one whose From and To are no range, which is
-// said.
+// range last chosen in this browser, as does one whose From and To are no range, saying why.
 import { prefs } from "./format.js";
 import { ZOOM } from "./zoom.js";
 
@@ -18,21 +17,28 @@ const SPANS = { live: LIVE_SPAN, "1h": 3600, "24h": 86400, "7d": 604800 };
 const SLIDE_AT_LEAST = 60; // seconds between fetches of a sliding range, at most
 const weights = new WeakMap(); // a bucket's count of readings, for live readings added to it (1 if fetched)
 
+// A page address's From and To in Unix seconds, NaN for one that is no time.
+function addressTimes(search) {
+  const query = new URLSearchParams(search);
+  const seconds = (text) => (/^\d+(\.\d+)?$/.test(text) ? Number(text) : Date.parse(text) / 1000);
+  return ["from", "to"].map((name) => seconds(query.get(name) ?? ""));
+}
+
 // A range from a page address's query, or null for none. A From after its To (an address
 // typed or edited by hand) is the span between them, not a range ignored.
 function fromAddress(search) {
-  const query = new URLSearchParams(search);
-  const seconds = (text) => (/^\d+(\.\d+)?$/.test(text) ? Number(text) : Date.parse(text) / 1000);
-  const [since, until] = ["from", "to"].map((name) => seconds(query.get(name) ?? "")).sort((a, b) => a - b);
+  const [since, until] = addressTimes(search).sort((a, b) => a - b);
   if (since < until) return { name: "custom", since, until };
-  return Object.hasOwn(SPANS, query.get("range")) ? { name: query.get("range") } : null;
+  const named = new URLSearchParams(search).get("range");
+  return Object.hasOwn(SPANS, named) ? { name: named } : null;
 }
 
-// Why the address's From and To, given, are no range ("" when they are one, or not given).
+// What is wrong with an address that gives a From or a To but names no range ("" for
+// nothing), as the picker says it of a From and To typed in.
 function addressProblem(search) {
   const query = new URLSearchParams(search);
-  if (!query.has("from") && !query.has("to")) return "";
-  return fromAddress(search)?.name === "custom" ? "" : "The address's From and To are no range: From must be before To.";
+  if (fromAddress(search) || !(query.has("from") || query.has("to"))) return "";
+  return addressTimes(search).some(Number.isNaN) ? "From and To must be times." : "From must be before To.";
 }
 
 // The page's address with the range in its query, the rest of the query kept.
@@ -186,15 +192,18 @@ export function wireRange(onChange) {
   };
   // "Live 15 min", and no wider: the header is one line at a desk.
   select.querySelector("[value=live]").textContent = `Live ${LIVE_SPAN / 60} min`;
-  const problem = addressProblem(location.search);
+  const [problem, given] = [addressProblem(location.search), addressTimes(location.search)];
   history.replaceState(history.state, "", toAddress(chosen));
   showChosen();
-  if (problem) { // said, with the range shown to start from, as a wrong From or To typed in is
+  if (problem) { // the picker shows what the address gave, and why the charts keep their range
+    const unreadable = given.map(Number.isNaN);
     select.value = "custom";
     custom.hidden = false;
-    fill(range());
     message.textContent = problem;
-    [from, to].forEach((input) => input.setAttribute("aria-invalid", "true"));
+    [from, to].forEach((input, i) => {
+      input.value = unreadable[i] || Number.isNaN(new Date(given[i] * 1000).getTime()) ? "" : local(given[i]);
+      input.setAttribute("aria-invalid", String(unreadable[i] || !unreadable.some(Boolean)));
+    });
   }
   select.addEventListener("change", () => {
     custom.hidden = select.value !== "custom";
