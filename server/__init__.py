@@ -82,7 +82,8 @@ def create_app(test_config=None):
     app.config.from_prefixed_env("SENSORCAST")
     if test_config:
         app.config.from_mapping(test_config)
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S %z")  # as gunicorn's own lines, so an outage's lines line up
 
     from . import alerts, api, dashboard, devices, firmware, guard, history, ingest, metrics, viewers
     from .auth import devices_cli

@@ -6,6 +6,7 @@ The page's script and styles are in ``static/``; uPlot is served from
 """
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
+from .connections import UNREACHABLE
 from .readings import METRICS, NOT_METRICS
 from .viewers import login_needed
 
@@ -16,7 +17,13 @@ DIAGNOSTICS = ("rssi", "uptime", "heap", "dropped")
 
 @bp.get("/")
 def index():
-    if login_needed():
+    """The page: it holds no data, so while Redis cannot say whether a login is needed it
+    is served anyway, and its data waits for Redis and the viewer's login (dashboard.js)."""
+    try:
+        needed = login_needed()
+    except UNREACHABLE:
+        needed = False
+    if needed:
         return redirect(url_for("viewers.login", next=request.full_path.rstrip("?")))  # with its range: ?from=…
     metrics = [(name, unit) for name, (unit, _, _) in METRICS.items()]
     return render_template("index.html", metrics=metrics, diagnostics=DIAGNOSTICS, not_metrics=NOT_METRICS,

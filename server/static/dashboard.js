@@ -14,9 +14,11 @@ import { connect, resumeAfter, toLogin } from "./js/stream.js";
 const CHART_POINTS = 500; // readings a card keeps, thinned past that (range.js)
 const VALUES_EVERY = 100; // ms
 const CHART_EVERY = 250; // ms
+const RELOAD_MS = 5000; // before loading again what the server could not give, unless it says (Retry-After)
 const devices = new Map();
 let held = null; // while states are reloaded: the device and alert events received meanwhile
 let seeding = false; // while seed() makes the cards it loads the charts of itself
+let resyncLater = null; // the next try of a resync() that failed
 
 function card(id) {
   if (devices.has(id)) return devices.get(id);
@@ -191,6 +193,7 @@ const guarded = (id, show) => show().then(() => null, (error) => {
 async function seed() {
   const answer = await fetch("/api/devices");
   if (answer.status === 401) return toLogin();
+  if (!answer.ok) throw await refusal("/api/devices", answer);
   const known = await answer.json();
   resumeAfter(known.last_id);
   seeding = true; // each card is made before its function's first await
@@ -206,8 +209,38 @@ async function seed() {
 
 async function getJSON(url) {
   const answer = await fetch(url);
-  if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
+  if (!answer.ok) throw await refusal(url, answer);
   return answer.json();
+}
+
+// An answer that is not ok as an error: what the server said (its JSON's "error"), and how
+// long to wait before asking again (its Retry-After, as a 503 while Redis is away has).
+async function refusal(url, answer) {
+  const said = await answer.json().then(({ error }) => error, () => null);
+  return Object.assign(new Error(`${url}: HTTP ${answer.status}${said ? ` (${said})` : ""}`), {
+    said: said ?? `HTTP ${answer.status}`,
+    retryAfter: 1000 * Number(answer.headers.get("Retry-After")) || RELOAD_MS,
+  });
+}
+
+// seed(), again after each refusal (the server's database away) until it works, saying so
+// where the cards go while there are none; any other failure is logged, not tried again.
+async function seedUntilDone() {
+  const empty = document.getElementById("empty");
+  const welcome = empty?.innerHTML;
+  for (;;) {
+    try {
+      await seed();
+    } catch (error) {
+      if (!error.retryAfter) throw error;
+      console.warn("could not load the devices; trying again", error);
+      if (empty) empty.textContent = `Could not load the devices: ${error.said}. Trying again in ${error.retryAfter / 1000} s.`;
+      await new Promise((done) => setTimeout(done, error.retryAfter));
+      continue;
+    }
+    if (empty) empty.innerHTML = welcome;
+    return;
+  }
 }
 
 // Device, alert and threshold events are not replayed: each time the stream opens, the
@@ -217,7 +250,11 @@ async function resync() {
   const waiting = (held = []);
   const shown = [...devices.keys()]; // a card made meanwhile is of a device newer than the answer
   const loaded = await Promise.all(["/api/devices", "/api/alerts?limit=50", "/api/thresholds"].map(getJSON))
-    .catch((error) => console.error("could not load the devices' states", error));
+    .catch((error) => {
+      console.warn("could not load the devices' states; trying again", error);
+      clearTimeout(resyncLater); // one try pending, however often the stream opened meanwhile
+      resyncLater = setTimeout(resync, error.retryAfter ?? RELOAD_MS);
+    });
   if (held !== waiting) return; // a newer reload has begun and holds the events now
   held = null;
   if (loaded) {
@@ -244,7 +281,7 @@ const inTurn = (apply) => (data) => {
 // The server no longer keeps everything since our last event: load history afresh.
 async function reload() {
   for (const device of devices.values()) device.readings = [];
-  await seed();
+  await seedUntilDone();
 }
 
 // A threshold set or removed, here or elsewhere: the card's lines and form follow.
@@ -308,7 +345,7 @@ followShown(() => nextFrame("shown", () => {
   relabel();
   redrawCompare();
 }));
-seed().catch((error) => console.error("could not load devices", error))
+seedUntilDone().catch((error) => console.error("could not load devices", error))
   .finally(() => {
     tick();
     connect(resync, {

@@ -1,7 +1,8 @@
 """A user watches the dashboard while the server, or its Redis, goes away and comes back,
 and while the owner starts requiring a login: each card says it is out of touch and that its
-chart is not current, not "online", until the server answers again; a page whose login is
-now needed goes to the login page at once."""
+chart is not current, not "online", until the server answers again; a page opened while Redis
+is away says so, and fills in once it is back; a page whose login is now needed goes to the
+login page at once."""
 import re
 
 from playwright.sync_api import expect
@@ -60,6 +61,28 @@ def test_while_redis_is_away_each_card_says_so(tmp_path, browser_page):
             redis_server.start()
             expect(page.locator("#connection")).to_have_text("live", timeout=90_000)
             expect(card.locator(".status")).to_have_text("online")
+        finally:
+            server.stop()
+            client.connection_pool.disconnect()
+
+
+def test_a_dashboard_opened_while_redis_is_away_says_so_and_fills_in_once_it_is_back(tmp_path, browser_page):
+    with EmbeddedRedis(tmp_path) as redis_server:
+        client = connect(redis_server.url)
+        server = LiveServer(redis_server.url)
+        try:
+            server.post("/api/readings", issue_token(client, "kitchen"), json={"temperature": 20})
+            redis_server.stop()
+
+            browser_page.goto(server.url + "/")
+
+            expect(browser_page.locator("#empty")).to_contain_text(
+                "Could not load the devices: the database is unreachable", timeout=30_000)
+            redis_server.start()
+            card = browser_page.locator('[data-device="kitchen"]')
+            expect(card.locator(".status")).to_have_text("online", timeout=60_000)
+            expect(browser_page.locator("#connection")).to_have_text("live")
+            expect(card.locator(".metrics")).to_contain_text("20")
         finally:
             server.stop()
             client.connection_pool.disconnect()
