@@ -236,7 +236,7 @@ def print_table(title, rows):
 def receiving_on(core):
     """Loopback's receive work done on ``core`` (Linux's receive packet steering), with a
     backlog deep enough for a crowd's packets, both put back after; yields whether that
-    could be done (it takes root), for the tables' titles to say."""
+    could be done (it takes root), for the crowd table's title to say."""
     saved = [(path, path.read_text()) for path in (RECEIVE_STEERING, RECEIVE_BACKLOG) if path.exists()]
     try:
         RECEIVE_BACKLOG.write_text(str(max(STEERED_BACKLOG, int(RECEIVE_BACKLOG.read_text()))))

@@ -5,6 +5,7 @@ is away says so, and fills in once it is back; a page whose login is now needed 
 login page at once."""
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from server.auth import issue_token
@@ -43,49 +44,49 @@ def test_while_the_server_is_away_each_card_says_so_and_why_its_chart_is_old(
     expect(card.locator(".chart-error")).to_have_text("")
 
 
-def test_while_redis_is_away_each_card_says_so(tmp_path, browser_page):
+@pytest.fixture
+def own_redis(tmp_path):
+    """A server on a Redis of its own, which the test stops and starts, and a kitchen that posted."""
     with EmbeddedRedis(tmp_path) as redis_server:
         client = connect(redis_server.url)
         server = LiveServer(redis_server.url)
         try:
             server.post("/api/readings", issue_token(client, "kitchen"), json={"temperature": 20})
-            page = browser_page
-            page.goto(server.url + "/")
-            expect(page.locator("#connection")).to_have_text("live")
-            card = page.locator('[data-device="kitchen"]')
-            expect(card.locator(".status")).to_have_text("online")
-
-            redis_server.stop()
-
-            expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH, timeout=60_000)
-            redis_server.start()
-            expect(page.locator("#connection")).to_have_text("live", timeout=90_000)
-            expect(card.locator(".status")).to_have_text("online")
+            yield redis_server, server
         finally:
             server.stop()
             client.connection_pool.disconnect()
 
 
-def test_a_dashboard_opened_while_redis_is_away_says_so_and_fills_in_once_it_is_back(tmp_path, browser_page):
-    with EmbeddedRedis(tmp_path) as redis_server:
-        client = connect(redis_server.url)
-        server = LiveServer(redis_server.url)
-        try:
-            server.post("/api/readings", issue_token(client, "kitchen"), json={"temperature": 20})
-            redis_server.stop()
+def test_while_redis_is_away_each_card_says_so(own_redis, browser_page):
+    redis_server, server = own_redis
+    page = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    card = page.locator('[data-device="kitchen"]')
+    expect(card.locator(".status")).to_have_text("online")
 
-            browser_page.goto(server.url + "/")
+    redis_server.stop()
 
-            expect(browser_page.locator("#empty")).to_contain_text(
-                "Could not load the devices: the database is unreachable", timeout=30_000)
-            redis_server.start()
-            card = browser_page.locator('[data-device="kitchen"]')
-            expect(card.locator(".status")).to_have_text("online", timeout=60_000)
-            expect(browser_page.locator("#connection")).to_have_text("live")
-            expect(card.locator(".metrics")).to_contain_text("20")
-        finally:
-            server.stop()
-            client.connection_pool.disconnect()
+    expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH, timeout=60_000)
+    redis_server.start()
+    expect(page.locator("#connection")).to_have_text("live", timeout=90_000)
+    expect(card.locator(".status")).to_have_text("online")
+
+
+def test_a_dashboard_opened_while_redis_is_away_says_so_and_fills_in_once_it_is_back(own_redis, browser_page):
+    redis_server, server = own_redis
+    redis_server.stop()
+
+    browser_page.goto(server.url + "/")
+
+    expect(browser_page.locator("#empty")).to_contain_text(
+        "Could not load the devices: the database is unreachable", timeout=30_000)
+    redis_server.start()
+    card = browser_page.locator('[data-device="kitchen"]')
+    expect(card.locator(".status")).to_have_text("online", timeout=60_000)
+    expect(browser_page.locator("#connection")).to_have_text("live")
+    expect(card.locator(".metrics")).to_contain_text("20")
 
 
 def test_a_page_whose_login_became_needed_goes_to_the_login_page_at_once(start_server, app, browser_page):
