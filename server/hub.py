@@ -61,6 +61,7 @@ class Hub:
     subscribe_timeout = 5.0  # a new stream's wait for its subscription while Redis is away
     busy_subscribe_timeout = 30.0  # and while Redis answers, but this process is slow to hear it
     recover_seconds = 10.0
+    probe_seconds = 5.0  # a subscription quiet this long is pinged, and broken if that gets no answer as long
     dispatch_slice = 100
     flush_seconds = 0.05  # while events keep coming, a channel's clients are woken at most this often
 
@@ -171,6 +172,7 @@ class Hub:
         pubsub, subscribed = self.redis.pubsub(), set()
         next_heartbeat = next_sweep = time.monotonic()
         next_wake = 0.0  # clients are woken no sooner
+        heard, pinged = time.monotonic(), None  # when Redis last said anything here; when it was pinged since
         try:
             while not self._stopping.is_set():
                 subscribed = self._sync_subscriptions(pubsub, subscribed)
@@ -179,9 +181,11 @@ class Hub:
                     message = self._next_message(pubsub, wait)
                     if message is None:
                         break
+                    heard, pinged = time.monotonic(), None
                     self._handle(message)
                     wait = max(0.0, next_wake - time.monotonic())  # gather what comes until the next wake
                 now = time.monotonic()
+                pinged = self._probe(pubsub, now, heard, pinged)
                 if now >= next_wake and self._changed():
                     self._wake_changed(now)
                     next_wake = now + self.flush_seconds
@@ -194,6 +198,20 @@ class Hub:
                     self._sweep(now)
         finally:
             pubsub.close()
+
+    def _probe(self, pubsub, now, heard, pinged):
+        """Ping a subscription that Redis has said nothing on for ``probe_seconds``; no
+        answer within as long again breaks it, as a closed connection does: a Redis that
+        stopped, or that a network lost without a word, is found in seconds, not at the
+        connection's health check. Returns when Redis was pinged, if it was."""
+        if pubsub.connection is None or not pubsub.subscribed or now - heard < self.probe_seconds:
+            return None
+        if pinged is None:
+            pubsub.ping()
+            return now
+        if now - pinged >= self.probe_seconds:
+            raise redis.exceptions.TimeoutError(f"Redis answered no ping within {self.probe_seconds:g} s")
+        return pinged
 
     def _next_message(self, pubsub, wait):
         """The next message, waiting up to ``wait`` for one to begin; once it has begun,

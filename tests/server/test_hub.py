@@ -100,7 +100,9 @@ def test_live_events_already_replayed_are_not_sent_again(hub, redis_client):
 class SlowRelay:
     """A TCP relay to Redis that passes its replies on in small pieces with pauses, as a
     busy machine or network does, so that the hub certainly sees messages half arrived.
-    ``cut()`` breaks every connection and refuses new ones until ``mend()``."""
+    ``cut()`` breaks every connection and refuses new ones until ``mend()``; ``freeze()``
+    passes nothing on, either way, and closes nothing, as a stopped Redis or a network
+    that lost it, until ``thaw()``."""
 
     pieces = itertools.cycle([1, 7, 300, 2000, 45])
     pause = 0.002
@@ -111,6 +113,8 @@ class SlowRelay:
         self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}"
         self.connections = []
         self.refusing = False
+        self.flowing = threading.Event()
+        self.flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -128,6 +132,7 @@ class SlowRelay:
     def _pump(self, source, target, slowly):
         try:
             while data := source.recv(65536):
+                self.flowing.wait()
                 while slowly and data:
                     size = next(self.pieces)
                     target.sendall(data[:size])
@@ -150,6 +155,12 @@ class SlowRelay:
 
     def mend(self):
         self.refusing = False
+
+    def freeze(self):
+        self.flowing.clear()
+
+    def thaw(self):
+        self.flowing.set()
 
 
 @pytest.fixture
@@ -225,6 +236,22 @@ def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_lo
     assert len(closing) == 1 and "closed its 3 clients" in closing[0]
     relay.mend()
     eventually(lambda: relayed_hub.join("sse") is not None)
+
+
+def test_a_redis_that_stops_answering_without_a_word_closes_the_readers_within_seconds(relay):
+    """A stopped Redis, or one a network lost without closing anything: no error comes,
+    only silence. The hub finds out by a ping, not at a health check half a minute on."""
+    hub = Hub(connect(relay.url, timeout=1))
+    hub.probe_seconds, hub.recover_seconds = 0.5, 1
+    try:
+        clients = [hub.join("sse") for _ in range(2)]
+        relay.freeze()
+
+        eventually(lambda: all(client.closed for client in clients), timeout=10)
+        relay.thaw()
+        eventually(lambda: hub.join("sse") is not None)
+    finally:
+        hub.stop()
 
 
 def test_a_stream_opened_while_the_process_is_slow_to_hear_redis_is_served_late_not_refused(relay, relayed_hub,
