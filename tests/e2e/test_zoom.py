@@ -65,6 +65,9 @@ def test_dragging_across_a_chart_shows_that_stretch_on_every_card_and_back_retur
         assert zoomed[0] == pytest.approx(since + HOUR / 4, abs=60)
         assert zoomed[1] == pytest.approx(until - HOUR / 4, abs=60)
     assert kitchen.locator(".u-select").bounding_box()["width"] == 0  # the selection is gone
+    address = [datetime.fromisoformat(query(page)[name][0]) for name in ("from", "to")]
+    assert [moment.timestamp() for moment in address] == axis(charts(page)[0])
+    assert all(moment.microsecond == 0 for moment in address)  # to the second, as people read an address
     page.go_back()
     shows(page, "1h")
     page.get_by_label("Range").select_option("live")

@@ -45,7 +45,7 @@ function addressProblem(search) {
 function toAddress(chosen) {
   const query = new URLSearchParams(location.search);
   ["range", "from", "to"].forEach((name) => query.delete(name));
-  const iso = (seconds) => new Date(seconds * 1000).toISOString();
+  const iso = (seconds) => new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
   if (chosen.name === "custom") {
     query.set("from", iso(chosen.since));
     query.set("to", iso(chosen.until));
@@ -220,6 +220,8 @@ export function wireRange(onChange) {
     if (!(since < until)) return;
     choose({ name: "custom", since, until });
   });
-  document.addEventListener(ZOOM, ({ detail }) => choose({ name: "custom", ...detail }));
+  document.addEventListener(ZOOM, ({ detail: { since, until } }) => { // in whole seconds, as an address shows them
+    choose({ name: "custom", since: Math.floor(since), until: Math.ceil(until) });
+  });
   window.addEventListener("popstate", () => choose(fromAddress(location.search) ?? prefs.range, "replaceState"));
 }
