@@ -6,6 +6,7 @@ CLI in one line, never a traceback.
 """
 import select
 import threading
+import time
 
 import redis
 import redis.cluster
@@ -79,7 +80,7 @@ def client_for(config, max_connections=8, timeout=10):
                                        socket_timeout=2,
                                        sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2})
     return sentinel.master_for(config["REDIS_SERVICE"], connection_pool_class=_SentinelBlockingPool,
-                               connection_class=_quick_check(redis.sentinel.SentinelManagedConnection),
+                               connection_class=_ours(redis.sentinel.SentinelManagedConnection),
                                **_pool_options(max_connections, timeout), **credentials,
                                **({"db": url["db"]} if "db" in url else {}))
 
@@ -132,7 +133,7 @@ def connect(url, max_connections=8, timeout=10):
     """A client whose pool holds at most ``max_connections``: past that, callers wait for
     one (up to ``socket_timeout``), so no crowd of requests can flood Redis with connections."""
     pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(max_connections, timeout))
-    pool.connection_class = _quick_check(pool.connection_class)
+    pool.connection_class = _ours(pool.connection_class)
     return redis.Redis(connection_pool=pool)
 
 
@@ -179,15 +180,55 @@ class _QuickCheck:
         return super().can_read(timeout)
 
 
-_QUICK_CHECKS = {base: type(base.__name__, (_QuickCheck, base), {})
-                 for base in (redis.Connection, redis.UnixDomainSocketConnection,
-                              redis.sentinel.SentinelManagedConnection)}
+STALL_SECONDS = 5.0
+_stalled = {}  # a Redis's address -> until when no command is sent to it: it left one unanswered
 
 
-def _quick_check(connection_class):
-    """``connection_class`` with ``_QuickCheck``'s poll (TLS's own buffer is left to redis-py;
-    a Redis Cluster's client makes its nodes' connections itself)."""
-    return _QUICK_CHECKS.get(connection_class, connection_class)
+class _StallGuard:
+    """A Redis that leaves a command unanswered for the whole socket timeout (stopped, or
+    lost by a network that closed nothing) is sent no other for ``STALL_SECONDS``: this
+    process's requests are told 503 at once, not each after the timeout, holding a board
+    and one of the worker's connections that long. Then one command tries it again; the
+    others are refused until its answer, or its timeout, says whether Redis is back. A
+    poll's timeout (a subscription's) and a wait cut short (a health check's) are no stall."""
+
+    def send_packed_command(self, command, check_health=True):
+        if _stalled:
+            address = self._address()
+            until = _stalled.get(address, 0.0)
+            now = time.monotonic()
+            if now < until:
+                raise redis.exceptions.ConnectionError(f"Redis left a command unanswered; asked again in {until - now:.1f} s")
+            if until:
+                _stalled[address] = now + (self.socket_timeout or STALL_SECONDS)  # this command finds out
+        return super().send_packed_command(command, check_health)
+
+    def read_response(self, *args, **kwargs):
+        asked = time.monotonic()
+        try:
+            response = super().read_response(*args, **kwargs)
+        except redis.exceptions.TimeoutError:
+            if "timeout" not in kwargs and time.monotonic() - asked >= (self.socket_timeout or float("inf")):
+                _stalled[self._address()] = time.monotonic() + STALL_SECONDS
+            raise
+        if _stalled:
+            _stalled.pop(self._address(), None)
+        return response
+
+    def _address(self):
+        return getattr(self, "path", None) or (self.host, self.port)
+
+
+_OURS = {base: type(base.__name__, (*mixins, base), {}) for base, mixins in (
+    (redis.Connection, (_QuickCheck, _StallGuard)), (redis.UnixDomainSocketConnection, (_QuickCheck, _StallGuard)),
+    (redis.sentinel.SentinelManagedConnection, (_QuickCheck, _StallGuard)), (redis.SSLConnection, (_StallGuard,)))}
+
+
+def _ours(connection_class):
+    """``connection_class`` with ``_StallGuard``, and ``_QuickCheck``'s poll but over TLS,
+    whose own buffer is left to redis-py. A Redis Cluster's client makes its nodes'
+    connections itself."""
+    return _OURS.get(connection_class, connection_class)
 
 
 def _pool_options(max_connections, timeout):

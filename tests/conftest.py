@@ -108,9 +108,9 @@ class LiveServer(ServerProcess):
     def health(self):
         return requests.get(self.url + "/healthz", timeout=5).json()
 
-    def post(self, path, token=None, headers=(), **kwargs):
+    def post(self, path, token=None, headers=(), timeout=10, **kwargs):
         headers = dict(headers, **({"Authorization": f"Bearer {token}"} if token else {}))
-        return requests.post(self.url + path, headers=headers, timeout=10, **kwargs)
+        return requests.post(self.url + path, headers=headers, timeout=timeout, **kwargs)
 
     def history(self, device):
         answer = requests.get(f"{self.url}/api/devices/{device}/readings?limit=10000", timeout=5)

@@ -97,6 +97,29 @@ def test_a_frozen_redis_is_a_quick_503_for_the_monitor_and_health_is_back_when_i
     eventually(lambda: requests.get(live_server.url + "/healthz", timeout=5).status_code == 200)
 
 
+def test_uploads_to_a_frozen_redis_are_told_503_at_once_after_the_first_and_stored_when_it_thaws(
+        live_server, redis_server, token_for):
+    """A Redis that takes the connections and never answers (stopped, or lost by a network
+    that closed nothing): the first upload waits out the timeout; the next ones are told so
+    at once, not each after the timeout, holding a board and a connection all that while."""
+    token = token_for("greenhouse")
+    post = lambda seq, **kwargs: live_server.post("/api/readings", token, json={"temperature": 20, "boot": "b1",
+                                                                               "seq": seq}, **kwargs)
+    assert post(0).status_code == 201
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        first = post(1, timeout=30)
+        next_ones = [post(seq, timeout=5) for seq in range(2, 6)]
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+    assert first.status_code == 503
+    assert [answer.status_code for answer in next_ones] == [503] * 4
+    assert all(answer.headers["Retry-After"] and "unreachable" in answer.json()["error"] for answer in next_ones)
+    eventually(lambda: post(6).status_code == 201)
+    assert [reading["seq"] for reading in live_server.history("greenhouse")][-1] == 6
+
+
 def test_a_subscription_that_read_two_messages_at_once_still_has_the_second_to_give(redis_client):
     """The hub asks its subscription whether a message waits before it reads one: the
     answer counts what was read from the socket but not yet handed out, as well as the socket."""
