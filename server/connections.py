@@ -193,7 +193,7 @@ class _StallGuard:
     poll's timeout (a subscription's) and a wait cut short (a health check's) are no stall."""
 
     def send_packed_command(self, command, check_health=True):
-        if _stalled:
+        if _stalled and check_health:  # not a health check's PING nor a handshake: they are part of a command
             address = self._address()
             until = _stalled.get(address, 0.0)
             now = time.monotonic()
@@ -219,8 +219,19 @@ class _StallGuard:
         return getattr(self, "path", None) or (self.host, self.port)
 
 
+class _UnixAddress:
+    """redis-py notes a failed connection by host and port, which a Unix socket's lacks:
+    a connection to a stopped Redis's socket must be a ConnectionError, not an AttributeError."""
+
+    port = None
+
+    @property
+    def host(self):
+        return self.path
+
+
 _OURS = {base: type(base.__name__, (*mixins, base), {}) for base, mixins in (
-    (redis.Connection, (_QuickCheck, _StallGuard)), (redis.UnixDomainSocketConnection, (_QuickCheck, _StallGuard)),
+    (redis.Connection, (_QuickCheck, _StallGuard)), (redis.UnixDomainSocketConnection, (_QuickCheck, _StallGuard, _UnixAddress)),
     (redis.sentinel.SentinelManagedConnection, (_QuickCheck, _StallGuard)), (redis.SSLConnection, (_StallGuard,)))}
 
 

@@ -80,9 +80,10 @@ class Duties:
                 hub = self.extensions.get("sensorcast.hub")
                 report_process(client, process, hub.client_count() if hub else 0, self.mqtt_state(),
                                self.mqtt.stored_messages if self.mqtt else 0)
-            except redis.exceptions.RedisError as error:
+            except Exception as error:  # Redis away, or a bug: the sweep outlives either
                 if not failing:
-                    log.warning("offline sweep: %s; trying again every %g s", error, self.sweep_seconds)
+                    log.warning("offline sweep: %s; trying again every %g s", error, self.sweep_seconds,
+                                exc_info=not isinstance(error, redis.exceptions.RedisError))
                 failing = True
             else:
                 if failing:

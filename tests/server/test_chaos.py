@@ -5,10 +5,12 @@ import pathlib
 import select
 import signal
 import socket
+import time
 
 import pytest
 import requests
 
+from server.connections import STALL_SECONDS, UNREACHABLE, connect
 from tests.conftest import (Device, FollowingBrowser, all_watching, assert_each_reading_stored_once_and_seen_once,
                             eventually)
 
@@ -118,6 +120,35 @@ def test_uploads_to_a_frozen_redis_are_told_503_at_once_after_the_first_and_stor
     assert all(answer.headers["Retry-After"] and "unreachable" in answer.json()["error"] for answer in next_ones)
     eventually(lambda: post(6).status_code == 201)
     assert [reading["seq"] for reading in live_server.history("greenhouse")][-1] == 6
+
+
+def test_a_redis_frozen_past_the_connections_health_checks_is_used_again_once_it_thaws(redis_server):
+    """Each command to a frozen Redis fails as Redis away (a ConnectionError, never an
+    AttributeError of redis-py's about a Unix socket's port), and once it thaws the next
+    command after the pause works, though every connection is then due a health check."""
+    frozen_client = connect(redis_server.url, timeout=1)
+    frozen_client.connection_pool.connection_kwargs["health_check_interval"] = 1
+    frozen_client.ping()
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        failures = []
+        for _ in range(8):
+            with pytest.raises(UNREACHABLE) as failure:
+                frozen_client.set("frozen", 1)
+            failures.append(failure.value)
+            time.sleep(0.5)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+    assert any("unanswered" in str(failure) for failure in failures)  # told at once, not after the timeout
+    eventually(lambda: _answers(frozen_client), timeout=STALL_SECONDS + 5)
+
+
+def _answers(client):
+    try:
+        return client.set("frozen", 1)
+    except UNREACHABLE:
+        return False
 
 
 def test_a_subscription_that_read_two_messages_at_once_still_has_the_second_to_give(redis_client):
