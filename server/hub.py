@@ -84,6 +84,7 @@ class Hub:
         self._stopping = threading.Event()
         self._broken_since = None
         self._gave_up = False
+        self._viewers_unread = False
 
     def join(self, name, address=None, connection=None, access=None):
         """A new client of channel ``name``, once Redis delivers that channel to it.
@@ -338,9 +339,12 @@ class Hub:
         try:
             self.allows(None)  # reads the accounts now, once, rather than for the first client
         except redis.exceptions.RedisError as error:
-            log.warning("live stream: could not read the viewers (%s); checking again in %g s",
-                        error, self.poll_seconds)
+            if not self._viewers_unread:  # once for the whole outage, not once a second
+                log.warning("live stream: could not read the viewers (%s); checking again every %g s",
+                            error, self.poll_seconds)
+            self._viewers_unread = True
             return lambda access: True
+        self._viewers_unread = False
         return self.allows
 
     def _close_everyone(self, only=None):

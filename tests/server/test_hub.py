@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import redis
 from flask_sse import Message
 from redis._parsers import _RESP2Parser
 
@@ -311,3 +312,21 @@ def test_a_busy_channel_gets_its_events_without_heartbeats_and_a_quiet_one_its_h
 
     assert while_busy.count(b":heartbeat") == 0
 
+
+
+def test_viewers_that_cannot_be_read_while_redis_is_away_are_said_once_not_every_second(redis_client, caplog):
+    asked = []
+
+    def allows(access):
+        asked.append(access)
+        raise redis.exceptions.ConnectionError("Redis is away")
+    hub = Hub(redis_client, allows=allows)
+    hub.poll_seconds = 0.1
+    caplog.set_level(logging.WARNING, logger="server.hub")
+    try:
+        hub.join("sse")
+        eventually(lambda: len(asked) >= 10)  # ten sweeps, each of which could log the same line
+    finally:
+        hub.stop()
+    assert [record.getMessage() for record in caplog.records if "viewers" in record.getMessage()] == [
+        "live stream: could not read the viewers (Redis is away); checking again every 0.1 s"]
