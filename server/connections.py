@@ -198,7 +198,8 @@ class _StallGuard:
             until = _stalled.get(address, 0.0)
             now = time.monotonic()
             if now < until:
-                raise redis.exceptions.ConnectionError(f"Redis left a command unanswered; asked again in {until - now:.1f} s")
+                raise redis.exceptions.ConnectionError(
+                    f"Redis left a command unanswered; asked again in {until - now:.1f} s")
             if until:
                 _stalled[address] = now + (self.socket_timeout or STALL_SECONDS)  # this command finds out
         return super().send_packed_command(command, check_health)
@@ -216,7 +217,7 @@ class _StallGuard:
         return response
 
     def _address(self):
-        return getattr(self, "path", None) or (self.host, self.port)
+        return self.host, self.port  # a Unix socket's: its path (_UnixAddress)
 
 
 class _UnixAddress:
@@ -231,8 +232,10 @@ class _UnixAddress:
 
 
 _OURS = {base: type(base.__name__, (*mixins, base), {}) for base, mixins in (
-    (redis.Connection, (_QuickCheck, _StallGuard)), (redis.UnixDomainSocketConnection, (_QuickCheck, _StallGuard, _UnixAddress)),
-    (redis.sentinel.SentinelManagedConnection, (_QuickCheck, _StallGuard)), (redis.SSLConnection, (_StallGuard,)))}
+    (redis.Connection, (_QuickCheck, _StallGuard)),
+    (redis.UnixDomainSocketConnection, (_QuickCheck, _StallGuard, _UnixAddress)),
+    (redis.sentinel.SentinelManagedConnection, (_QuickCheck, _StallGuard)),
+    (redis.SSLConnection, (_StallGuard,)))}
 
 
 def _ours(connection_class):
