@@ -60,6 +60,7 @@ from tools.bench_mqtt import mqtt_ingest
 from tools.run import ServerProcess
 
 CHURN_HEARTBEAT = 2  # seconds; a browser that left is forgotten by the second heartbeat after
+CHURN_PATIENCE = 10  # seconds a churning browser waits to be let in and answered
 SECTIONS = ("fan-out", "crowd", "churn", "ingest", "cluster", "mqtt", "fleet", "ranges", "publish")
 CROWD, CROWD_RATE, CROWD_RUNS, CROWD_P99_MS = 10_000, 2.0, 5, 250  # the target: p99 within it in every run
 FLOOR_ROUNDS = 20  # events a bare loop writes to the crowd's sockets, after each run
@@ -167,17 +168,23 @@ def _row(name, clients, rate, browsers, sent, redis_connections, rss_per_client)
 
 def churn(server, cycles):
     """Browsers that open ``/stream`` and leave at once, ``cycles`` times, twice: what stays
-    behind after each round, once the server has had two heartbeats to notice."""
+    behind after each round, once the server has had two heartbeats to notice. A server
+    that stops answering (stock flask-sse holds a Redis connection for each browser that
+    ever came, and may run out) is given up on, and the row says at which browser."""
     host, port = server.url.rsplit("/", 1)[1].split(":")
     row = {"server": server.name, "cycles": f"2 x {cycles}",
            "Redis conns": server.redis.info("clients")["connected_clients"],
-           "RSS MB": f"{server.worker_rss_kb() / 1024:.1f}"}
+           "RSS MB": f"{server.worker_rss_kb() / 1024:.1f}", "gave up": ""}
     for round_ in ("1st", "2nd"):
-        for _ in range(cycles):
-            with socket.create_connection((host, int(port))) as browser:
-                browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                if not server.stock:  # stock flask-sse sends nothing before its first event
-                    browser.recv(4096)
+        for cycle in range(cycles):
+            try:
+                with socket.create_connection((host, int(port)), timeout=CHURN_PATIENCE) as browser:
+                    browser.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    if not server.stock:  # stock flask-sse sends nothing before its first event
+                        browser.recv(4096)
+            except OSError as error:
+                row["gave up"] = f"{round_} round, browser {cycle + 1}: {error}"
+                break
         time.sleep(2 * CHURN_HEARTBEAT + 1)
         row.update({f"conns after {round_}": server.redis.info("clients")["connected_clients"],
                     f"RSS after {round_}": f"{server.worker_rss_kb() / 1024:.1f}",
