@@ -28,6 +28,7 @@ class Channel:
         self.entries = []  # (seq, monotonic time, a reading's (shard, entry id, position after it) or None,
         #                    bytes), oldest first
         self.position = None  # where the feed stands in the readings, once it has one (positions.py)
+        self.paused_at = None  # while the hub's subscription is broken: the seq of the entry that says so
         self.next_seq = 0
         self.size = 0
         self.changed = threading.Event()
@@ -84,7 +85,7 @@ class Client:
         self.address = address
         self.connection = connection
         self.access = access  # the viewer's login it was opened with, for the hub to check
-        self.cursor = channel.next_seq
+        self.cursor = channel.next_seq if channel.paused_at is None else channel.paused_at
         self.writing_since = None
         self.closed = False
         self.write_now = None  # while parked: the stream's write that never waits (True when all went)

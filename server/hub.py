@@ -16,8 +16,11 @@ connections that uploads need.
 A pub/sub message only partly received is waited for, never an error (redis-py uses a
 poll's timeout as the read's). When the subscription breaks, the clients stay: the hub
 subscribes again and fills the gap from the ``readings`` and ``alerts`` streams, as a
-browser's replay would (``gap.py``). Only when Redis stays away for ``recover_seconds``,
-or the gap outgrows the feed, are the clients closed, to reconnect and replay.
+browser's replay would (``gap.py``). Meanwhile each client is told at once that events
+have paused (a ``status`` event, ``{"live": false}``; ``{"live": true}`` once they come
+again), so a dashboard says so rather than "live" over a silent stream. Only when Redis
+stays away for ``recover_seconds``, or the gap outgrows the feed, are the clients closed,
+to reconnect and replay.
 """
 import gc
 import logging
@@ -36,6 +39,8 @@ from .store import CHANNEL
 log = logging.getLogger(__name__)
 
 HEARTBEAT = b":heartbeat\n\n"
+PAUSED = str(Message({"live": False}, type="status")).encode()
+RESUMED = str(Message({"live": True}, type="status")).encode()
 # Each round of wake-ups allocates a few objects per stream that live until the next
 # round. With CPython's default first threshold (700) the young collections promote
 # them, and every ~12 s a full collection of 10,000 streams' objects stops this process
@@ -163,11 +168,21 @@ class Hub:
             self._broken_since, self._gave_up = now, False
             log.warning("live stream: the Redis subscription broke (%s); subscribing again", error,
                         exc_info=not isinstance(error, redis.exceptions.RedisError))
+            self._pause(now)
         elif not self._gave_up and now - self._broken_since > self.recover_seconds:
             self._gave_up = True
             self.gap.forget()
             log.warning("live stream: no Redis subscription for %g s (%s); closed its %d clients, "
                         "which reconnect and replay", self.recover_seconds, error, self._close_everyone())
+
+    def _pause(self, now):
+        """Tell every client that events stopped coming; one that joins before they come
+        again is told first thing (``Channel.paused_at``)."""
+        for channel in list(self._channels.values()):
+            if channel.paused_at is None:
+                channel.paused_at = channel.next_seq
+                channel.append(None, PAUSED, now)
+        self._wake_changed(now)
 
     def _listen(self):
         pubsub, subscribed = self.redis.pubsub(), set()
@@ -248,6 +263,9 @@ class Hub:
             self._broken_since = None
             if channel.name == CHANNEL:
                 self._subscribed_to_readings(channel)
+            if channel.paused_at is not None:
+                channel.paused_at = None
+                channel.append(None, RESUMED, time.monotonic())
             channel.subscribed.set()
         elif message["type"] == "message":
             try:
@@ -353,6 +371,7 @@ class Hub:
             channels = [channel for channel in self._channels.values() if only in (None, channel.name)]
             for channel in channels:
                 channel.subscribed.clear()
+                channel.paused_at = None  # whoever joins now waits for the subscription
         closed = 0
         for channel in channels:
             for client in list(channel.clients):

@@ -1,7 +1,8 @@
 """A user watches the dashboard while the server, or its Redis, goes away and comes back,
 and while the owner starts requiring a login: each card says it is out of touch and that its
-chart is not current, not "online", until the server answers again; a page opened while Redis
-is away says so, and fills in once it is back; a page whose login is now needed goes to the
+chart is not current, not "online", until the server answers again; while Redis is away the
+page says at once that it waits for the server, not "live"; a page opened while Redis is
+away says so, and fills in once it is back; a page whose login is now needed goes to the
 login page at once."""
 import re
 
@@ -65,9 +66,12 @@ def test_while_redis_is_away_each_card_says_so(own_redis, browser_page):
     expect(page.locator("#connection")).to_have_text("live")
     card = page.locator('[data-device="kitchen"]')
     expect(card.locator(".status")).to_have_text("online")
+    server.post("/api/readings", issue_token(connect(redis_server.url), "kitchen"), json={"temperature": 23})
+    expect(card.locator(".metrics")).to_contain_text("23")  # the stream's replay is over: it is live
 
     redis_server.stop()
 
+    expect(page.locator("#connection")).to_have_text("waiting for the server…")  # before the stream is closed
     expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH, timeout=60_000)
     redis_server.start()
     expect(page.locator("#connection")).to_have_text("live", timeout=90_000)

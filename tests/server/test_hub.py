@@ -1,5 +1,6 @@
 """The per-process hub: bursts delivered whole however the bytes arrive, a stopped reader
-let go, replayed events not sent twice, a broken subscription mended without a reconnect."""
+let go, replayed events not sent twice, a broken subscription mended without a reconnect,
+its readers told meanwhile that events have paused."""
 import itertools
 import json
 import logging
@@ -52,6 +53,9 @@ class Reader:
 
     def alerts(self):
         return [data["state"] for data in self.data() if "state" in data]
+
+    def statuses(self):
+        return [data["live"] for data in self.data() if "live" in data]
 
 
 def test_a_burst_reaches_a_reader_whole(hub, redis_client):
@@ -214,6 +218,8 @@ def test_a_subscription_that_breaks_and_comes_back_is_mended_without_a_reconnect
     eventually(lambda: all(len(reader.seqs()) == 10 for reader in readers))
 
     relay.cut()
+    eventually(lambda: all(reader.statuses() == [False] for reader in readers))  # their badges say so at once
+    late = Reader(relayed_hub.join("sse"))  # a page opened meanwhile is told first thing
     cellar(range(10, 500))
     cellar([500], temperature=35)  # an alert too, while nobody is subscribed
     relay.mend()
@@ -222,7 +228,8 @@ def test_a_subscription_that_breaks_and_comes_back_is_mended_without_a_reconnect
     eventually(lambda: all(len(reader.seqs()) == 600 for reader in readers), timeout=60)
     assert all(reader.seqs() == list(range(600)) for reader in readers)
     assert all(reader.alerts() == ["high", "cleared"] for reader in readers)
-    assert not any(client.closed for client in clients) and relayed_hub.client_count() == 2
+    assert all(reader.statuses() == [False, True] for reader in [*readers, late])
+    assert not any(client.closed for client in clients) and relayed_hub.client_count() == 3
 
 
 def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_log(relay, relayed_hub, caplog):

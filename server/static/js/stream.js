@@ -4,6 +4,9 @@
 // growing, jittered delay, so a crowd does not return at once; or the viewer logs in again.
 // A live stream that ends may be a login ended too (the browser would only learn it at its
 // next try, seconds later): the server is asked at once, and a 401 goes to the login page.
+// While the server's own live feed has paused (it lost its database for a moment, and keeps
+// the stream open to fill the gap when it is back), a `status` event says so, and the
+// indicator says "waiting for the server" rather than "live" over a silent stream.
 import { newer } from "./format.js";
 
 const RETRY_MS = 3000;
@@ -11,8 +14,10 @@ const indicator = () => document.getElementById("connection");
 let lastEventId = "";
 let retryDelay = RETRY_MS;
 
-export const isLive = () => indicator().classList.contains("live");
-export const isDown = () => indicator().classList.contains("reconnecting"); // not while first connecting
+const SHOWN = { live: "live", paused: "waiting for the server…", reconnecting: "reconnecting…" };
+const showing = (state) => indicator().classList.contains(state);
+export const isLive = () => showing("live");
+export const isDown = () => showing("paused") || showing("reconnecting"); // out of touch, not while first connecting
 
 // Replay from this position on, unless a newer one was seen. On a Redis Cluster a position
 // has a part per shard (`1764000000000-0_1764000000012-3`): each part is the newer of the two.
@@ -28,9 +33,8 @@ export function toLogin() {
   window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
 }
 
-function show(live) {
-  const state = live ? "live" : "reconnecting";
-  Object.assign(indicator(), { textContent: live ? "live" : "reconnecting…", className: `connection ${state}` });
+function show(state) {
+  Object.assign(indicator(), { textContent: SHOWN[state], className: `connection ${state}` });
 }
 
 // Opens the stream: onOpen() each time it opens; handlers by event name get each event's
@@ -44,13 +48,13 @@ export function connect(onOpen, handlers) {
   const source = new EventSource(`/stream${query}`);
   source.onopen = () => {
     retryDelay = RETRY_MS;
-    show(true);
+    show("live");
     onOpen();
   };
   source.onerror = () => {
-    const ended = isLive();
+    const ended = showing("live") || showing("paused");
     const closed = source.readyState === EventSource.CLOSED;
-    show(false);
+    show("reconnecting");
     if (!ended && !closed) return; // the browser tries again, as it did since the stream ended
     const otherwise = () => closed && retryLater();
     fetch("/api/devices", { method: "HEAD" }).then((answer) => {
@@ -59,6 +63,7 @@ export function connect(onOpen, handlers) {
       toLogin();
     }, otherwise);
   };
+  source.addEventListener("status", (event) => show(JSON.parse(event.data).live ? "live" : "paused"));
   source.addEventListener("reading", (event) => {
     lastEventId = event.lastEventId || lastEventId;
     handlers.reading({ id: event.lastEventId, ...JSON.parse(event.data) }); // on a cluster, the data has its own id
