@@ -260,9 +260,9 @@ class Hub:
         if channel is None:
             return
         if message["type"] == "subscribe":
-            self._broken_since = None
             if channel.name == CHANNEL:
-                self._subscribed_to_readings(channel)
+                self._subscribed_to_readings(channel)  # may fail yet: a restarted Redis still loading its data
+            self._broken_since = None
             if channel.paused_at is not None:
                 channel.paused_at = None
                 channel.append(None, RESUMED, time.monotonic())

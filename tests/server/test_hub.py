@@ -232,6 +232,31 @@ def test_a_subscription_that_breaks_and_comes_back_is_mended_without_a_reconnect
     assert not any(client.closed for client in clients) and relayed_hub.client_count() == 3
 
 
+def test_a_redis_that_restarts_and_loads_its_data_for_a_while_is_one_pause_and_one_line_in_the_log(
+        relay, relayed_hub, cellar, caplog, monkeypatch):
+    """A restarted Redis takes subscriptions at once, but refuses the reads that fill the
+    gap until it has loaded its data: that is still the same outage."""
+    reader = Reader(relayed_hub.join("sse"))
+    cellar(range(10))
+    eventually(lambda: len(reader.seqs()) == 10)
+    caplog.set_level(logging.WARNING, logger="server.hub")
+    fill, loading = relayed_hub.gap.fill, itertools.count()
+
+    def fill_once_loaded(channel):
+        if next(loading) < 5:
+            raise redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory")
+        return fill(channel)
+
+    monkeypatch.setattr(relayed_hub.gap, "fill", fill_once_loaded)
+    relay.cut()
+    cellar(range(10, 20))
+    relay.mend()
+
+    eventually(lambda: len(reader.seqs()) == 20)
+    assert reader.seqs() == list(range(20)) and reader.statuses() == [False, True]
+    assert len([record for record in caplog.records if "subscription broke" in record.getMessage()]) == 1
+
+
 def test_a_subscription_gone_for_long_closes_its_readers_with_one_line_in_the_log(relay, relayed_hub, caplog):
     relayed_hub.recover_seconds = 1
     clients = [relayed_hub.join("sse") for _ in range(3)]
