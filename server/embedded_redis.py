@@ -29,6 +29,12 @@ class RedisWontStayUp(RuntimeError):
     """The embedded Redis died too often, or could not start."""
 
 
+def runs_embedded(config):
+    """Whether ``make run`` starts the embedded Redis, in its data folder, for these
+    settings: no ``REDIS_URL`` in the environment, no Sentinels, no cluster."""
+    return not (os.environ.get("REDIS_URL") or config["REDIS_SENTINELS"] or config["REDIS_CLUSTER"])
+
+
 class EmbeddedRedis:
     start_timeout = 10.0  # seconds a new process may go without answering; loading its data does not count
     max_restarts = 3  # within restart_window seconds; one more death and the run ends

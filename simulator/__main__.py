@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from server import DATA_DIR, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.connections import UNREACHABLE, client_for
+from server.embedded_redis import EmbeddedRedis, runs_embedded
 from server.readings import DEVICE_ID
 from simulator.devices import AuthRefused, Fleet, MqttFleet
 
@@ -25,8 +26,12 @@ TOKENS_FILE = "simulator-tokens.json"  # in make run's data folder
 def local_tokens(names, data_dir=DATA_DIR):
     """A working token per device, made in the local server's Redis (as its settings name it:
     one Redis, Sentinels or a cluster) when needed, and kept in ``data_dir``; the tokens of
-    devices not in this run are kept for the next."""
-    client = client_for(create_app().config)
+    devices not in this run are kept for the next. The Redis ``make run --data data_dir``
+    runs, unless the settings name another."""
+    config = create_app().config
+    if runs_embedded(config):
+        config["REDIS_URL"] = EmbeddedRedis(data_dir).url
+    client = client_for(config)
     kept = data_dir / TOKENS_FILE
     saved = json.loads(kept.read_text()) if kept.exists() else {}
     tokens = {name: saved[name] if token_device(client, saved.get(name, "")) == name

@@ -26,7 +26,7 @@ import requests
 from server import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.connections import UNREACHABLE, BadSetting, client_for
-from server.embedded_redis import EmbeddedRedis, RedisWontStayUp
+from server.embedded_redis import EmbeddedRedis, RedisWontStayUp, runs_embedded
 from server.guard import proxy_warning
 from server.ingest import LEGACY_DEVICE
 from server.mqtt import DEFAULT_PORTS, readings_topic
@@ -181,7 +181,7 @@ def run(args):
         config = create_app().config
         if config["REDIS_CLUSTER"]:
             print(f"Redis: the cluster at {config['REDIS_CLUSTER']}, its data in {config['REDIS_SHARDS']} shards")
-        elif not (os.environ.get("REDIS_URL") or config["REDIS_SENTINELS"]):
+        elif runs_embedded(config):
             redis_server = stack.enter_context(EmbeddedRedis(args.data, config["REDIS_MAXMEMORY"]))
             os.environ["REDIS_URL"] = redis_server.url
             print(f"Redis: embedded, data in {args.data}")

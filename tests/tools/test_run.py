@@ -161,6 +161,19 @@ def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
     assert simulator_cli.running_server(stack.data) == "http://localhost:5000"
 
 
+def test_make_simulate_with_make_runs_data_folder_feeds_that_server(stack, monkeypatch, capsys):
+    """Another ``make run --data DIR`` beside the usual one: the simulator given the same
+    folder posts to its server with tokens of its Redis."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    assert simulator_cli.main(["--data", str(stack.data), "--prefix", "other", "--devices", "1",
+                               "--interval", "0.2", "--duration", "2"]) == 0
+
+    assert "refused" not in capsys.readouterr().err
+    answer = requests.get(stack.url + "/api/devices/other-1/readings", timeout=5)
+    assert answer.ok and answer.json()["readings"]
+
+
 def test_make_run_warns_when_any_client_could_claim_any_address(tmp_path):
     exposed = Stack(tmp_path / "var", tmp_path / "run", host="0.0.0.0", TRUSTED_PROXIES="1")
     try:
