@@ -6,7 +6,9 @@ for monitors (always open).
 where a browser's ``/stream`` replay may start. A device is
 ``online`` unless silent for ``OFFLINE_AFTER`` or marked offline by the sweep.
 ``GET /api/devices/<id>/readings?since=&until=&limit=``: its history, oldest first;
-with ``buckets=N``, downsampled to at most N buckets instead (``history.py``).
+with ``buckets=N``, downsampled to at most N buckets instead (``history.py``); with
+``spread``, the ``limit`` readings are spread over the range rather than the newest: a
+busy device's Live chart, opened afresh, reaches as far back as one left open does.
 ``since`` and ``until`` select by arrival time: Unix seconds, or a stream id (``since``
 then excludes that id, for paging); each reading carries its own measured ``ts``.
 """
@@ -71,6 +73,8 @@ def device_history(device):
     limit = whole_number("limit", 500, MAX_LIMIT)
     if {"since", "until"} <= request.args.keys() and seconds("until", None) < seconds("since", None):
         abort(400, "until: must be after since")
+    if "spread" in request.args:
+        return {"device": device, "readings": _spread(client, device, limit)}
     try:
         newest_first = client.xrevrange(device_readings(client, device), _bound("until", "+", ""),
                                         _bound("since", "-", "("), count=limit)
@@ -95,6 +99,21 @@ def all_thresholds():
         stored = pipe.execute()
     return {"thresholds": {device: {metric: json.loads(limit) for metric, limit in limits.items()}
                            for device, limits in zip(ids, stored) if limits}}
+
+
+def _spread(client, device, count):
+    """The first reading to arrive at or after each of ``count`` times evenly spaced over
+    ``since`` (required) to ``until`` (default now), each once, oldest first: one read of
+    a reading each, however many the range holds."""
+    if "since" not in request.args:
+        abort(400, "spread: give since, the start of the range to spread the readings over")
+    since, until = seconds("since", None), seconds("until", time.time())
+    key, step = device_readings(client, device), (until - since) / count
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(count):
+            pipe.xrange(key, "%d" % ((since + n * step) * 1000), "%d" % (until * 1000), count=1)
+        found = {entry_id: fields for page in pipe.execute() for entry_id, fields in page}
+    return [dict(decode_fields(fields), id=entry_id) for entry_id, fields in found.items()]
 
 
 def whole_number(name, default, highest):

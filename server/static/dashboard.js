@@ -7,7 +7,7 @@ import { DIAGNOSTICS, ago, format, metricsOf, note, prefs, when } from "./js/for
 import { nextFrame } from "./js/frame.js";
 import { followShown, label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
-import { addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
+import { LIVE_SPAN, addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
 import { markFailed, markStale } from "./js/stale.js";
 import { connect, resumeAfter, toLogin } from "./js/stream.js";
 
@@ -168,10 +168,18 @@ function csvUrl(device) {
   return `${readingsUrl(device)}.csv?since=${span.since}&until=${span.until}&unit=${prefs.unit}`;
 }
 
-// The newest readings, for the live chart and to tell how old each metric's value is.
+// The newest readings, for the live chart and to tell how old each metric's value is. When
+// they do not reach back over Live's span (a busy device), readings spread over the rest of
+// it come too, thinned with the newest as a page left open would have them.
 async function loadRecent(device) {
-  const history = await getJSON(`${readingsUrl(device)}?limit=${CHART_POINTS}`);
-  for (const reading of history.readings) addReading(reading, false);
+  const { readings } = await getJSON(`${readingsUrl(device)}?limit=${CHART_POINTS}`);
+  const since = Date.now() / 1000 - LIVE_SPAN;
+  if (readings.length === CHART_POINTS && readings[0].ts > since) {
+    const until = Number(readings[0].id.split("-")[0]) / 1000; // when the oldest of them arrived
+    const older = await getJSON(`${readingsUrl(device)}?spread&limit=${CHART_POINTS}&since=${since}&until=${until}`);
+    readings.unshift(...older.readings); // the one both give shows once (addReading)
+  }
+  for (const reading of readings) addReading(reading, false);
 }
 
 async function loadChart(device, quiet) {

@@ -1,6 +1,7 @@
 """A user watches Live at a desk, with a board that posts once a minute beside one that posts
 every second, and a busy one: every card and the Compare view show the same last 15 minutes,
-which slide on with time, and a busy board's chart stays bounded while its value stays current."""
+which slide on with time, and a busy board's chart stays bounded while its value stays current,
+and reaches back over the whole window on a page opened afresh as on one left open."""
 import re
 import time
 
@@ -92,4 +93,22 @@ def test_a_busy_board_keeps_a_bounded_chart_over_the_whole_window_and_a_current_
     expect(card.locator(".summary")).to_contain_text("max\u00a031.5", timeout=20_000)
     assert int(card.locator(".chart").get_attribute("data-points")) <= 500
     expect(card.locator(".summary")).to_contain_text("min\u00a010.0")  # the window's start is still drawn
+    assert page.console_errors == []
+
+
+def test_a_busy_boards_chart_opened_afresh_reaches_as_far_back_as_one_left_open(start_server, token_for, open_page):
+    """Its newest 500 readings span seconds: the rest of the window comes spread out."""
+    live_server = start_server(READINGS_RATE_LIMIT=1000, READINGS_BURST=5000)
+    token = token_for("lathe")
+    now = time.time()
+    post(live_server, token, [{"temperature": 10, "ts": now - 10 * MINUTE + n * 1.2} for n in range(500)])
+    for batch in range(10):
+        post(live_server, token, [{"temperature": 30 + n % 10 / 10} for n in range(200)])
+
+    page = open_live(open_page, live_server)
+
+    card = page.locator('[data-device="lathe"]')
+    expect(card.locator(".summary")).to_contain_text("min\u00a010.0")  # ten minutes ago
+    expect(card.locator(".summary")).to_contain_text("max\u00a030.9")  # and now
+    assert int(card.locator(".chart").get_attribute("data-points")) <= 500
     assert page.console_errors == []

@@ -50,6 +50,24 @@ def test_history_by_unix_time(client, kitchen):
     assert [r["temperature"] for r in early] == [20, 21, 22]
 
 
+def test_a_busy_devices_history_comes_spread_over_a_range_rather_than_its_newest(client, token_for):
+    """A fresh Live chart of a device that sent thousands: as far back as the range goes."""
+    headers = {"Authorization": f"Bearer {token_for('mill')}"}
+    start = time.time()
+    batches = []
+    for batch in range(20):  # over a fraction of a second, within the rate limit's bursts
+        batches.append(client.post("/api/readings", json=[{"rpm": batch}] * 100, headers=headers).json["ids"])
+        time.sleep(0.01)
+
+    spread = client.get(f"/api/devices/mill/readings?spread&limit=20&since={start}").json["readings"]
+    newest = client.get("/api/devices/mill/readings?limit=20").json["readings"]
+
+    assert 1 < len(spread) <= 20 and {r["rpm"] for r in newest} == {19}
+    assert spread[0]["id"] == batches[0][0]  # from the first on, not only the newest
+    assert [r["id"] for r in spread] == sorted({r["id"] for r in spread}, key=lambda i: tuple(map(int, i.split("-"))))
+    assert "since" in client.get("/api/devices/mill/readings?spread&limit=20").json["error"]
+
+
 def test_unknown_devices_and_bad_queries_get_clear_errors(client, kitchen):
     assert client.get("/api/devices/nobody/readings").status_code == 404
     assert "limit" in client.get("/api/devices/kitchen/readings?limit=0").json["error"]
