@@ -21,7 +21,9 @@ import sys
 import tempfile
 from urllib.parse import unquote, urlsplit
 
+from server import DATA_DIR
 from server.mqtt import DEFAULT_PORTS, broker_credentials
+from simulator.__main__ import running_server
 from tools.deploy import FIRMWARE, mpremote
 from tools.release import RELEASE_KEY, public_key, release_key
 
@@ -57,13 +59,19 @@ def broker_settings(broker, device):
     return settings, line
 
 
+def default_server(data_dir=DATA_DIR):
+    """This machine as the board reaches it, on the port ``make run`` serves (5000 while it
+    is not running)."""
+    return f"http://{lan_address()}:{urlsplit(running_server(data_dir)).port or 5000}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make provision", description=__doc__.splitlines()[0])
     parser.add_argument("--port", default="")
     parser.add_argument("--device", default="")
     parser.add_argument("--ssid", default=os.environ.get("WIFI_SSID", ""))
     parser.add_argument("--password", default=os.environ.get("WIFI_PASSWORD"))
-    parser.add_argument("--server", default="", help="default: http://<this machine's LAN address>:5000")
+    parser.add_argument("--server", default="", help="default: http://<this machine's LAN address>:<make run's port>")
     parser.add_argument("--sensor", default="dht22")
     parser.add_argument("--pin", type=int, default=4)
     parser.add_argument("--key", default="", help=f"the release key; default: {RELEASE_KEY}")
@@ -84,7 +92,7 @@ def main(argv=None):
     settings = json.loads((FIRMWARE / "settings.example.json").read_text())
     settings.update(wifi_ssid=args.ssid or input("Wi-Fi name: "),
                     wifi_password=args.password if args.password is not None else getpass.getpass("Wi-Fi password: "),
-                    server=args.server or f"http://{lan_address()}:5000", device=args.device,
+                    server=args.server or default_server(), device=args.device,
                     token=make_token(args.device), sensor=args.sensor, pin=args.pin, release_key=key, **mqtt)
     with tempfile.TemporaryDirectory() as private:
         path = os.path.join(private, "settings.json")

@@ -17,6 +17,7 @@ import simulator.__main__ as simulator_cli
 from server import ROOT
 from server.embedded_redis import EmbeddedRedis
 from tests.conftest import eventually
+from tools import provision
 from tools.run import free_port
 
 KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
@@ -159,6 +160,12 @@ def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
 
     stack.stop()
     assert simulator_cli.running_server(stack.data) == "http://localhost:5000"
+
+
+def test_make_provision_points_a_board_at_the_port_make_run_serves(stack):
+    port = stack.url.rsplit(":", 1)[1]
+
+    assert provision.default_server(stack.data) == f"http://{provision.lan_address()}:{port}"
 
 
 def test_make_simulate_with_make_runs_data_folder_feeds_that_server(stack, monkeypatch, capsys):
