@@ -183,5 +183,5 @@ def remove_viewer(name):
 
 @viewers_cli.command("list")
 def list_viewers():
-    for name in sorted(get_redis().hkeys(VIEWERS)):
-        click.echo(name)
+    names = sorted(get_redis().hkeys(VIEWERS))
+    click.echo("\n".join(names) if names else "no viewers: reading is open to anyone (`viewers add NAME`)")

@@ -24,6 +24,15 @@ def log_in(client, name, password, next_page="/", address="127.0.0.1"):
                        environ_base={"REMOTE_ADDR": address})
 
 
+def test_the_command_line_lists_the_viewers_or_says_that_reading_is_open(app, add_viewer):
+    runner = app.test_cli_runner()
+    assert "reading is open to anyone" in runner.invoke(args=["viewers", "list"]).output
+
+    add_viewer("ana", "a long enough password")
+
+    assert runner.invoke(args=["viewers", "list"]).output == "ana\n"
+
+
 def test_with_no_viewer_reading_is_open(client):
     assert client.get("/").status_code == 200
     assert client.get("/api/devices").status_code == 200
