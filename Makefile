@@ -17,7 +17,9 @@ $(SETUP): pyproject.toml tools/fetch_assets.py
 	$(PY) tools/fetch_assets.py
 	touch $@
 
-run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server
+run: $(SETUP)  ## start Redis (embedded unless REDIS_URL is set) and the server (RUN_ARGS="--port 8000")
+	@case "$(PORT)" in ''|*[!0-9]*) ;; *) echo 'make run: PORT is the board'"'"'s serial port (make flash, deploy,' \
+		'provision); for the server'"'"'s own, RUN_ARGS="--port $(PORT)"' >&2; exit 2;; esac
 	$(PY) -m tools.run $(RUN_ARGS)
 
 simulate: $(SETUP)  ## fake devices posting to the running server (SIM_ARGS="--devices 5 --speed 60")

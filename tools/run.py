@@ -150,7 +150,7 @@ class ServerProcess:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, so boards can reach it)")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=5000, help="the port the server listens on (default 5000)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="default: one per core")
     parser.add_argument("--data", type=pathlib.Path, default=DATA_DIR, help="the embedded Redis's folder")
     args = parser.parse_args(argv)

@@ -162,6 +162,13 @@ def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
     assert simulator_cli.running_server(stack.data) == "http://localhost:5000"
 
 
+def test_make_run_given_a_port_number_says_where_the_servers_port_goes():
+    """PORT is the board's serial port (make flash, deploy, provision): not silently ignored."""
+    answer = subprocess.run(["make", "run", "PORT=30555"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert answer.returncode == 2 and 'RUN_ARGS="--port 30555"' in answer.stderr
+
+
 def test_make_provision_points_a_board_at_the_port_make_run_serves(stack):
     port = stack.url.rsplit(":", 1)[1]
 
