@@ -61,8 +61,8 @@ def broker_settings(broker, device):
 
 def default_server(data_dir=DATA_DIR):
     """This machine as the board reaches it, on the port ``make run`` serves (5000 while it
-    is not running)."""
-    return f"http://{lan_address()}:{urlsplit(running_server(data_dir)).port or 5000}"
+    is not running, as ``running_server`` says)."""
+    return f"http://{lan_address()}:{urlsplit(running_server(data_dir)).port}"
 
 
 def main(argv=None):
