@@ -4,7 +4,7 @@ The range is of *measured* time (``ts``), so readings a board buffered through a
 land where they belong. A reading arrives at most ``MAX_FUTURE`` seconds before its
 ``ts``, so the scan starts there in ``readings:<device>`` and goes to its end (the
 stream is trimmed to ``RETENTION``), in pages of ``PAGE`` entries: memory stays flat
-however long the range. A bucket holds, per metric, the ``min``, ``avg`` and ``max`` of
+however long the range. A bucket holds, per metric, the ``min``, ``avg``, ``max`` and ``count`` of
 the readings measured in it: summed from the rollups kept as readings are stored
 (``rollups.py``) when buckets are at least 10 s wide, so 200,000 readings become 300
 buckets in a few tens of ms (``make bench``) whatever the range; narrower buckets come
@@ -121,7 +121,7 @@ def _answer(device, since, until, width, count, summaries):
         lowest, sum_so_far, highest, so_far = bucket.get(name, (low, 0.0, high, 0))
         bucket[name] = (min(lowest, low), sum_so_far + total, max(highest, high), so_far + n)
     return {"device": device, "since": since, "until": until, "width": width,
-            "buckets": [dict({name: {"min": low, "avg": total / n, "max": high}
+            "buckets": [dict({name: {"min": low, "avg": total / n, "max": high, "count": n}
                               for name, (low, total, high, n) in stats[index].items()},
                              t=since + index * width)
                         for index in sorted(stats)]}

@@ -9,11 +9,13 @@ import { followShown, label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
 import { LIVE_SPAN, addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
 import { markFailed, markStale } from "./js/stale.js";
+import { count, countBefore, emptyTally } from "./js/tally.js";
 import { connect, resumeAfter, toLogin } from "./js/stream.js";
 
 const CHART_POINTS = 500; // readings a card keeps, thinned past that (range.js)
 const VALUES_EVERY = 100; // ms
 const CHART_EVERY = 250; // ms
+const ROLLUP_SLOT = 10; // seconds: the server's finest summaries of a device's readings (server/rollups.py)
 const RELOAD_MS = 5000; // before loading again what the server could not give, unless it says (Retry-After)
 const devices = new Map();
 let held = null; // while states are reloaded: the device and alert events received meanwhile
@@ -28,7 +30,7 @@ function card(id) {
   place(id, node, forget); // under its group's heading, by name
   // latest and measured are keyed by metric names, which may be "__proto__" or "constructor"
   const device = { id, node, lastSeen: 0, online: true, latest: Object.create(null), measured: new Map(),
-    readings: [], buckets: null, chart: null, limits: new Map() };
+    readings: [], tally: emptyTally(), buckets: null, chart: null, limits: new Map() };
   devices.set(id, device);
   const charted = () => metricsOf(device.latest).filter((name) => !DIAGNOSTICS.includes(name));
   device.showThresholds = wireThresholds(device, charted);
@@ -129,6 +131,7 @@ function addReading(reading, live) {
   const rows = device.readings;
   if (rows.some((row) => row.id === reading.id)) return;
   noteDecimals(reading);
+  count(device.tally, reading, metricsOf(reading));
   let at = rows.length;
   while (at > 0 && rows[at - 1].ts > reading.ts) at -= 1;
   const newest = at === rows.length;
@@ -170,16 +173,28 @@ function csvUrl(device) {
 
 // The newest readings, for the live chart and to tell how old each metric's value is. When
 // they do not reach back over Live's span (a busy device), readings spread over the rest of
-// it come too, thinned with the newest as a page left open would have them.
+// it come too, thinned with the newest as a page left open would have them, and the rest's
+// summary from the server's rollups.
 async function loadRecent(device) {
   const { readings } = await getJSON(`${readingsUrl(device)}?limit=${CHART_POINTS}`);
   const since = Date.now() / 1000 - LIVE_SPAN;
   if (readings.length === CHART_POINTS && readings[0].ts > since) {
     const until = Number(readings[0].id.split("-")[0]) / 1000; // when the oldest of them arrived
     const older = await getJSON(`${readingsUrl(device)}?spread&limit=${CHART_POINTS}&since=${since}&until=${until}`);
+    await countOlder(device, since, Math.min(...readings.map((reading) => reading.ts)));
     readings.unshift(...older.readings); // the one both give shows once (addReading)
   }
   for (const reading of readings) addReading(reading, false);
+}
+
+// The server's summary of the device's readings from `since` to the end of the rollup slot
+// that `oldest` (the oldest measured of the readings the page has all of) is in.
+async function countOlder(device, since, oldest) {
+  const until = (Math.floor(oldest / ROLLUP_SLOT) + 1) * ROLLUP_SLOT;
+  if (until <= since) return;
+  const buckets = Math.max(1, Math.floor((until - since) / ROLLUP_SLOT)); // none narrower than a slot
+  const answer = await getJSON(`${readingsUrl(device)}?buckets=${buckets}&since=${since}&until=${until}`);
+  countBefore(device.tally, until, answer.buckets);
 }
 
 async function loadChart(device, quiet) {
@@ -288,7 +303,7 @@ const inTurn = (apply) => (data) => {
 
 // The server no longer keeps everything since our last event: load history afresh.
 async function reload() {
-  for (const device of devices.values()) device.readings = [];
+  for (const device of devices.values()) Object.assign(device, { readings: [], tally: emptyTally() });
   await seedUntilDone();
 }
 

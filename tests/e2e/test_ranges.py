@@ -252,3 +252,21 @@ def test_a_device_that_appears_while_the_page_is_open_is_charted_over_the_range_
     expect(chart).to_have_attribute("data-points", "6")
     expect(chart.locator(".no-readings")).to_have_count(0)
     expect(browser_page.locator('[data-device="porch"] .summary')).to_have_text("temperature: min 10.5 · avg 13.0 · max 15.5 °C")
+
+
+def test_an_hours_average_is_of_its_readings_not_of_its_buckets_averages(live_server, token_for, browser_page):
+    """Ten readings of 30 in one minute, one of 8 in another: the hour's average is 28, then
+    a live reading of 52 in a new bucket makes it 30."""
+    now = time.time()
+    token = token_for("kiln")
+    live_server.post("/api/readings", token, json=[{"temperature": 30, "ts": now - 1800 + n} for n in range(10)]
+                     + [{"temperature": 8, "ts": now - 600}])
+    browser_page.goto(live_server.url + "/?range=1h")
+    expect(browser_page.locator("#connection")).to_have_text("live")
+    summary = browser_page.locator('[data-device="kiln"] .summary')
+    expect(summary).to_have_text("temperature: min 8 · avg 28 · max 30 °C")
+
+    live_server.post("/api/readings", token, json={"temperature": 52})
+
+    expect(summary).to_have_text("temperature: min 8 · avg 30 · max 52 °C")
+    assert browser_page.console_errors == []

@@ -26,14 +26,14 @@ def week(client, token_for):
     return start
 
 
-def test_a_week_comes_back_as_buckets_with_min_avg_and_max(client, week):
+def test_a_week_comes_back_as_buckets_with_min_avg_max_and_count(client, week):
     answer = client.get(f"/api/devices/kitchen/readings?since={week}&until={week + 7 * 24 * HOUR}&buckets=7").json
 
     assert len(answer["buckets"]) == 7 and answer["width"] == pytest.approx(24 * HOUR)
     day = answer["buckets"][0]
     assert day["t"] == pytest.approx(week)
-    assert day["temperature"] == {"min": 20, "avg": pytest.approx(20 + 23 / 8), "max": 25.75}
-    assert day["humidity"] == {"min": 50, "avg": 50, "max": 50}
+    assert day["temperature"] == {"min": 20, "avg": pytest.approx(20 + 23 / 8), "max": 25.75, "count": 24}
+    assert day["humidity"] == {"min": 50, "avg": 50, "max": 50, "count": 24}
 
 
 def test_buckets_are_by_measured_time_and_empty_ones_are_left_out(client, week):
@@ -87,7 +87,8 @@ def buckets_of(readings, since, until, count):
             for name in ("temperature", "humidity"):
                 if name in reading:
                     bucket.setdefault(name, []).append(reading[name])
-    return [dict({name: {"min": min(values), "avg": pytest.approx(sum(values) / len(values)), "max": max(values)}
+    return [dict({name: {"min": min(values), "avg": pytest.approx(sum(values) / len(values)), "max": max(values),
+                         "count": len(values)}
                   for name, values in stats[index].items()}, t=pytest.approx(since + index * width))
             for index in sorted(stats)]
 

@@ -8,7 +8,8 @@
 import { loadLimits } from "./alerts.js";
 import { DIAGNOSTICS, decimals, figure, format, metricsOf, prefs, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
-import { pinned, shownRows } from "./range.js";
+import { LIVE_SPAN, pinned, shownRows } from "./range.js";
+import { bucketTotals, totals } from "./tally.js";
 
 export const CHART_HEIGHT = 260;
 const NO_READINGS = "No readings in this range";
@@ -73,8 +74,8 @@ export function limitsOf(device, names) {
   });
 }
 
-// Min, average and max of each metric over the range shown (of a range: of the buckets'
-// minima, averages and maxima).
+// Min, average and max of each metric over the range shown: of every reading in it, those
+// a busy device's live chart left out too (tally.js).
 function summarise(device, names) {
   const box = device.node.querySelector(".chart");
   let summary = device.node.querySelector(".summary");
@@ -82,16 +83,13 @@ function summarise(device, names) {
     summary = Object.assign(document.createElement("p"), { className: "summary" });
     box.after(summary);
   }
-  const rows = shownRows(device);
+  const all = device.buckets ? bucketTotals(device.buckets) : totals(device.tally, LIVE_SPAN);
   const lines = names.map((name) => {
-    const values = (key) => rows.map((row) => (device.buckets ? stat(row, name, key) : own(row, name)))
-      .filter((value) => value != null);
-    const averages = values("avg");
-    const average = averages.reduce((sum, value) => sum + value, 0) / averages.length;
+    const stat = all.get(name);
     const line = Object.assign(document.createElement("span"), {
-      textContent: !averages.length ? `${name}: none in this range`
-        : `${name}: min\u00a0${figure(name, Math.min(...values("min")))} · avg\u00a0${figure(name, average)} · `
-          + `max\u00a0${format(name, Math.max(...values("max")))}`, // each figure on a line with its word and unit
+      textContent: !stat ? `${name}: none in this range`
+        : `${name}: min\u00a0${figure(name, stat.min)} · avg\u00a0${figure(name, stat.sum / stat.count)} · `
+          + `max\u00a0${format(name, stat.max)}`, // each figure on a line with its word and unit
     });
     line.dataset.summary = name;
     return line;

@@ -15,7 +15,6 @@ export const BUCKETS = 300;
 export const LIVE_SPAN = 15 * 60; // seconds
 const SPANS = { live: LIVE_SPAN, "1h": 3600, "24h": 86400, "7d": 604800 };
 const SLIDE_AT_LEAST = 60; // seconds between fetches of a sliding range, at most
-const weights = new WeakMap(); // a bucket's count of readings, for live readings added to it (1 if fetched)
 
 // A page address's From and To in Unix seconds, NaN for one that is no time.
 function addressTimes(search) {
@@ -123,8 +122,8 @@ export async function loadRange(device, quiet = false) {
   }
 }
 
-// A live reading, while a range is shown: into the bucket its time falls in (averages are
-// then close, and exact again at the next fetch), or a new one after the newest.
+// A live reading, while a range is shown: into the bucket its time falls in, or a new one
+// after the newest.
 export function addToBuckets(device, reading, names) {
   const { buckets, period } = device;
   const t = period.since + Math.floor((reading.ts - period.since) / period.width) * period.width;
@@ -134,14 +133,12 @@ export function addToBuckets(device, reading, names) {
   }
   const bucket = last && last.t === t ? last : { t };
   if (bucket !== last) buckets.push(bucket);
-  const weight = weights.get(bucket) ?? (bucket === last ? 1 : 0);
   for (const name of names) {
     const value = reading[name];
-    const stat = Object.hasOwn(bucket, name) ? bucket[name] : { min: value, avg: value, max: value };
-    const avg = stat.avg + (value - stat.avg) / (weight + 1);
-    bucket[name] = { min: Math.min(stat.min, value), avg, max: Math.max(stat.max, value) };
+    const stat = Object.hasOwn(bucket, name) ? bucket[name] : { min: value, avg: value, max: value, count: 0 };
+    const count = stat.count + 1;
+    bucket[name] = { min: Math.min(stat.min, value), avg: stat.avg + (value - stat.avg) / count, max: Math.max(stat.max, value), count };
   }
-  weights.set(bucket, weight + 1);
 }
 
 // The x range a chart of the period fetched (null while live) is pinned to: a sliding range

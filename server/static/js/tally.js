@@ -1,0 +1,61 @@
+// Live's min, average and max of every reading in the window, where a busy device's chart
+// keeps only some of them (range.js, thin): each reading is counted as it comes, in a slot
+// of its second, and a page opened on a busy device takes the part of the window that its
+// newest readings do not cover from the server's rollups. A reading leaves the figures
+// with its slot, as it leaves the chart.
+
+// A device's tally: its slots by start (Unix seconds), each a Map of metric to
+// { count, sum, min, max }; readings measured before `from` are in the server's slots.
+export const emptyTally = () => ({ slots: new Map(), from: -Infinity });
+
+export function count(tally, reading, names) {
+  if (reading.ts < tally.from) return;
+  const start = Math.floor(reading.ts);
+  if (!tally.slots.has(start)) tally.slots.set(start, new Map());
+  const slot = tally.slots.get(start);
+  for (const name of names) {
+    const value = reading[name];
+    if (typeof value === "number") add(slot, name, { count: 1, sum: value, min: value, max: value });
+  }
+}
+
+// The server's buckets of the device's readings measured before `until` (`count`, `avg`,
+// `min`, `max` of each metric), in place of the page's own for that time.
+export function countBefore(tally, until, buckets) {
+  for (const start of tally.slots.keys()) if (start < until) tally.slots.delete(start);
+  for (const bucket of buckets) {
+    const slot = new Map();
+    for (const [name, stat] of statsOf(bucket)) add(slot, name, stat);
+    tally.slots.set(bucket.t, slot);
+  }
+  tally.from = until;
+}
+
+// Each metric's { count, sum, min, max } over the slots of the last `span` seconds; older
+// slots go.
+export function totals(tally, span) {
+  const since = Math.floor(Date.now() / 1000 - span);
+  const all = new Map();
+  for (const [start, slot] of tally.slots) {
+    if (start < since) tally.slots.delete(start);
+    else for (const [name, stat] of slot) add(all, name, stat);
+  }
+  return all;
+}
+
+// Each metric's { count, sum, min, max } over a range's buckets.
+export function bucketTotals(buckets) {
+  const all = new Map();
+  for (const bucket of buckets) for (const [name, stat] of statsOf(bucket)) add(all, name, stat);
+  return all;
+}
+
+// A bucket's metrics and their { count, sum, min, max }, from its count, avg, min and max.
+const statsOf = ({ t, ...stats }) => Object.entries(stats)
+  .map(([name, { count, avg, min, max }]) => [name, { count, sum: avg * count, min, max }]);
+
+function add(stats, name, { count, sum, min, max }) {
+  const stat = stats.get(name);
+  stats.set(name, stat ? { count: stat.count + count, sum: stat.sum + sum, min: Math.min(stat.min, min),
+    max: Math.max(stat.max, max) } : { count, sum, min, max });
+}
