@@ -72,8 +72,12 @@ class Accounts:
         now = time.monotonic()
         if now - self.read_at >= ACCOUNTS_TTL:
             self.read_at = now  # the requests meanwhile use the copy they have
-            with self.redis.pipeline(transaction=False) as pipe:
-                accounts, logged_out = pipe.hgetall(VIEWERS).hkeys(LOGGED_OUT).execute()
+            try:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    accounts, logged_out = pipe.hgetall(VIEWERS).hkeys(LOGGED_OUT).execute()
+            except redis.exceptions.RedisError:
+                self.read_at = -ACCOUNTS_TTL  # not read: the next check reads again, and says so
+                raise
             self.stamps = {name: _stamp(stored) for name, stored in accounts.items()}
             self.logged_out = set(logged_out)
 
