@@ -39,12 +39,16 @@ def issue_token(client, device):
     return token
 
 
+def _digests(client, device):
+    return [digest for digest, owner in client.hscan_iter(shards_of(client).key(device, TOKENS)) if owner == device]
+
+
 def revoke_tokens(client, device):
     """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many
     tokens it had. LookupError for a device with no token that never posted (a typo, say)."""
     shards = shards_of(client)
     tokens = shards.key(device, TOKENS)
-    digests = [digest for digest, owner in client.hscan_iter(tokens) if owner == device]
+    digests = _digests(client, device)
     if not digests and last_seen(client, device) is None:
         raise LookupError(f"no device {device!r}: it has no token and never posted")
     with client.pipeline() as pipe:
@@ -125,6 +129,13 @@ def _bearer_digest(authorization):
 def forget_token(digest):
     """A token found revoked: ask Redis again next time."""
     _known_devices.pop(digest, None)
+
+
+def keep_only(client, device, token):
+    """Revoke ``device``'s tokens but ``token`` (a board provisioned again writes with its
+    new one only); returns how many."""
+    others = [digest for digest in _digests(client, device) if digest != _digest(token)]
+    return client.hdel(shards_of(client).key(device, TOKENS), *others) if others else 0
 
 
 REFUSED_UNTIL_ADDED = ("the server refuses its readings, over MQTT too, until `devices add` gives it a token again "

@@ -4,7 +4,9 @@ Asks for the Wi-Fi name and password (or takes WIFI_SSID / WIFI_PASSWORD), makes
 device's token with the server's CLI, points the board at this machine's LAN address,
 gives it the public half of the release key (``make release``'s, made here on first use:
 the board installs only releases it signed), and writes ``settings.json`` straight to
-the board: the secrets never touch the repo.
+the board: the secrets never touch the repo. Once the board has its token, the device's
+earlier ones stop working: a board provisioned again, or a new one in its place, holds
+the only one.
 
 With ``--transport mqtt`` the board publishes its readings to the broker at ``--broker``
 (``mqtt://[device:password@]host[:port]``; the firmware speaks plain MQTT) and keeps the
@@ -21,7 +23,9 @@ import sys
 import tempfile
 from urllib.parse import unquote, urlsplit
 
-from server import DATA_DIR
+from server import DATA_DIR, create_app
+from server.auth import keep_only
+from server.connections import UNREACHABLE, client_for
 from server.mqtt import DEFAULT_PORTS, broker_credentials
 from simulator.__main__ import running_server
 from tools.deploy import FIRMWARE, mpremote
@@ -100,8 +104,15 @@ def main(argv=None):
             json.dump(settings, f, indent=1)
         if not mpremote(args.port, ["fs", "cp", path, ":settings.json"]):
             return 1
+    try:
+        replaced = keep_only(client_for(create_app().config), args.device, settings["token"])
+    except UNREACHABLE as error:
+        print(f"provision: the board has its new token, but {args.device}'s earlier ones still work: "
+              f"could not revoke them ({error})", file=sys.stderr)
+        return 1
     via = f"; readings over MQTT to {mqtt['mqtt_host']}:{mqtt['mqtt_port']}" if mqtt else ""
-    print(f"provisioned {args.device}: server {settings['server']}{via}; next: make deploy PORT={args.port}")
+    earlier = f"; its {replaced} earlier token(s) no longer work" if replaced else ""
+    print(f"provisioned {args.device}: server {settings['server']}{via}{earlier}; next: make deploy PORT={args.port}")
     if password_line:
         print("Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, README: MQTT), "
               f"then reload Mosquitto:\n{password_line}")

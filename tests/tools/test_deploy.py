@@ -12,13 +12,13 @@ def make(*args, env=None):
     return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
-def provision(board, server, redis_server, monkeypatch):
+def provision(board, server, redis_server, monkeypatch, port=None):
     """make provision, answering its questions through the environment."""
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("WIFI_SSID", "lab")
     monkeypatch.setenv("WIFI_PASSWORD", "secret-password")
     monkeypatch.setenv("RELEASE_KEY", str(board.flash.parent / "release-key.pem"))  # not the operator's
-    return make("provision", f"PORT={board.port}", "DEVICE=attic", f"SERVER={server.url}",
+    return make("provision", f"PORT={port or board.port}", "DEVICE=attic", f"SERVER={server.url}",
                 env=dict(os.environ))
 
 
@@ -34,6 +34,25 @@ def test_provision_writes_settings_whose_token_the_server_accepts(emulated_board
     assert answer.status_code == 201
     tracked = subprocess.run(["git", "grep", "-l", settings["token"]], cwd=ROOT, capture_output=True)
     assert tracked.stdout == b""
+
+
+def test_a_board_provisioned_again_holds_the_only_token_that_works(emulated_board, live_server,
+                                                                  redis_server, monkeypatch):
+    """As when a token leaked, or a new board takes a dead one's place: the old token is
+    refused once the board has the new one, and not before."""
+    provision(emulated_board, live_server, redis_server, monkeypatch)
+    first = json.loads((emulated_board.flash / "settings.json").read_text())["token"]
+
+    missed = provision(emulated_board, live_server, redis_server, monkeypatch, port="socket://127.0.0.1:9")
+    assert missed.returncode != 0
+    assert live_server.post("/api/readings", first, json={"temperature": 20}).status_code == 201
+
+    again = provision(emulated_board, live_server, redis_server, monkeypatch)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "its 2 earlier token(s) no longer work" in again.stdout  # the one the missed board never got too
+    second = json.loads((emulated_board.flash / "settings.json").read_text())["token"]
+    assert live_server.post("/api/readings", first, json={"temperature": 21}).status_code == 401
+    assert live_server.post("/api/readings", second, json={"temperature": 22}).status_code == 201
 
 
 def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated_board, live_server,
