@@ -111,6 +111,8 @@ def main(argv=None):
                       else "simulator: the server answers again", file=sys.stderr, flush=True)
             next_step += step
             time.sleep(max(0.0, next_step - time.time()))
+        for refusal in fleet.finish(time.time()):  # --duration is up: what the dropouts held goes up
+            print(f"simulator: {refusal}", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:

@@ -108,12 +108,24 @@ class Fleet:
     def step(self, now, clock, uptime):
         """One interval: every device reads (at simulated ``clock``), buffers, and uploads.
         A device whose token is refused leaves the fleet: returns the refusals (AuthRefused)."""
-        refusals = []
-        for device in list(self.devices):
+        online = []
+        for device in self.devices:
             values = device.measure(clock)
             if values is not None:
                 device.keep(device.reading(values, now, uptime))
-            if device.wifi_up() and now >= device.resume_at:
+            if device.wifi_up():
+                online.append(device)
+        return self._upload(online, now)
+
+    def finish(self, now):
+        """The run is over: every Wi-Fi is back, and what the devices buffered in their
+        dropouts goes up (but to a server that asked them to wait); returns the refusals."""
+        return self._upload(self.devices, now)
+
+    def _upload(self, devices, now):
+        refusals = []
+        for device in list(devices):
+            if now >= device.resume_at:
                 try:
                     self.upload(device, now)
                 except AuthRefused as refusal:

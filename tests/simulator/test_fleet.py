@@ -185,3 +185,17 @@ def test_a_local_run_without_make_run_says_so_in_a_line(monkeypatch, tmp_path, c
     said = capsys.readouterr().err
     assert "cannot reach the local server's Redis" in said and "is `make run` running?" in said
     assert "Traceback" not in said
+
+
+@responses.activate
+def test_readings_held_in_a_wifi_dropout_when_the_run_ends_go_up_before_it_stops(monkeypatch, capsys):
+    responses.post(READINGS, status=201, json={})
+    monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
+    monkeypatch.setattr(Device, "dropout_rate", 1.0)
+    monkeypatch.setattr(Device, "dropout_steps", (1000, 1000))  # away from the first reading to the end
+
+    assert cli.main(["--url", URL, "--token", "t", "--devices", "1", "--interval", "0.1", "--duration", "0.5"]) == 0
+
+    [batch] = sent_batches()
+    assert [reading["seq"] for reading in batch] == list(range(1, len(batch) + 1)) and len(batch) >= 3
+    assert f"sent {len(batch)}, still buffered 0," in capsys.readouterr().out
