@@ -8,7 +8,7 @@
 import { loadLimits } from "./alerts.js";
 import { DIAGNOSTICS, decimals, figure, format, metricsOf, prefs, shown, unitOf } from "./format.js";
 import { COLOURS, plot, plotOptions, withGaps } from "./plot.js";
-import { LIVE_SPAN, pinned, shownRows } from "./range.js";
+import { pinned, shownRows } from "./range.js";
 import { bucketTotals, totals } from "./tally.js";
 
 export const CHART_HEIGHT = 260;
@@ -83,7 +83,7 @@ function summarise(device, names) {
     summary = Object.assign(document.createElement("p"), { className: "summary" });
     box.after(summary);
   }
-  const all = device.buckets ? bucketTotals(device.buckets) : totals(device.tally, LIVE_SPAN);
+  const all = device.buckets ? bucketTotals(device.buckets) : totals(device.tally);
   const lines = names.map((name) => {
     const stat = all.get(name);
     const line = Object.assign(document.createElement("span"), {

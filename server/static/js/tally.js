@@ -4,14 +4,29 @@
 // newest readings do not cover from the server's rollups. A reading leaves the figures
 // with its slot, as it leaves the chart.
 
+import { LIVE_SPAN } from "./range.js";
+
 // A device's tally: its slots by start (Unix seconds), each a Map of metric to
 // { count, sum, min, max }; readings measured before `from` are in the server's slots.
 export const emptyTally = () => ({ slots: new Map(), from: -Infinity });
 
+// The start of Live's window, in whole seconds.
+const windowStart = () => Math.floor(Date.now() / 1000 - LIVE_SPAN);
+
+// A reading of the window into its second's slot. A new slot drops those gone out of the
+// window first (in the order they came, which is time's but for late readings): a page in
+// a hidden tab draws nothing, and would otherwise keep every second of the night.
 export function count(tally, reading, names) {
-  if (reading.ts < tally.from) return;
+  const since = windowStart();
+  if (reading.ts < Math.max(tally.from, since)) return;
   const start = Math.floor(reading.ts);
-  if (!tally.slots.has(start)) tally.slots.set(start, new Map());
+  if (!tally.slots.has(start)) {
+    for (const old of tally.slots.keys()) {
+      if (old >= since) break;
+      tally.slots.delete(old);
+    }
+    tally.slots.set(start, new Map());
+  }
   const slot = tally.slots.get(start);
   for (const name of names) {
     const value = reading[name];
@@ -31,10 +46,9 @@ export function countBefore(tally, until, buckets) {
   tally.from = until;
 }
 
-// Each metric's { count, sum, min, max } over the slots of the last `span` seconds; older
-// slots go.
-export function totals(tally, span) {
-  const since = Math.floor(Date.now() / 1000 - span);
+// Each metric's { count, sum, min, max } over Live's window; older slots go.
+export function totals(tally) {
+  const since = windowStart();
   const all = new Map();
   for (const [start, slot] of tally.slots) {
     if (start < since) tally.slots.delete(start);
