@@ -288,6 +288,31 @@ def test_a_redis_that_stops_answering_without_a_word_closes_the_readers_within_s
         hub.stop()
 
 
+def test_a_frozen_redis_is_found_as_soon_with_viewers_to_check(relay, monkeypatch):
+    """Each read of the viewers from a frozen Redis waits out its timeout in the hub's own
+    loop: once the hub has pinged in vain, it asks no more of them until Redis answers."""
+    monkeypatch.setattr(viewers, "ACCOUNTS_TTL", 0.1)
+    client, read_while_frozen, frozen = connect(relay.url, timeout=1), [], threading.Event()
+    accounts = viewers.Accounts(client)
+
+    def allows(access):
+        if frozen.is_set():
+            read_while_frozen.append(access)
+        return accounts.allows(access)
+    hub = Hub(client, allows=allows)
+    hub.poll_seconds, hub.probe_seconds, hub.recover_seconds = 0.1, 0.5, 3
+    try:
+        clients = [hub.join("sse") for _ in range(2)]
+        frozen.set()
+        relay.freeze()
+
+        eventually(lambda: all(client.closed for client in clients), timeout=20)
+        assert len(read_while_frozen) <= 2  # the one under way when Redis froze, and at most one more
+    finally:
+        relay.thaw()
+        hub.stop()
+
+
 def joined(hub):
     try:
         return hub.join("sse")
@@ -347,16 +372,16 @@ def test_a_busy_channel_gets_its_events_without_heartbeats_and_a_quiet_one_its_h
 
 
 
-def test_viewers_that_cannot_be_read_while_redis_is_away_are_said_once_for_the_whole_outage(relay, caplog, monkeypatch):
-    """The accounts' copy outlives a failed read for a while: the hub still says it once."""
+def test_viewers_that_cannot_be_read_are_said_once_for_the_whole_outage(relay, redis_client, caplog, monkeypatch):
+    """The viewers are read on a connection that breaks while the subscription's does not;
+    the accounts' copy outlives a failed read for a while: the hub still says it once."""
     monkeypatch.setattr(viewers, "ACCOUNTS_TTL", 0.2)
-    client, asked = connect(relay.url), []
-    accounts = viewers.Accounts(client)
+    asked, accounts = [], viewers.Accounts(connect(relay.url))
 
     def allows(access):
         asked.append(access)
         return accounts.allows(access)
-    hub = Hub(client, allows=allows)
+    hub = Hub(redis_client, allows=allows)
     hub.poll_seconds = 0.1
     caplog.set_level(logging.WARNING, logger="server.hub")
     try:
