@@ -37,18 +37,25 @@ def get_redis(app=None):
 
 
 class BadSetting(ValueError):
-    """A Redis setting that cannot work: said in one line by the CLI and ``make run``, and
-    the end of a server process that has it."""
+    """A setting that cannot work: said in one line by the CLI and ``make run``, and the
+    end of a server process that has it."""
 
 
 def check_settings(config):
-    """``BadSetting`` naming the Redis setting that cannot work, before any client is made."""
-    for name in ("REDIS_CLUSTER", "REDIS_SENTINELS"):
-        if config[name]:
-            _addresses(config[name], name)
+    """``BadSetting`` naming the setting that cannot work, before any client is made: a
+    Redis setting, or one that is a number by default and is set to no number of 0 or more
+    (``SENSORCAST_RATE_LIMIT=ten`` would otherwise be a 500 at every upload)."""
+    from . import DEFAULTS  # in server/__init__.py, which imports this module
     shards = config["REDIS_SHARDS"]
     if not (type(shards) is int and 1 <= shards <= MAX_SHARDS):
         raise BadSetting(f"SENSORCAST_REDIS_SHARDS: must be a whole number from 1 to {MAX_SHARDS}, not {shards!r}")
+    for name, default in DEFAULTS.items():
+        value = config.get(name, default)  # a config made for one client names only its own settings
+        if type(default) in (int, float) and not (type(value) in (int, float) and value >= 0):
+            raise BadSetting(f"SENSORCAST_{name}: must be a number, 0 or more, not {value!r}")
+    for name in ("REDIS_CLUSTER", "REDIS_SENTINELS"):
+        if config[name]:
+            _addresses(config[name], name)
     if config["REDIS_CLUSTER"] and config["WAIT_REPLICAS"]:
         raise BadSetting("SENSORCAST_WAIT_REPLICAS is for a primary and its replicas (Sentinel), not a Redis Cluster")
 

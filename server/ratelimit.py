@@ -55,8 +55,9 @@ def rate_limits(config, device):
     """``RATE_LIMIT``'s arguments for a request by ``device``."""
     if not config["RATE_LIMIT"] or not device:
         return ["", 0, 0, 0, 0]
-    return [device, 1000 / config["RATE_LIMIT"], config["RATE_BURST"],
-            1000 / config["READINGS_RATE_LIMIT"], config["READINGS_BURST"]]
+    readings = config["READINGS_RATE_LIMIT"]  # 0: no limit of its own (a reading takes no time)
+    return [device, 1000 / config["RATE_LIMIT"], config["RATE_BURST"], 1000 / readings if readings else 0,
+            config["READINGS_BURST"]]
 
 
 _TAKE_REQUEST = LUA_PREFIX + RATE_LIMIT + """

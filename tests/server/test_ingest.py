@@ -419,6 +419,17 @@ def test_a_leaked_token_cannot_flood_redis_with_big_batches(app, client, token_f
     assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1000
 
 
+def test_a_readings_limit_of_0_is_none_while_requests_are_still_limited(app, client, token_for, redis_client):
+    app.config.update(READINGS_RATE_LIMIT=0, READINGS_BURST=10, RATE_LIMIT=0.1, RATE_BURST=3)
+    token = token_for("kitchen")
+    batch = [{"temperature": 20 + n / 1000} for n in range(500)]
+
+    answers = [post(client, batch, token) for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201, 429]  # the fourth request, not a reading
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) == 1500
+
+
 def test_a_device_told_to_wait_is_refused_before_its_body_is_read_until_the_wait_is_over(app, client,
                                                                                           token_for):
     app.config.update(RATE_LIMIT=0.5, RATE_BURST=1)  # one request every 2 s

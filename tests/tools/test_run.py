@@ -169,6 +169,16 @@ def test_make_run_given_a_port_number_says_where_the_servers_port_goes():
     assert answer.returncode == 2 and 'RUN_ARGS="--port 30555"' in answer.stderr
 
 
+@pytest.mark.parametrize("setting, value", [("SENSORCAST_RATE_LIMIT", "ten"), ("SENSORCAST_HEARTBEAT", "-1")])
+def test_make_run_refuses_a_number_setting_that_is_no_number_in_one_line(tmp_path, setting, value):
+    answer = subprocess.run([sys.executable, "-m", "tools.run", "--port", str(free_port()), "--data", str(tmp_path)],
+                            cwd=ROOT, env=dict(os.environ, **{setting: value}), capture_output=True, text=True,
+                            timeout=60)
+
+    assert answer.returncode == 2 and f"{setting}: must be a number, 0 or more" in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
 def test_make_provision_points_a_board_at_the_port_make_run_serves(stack):
     port = stack.url.rsplit(":", 1)[1]
 
