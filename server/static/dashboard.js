@@ -187,13 +187,14 @@ async function loadRecent(device) {
   for (const reading of readings) addReading(reading, false);
 }
 
-// The server's summary of the device's readings from `since` to the end of the rollup slot
-// that `oldest` (the oldest measured of the readings the page has all of) is in.
+// The server's summary of the device's readings measured before the end of the rollup
+// slot that `oldest` (the oldest measured of the readings the page has all of) is in, from
+// the first whole slot after `since` on: a bucket a slot each, which never holds a reading
+// from before the window (the part of a slot still in it is left out).
 async function countOlder(device, since, oldest) {
-  const until = (Math.floor(oldest / ROLLUP_SLOT) + 1) * ROLLUP_SLOT;
-  if (until <= since) return;
-  const buckets = Math.max(1, Math.floor((until - since) / ROLLUP_SLOT)); // none narrower than a slot
-  const answer = await getJSON(`${readingsUrl(device)}?buckets=${buckets}&since=${since}&until=${until}`);
+  const [from, until] = [Math.ceil(since / ROLLUP_SLOT), Math.floor(oldest / ROLLUP_SLOT) + 1].map((n) => n * ROLLUP_SLOT);
+  if (until <= from) return;
+  const answer = await getJSON(`${readingsUrl(device)}?buckets=${(until - from) / ROLLUP_SLOT}&since=${from}&until=${until}`);
   countBefore(device.tally, until, answer.buckets);
 }
 

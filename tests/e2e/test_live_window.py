@@ -116,8 +116,8 @@ def test_a_busy_boards_chart_opened_afresh_reaches_as_far_back_as_one_left_open(
 
 def test_a_busy_boards_summary_counts_every_reading_not_only_those_its_chart_keeps(start_server, token_for, open_page):
     """A slow stretch, then a burst: the chart keeps a spread of points, mostly the slow
-    stretch's, while the figures under it are of all 2,000 readings, on a page left open as
-    on one opened afterwards."""
+    stretch's, while the figures under it are of all 2,000 readings, and of no reading
+    measured before the window, on a page left open as on one opened afterwards."""
     live_server = start_server(READINGS_RATE_LIMIT=1000, READINGS_BURST=5000)
     token = token_for("lathe")
     left_open = open_live(open_page, live_server)
@@ -126,7 +126,7 @@ def test_a_busy_boards_summary_counts_every_reading_not_only_those_its_chart_kee
     burst = [{"temperature": 40 + n % 5 / 10, "ts": now - 100 + n * 0.01} for n in range(1000)]
     slow[500]["temperature"], burst[500]["temperature"] = 5.0, 45.0
     readings = slow + burst
-    post(live_server, token, readings)
+    post(live_server, token, [{"temperature": 0.5, "ts": now - LIVE - 1}, *readings])
     average = sum(reading["temperature"] for reading in readings) / len(readings)
     figures = f"temperature: min\u00a05.0 · avg\u00a0{average:.1f} · max\u00a045.0 °C"
 
