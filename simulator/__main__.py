@@ -18,7 +18,7 @@ from server.auth import issue_token, token_device
 from server.connections import UNREACHABLE, client_for
 from server.embedded_redis import EmbeddedRedis, runs_embedded
 from server.readings import DEVICE_ID
-from simulator.devices import AuthRefused, Fleet, MqttFleet
+from simulator.devices import AuthRefused, Device, Fleet, MqttFleet
 
 TOKENS_FILE = "simulator-tokens.json"  # in make run's data folder
 
@@ -99,17 +99,24 @@ def main(argv=None):
     step = args.devices / args.rate if args.rate else args.interval
     start = next_step = time.time()
     print(f"simulating {', '.join(names)} -> {target} over {args.transport} (every {step:g} s)", flush=True)
-    unreachable = None
+    unreachable, said_wait = None, False
     try:
         while fleet.devices and (args.duration is None or time.time() - start < args.duration):
             now = time.time()
             for refusal in fleet.step(now, clock=start + (now - start) * args.speed, uptime=now - start):
                 print(f"simulator: {refusal}", file=sys.stderr)
+            if fleet.waited and not said_wait:  # once a run
+                said_wait = True
+                print("simulator: the server asked a device to wait (over its rate limit, such as "
+                      "SENSORCAST_READINGS_RATE_LIMIT, or busy); its readings are kept meanwhile, up to "
+                      f"{Device.buffer_size} a device, the oldest dropped past that", file=sys.stderr, flush=True)
             if fleet.unreachable != unreachable:  # said once an outage, and once it is over
                 unreachable = fleet.unreachable
                 print(f"simulator: {unreachable}; readings are kept until it answers" if unreachable
                       else "simulator: the server answers again", file=sys.stderr, flush=True)
             next_step += step
+            if time.time() - next_step > step:  # an upload held the run up: the steps missed are not made up at once
+                next_step = time.time()
             time.sleep(max(0.0, next_step - time.time()))
         for refusal in fleet.finish(time.time()):  # --duration is up: what the dropouts held goes up
             print(f"simulator: {refusal}", file=sys.stderr)
@@ -117,7 +124,8 @@ def main(argv=None):
         pass
     finally:
         fleet.close()
-    print(f"sent {fleet.sent}, still buffered {fleet.buffered}, upload tries failed {fleet.failed}")
+    print(f"sent {fleet.sent}, still buffered {fleet.buffered}, dropped {fleet.dropped} (buffers full), "
+          f"upload tries failed {fleet.failed}")
     if not fleet.devices:
         print(f"simulator: every device's token was refused{'; check --token' if args.token else ''}", file=sys.stderr)
         return 2

@@ -98,12 +98,17 @@ class Fleet:
         self.devices = [Device(name, token, rng) for name, token in tokens.items()]
         self.session = session or requests.Session()
         self.timeout = timeout
-        self.sent = self.failed = 0
+        self.sent = self.failed = self.waited = 0  # waited: the times a device was asked to wait
         self.unreachable = None  # why the last upload did not reach the server; None once one did
 
     @property
     def buffered(self):
         return sum(len(device.pending) for device in self.devices)
+
+    @property
+    def dropped(self):
+        """Readings the devices' full buffers let go, oldest first, as the firmware's do."""
+        return sum(device.dropped for device in self.devices)
 
     def step(self, now, clock, uptime):
         """One interval: every device reads (at simulated ``clock``), buffers, and uploads.
@@ -149,6 +154,7 @@ class Fleet:
                                   "revoked, or not this device's; it stops, any others go on")
             if answer.status_code in PAUSE:
                 device.resume_at = now + pause_asked(answer.headers)
+                self.waited += 1
             if answer.status_code >= 300:
                 self.failed += 1
                 if answer.status_code not in REFUSED:

@@ -1,6 +1,7 @@
 """Fake devices behave like the firmware: buffer through outages, send batches, back off."""
 import json
 import random
+import re
 import time
 from types import SimpleNamespace
 
@@ -199,3 +200,40 @@ def test_readings_held_in_a_wifi_dropout_when_the_run_ends_go_up_before_it_stops
     [batch] = sent_batches()
     assert [reading["seq"] for reading in batch] == list(range(1, len(batch) + 1)) and len(batch) >= 3
     assert f"sent {len(batch)}, still buffered 0," in capsys.readouterr().out
+
+
+@responses.activate
+def test_a_server_asking_devices_to_wait_is_said_once_and_what_full_buffers_dropped_is_counted(monkeypatch, capsys):
+    """--rate past what the server lets one device send: it is told to wait, again and again."""
+    responses.post(READINGS, status=429, json={"error": "too many requests"}, headers={"Retry-After": "0"})
+    monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
+    monkeypatch.setattr(Device, "dropout_rate", 0.0)
+    monkeypatch.setattr(Device, "buffer_size", 5)
+
+    assert cli.main(["--url", URL, "--token", "t", "--devices", "1", "--rate", "40", "--duration", "1"]) == 0
+
+    out, err = capsys.readouterr()
+    assert err.count("the server asked a device to wait") == 1
+    dropped = int(re.search(r"dropped (\d+) \(buffers full\)", out).group(1))
+    assert dropped >= 10 and "still buffered 5," in out
+
+
+@responses.activate
+def test_an_upload_that_holds_the_run_up_is_not_followed_by_a_burst_of_readings_made_at_once(monkeypatch):
+    """As a board blocked in a POST: it reads again when it can, not once for each step it missed."""
+    stalled = []
+
+    def answer(request):
+        if not stalled:
+            stalled.append(request)
+            time.sleep(1)  # the server holds the first upload for five of the device's intervals
+        return 201, {}, "{}"
+    responses.add_callback(responses.POST, READINGS, callback=answer)
+    monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
+    monkeypatch.setattr(Device, "dropout_rate", 0.0)
+
+    assert cli.main(["--url", URL, "--token", "t", "--devices", "1", "--interval", "0.2", "--duration", "2"]) == 0
+
+    stamps = [reading["ts"] for batch in sent_batches() for reading in batch]
+    assert len(stamps) >= 5
+    assert not any(later - earlier < 0.05 for earlier, later in zip(stamps, stamps[2:]))  # no three at once
