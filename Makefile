@@ -34,9 +34,9 @@ flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FI
 deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=settings.json]
 	$(PY) -m tools.deploy --port "$(PORT)" --settings "$(SETTINGS)" $(if $(MPY),--mpy)
 
-provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000, default make run's port] [TRANSPORT=mqtt [BROKER=mqtt://host:1883]]
+provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000, default make run's port] [DATA=make run's --data] [TRANSPORT=mqtt [BROKER=mqtt://host:1883]]
 	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)" \
-		--transport "$(or $(TRANSPORT),http)" --broker "$(BROKER)"
+		--transport "$(or $(TRANSPORT),http)" --broker "$(BROKER)" $(if $(DATA),--data "$(DATA)")
 
 release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
 	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" --key "$(RELEASE_KEY)" $(if $(MPY),--mpy)

@@ -23,15 +23,19 @@ from simulator.devices import AuthRefused, Device, Fleet, MqttFleet
 TOKENS_FILE = "simulator-tokens.json"  # in make run's data folder
 
 
-def local_tokens(names, data_dir=DATA_DIR):
-    """A working token per device, made in the local server's Redis (as its settings name it:
-    one Redis, Sentinels or a cluster) when needed, and kept in ``data_dir``; the tokens of
-    devices not in this run are kept for the next. The Redis ``make run --data data_dir``
-    runs, unless the settings name another."""
+def local_redis(data_dir=DATA_DIR):
+    """A client of the local server's Redis, as its settings name it (one Redis, Sentinels
+    or a cluster): the one ``make run --data data_dir`` runs, unless they name another."""
     config = create_app().config
     if runs_embedded(config):
         config["REDIS_URL"] = EmbeddedRedis(data_dir).url
-    client = client_for(config)
+    return client_for(config)
+
+
+def local_tokens(names, data_dir=DATA_DIR):
+    """A working token per device, made in the local server's Redis when needed, and kept
+    in ``data_dir``; the tokens of devices not in this run are kept for the next."""
+    client = local_redis(data_dir)
     kept = data_dir / TOKENS_FILE
     saved = json.loads(kept.read_text()) if kept.exists() else {}
     tokens = {name: saved[name] if token_device(client, saved.get(name, "")) == name

@@ -1,7 +1,7 @@
 """``make provision PORT=… DEVICE=kitchen``: the board's settings, with a fresh token.
 
 Asks for the Wi-Fi name and password (or takes WIFI_SSID / WIFI_PASSWORD), makes the
-device's token with the server's CLI, points the board at this machine's LAN address,
+device's token in the server's Redis (``make run``'s, or ``--data``'s), points the board at this machine's LAN address,
 gives it the public half of the release key (``make release``'s, made here on first use:
 the board installs only releases it signed), and writes ``settings.json`` straight to
 the board: the secrets never touch the repo. Once the board has its token, the device's
@@ -17,17 +17,19 @@ import argparse
 import getpass
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
 import tempfile
 from urllib.parse import unquote, urlsplit
 
-from server import DATA_DIR, create_app
-from server.auth import keep_only
-from server.connections import UNREACHABLE, client_for
+from server import DATA_DIR
+from server.auth import issue_token, keep_only
+from server.connections import UNREACHABLE
 from server.mqtt import DEFAULT_PORTS, broker_credentials
-from simulator.__main__ import running_server
+from server.readings import DEVICE_ID
+from simulator.__main__ import local_redis, running_server
 from tools.deploy import FIRMWARE, mpremote
 from tools.release import RELEASE_KEY, public_key, release_key
 
@@ -38,14 +40,6 @@ def lan_address():
                             capture_output=True, text=True)
     found = re.search(r"inet (\d+\.\d+\.\d+\.\d+)", result.stdout)
     return found.group(1) if found else "127.0.0.1"
-
-
-def make_token(device):
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "server", "devices", "add", device],
-                            capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"provision: could not make a token (is the server's Redis up?)\n{result.stderr}")
-    return result.stdout.strip()
 
 
 def broker_settings(broker, device):
@@ -81,10 +75,16 @@ def main(argv=None):
     parser.add_argument("--key", default="", help=f"the release key; default: {RELEASE_KEY}")
     parser.add_argument("--transport", default="http", choices=("http", "mqtt"), help="how readings go up")
     parser.add_argument("--broker", default="", help="with mqtt; default: mqtt://<this machine's LAN address>")
+    parser.add_argument("--data", type=pathlib.Path, default=DATA_DIR,
+                        help="make run's --data folder: the server whose Redis keeps the token and whose port "
+                             "the board is pointed at (default: var/)")
     args = parser.parse_args(argv)
     if not args.port or not args.device:
         print("provision: PORT and DEVICE are needed, e.g. make provision PORT=/dev/ttyUSB0 DEVICE=kitchen",
               file=sys.stderr)
+        return 2
+    if not DEVICE_ID.match(args.device):
+        print("provision: DEVICE must be 1-32 characters of a-z 0-9 _ -", file=sys.stderr)
         return 2
     try:
         key = public_key(release_key(args.key or RELEASE_KEY))
@@ -93,11 +93,18 @@ def main(argv=None):
     except ValueError as error:
         print(f"provision: {error}", file=sys.stderr)
         return 2
+    try:
+        redis_client = local_redis(args.data)
+        token = issue_token(redis_client, args.device)
+    except UNREACHABLE as error:
+        print(f"provision: could not make a token: cannot reach the server's Redis ({error}); is `make run` "
+              "running (give its --data with DATA=), or REDIS_URL set to where Redis is?", file=sys.stderr)
+        return 1
     settings = json.loads((FIRMWARE / "settings.example.json").read_text())
     settings.update(wifi_ssid=args.ssid or input("Wi-Fi name: "),
                     wifi_password=args.password if args.password is not None else getpass.getpass("Wi-Fi password: "),
-                    server=args.server or default_server(), device=args.device,
-                    token=make_token(args.device), sensor=args.sensor, pin=args.pin, release_key=key, **mqtt)
+                    server=args.server or default_server(args.data), device=args.device,
+                    token=token, sensor=args.sensor, pin=args.pin, release_key=key, **mqtt)
     with tempfile.TemporaryDirectory() as private:
         path = os.path.join(private, "settings.json")
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
@@ -105,7 +112,7 @@ def main(argv=None):
         if not mpremote(args.port, ["fs", "cp", path, ":settings.json"]):
             return 1
     try:
-        replaced = keep_only(client_for(create_app().config), args.device, settings["token"])
+        replaced = keep_only(redis_client, args.device, token)
     except UNREACHABLE as error:
         print(f"provision: the board has its new token, but {args.device}'s earlier ones still work: "
               f"could not revoke them ({error})", file=sys.stderr)

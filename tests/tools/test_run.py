@@ -179,10 +179,19 @@ def test_make_run_refuses_a_number_setting_that_is_no_number_in_one_line(tmp_pat
     assert "Traceback" not in answer.stderr
 
 
-def test_make_provision_points_a_board_at_the_port_make_run_serves(stack):
-    port = stack.url.rsplit(":", 1)[1]
+def test_make_provision_given_make_runs_data_folder_points_a_board_at_that_server(stack, emulated_board, tmp_path):
+    """``make run RUN_ARGS="--data DIR"``, whose Redis and port are not the usual ones."""
+    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+    env.update(WIFI_SSID="lab", WIFI_PASSWORD="secret-password", RELEASE_KEY=str(tmp_path / "release-key.pem"))
+    provisioned = subprocess.run(["make", "-s", "provision", f"PORT={emulated_board.port}", "DEVICE=attic",
+                                  f"DATA={stack.data}"], cwd=ROOT, capture_output=True, text=True, env=env)
 
-    assert provision.default_server(stack.data) == f"http://{provision.lan_address()}:{port}"
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    settings = json.loads((emulated_board.flash / "settings.json").read_text())
+    assert settings["server"] == f"http://{provision.lan_address()}:{stack.url.rsplit(':', 1)[1]}"
+    answer = requests.post(stack.url + "/api/readings", json={"temperature": 20}, timeout=5,
+                           headers={"Authorization": f"Bearer {settings['token']}"})
+    assert answer.status_code == 201
 
 
 def test_make_simulate_with_make_runs_data_folder_feeds_that_server(stack, monkeypatch, capsys):
