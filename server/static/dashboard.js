@@ -9,8 +9,8 @@ import { followShown, label, place, remove } from "./js/labels.js";
 import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
 import { LIVE_SPAN, addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
 import { markFailed, markStale } from "./js/stale.js";
-import { count, countBefore, emptyTally } from "./js/tally.js";
 import { connect, resumeAfter, toLogin } from "./js/stream.js";
+import { count, countBefore, emptyTally } from "./js/tally.js";
 
 const CHART_POINTS = 500; // readings a card keeps, thinned past that (range.js)
 const VALUES_EVERY = 100; // ms

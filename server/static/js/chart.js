@@ -85,11 +85,11 @@ function summarise(device, names) {
   }
   const all = device.buckets ? bucketTotals(device.buckets) : totals(device.tally);
   const lines = names.map((name) => {
-    const stat = all.get(name);
+    const total = all.get(name);
     const line = Object.assign(document.createElement("span"), {
-      textContent: !stat ? `${name}: none in this range`
-        : `${name}: min\u00a0${figure(name, stat.min)} · avg\u00a0${figure(name, stat.sum / stat.count)} · `
-          + `max\u00a0${format(name, stat.max)}`, // each figure on a line with its word and unit
+      textContent: !total ? `${name}: none in this range`
+        : `${name}: min\u00a0${figure(name, total.min)} · avg\u00a0${figure(name, total.sum / total.count)} · `
+          + `max\u00a0${format(name, total.max)}`, // each figure on a line with its word and unit
     });
     line.dataset.summary = name;
     return line;
