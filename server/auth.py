@@ -138,6 +138,11 @@ def keep_only(client, device, token):
     return client.hdel(shards_of(client).key(device, TOKENS), *others) if others else 0
 
 
+def drop_token(client, device, token):
+    """Revoke ``token`` alone: one made for a board that never got it."""
+    client.hdel(shards_of(client).key(device, TOKENS), _digest(token))
+
+
 REFUSED_UNTIL_ADDED = ("the server refuses its readings, over MQTT too, until `devices add` gives it a token again "
                        "(its broker login stays valid until its line leaves the broker's password file)")
 

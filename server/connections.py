@@ -36,6 +36,11 @@ def get_redis(app=None):
     return client
 
 
+FRACTIONS = ("RATE_LIMIT", "READINGS_RATE_LIMIT")  # the numeric settings that may be fractions: 0.1 a second
+AT_LEAST_ONE = ("MAX_BATCH", "MAX_CONTENT_LENGTH", "BODY_TIMEOUT")  # 0 would refuse every upload
+LARGEST_SETTING = 10**9  # seconds (31 years), readings, bytes, browsers: in ms, still far inside Redis's 64 bits
+
+
 class BadSetting(ValueError):
     """A setting that cannot work: said in one line by the CLI and ``make run``, and the
     end of a server process that has it."""
@@ -43,16 +48,18 @@ class BadSetting(ValueError):
 
 def check_settings(config):
     """``BadSetting`` naming the setting that cannot work, before any client is made: a
-    Redis setting, or one that is a number by default and is set to no number of 0 or more
-    (``SENSORCAST_RATE_LIMIT=ten`` would otherwise be a 500 at every upload)."""
+    Redis setting, or a number out of bounds (``SENSORCAST_RATE_LIMIT=ten``, a ``MAX_BATCH``
+    of 1.5 or a ``RETENTION`` of centuries would otherwise be a 500 at every upload)."""
     from . import DEFAULTS  # in server/__init__.py, which imports this module
     shards = config["REDIS_SHARDS"]
     if not (type(shards) is int and 1 <= shards <= MAX_SHARDS):
         raise BadSetting(f"SENSORCAST_REDIS_SHARDS: must be a whole number from 1 to {MAX_SHARDS}, not {shards!r}")
     for name, default in DEFAULTS.items():
         value = config.get(name, default)  # a config made for one client names only its own settings
-        if type(default) in (int, float) and not (type(value) in (int, float) and value >= 0):
-            raise BadSetting(f"SENSORCAST_{name}: must be a number, 0 or more, not {value!r}")
+        kinds, least = (int, float) if name in FRACTIONS else (int,), 1 if name in AT_LEAST_ONE else 0
+        if type(default) is int and not (type(value) in kinds and least <= value <= LARGEST_SETTING):
+            kind = "number" if name in FRACTIONS else "whole number"
+            raise BadSetting(f"SENSORCAST_{name}: must be a {kind} from {least} to {LARGEST_SETTING:,}, not {value!r}")
     for name in ("REDIS_CLUSTER", "REDIS_SENTINELS"):
         if config[name]:
             _addresses(config[name], name)

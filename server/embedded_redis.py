@@ -42,7 +42,7 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir, maxmemory="1gb"):
         self.data_dir = pathlib.Path(data_dir).resolve()
-        self.maxmemory = maxmemory
+        self.maxmemory = str(maxmemory)  # SENSORCAST_REDIS_MAXMEMORY=1073741824 comes as a number
         self.socket = self.data_dir / "redis.sock"
         self.log_file = self.data_dir / "redis.log"
         self.process = None

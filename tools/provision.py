@@ -25,7 +25,7 @@ import tempfile
 from urllib.parse import unquote, urlsplit
 
 from server import DATA_DIR
-from server.auth import issue_token, keep_only
+from server.auth import drop_token, issue_token, keep_only
 from server.connections import UNREACHABLE
 from server.mqtt import DEFAULT_PORTS, broker_credentials
 from server.readings import DEVICE_ID
@@ -110,6 +110,7 @@ def main(argv=None):
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             json.dump(settings, f, indent=1)
         if not mpremote(args.port, ["fs", "cp", path, ":settings.json"]):
+            drop_token(redis_client, args.device, token)  # nobody has it
             return 1
     try:
         replaced = keep_only(redis_client, args.device, token)
