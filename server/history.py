@@ -104,16 +104,17 @@ def bucketed(client, device, count):
             size = rollups.finest_slot(since, now)
             width, count = size, math.ceil((until - since) / size)
     latest = now + current_app.config["MAX_FUTURE"]  # no reading is measured later
-    summaries = rollups.slots(client, device, size, since, min(until, latest))
+    summaries, newest = rollups.slots(client, device, size, since, min(until, latest), device_readings(client, device))
     if since - current_app.config["MAX_FUTURE"] < stream_id(rolled_from)[0] / 1000:
         summaries = itertools.chain(  # what arrived before rollups existed, then the rollups
             _one_slot_each(measured(client, device, since, until, end="(" + rolled_from)), summaries)
-    return _answer(device, since, until, width, count, summaries)
+    return _answer(device, since, until, width, count, summaries) | {"newest": newest}
 
 
 def _answer(device, since, until, width, count, summaries):
     """The buckets, ``width`` seconds each, that ``summaries`` (as ``rollups.slots`` gives
-    them) fall in, as the API answers them."""
+    them) fall in, as the API answers them. From the rollups, the answer also says the
+    ``newest`` reading's id as of them: a page adds only the readings after it (tally.js)."""
     stats = {}
     for start, name, n, total, low, high in summaries:
         index = min(max(int((start - since) / width), 0), count - 1)  # ts == until: the last

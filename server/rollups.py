@@ -80,15 +80,22 @@ def finest_slot(since, now):
     return min(size for size, _, reach in TIERS if reach is None or since >= now - reach)
 
 
-def slots(client, device, size, since, until):
+def slots(client, device, size, since, until, readings):
     """``(start, metric, count, sum, min, max)`` of each of the device's slots of ``size``
-    seconds that overlap ``since`` to ``until`` (a slot starting at ``until`` does not)."""
+    seconds that overlap ``since`` to ``until`` (a slot starting at ``until`` does not),
+    and the id of the newest entry of ``readings`` (the device's stream; None for none) as
+    of them, read in one transaction: they count every reading stored up to it, none after."""
     span = {tier[0]: tier[1] for tier in TIERS}[size]
     first = math.floor(max(since, EARLIEST_SYNCED_TS) / span) * span
-    with client.pipeline(transaction=False) as pipe:
+    with client.pipeline(transaction=True) as pipe:  # a device's keys are in one cluster slot
         for start in range(first, math.ceil(until), span):
             pipe.hgetall(rollup_key(client, device, size, start))
-        hashes = pipe.execute()
+        pipe.xrevrange(readings, count=1)
+        *hashes, newest = pipe.execute()
+    return list(_summaries(hashes, size, since, until)), newest[0][0] if newest else None
+
+
+def _summaries(hashes, size, since, until):
     for fields in hashes:
         for field, summary in fields.items():
             start, _, metric = field.partition(":")

@@ -10,7 +10,7 @@ import { redrawCompare, wireCompare, wireLarge } from "./js/overlay.js";
 import { LIVE_SPAN, addToBuckets, loadRange, range, readingsUrl, showsLive, slide, thin, wireRange } from "./js/range.js";
 import { markFailed, markStale } from "./js/stale.js";
 import { connect, resumeAfter, toLogin } from "./js/stream.js";
-import { count, countBefore, emptyTally } from "./js/tally.js";
+import { count, countUpTo, emptyTally } from "./js/tally.js";
 
 const CHART_POINTS = 500; // readings a card keeps, thinned past that (range.js)
 const VALUES_EVERY = 100; // ms
@@ -173,29 +173,28 @@ function csvUrl(device) {
 
 // The newest readings, for the live chart and to tell how old each metric's value is. When
 // they do not reach back over Live's span (a busy device), readings spread over the rest of
-// it come too, thinned with the newest as a page left open would have them, and the rest's
-// summary from the server's rollups.
+// it come too, thinned with the newest as a page left open would have them, and the
+// window's summary from the server's rollups.
 async function loadRecent(device) {
   const { readings } = await getJSON(`${readingsUrl(device)}?limit=${CHART_POINTS}`);
   const since = Date.now() / 1000 - LIVE_SPAN;
   if (readings.length === CHART_POINTS && readings[0].ts > since) {
     const until = Number(readings[0].id.split("-")[0]) / 1000; // when the oldest of them arrived
     const older = await getJSON(`${readingsUrl(device)}?spread&limit=${CHART_POINTS}&since=${since}&until=${until}`);
-    await countOlder(device, since, Math.min(...readings.map((reading) => reading.ts)));
+    await countOnServer(device, since);
     readings.unshift(...older.readings); // the one both give shows once (addReading)
   }
   for (const reading of readings) addReading(reading, false);
 }
 
-// The server's summary of the device's readings measured before the end of the rollup
-// slot that `oldest` (the oldest measured of the readings the page has all of) is in, from
-// the first whole slot after `since` on: a bucket a slot each, which never holds a reading
-// from before the window (the part of a slot still in it is left out).
-async function countOlder(device, since, oldest) {
-  const [from, until] = [Math.ceil(since / ROLLUP_SLOT), Math.floor(oldest / ROLLUP_SLOT) + 1].map((n) => n * ROLLUP_SLOT);
-  if (until <= from) return;
-  const answer = await getJSON(`${readingsUrl(device)}?buckets=${(until - from) / ROLLUP_SLOT}&since=${from}&until=${until}`);
-  countBefore(device.tally, until, answer.buckets);
+// The server's summary of the device's readings in the window, from its first whole
+// rollup slot (a reading from before the window is never in it: the part of a slot still
+// in the window is left out), to as far ahead as a board's clock may be: a bucket a slot.
+async function countOnServer(device, since) {
+  const from = Math.ceil(since / ROLLUP_SLOT) * ROLLUP_SLOT;
+  const url = `${readingsUrl(device)}?buckets=${2 * LIVE_SPAN / ROLLUP_SLOT}&since=${from}&until=${from + 2 * LIVE_SPAN}`;
+  const { buckets, newest } = await getJSON(url);
+  if (newest) countUpTo(device.tally, newest, buckets); // else no rollups: the page's own readings
 }
 
 async function loadChart(device, quiet) {

@@ -137,3 +137,24 @@ def test_a_busy_boards_summary_counts_every_reading_not_only_those_its_chart_kee
     opened_afresh = open_live(open_page, live_server)
     expect(opened_afresh.locator('[data-device="lathe"] .summary')).to_have_text(figures)
     assert left_open.console_errors == [] and opened_afresh.console_errors == []
+
+
+def test_a_busy_boards_figures_on_a_fresh_page_count_a_backlog_it_sent_last(start_server, token_for, open_page):
+    """Its newest 500 readings by arrival are a backlog measured before all the others: the
+    figures are still of every reading in the window, the spike among the others too."""
+    live_server = start_server(READINGS_RATE_LIMIT=1000, READINGS_BURST=5000)
+    token = token_for("lathe")
+    now = time.time()
+    recent = [{"temperature": 20 + n % 10 / 10, "ts": now - 600 + n * 0.3857} for n in range(1400)]
+    recent[700]["temperature"] = 35.0
+    backlog = [{"temperature": 10.0, "ts": now - 800 + n / 4} for n in range(400)]
+    post(live_server, token, recent)
+    post(live_server, token, backlog)
+    readings = recent + backlog
+    average = sum(reading["temperature"] for reading in readings) / len(readings)
+
+    page = open_live(open_page, live_server)
+
+    expect(page.locator('[data-device="lathe"] .summary')).to_have_text(
+        f"temperature: min\u00a010.0 · avg\u00a0{average:.1f} · max\u00a035.0 °C")
+    assert page.console_errors == []

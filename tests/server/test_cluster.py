@@ -105,6 +105,22 @@ def test_without_tokens_a_request_for_two_devices_is_refused_whole_on_a_cluster(
     assert alone.status_code == 201 and [device["device"] for device in devices] == ["attic"]
 
 
+def test_a_devices_buckets_on_a_cluster_say_as_of_which_reading_they_are(cluster):
+    """Its rollups and its newest reading are read in one transaction on its node."""
+    server = cluster.server(AUTH=False)
+    try:
+        now = time.time()
+        assert server.post("/api/readings", json=[{"device": "attic", "temperature": 20 + n, "ts": now - 60 + n}
+                                                  for n in range(3)]).status_code == 201
+        newest = requests.get(server.url + "/api/devices/attic/readings?limit=1", timeout=10).json()["readings"][0]["id"]
+        answer = requests.get(f"{server.url}/api/devices/attic/readings?buckets=1&since={now - 600}&until={now}",
+                              timeout=10).json()
+    finally:
+        server.stop()
+    assert answer["newest"] == newest
+    assert answer["buckets"][0]["temperature"] == {"min": 20, "avg": 21, "max": 22, "count": 3}
+
+
 def test_a_primary_dies_its_replica_takes_over_and_no_reading_is_lost_or_seen_twice(replicated_cluster):
     cluster = replicated_cluster
     client = cluster.sharded_client()

@@ -107,6 +107,9 @@ def test_buckets_from_the_rollups_hold_what_the_readings_hold_backlog_and_all(cl
     answer = client.get(f"/api/devices/greenhouse/readings?since={since}&until={until}&buckets={count}").json
 
     assert answer["buckets"] == buckets_of(readings, since, until, count)
+    rolled_up = count * 5 != hours * 3600  # as of the greenhouse's newest reading, when from the rollups
+    assert answer.pop("newest", None) == (client.get("/api/devices/greenhouse/readings?limit=1").json["readings"][-1]["id"]
+                                          if rolled_up else None)
     assert set(answer) == {"device", "since", "until", "width", "buckets"}
 
 

@@ -1,24 +1,30 @@
 // Live's min, average and max of every reading in the window, where a busy device's chart
 // keeps only some of them (range.js, thin): each reading is counted as it comes, in a slot
-// of its second, and a page opened on a busy device takes the part of the window that its
-// newest readings do not cover from the server's rollups. A reading leaves the figures
-// with its slot, as it leaves the chart.
+// of its second, and a page opened on a busy device takes what was stored before it opened
+// from the server's rollups, as of a reading id, adding only the readings after that. A
+// reading leaves the figures with its slot, as it leaves the chart.
 
 import { LIVE_SPAN } from "./range.js";
 
 // A device's tally: its slots by start (Unix seconds), each a Map of metric to
-// { count, sum, min, max }; readings measured before `from` are in the server's slots.
-export const emptyTally = () => ({ slots: new Map(), from: -Infinity });
+// { count, sum, min, max }; readings stored up to the id `after` are in the server's slots.
+export const emptyTally = () => ({ slots: new Map(), after: null });
 
 // The start of Live's window, in whole seconds.
 const windowStart = () => Math.floor(Date.now() / 1000 - LIVE_SPAN);
+
+// Whether stream id a ("ms-seq") is later than b: a device's readings are in one stream.
+const later = (a, b) => {
+  const [[am, as], [bm, bs]] = [a, b].map((id) => id.split("-").map(Number));
+  return am > bm || (am === bm && as > bs);
+};
 
 // A reading of the window into its second's slot. A new slot drops those gone out of the
 // window first (in the order they came, which is time's but for late readings): a page in
 // a hidden tab draws nothing, and would otherwise keep every second of the night.
 export function count(tally, reading, names) {
   const since = windowStart();
-  if (reading.ts < Math.max(tally.from, since)) return;
+  if (reading.ts < since || (tally.after && !later(reading.id, tally.after))) return;
   const start = Math.floor(reading.ts);
   if (!tally.slots.has(start)) {
     for (const old of tally.slots.keys()) {
@@ -34,16 +40,17 @@ export function count(tally, reading, names) {
   }
 }
 
-// The server's buckets of the device's readings measured before `until` (`count`, `avg`,
-// `min`, `max` of each metric), in place of the page's own for that time.
-export function countBefore(tally, until, buckets) {
-  for (const start of tally.slots.keys()) if (start < until) tally.slots.delete(start);
+// The server's buckets of the device's readings (`count`, `avg`, `min`, `max` of each
+// metric) stored up to the reading `newest`, in place of the page's own: the page then
+// adds only the readings after it.
+export function countUpTo(tally, newest, buckets) {
+  tally.slots.clear();
   for (const bucket of buckets) {
     const slot = new Map();
     for (const [name, stat] of statsOf(bucket)) add(slot, name, stat);
     tally.slots.set(bucket.t, slot);
   }
-  tally.from = until;
+  tally.after = newest;
 }
 
 // Each metric's { count, sum, min, max } over Live's window; older slots go.
