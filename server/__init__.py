@@ -1,13 +1,12 @@
 """Sensorcast's server: readings in over HTTP, kept in Redis, out to browsers as live events.
 
-Configuration flows one way: the defaults below, then the environment (``REDIS_URL``,
+Configuration flows one way: the defaults (``settings.py``), then the environment (``REDIS_URL``,
 and every ``SENSORCAST_<NAME>`` as ``<NAME>``, its value read as JSON where it parses),
 then ``test_config``. The README's configuration table lists each name.
 """
 import logging
 import math
 import os
-import pathlib
 
 import click
 import redis
@@ -18,60 +17,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .connections import UNREACHABLE, BadSetting
 from .loglimit import LinesPerMinute
 from .ratelimit import RateLimited
+from .settings import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "var"
-SERVER_URL_FILE = "server-url"  # in make run's data folder while it runs: where make simulate posts
-
-DEFAULTS = {
-    "REDIS_URL": f"unix://{DATA_DIR / 'redis.sock'}",
-    "REDIS_MAXMEMORY": "1gb",  # the embedded Redis's memory cap
-    "REDIS_SENTINELS": "",  # host:port,… of Redis Sentinels: then the primary they know as REDIS_SERVICE
-    "REDIS_SERVICE": "sensorcast",
-    "REDIS_CLUSTER": "",  # host:port,… of some of a Redis Cluster's nodes: then the keys are split over it…
-    "REDIS_SHARDS": 6,  # …in this many shards, fixed for the life of the data (shards.py)
-    "WAIT_REPLICAS": 0,  # an upload's 201 waits until this many replicas have it (Redis's WAIT)…
-    "WAIT_MS": 1000,  # …for up to this long, else 503: the board sends it again, and it is stored once
-    "AUTH": True,
-    "RETENTION": 7 * 24 * 3600,
-    "STREAM_MAXLEN": 100_000,
-    "MAX_REPLAY": 5000,  # readings a reconnecting browser gets replayed at most (further back: a reset)
-    "HISTORY_MAXLEN": 200_000,
-    "MAX_DEVICE_FIELDS": 64,
-    "OFFLINE_AFTER": 600,
-    "HEARTBEAT": 15,
-    "RETRY_MS": 3000,
-    "MAX_STREAMS": 5000,
-    "MAX_STREAMS_PER_ADDRESS": 100,
-    "CLIENT_BUFFER": 1024 * 1024,
-    "CLIENT_LAG": 30,
-    "REDIS_CONNECTIONS": 32,
-    "TRUSTED_PROXIES": 0,
-    "MAX_BATCH": 500,
-    "MAX_FUTURE": 300,
-    "MAX_CONTENT_LENGTH": 256 * 1024,
-    "RETRY_AFTER": 5,
-    "RATE_LIMIT": 10,
-    "RATE_BURST": 30,
-    "READINGS_RATE_LIMIT": 50,
-    "READINGS_BURST": 2000,
-    "SESSION_COOKIE_SAMESITE": "Lax",
-    "LOGIN_FAILURES": 10,
-    "LOGIN_QUEUE_SECONDS": 3,
-    "BODY_TIMEOUT": 10,
-    "BODIES_PER_ADDRESS": 20,
-    "ALLOWED_HOSTS": [],
-    "WEBHOOK_URL": "",
-    "ALERT_BURST": 10,  # a device's threshold alerts at once, then one every ALERT_EVERY seconds
-    "ALERT_EVERY": 60,
-    "MQTT_URL": "",
-    "MQTT_CA_FILE": "",
-    "MQTT_CLIENT_ID": "",  # the client id's prefix; unset: sensorcast-<hostname>
-    "MQTT_SESSION_EXPIRY": 7 * 24 * 3600,
-    "MQTT_ADOPT_AFTER": 10,
-    "HOMEASSISTANT_PREFIX": "homeassistant",  # Home Assistant's discovery prefix; "": no discovery
-    "METRICS_TOKEN": "",
-}
+__all__ = ["DATA_DIR", "DEFAULTS", "ROOT", "SERVER_URL_FILE", "create_app"]  # what tools/, simulator/ and tests take
 
 
 def create_app(test_config=None):

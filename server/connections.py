@@ -14,6 +14,7 @@ import redis.sentinel
 from flask import current_app
 from gevent.monkey import get_original
 
+from .settings import number_out_of_bounds
 from .shards import MAX_SHARDS, Shards
 
 CLIENT_NAME = "sensorcast"  # in CLIENT LIST, so an operator sees which connections are ours
@@ -36,11 +37,6 @@ def get_redis(app=None):
     return client
 
 
-FRACTIONS = ("RATE_LIMIT", "READINGS_RATE_LIMIT")  # the numeric settings that may be fractions: 0.1 a second
-AT_LEAST_ONE = ("MAX_BATCH", "MAX_CONTENT_LENGTH", "BODY_TIMEOUT")  # 0 would refuse every upload
-LARGEST_SETTING = 10**9  # seconds (31 years), readings, bytes, browsers: in ms, still far inside Redis's 64 bits
-
-
 class BadSetting(ValueError):
     """A setting that cannot work: said in one line by the CLI and ``make run``, and the
     end of a server process that has it."""
@@ -50,16 +46,12 @@ def check_settings(config):
     """``BadSetting`` naming the setting that cannot work, before any client is made: a
     Redis setting, or a number out of bounds (``SENSORCAST_RATE_LIMIT=ten``, a ``MAX_BATCH``
     of 1.5 or a ``RETENTION`` of centuries would otherwise be a 500 at every upload)."""
-    from . import DEFAULTS  # in server/__init__.py, which imports this module
     shards = config["REDIS_SHARDS"]
     if not (type(shards) is int and 1 <= shards <= MAX_SHARDS):
         raise BadSetting(f"SENSORCAST_REDIS_SHARDS: must be a whole number from 1 to {MAX_SHARDS}, not {shards!r}")
-    for name, default in DEFAULTS.items():
-        value = config.get(name, default)  # a config made for one client names only its own settings
-        kinds, least = (int, float) if name in FRACTIONS else (int,), 1 if name in AT_LEAST_ONE else 0
-        if type(default) is int and not (type(value) in kinds and least <= value <= LARGEST_SETTING):
-            kind = "number" if name in FRACTIONS else "whole number"
-            raise BadSetting(f"SENSORCAST_{name}: must be a {kind} from {least} to {LARGEST_SETTING:,}, not {value!r}")
+    wrong = number_out_of_bounds(config)
+    if wrong:
+        raise BadSetting(wrong)
     for name in ("REDIS_CLUSTER", "REDIS_SENTINELS"):
         if config[name]:
             _addresses(config[name], name)
