@@ -327,10 +327,9 @@ class Hub:
 
     def _sweep(self, now, redis_answers):
         """Close the clients left behind by their feed, stalled in a write, or whose
-        viewer's access ended (asked only of a Redis that ``redis_answers``: the read would
-        wait out its timeout in this loop, and hold up finding the outage)."""
+        viewer's access ended."""
         stalled_since = now - self.client_lag
-        allowed = self._access_check() if redis_answers else lambda access: True
+        allowed = self._access_check(redis_answers)
         for channel in list(self._channels.values()):
             channel.trim(self.client_buffer, stalled_since)
             first, closed = channel.first_seq, False
@@ -351,9 +350,11 @@ class Hub:
             if closed:
                 channel.wake()  # a closed client waiting for an event ends now
 
-    def _access_check(self):
-        """``allows``, or anything goes while it cannot be asked."""
-        if self.allows is None:
+    def _access_check(self, redis_answers):
+        """``allows``, or anything goes while it cannot be asked: asked only of a Redis that
+        ``redis_answers`` (a read would wait out its timeout in this loop, and hold up finding
+        the outage), and said once when that read fails."""
+        if self.allows is None or not redis_answers:
             return lambda access: True
         try:
             self.allows(None)  # reads the accounts now, once, rather than for the first client

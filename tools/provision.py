@@ -1,10 +1,10 @@
 """``make provision PORT=… DEVICE=kitchen``: the board's settings, with a fresh token.
 
 Asks for the Wi-Fi name and password (or takes WIFI_SSID / WIFI_PASSWORD), makes the
-device's token in the server's Redis (``make run``'s, or ``--data``'s), points the board at this machine's LAN address,
-gives it the public half of the release key (``make release``'s, made here on first use:
-the board installs only releases it signed), and writes ``settings.json`` straight to
-the board: the secrets never touch the repo. Once the board has its token, the device's
+device's token in the server's Redis (``make run``'s, or ``--data``'s), points the board
+at this machine's LAN address, gives it the public half of the release key (``make
+release``'s, made here on first use: the board installs only releases it signed), and
+writes ``settings.json`` straight to the board: the secrets never touch the repo. Once the board has its token, the device's
 earlier ones stop working: a board provisioned again, or a new one in its place, holds
 the only one.
 
