@@ -149,9 +149,12 @@ class Hub:
         return self._count
 
     def stop(self):
-        """Close every client and end the subscription within ``poll_seconds``."""
+        """Close every client and end the subscription, which takes up to ``poll_seconds``
+        (more while a command to Redis is under way): its client may be closed then."""
         self._stopping.set()
         self._close_everyone()
+        if self._thread is not None:
+            self._thread.join(self.poll_seconds + 10)
 
     def _run(self):
         while not self._stopping.is_set():

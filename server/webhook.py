@@ -55,10 +55,14 @@ class Webhook:
         self.me = f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
         self.stopping = threading.Event()
         self._hold = client.register_script(HOLD_LEASE)
-        threading.Thread(target=self._run, name="alert-webhook", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="alert-webhook", daemon=True)
+        self._thread.start()
 
     def stop(self):
+        """Stop, and wait until the webhook's thread has let go of its Redis client (a read
+        waits a second for new alerts; a post, up to ``timeout``), so the client may be closed."""
         self.stopping.set()
+        self._thread.join(self.timeout + 2)
 
     def _run(self):
         failing = False

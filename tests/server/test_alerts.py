@@ -132,6 +132,20 @@ def webhook():
     server.shutdown()
 
 
+@pytest.fixture
+def start_webhook(redis_client):
+    """Starts alert webhooks on the test's Redis client, each stopped before that client is closed."""
+    hooks = []
+
+    def start(url):
+        hooks.append(Webhook(redis_client, url))
+        return hooks[-1]
+
+    yield start
+    for hook in hooks:
+        hook.stop()
+
+
 def test_alerts_are_posted_to_the_webhook_with_retries(redis_server, redis_client, token_for, monkeypatch, webhook):
     monkeypatch.setattr(Webhook, "first_wait", 0.05)
     app = create_app(dict(TEST_SETTINGS, REDIS_URL=redis_server.url, TESTING=True, WEBHOOK_URL=webhook.url))
@@ -189,25 +203,25 @@ def test_a_device_is_back_online_only_after_it_was_marked_offline(client, kitche
     assert kitchen(22)["recent"] == []
 
 
-def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_client, webhook, monkeypatch):
+def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_client, webhook, start_webhook,
+                                                                         monkeypatch):
     monkeypatch.setattr(Webhook, "first_wait", 0.05)
     monkeypatch.setattr(Webhook, "lease_seconds", 1.0)
-    dying = Webhook(redis_client, "http://127.0.0.1:9/nobody-listens")
+    dying = start_webhook("http://127.0.0.1:9/nobody-listens")
     eventually(lambda: redis_client.exists("alerts"))  # its group is made
     redis_client.xadd("alerts", {"json": json.dumps({"device": "freezer", "state": "offline", "ts": 1})})
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 1)  # in hand, retrying
 
     dying.stop()  # as a worker killed mid-retry: nothing acknowledged
-    successor = Webhook(redis_client, webhook.url)
+    start_webhook(webhook.url)
 
     eventually(lambda: [alert["state"] for alert in webhook.received] == ["offline"])
     assert webhook.received[0]["id"] == redis_client.xrange("alerts")[0][0]
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
-    successor.stop()
 
 
 def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_posts_only(redis_client, webhook,
-                                                                                        monkeypatch):
+                                                                                        start_webhook, monkeypatch):
     monkeypatch.setattr(Webhook, "first_wait", 0.05)
     redis_client.xgroup_create("alerts", "webhook", id="$", mkstream=True)
     with redis_client.pipeline() as pipe:
@@ -218,7 +232,7 @@ def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_post
         pipe.xadd("alerts", {"json": json.dumps({"device": "freezer", "state": "offline", "ts": 2000})})
         pipe.execute()
 
-    hook = Webhook(redis_client, webhook.url)
+    start_webhook(webhook.url)
 
     eventually(lambda: any(alert["device"] == "freezer" for alert in webhook.received), timeout=30)
     wild = [alert for alert in webhook.received if alert["device"] == "wild"]
@@ -226,7 +240,6 @@ def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_post
     assert wild[0]["state"] == "high" and wild[-1]["state"] == "cleared"
     assert len(wild) + sum(alert.get("folded", 0) for alert in wild) == 2000
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
-    hook.stop()
 
 
 def test_a_value_flapping_at_a_limit_sends_a_few_alerts_then_where_it_stands(app, client, kitchen, token_for,
