@@ -18,7 +18,7 @@ from flask.cli import AppGroup
 
 from .connections import get_redis
 from .mqtt import broker_credentials, readings_topic
-from .readings import DEVICE_ID
+from .readings import DEVICE_ID, DEVICE_RULE
 from .shards import shards_of
 from .store import REVOKED_DEVICES, TOKENS, last_seen
 
@@ -155,7 +155,7 @@ devices_cli = AppGroup("devices", help="Manage device tokens.")
 def add_device(device, mqtt):
     """Make a token that writes as DEVICE (shown once); with --mqtt, its broker login too."""
     if not DEVICE_ID.match(device):
-        raise click.BadParameter("1-32 characters of a-z 0-9 _ -", param_hint="DEVICE")
+        raise click.BadParameter(DEVICE_RULE, param_hint="DEVICE")
     token = issue_token(get_redis(), device)
     if not mqtt:
         click.echo(token)

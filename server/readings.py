@@ -20,6 +20,7 @@ import math
 import re
 
 DEVICE_ID = re.compile(r"\A[a-z0-9_-]{1,32}\Z")
+DEVICE_RULE = "1-32 characters of a-z 0-9 _ -"  # DEVICE_ID in words, for every message that refuses one
 METRIC_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,31}\Z")
 BOOT_ID = re.compile(r"\A[A-Za-z0-9_-]{1,16}\Z")
 FIRMWARE_VERSION = re.compile(r"\A[A-Za-z0-9_.+-]{1,32}\Z")
@@ -103,7 +104,7 @@ def _validate_one(item, now, max_future, bound_device):
     reading = dict(item)
     device = reading.setdefault("device", bound_device)
     if not (type(device) is str and _is_device_id(device)):
-        raise InvalidReading("device", "must be 1-32 characters of a-z 0-9 _ -")
+        raise InvalidReading("device", f"must be {DEVICE_RULE}")
     if bound_device is not None and device != bound_device:
         raise PermissionError(f"this token writes as {bound_device!r}, not {device!r}")
     if "boot" in reading:

@@ -17,7 +17,7 @@ from server import DATA_DIR, SERVER_URL_FILE, create_app
 from server.auth import issue_token, token_device
 from server.connections import UNREACHABLE, client_for
 from server.embedded_redis import EmbeddedRedis, runs_embedded
-from server.readings import DEVICE_ID
+from server.readings import DEVICE_ID, DEVICE_RULE
 from simulator.devices import AuthRefused, Device, Fleet, MqttFleet
 
 TOKENS_FILE = "simulator-tokens.json"  # in make run's data folder
@@ -78,7 +78,7 @@ def parse(argv):
     if url.scheme not in ("http", "https") or not url.hostname:
         parser.error(f"--url: {args.url!r} is not a server's address such as http://localhost:5000")
     if not DEVICE_ID.match(f"{args.prefix}-{args.devices}"):  # the longest name
-        parser.error("--prefix: device names PREFIX-N must be 1-32 characters of a-z 0-9 _ -")
+        parser.error(f"--prefix: device names PREFIX-N must be {DEVICE_RULE}")
     return args
 
 

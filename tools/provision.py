@@ -28,7 +28,7 @@ from server import DATA_DIR
 from server.auth import drop_token, issue_token, keep_only
 from server.connections import UNREACHABLE
 from server.mqtt import DEFAULT_PORTS, broker_credentials
-from server.readings import DEVICE_ID
+from server.readings import DEVICE_ID, DEVICE_RULE
 from simulator.__main__ import local_redis, running_server
 from tools.deploy import FIRMWARE, mpremote
 from tools.release import RELEASE_KEY, public_key, release_key
@@ -84,7 +84,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     if not DEVICE_ID.match(args.device):
-        print("provision: DEVICE must be 1-32 characters of a-z 0-9 _ -", file=sys.stderr)
+        print(f"provision: DEVICE must be {DEVICE_RULE}", file=sys.stderr)
         return 2
     try:
         key = public_key(release_key(args.key or RELEASE_KEY))
