@@ -35,16 +35,19 @@ def log(message):
 
 
 class Reporter:
-    """Report on change, as ESPHome does: when a value moved by ``delta``, or every ``heartbeat`` s."""
+    """Report on change, as ESPHome does: when a value moved by ``delta``, and at least every
+    ``heartbeat`` s, so at the last cycle before it is up. Cycles come every ``interval`` s
+    give or take a few ms against the clock: waiting for a whole heartbeat to have passed
+    skipped, at random, the cycle that ends it, and a steady value came an interval late."""
 
-    def __init__(self, delta, heartbeat):
+    def __init__(self, delta, heartbeat, interval):
         self.delta = delta
-        self.heartbeat = heartbeat
+        self.heartbeat_after = heartbeat - interval  # seconds since the last report
         self.last = None
         self.last_time = 0
 
     def due(self, values):
-        if self.last is None or time.time() - self.last_time >= self.heartbeat:
+        if self.last is None or time.time() - self.last_time >= self.heartbeat_after:
             return True
         for name, value in values.items():
             step = self.delta.get(name, 0) if isinstance(self.delta, dict) else self.delta
@@ -69,7 +72,7 @@ class Node:
             self.uplink = MqttUplink(settings, capacity, log)
         self.sensor = open_sensor(settings, log)
         self.wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
-        self.reporter = Reporter(settings["delta"], settings["heartbeat"])
+        self.reporter = Reporter(settings["delta"], settings["heartbeat"], settings["interval"])
         self.next_update_check = 0
         self.trial_cycles = 0
         self.on_trial = (read_json(_UPDATE_MARKER) or {}).get("state") == "trial"
