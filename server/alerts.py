@@ -26,7 +26,7 @@ from flask.cli import AppGroup
 
 from .api import whole_number
 from .connections import get_redis
-from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_number, parse_json
+from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_metric_name, is_number, parse_json
 from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, known_devices,
                     last_seen, thresholds_key)
 from .viewers import viewer_required
@@ -63,9 +63,13 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
 
 
 def remove_threshold(client, device, metric):
-    """Remove one threshold (its alert, if raised, ends) and tell every open page."""
-    clear_threshold(client, device, metric, time.time())
-    publish_threshold(client, device, metric, None)
+    """Remove one threshold (its alert, if raised, ends) and tell every open page; nothing
+    to tell when there was none. Raises ValueError for a name no device or metric has."""
+    if not DEVICE_ID.match(device):
+        raise ValueError("device: not a valid name")
+    check_metric_name(metric, "metric")
+    if clear_threshold(client, device, metric, time.time()):
+        publish_threshold(client, device, metric, None)
 
 
 def publish_threshold(client, device, metric, limit):
@@ -103,7 +107,10 @@ def put_threshold(device, metric):
 @bp.delete("/api/devices/<device>/thresholds/<metric>")
 @viewer_required
 def delete_threshold(device, metric):
-    remove_threshold(get_redis(), device, metric)
+    try:
+        remove_threshold(get_redis(), device, metric)
+    except ValueError as error:
+        abort(400, str(error))
     return "", 204
 
 
@@ -157,8 +164,8 @@ def acknowledge():
     except InvalidReading:
         line = None
     if not (isinstance(line, dict) and isinstance(line.get("device"), str) and DEVICE_ID.match(line["device"])
-            and line.get("state") in ACKNOWLEDGEABLE and isinstance(line.get("metric", ""), str)
-            and (line["state"] == "offline") == (line.get("metric", "") == "")
+            and line.get("state") in ACKNOWLEDGEABLE
+            and (line.get("metric", "") == "" if line["state"] == "offline" else is_metric_name(line.get("metric")))
             and not set(line) - {"device", "metric", "state"}):
         abort(400, 'send {"device", "metric" (none for offline), "state": "high", "low" or "offline"} as JSON')
     client = get_redis()
@@ -192,7 +199,10 @@ def set_command(device, metric, low, high, hysteresis):
 @click.argument("device")
 @click.argument("metric")
 def clear_command(device, metric):
-    remove_threshold(get_redis(), device, metric)
+    try:
+        remove_threshold(get_redis(), device, metric)
+    except ValueError as error:
+        raise click.UsageError(str(error))
     click.echo(f"{device} {metric}: no threshold")
 
 

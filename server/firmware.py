@@ -14,9 +14,10 @@ Only device tokens read these routes. ``GET /api/firmware?fw=<running>`` answers
 its manifest; ``GET /api/firmware/files/<sha>`` a file. A device reads only the
 manifests and files of the releases targeted at it or at every device: others are 404.
 ``POST /api/firmware/report`` takes ``{"version", "status": "updating" | "updated" |
-"failed", "reason"?}`` (``reason`` is cut to ``REASON_LENGTH`` characters), kept on the
-device (``fw_update``, ``fw_status``, ``fw_error``), logged quoted, and published as a
-``device`` event for the dashboard; it counts against the device's upload rate limit.
+"failed", "reason"?}`` (``reason`` is cut to ``REASON_LENGTH`` characters, a half of a
+UTF-16 pair alone as a ``?``), kept on the device (``fw_update``, ``fw_status``, ``fw_error``),
+logged quoted, and published as a ``device`` event for the dashboard; it counts against
+the device's upload rate limit.
 With auth off a board names itself (``&device=``), since no token says which it is; one
 that names none reads only the releases for every device.
 """
@@ -151,7 +152,7 @@ def report():
         abort(400, f"version: must be {VERSION_RULE}")
     if not isinstance(reason, str):
         abort(400, "reason: must be text")
-    reason = reason[:REASON_LENGTH]
+    reason = reason[:REASON_LENGTH].encode(errors="replace").decode()  # a lone surrogate (JSON's "\ud800") is no UTF-8
     client.hset(device_key(client, device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
     client.publish(CHANNEL, json.dumps({"type": "device", "data": {
         "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))

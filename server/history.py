@@ -46,7 +46,7 @@ def seconds(bound, default):
         return default
     pair = stream_id(value)
     if pair:
-        return pair[0] / 1000
+        return min(pair[0] / 1000, LAST_SECOND)
     try:  # as written in a query: not Python's 1_000 or full-width digits
         number = float(value) if value.isascii() and "_" not in value else math.nan
     except ValueError:

@@ -183,6 +183,11 @@ def check_metric_name(name, field):
         raise InvalidReading(field, problem)
 
 
+def is_metric_name(name):
+    """Whether ``name`` (any JSON value) may name a metric: not a reading's field nor one the server keeps."""
+    return type(name) is str and name not in NOT_METRICS and METRIC_NAME.match(name) is not None
+
+
 def _name_problem(name):
     if not METRIC_NAME.match(name):
         return "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter"

@@ -381,15 +381,17 @@ def mark_dropped(client, device, will_time):
 # removed is no longer crossed: that is a ``cleared`` alert, so every page and the
 # webhook hear it.
 _CLEAR_THRESHOLD = LUA_PREFIX + RAISE_ALERTS + """
-redis.call('HDEL', P .. 'thresholds:' .. ARGV[1], ARGV[2])
+local removed = redis.call('HDEL', P .. 'thresholds:' .. ARGV[1], ARGV[2])
 if redis.call('HDEL', P .. 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
   alert(ARGV[3], {device = ARGV[1], metric = ARGV[2], state = 'cleared', reason = 'threshold removed',
                   ts = tonumber(ARGV[4])})
 end
+return removed
 """
 
 
 def clear_threshold(client, device, metric, now):
-    """Remove ``device``'s threshold on ``metric``; clears its alert if one is raised."""
-    _script(client, _CLEAR_THRESHOLD)([shards_of(client).prefix(device)], [device, metric, CHANNEL, repr(now)],
-                                      client=client)
+    """Remove ``device``'s threshold on ``metric`` (clearing its alert if one is raised);
+    whether it had one."""
+    script = _script(client, _CLEAR_THRESHOLD)
+    return script([shards_of(client).prefix(device)], [device, metric, CHANNEL, repr(now)], client=client) == 1

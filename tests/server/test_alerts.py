@@ -362,3 +362,29 @@ def test_every_threshold_change_reaches_watching_browsers(live_server, token_for
     app.test_cli_runner().invoke(args=["thresholds", "clear", "kitchen", "temperature"])
     assert browser.next_of("thresholds")["data"]["limit"] is None
     browser.close()
+
+
+def test_removing_a_threshold_nobody_set_or_of_no_such_name_tells_no_page(live_server, token_for):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20})
+    browser = live_server.stream()
+    thresholds = live_server.url + "/api/devices/{}/thresholds/{}"
+
+    assert requests.delete(thresholds.format("kitchen", "humidity"), timeout=5).status_code == 204  # none was set
+    forged = requests.delete(thresholds.format("%3Cimg%20src=x%3E", "x%20y%22%3Cb%3E"), timeout=5)
+    requests.put(thresholds.format("kitchen", "temperature"), json={"high": 30}, timeout=5)
+
+    assert forged.status_code == 400 and forged.json()["error"].startswith("device: ")
+    assert browser.next_of("thresholds")["data"]["metric"] == "temperature"  # the first change any page hears
+    browser.close()
+
+
+@pytest.mark.parametrize("metric", ["boot", "boot_seq", "seq", "\\ud800"])
+def test_only_an_alert_of_a_metric_can_be_acknowledged_not_of_the_servers_own_fields(client, token_for, redis_client,
+                                                                                    metric):
+    client.post("/api/readings", json={"temperature": 20, "boot": "b1", "seq": 1},
+                headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    answer = client.post("/api/alerts/acknowledge", content_type="application/json",
+                         data='{"device": "kitchen", "state": "high", "metric": "%s"}' % metric)
+
+    assert answer.status_code == 400 and not redis_client.exists("alerts-acknowledged")

@@ -68,6 +68,14 @@ def test_a_busy_devices_history_comes_spread_over_a_range_rather_than_its_newest
     assert "since" in client.get("/api/devices/mill/readings?spread&limit=20").json["error"]
 
 
+def test_a_spread_from_the_last_stream_id_there_can_be_is_empty_not_a_server_error(client, token_for):
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token_for('kitchen')}"})
+
+    answer = client.get("/api/devices/kitchen/readings?spread&since=18446744073709551615-0")
+
+    assert answer.status_code == 200 and answer.json["readings"] == []
+
+
 def test_unknown_devices_and_bad_queries_get_clear_errors(client, kitchen):
     assert client.get("/api/devices/nobody/readings").status_code == 404
     assert "limit" in client.get("/api/devices/kitchen/readings?limit=0").json["error"]

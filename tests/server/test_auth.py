@@ -13,6 +13,12 @@ def test_a_missing_token_is_401(client):
     assert answer.status_code == 401 and "Bearer" in answer.json["error"]
 
 
+def test_a_basic_authorization_with_bytes_past_ascii_is_no_token_not_a_server_error(client):
+    answer = client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": "Basic \xff\xfe"})
+
+    assert answer.status_code == 401 and "Bearer" in answer.json["error"]
+
+
 def test_a_wrong_token_is_401(client, token_for):
     token_for("kitchen")
     assert post(client, "not-a-token").status_code == 401

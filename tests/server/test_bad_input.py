@@ -27,9 +27,11 @@ bodies = st.one_of(st.binary(max_size=300), nested, json_values.map(json.dumps),
                    st.lists(readings_like, max_size=3).map(json.dumps))
 content_types = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
                                  "multipart/form-data; boundary=x", "application/json; charset=latin-1", ""])
-hostile = st.sampled_from(["inf", "-1", "1e400", "nan", "1e300", "-1e300", "1-2-3", "99999999999999999999999-0", "١٢٣-٠", "0-0"])
+hostile = st.sampled_from(["inf", "-1", "1e400", "nan", "1e300", "-1e300", "1-2-3", "99999999999999999999999-0", "١٢٣-٠", "0-0",
+                           "18446744073709551615-0"])
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60) | hostile
-queries = st.dictionaries(st.sampled_from(["since", "until", "limit", "buckets", "unit", "channel", "lastEventID"]),
+queries = st.dictionaries(st.sampled_from(["since", "until", "limit", "buckets", "spread", "unit", "channel",
+                                           "lastEventID"]),
                           st.text(max_size=30) | hostile, max_size=4)
 
 
@@ -54,13 +56,16 @@ def assert_clear_refusal(answer):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/readings", "/therm/push", "/login", "/logout", "/api/firmware/report"]),
-       body=bodies, content_type=content_types,
-       authorized=st.booleans(), query=queries)
-def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body, content_type, authorized,
+@given(path=st.sampled_from(["/api/readings", "/therm/push", "/login", "/logout", "/api/firmware/report",
+                             "/api/alerts/acknowledge"]),
+       body=bodies, content_type=content_types, query=queries,
+       authorization=st.sampled_from(["the token", "Bearer x", "Basic \xff", "Basic \xff\xfe"]))
+def test_any_upload_gets_an_answer_that_is_not_a_server_error(fuzzed, path, body, content_type, authorization,
                                                               query):
     client, token = fuzzed
-    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}" if authorized else "Bearer x"}
+    if authorization == "the token":
+        authorization = f"Bearer {token}"
+    headers = {"Content-Type": content_type, "Authorization": authorization}
 
     assert_clear_refusal(client.post(path, data=body, headers=headers, query_string=query))
 

@@ -138,6 +138,18 @@ def test_a_reports_reason_is_kept_to_200_characters(client, token_for):
     assert device["fw_error"] == "x" * 200
 
 
+def test_a_reports_reason_with_half_a_character_is_kept_with_a_question_mark_for_it(client, token_for):
+    token = token_for("kitchen")
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token}"})
+
+    answer = client.post("/api/firmware/report", data='{"version": "0.2.0", "status": "failed", "reason": "OSError \\ud800"}',
+                         content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 204
+    [device] = client.get("/api/devices").json["devices"]
+    assert device["fw_error"] == "OSError ?"
+
+
 def test_a_report_cannot_write_lines_of_its_own_into_the_log(client, token_for, caplog):
     forged = "boom\nINFO server.viewers: viewer admin logged in"
 
