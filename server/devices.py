@@ -40,6 +40,7 @@ TEXTS = {"name": 64, "group": 32}  # a label's longest length
 _DELETE = LUA_PREFIX + """
 local existed = redis.call('ZREM', P .. 'devices', ARGV[1])
 redis.call('DEL', unpack(KEYS, 2))
+redis.call('HDEL', P .. 'stream-weights', ARGV[1])
 if existed == 1 then
   redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = {device = ARGV[1], status = 'deleted'}}))
 end

@@ -105,6 +105,10 @@ def stream_id(text):
 # A reading counts once against STREAM_MAXLEN and HISTORY_MAXLEN per this many bytes of its
 # JSON (a small one once): those caps hold a few of the largest readings, so one token's
 # readings of 16 long names hold no more memory than readings of a few metrics would.
+# Each stream is capped by the mean weight of the readings it took lately (kept in
+# ``stream-weights``: '' for ``readings``, a device's id for its history), a mean over
+# about as many readings as the cap: a few heavy readings shorten it by their share, not
+# as if every reading it holds were as heavy (one device's would cut every other's replay).
 READING_BYTES = 256
 
 # KEYS: the tag of the readings' device's shard (shards.py). ARGV: now in seconds,
@@ -127,6 +131,9 @@ READING_BYTES = 256
 _ADD_READINGS = LUA_PREFIX + RAISE_ALERTS + RATE_LIMIT + ROLL_UP + SEQS + f"local READING_BYTES = {READING_BYTES}" + """
 local now, retention, cap, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local function weight(r) return math.max(1, #r.json / READING_BYTES) end
+local function mean_with(mean, r, over) return mean + (weight(r) - mean) / over end  -- over ``over`` readings
+local weights = P .. 'stream-weights'
+local history_cap = tonumber(ARGV[11])
 local readings = cjson.decode(ARGV[5])
 local i = 0
 for json in string.gmatch(ARGV[16], '[^\\n]+') do i = i + 1; readings[i].json = json end
@@ -157,7 +164,8 @@ local function device_state(device)
     local key = P .. 'device:' .. device
     d = {key = key, known = redis.call('HMGET', key, 'boot', 'boot_seq', 'status', 'seq'), latest = {}, order = {},
          seen_before = redis.call('ZSCORE', P .. 'devices', device), stored = false,
-         limits = redis.call('HGETALL', P .. 'thresholds:' .. device), weight = 0, count = 0}
+         limits = redis.call('HGETALL', P .. 'thresholds:' .. device),
+         weight = tonumber(redis.call('HGET', weights, device)) or 1}
     if d.known[1] and not d.known[2] then d.known[2] = d.known[4] end  -- as versions before boot_seq kept it
     devices[device] = d
   end
@@ -174,14 +182,15 @@ for _, r in ipairs(readings) do
 end
 local min_id = string.format('%d', math.floor((now - retention) * 1000))
 local ids, stored = {}, 0
+local stream_weight = tonumber(redis.call('HGET', weights, '')) or 1
 for i, r in ipairs(readings) do
   local d = device_state(r.device)
   if seen(r, d.known) ~= 'new' then
     ids[i] = false
   else
     keep_seq(r)
-    local id = redis.call('XADD', P .. 'readings', 'MAXLEN', '~', math.floor(cap / weight(r)), '*', unpack(r.fields))
-    d.weight, d.count = d.weight + weight(r), d.count + 1
+    stream_weight, d.weight = mean_with(stream_weight, r, cap), mean_with(d.weight, r, history_cap)
+    local id = redis.call('XADD', P .. 'readings', 'MAXLEN', '~', math.floor(cap / stream_weight), '*', unpack(r.fields))
     redis.call('XADD', P .. 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     roll_up(r.device, r.fields, id, now, retention)
     if not d.stored then  -- back from the sweep's offline mark, or new: say so once
@@ -215,9 +224,11 @@ for device, d in pairs(devices) do  -- each device's latest values, once
     for _, name in ipairs(d.order) do latest[#latest + 1], latest[#latest + 2] = name, d.latest[name] end
     redis.call('HSET', d.key, unpack(latest))
     redis.call('ZADD', P .. 'devices', ARGV[1], device)
-    redis.call('XTRIM', P .. 'readings:' .. device, 'MAXLEN', '~', math.floor(ARGV[11] * d.count / d.weight))
+    redis.call('XTRIM', P .. 'readings:' .. device, 'MAXLEN', '~', math.floor(history_cap / d.weight))
+    redis.call('HSET', weights, device, d.weight)
   end
 end
+if stored > 0 then redis.call('HSET', weights, '', stream_weight) end
 write_rollups(now, retention)
 redis.call('HINCRBY', P .. 'metrics', 'stored:' .. ARGV[14], stored)
 redis.call('HINCRBY', P .. 'metrics', 'duplicates:' .. ARGV[14], #ids - stored)

@@ -82,6 +82,7 @@ def test_deleting_a_device_removes_it_and_its_history_and_leaves_the_others(clie
     assert list(listed(client)) == ["kitchen"]
     assert client.get("/api/devices/old-shed/readings").status_code == 404
     assert [key for key in redis_client.scan_iter() if "old-shed" in key] == []
+    assert "old-shed" not in redis_client.hgetall("stream-weights")  # what its readings weighed
     assert redis_client.xlen("readings:kitchen") == 1
 
 

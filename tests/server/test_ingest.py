@@ -508,6 +508,25 @@ def test_one_token_s_largest_readings_hold_no_more_memory_than_the_caps_allow_fo
     assert redis_client.xlen(device_readings(redis_client, "evil")) < 400  # about 1,000 readings' worth of bytes
 
 
+def test_a_few_of_the_heaviest_readings_take_their_share_of_the_caps_not_the_others_readings(
+        app, client, token_for, redis_client):
+    """One token's five heaviest readings cut neither the other devices' replay window (the
+    shared readings stream) nor its own device's history down to what nine times as many would need."""
+    app.config.update(HISTORY_MAXLEN=1000, STREAM_MAXLEN=1000, RATE_LIMIT=0)
+    fleet, evil = token_for("kitchen"), token_for("evil")
+    for first in range(0, 1500, 500):
+        assert post(client, [{"temperature": 20, "seq": n, "boot": "b"} for n in range(first, first + 500)],
+                    fleet).status_code == 201
+    assert post(client, [{"temperature": 20, "seq": n, "boot": "b"} for n in range(1500, 1505)], evil).status_code == 201
+
+    heaviest = [{f"m{n:031d}": -(10**22 + k) for n in range(16)} for k in range(5)]
+    assert post(client, heaviest, evil).status_code == 201
+    assert post(client, heaviest, fleet).status_code == 201
+
+    assert redis_client.xlen(READINGS) >= 900
+    assert redis_client.xlen(device_readings(redis_client, "kitchen")) >= 900
+
+
 def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client):
     token = token_for("kitchen")
     assert post(client, {"temperature": 20}, token).status_code == 201
