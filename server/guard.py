@@ -22,6 +22,7 @@ network or one hostile web page could otherwise do.
 - ``TRUSTED_PROXIES`` makes the server believe ``X-Forwarded-For``, the key of every
   per-address limit above and of the logins': ``proxy_warning`` says so at start when
   the server also listens beyond loopback, where any client could claim any address.
+  An IPv6 address counts by its /64 (``sender``), as one subscriber holds all of it.
 """
 import collections
 import contextlib
@@ -82,6 +83,15 @@ def limit_writes(environ, seconds):
         connection.settimeout(seconds)
 
 
+def sender(address):
+    """Who ``address`` is to the per-address limits (bodies, streams, logins): itself, or an
+    IPv6 address's /64, whose 2^64 addresses one home or one rented server may all use."""
+    if address and ":" in address:
+        with contextlib.suppress(ValueError):  # a zone (fe80::1%eth0) or no address: as it is
+            return str(ipaddress.ip_network(address + "/64", strict=False).network_address) + "/64"
+    return address
+
+
 def read_body(environ, config):
     """Read the body now, in time and within the cap, and hand it on with its length (in
     ``wsgi.input``, which can then be read again); or raise the HTTPException to answer."""
@@ -94,7 +104,7 @@ def read_body(environ, config):
     deadline = contextlib.nullcontext()  # a plain WSGI server (tests, flask run) has no way to time it
     if monkey.is_module_patched("socket"):
         deadline = Timeout(config["BODY_TIMEOUT"], RequestTimeout("the body took too long to arrive"))
-    address = environ.get("REMOTE_ADDR")
+    address = sender(environ.get("REMOTE_ADDR"))
     if bodies_arriving[address] >= config["BODIES_PER_ADDRESS"]:
         raise TooManyRequests("this address is sending too many request bodies at once",
                               retry_after=config["BODY_TIMEOUT"])

@@ -19,7 +19,6 @@ address waits behind one attempt per attacking address; a known one, behind none
 import collections
 import contextlib
 import hashlib
-import ipaddress
 import math
 import re
 import secrets
@@ -30,6 +29,7 @@ from gevent import get_hub, monkey
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .guard import sender
 from .shards import shards_of
 
 FAILURE_WINDOW = 60  # seconds over which LOGIN_FAILURES are counted
@@ -146,9 +146,7 @@ def _attempt_keys(prefix, address, name, browser):
     address's attempt being checked now; the name's logins from the address, from the
     browser (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``); each starting with ``prefix``, so
     that a cluster has them in one slot."""
-    named = hashlib.sha256(name.encode()).hexdigest()[:32]
-    if ":" in address:
-        address = str(ipaddress.ip_network(address + "/64", strict=False).network_address) + "/64"
+    named, address = hashlib.sha256(name.encode()).hexdigest()[:32], sender(address)
     return [prefix + key for key in (f"login-failures:address:{address}", f"login-failures:name:{named}",
                                      f"login-checking:{address}", f"login-known:{named}:{address}",
                                      f"login-known:{named}:browser:{browser}")]

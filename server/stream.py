@@ -22,6 +22,7 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from .connections import get_redis
 from .gap import reading_event
+from .guard import sender
 from .hub import Hub, StreamLimit
 from .positions import NOTHING, Position
 from .shards import shards_of
@@ -131,7 +132,7 @@ class ReadingStream(ServerSentEventsBlueprint):
         config, hub = current_app.config, get_hub()
         connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         try:
-            client = hub.join(channel, request.remote_addr, connection, session_access())
+            client = hub.join(channel, sender(request.remote_addr), connection, session_access())
         except StreamLimit as limit:
             refusal = TooManyRequests if limit.per_address else ServiceUnavailable
             raise refusal(f"{limit}; retry later", retry_after=config["RETRY_AFTER"]) from None

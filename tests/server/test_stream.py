@@ -208,3 +208,21 @@ def test_embedded_redis_keeps_history_across_a_restart(redis_server, client, tok
     redis_server.start()
 
     assert connect(redis_server.url).xlen("readings:kitchen") == 1
+
+
+def test_one_ipv6_subscriber_cannot_take_every_stream_by_moving_about_its_64(app, client):
+    """A home or a rented server has a /64 of IPv6 addresses: they count as one address."""
+    app.config.update(MAX_STREAMS_PER_ADDRESS=2)
+
+    def stream_from(address):
+        return client.get("/stream", buffered=False, environ_base={"REMOTE_ADDR": address})
+
+    mine = [stream_from("2001:db8:1:2::1"), stream_from("2001:db8:1:2::beef")]
+    greedy = stream_from("2001:db8:1:2:ffff:ffff:ffff:fffe")
+    neighbour = stream_from("2001:db8:1:3::1")
+
+    assert [answer.status_code for answer in mine] == [200, 200]
+    assert greedy.status_code == 429 and "2001:db8:1:2::/64 already has 2 streams open" in greedy.json["error"]
+    assert neighbour.status_code == 200
+    for answer in [*mine, neighbour]:
+        answer.close()
