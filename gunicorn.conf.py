@@ -47,15 +47,19 @@ class QuietFloods(logging.Filter):
 
 def post_worker_init(worker):
     """Start the app's background duties (``server/duties.py``) in each worker, before
-    any request: offline alerts and the webhook must not wait for someone to look. Warn
-    when the app believes X-Forwarded-For from anyone who can reach it."""
-    from server.guard import proxy_warning  # the app has imported it: after gevent patched the worker
+    any request: offline alerts and the webhook must not wait for someone to look. Cap
+    each client address's open connections where no proxy stands in front (``server/guard.py``).
+    Warn when the app believes X-Forwarded-For from anyone who can reach it."""
+    from server.guard import cap_connections, proxy_warning  # the app has imported it: after gevent patched
 
     worker.log.error_log.addFilter(QuietFloods())
     duties = getattr(worker.wsgi, "extensions", {}).get("sensorcast.duties")
     if duties:
         duties.start()
-    trusted_proxies = getattr(worker.wsgi, "config", {}).get("TRUSTED_PROXIES")
+    config = getattr(worker.wsgi, "config", {})
+    trusted_proxies = config.get("TRUSTED_PROXIES")
+    if not trusted_proxies and "CONNECTIONS_PER_ADDRESS" in config:
+        worker.handle = cap_connections(worker.handle, config["CONNECTIONS_PER_ADDRESS"])
     warning = proxy_warning(trusted_proxies, [address[0] for address in worker.cfg.address
                                               if isinstance(address, tuple)])
     if warning:

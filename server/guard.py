@@ -19,6 +19,11 @@ network or one hostile web page could otherwise do.
   write to it has stalled for ``CLIENT_LAG`` seconds, so that such clients cannot hold
   every connection the worker accepts. The live stream has its own rule for the same
   limit (``hub.py``): it is left to it.
+- One client address may hold ``CONNECTIONS_PER_ADDRESS`` connections open at once (per
+  process); past that, a connection is answered 429 and closed as it arrives, so one
+  client cannot take every connection the worker accepts by opening them faster than
+  ``CLIENT_LAG`` cuts them off. Behind a proxy (``TRUSTED_PROXIES``) every connection is
+  the proxy's: the proxy limits them there (``limit_conn`` in deploy/nginx/sensorcast.conf).
 - ``TRUSTED_PROXIES`` makes the server believe ``X-Forwarded-For``, the key of every
   per-address limit above and of the logins': ``proxy_warning`` says so at start when
   the server also listens beyond loopback, where any client could claim any address.
@@ -90,6 +95,39 @@ def sender(address):
         with contextlib.suppress(ValueError):  # a zone (fe80::1%eth0) or no address: as it is
             return str(ipaddress.ip_network(address + "/64", strict=False).network_address) + "/64"
     return address
+
+
+_TOO_MANY = b"this address has too many connections open at once\n"
+TOO_MANY_CONNECTIONS = (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n"
+                        b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(_TOO_MANY), _TOO_MANY))
+
+
+def cap_connections(handle, cap):
+    """gunicorn's gevent worker's ``handle`` (called with each connection accepted), but a
+    connection from an address (``sender``) that holds ``cap`` open already is answered
+    429 and closed, what it sent meanwhile read for a second at most and dropped (closed
+    with a request unread, the connection would be reset, and the client might never read
+    its 429)."""
+    open_from = collections.Counter()
+
+    def capped(listener, client, address):
+        who = sender(address[0]) if isinstance(address, tuple) else None  # a Unix socket's: no address
+        if who is not None and open_from[who] >= cap:
+            with contextlib.suppress(OSError), Timeout(1, False):
+                client.sendall(TOO_MANY_CONNECTIONS)
+                client.shutdown(socket.SHUT_WR)
+                while client.recv(65536):
+                    pass
+            client.close()
+            return
+        open_from[who] += 1
+        try:
+            handle(listener, client, address)
+        finally:
+            open_from[who] -= 1
+            if not open_from[who]:
+                del open_from[who]
+    return capped
 
 
 def read_body(environ, config):

@@ -27,6 +27,7 @@ DEFAULTS = {
     "RETRY_MS": 3000,
     "MAX_STREAMS": 5000,
     "MAX_STREAMS_PER_ADDRESS": 100,
+    "CONNECTIONS_PER_ADDRESS": 256,  # open at once per worker, where no proxy stands in front
     "CLIENT_BUFFER": 1024 * 1024,
     "CLIENT_LAG": 30,
     "REDIS_CONNECTIONS": 32,
@@ -58,7 +59,7 @@ DEFAULTS = {
 }
 
 FRACTIONS = ("RATE_LIMIT", "READINGS_RATE_LIMIT")  # the numeric settings that may be fractions: 0.1 a second
-AT_LEAST_ONE = ("MAX_BATCH", "MAX_CONTENT_LENGTH", "BODY_TIMEOUT")  # 0 would refuse every upload
+AT_LEAST_ONE = ("MAX_BATCH", "MAX_CONTENT_LENGTH", "BODY_TIMEOUT", "CONNECTIONS_PER_ADDRESS")  # 0: no upload
 LARGEST_SETTING = 10**9  # seconds (31 years), readings, bytes, browsers: in ms, still far inside Redis's 64 bits
 
 

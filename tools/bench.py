@@ -94,7 +94,8 @@ class Server:
         self.redis = redis_client
         self.process = ServerProcess(
             redis_server.url, app="tools.bench:stock_app()" if self.stock else "server:create_app()",
-            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients, RATE_LIMIT=0, **settings)
+            cpus={0}, MAX_STREAMS=clients, MAX_STREAMS_PER_ADDRESS=clients, CONNECTIONS_PER_ADDRESS=clients + 1000,
+            RATE_LIMIT=0, **settings)
         self.url = self.process.url
         self.headers = {} if self.stock else {"Authorization": f"Bearer {issue_token(redis_client, 'bench')}"}
         self.path = "/therm/push" if self.stock else "/api/readings"

@@ -104,7 +104,7 @@ def cell(redis_server, redis_client, devices, browsers, seconds):
     redis_client.flushall()
     tokens = [issue_token(redis_client, f"d{n}").encode() for n in range(devices)]
     server = ServerProcess(redis_server.url, workers=os.cpu_count(), cpus=set(range(os.cpu_count())),
-                           MAX_STREAMS_PER_ADDRESS=browsers)
+                           MAX_STREAMS_PER_ADDRESS=browsers, CONNECTIONS_PER_ADDRESS=browsers + devices + 1000)
     try:
         watching = Browsers(server.url, browsers)
         while _open_streams(server.url) < browsers - watching.refused:

@@ -106,7 +106,8 @@ def answers(url):
 
 def test_clients_that_never_read_their_answers_are_cut_off_and_uploads_and_health_checks_go_on(
         start_server, token_for, tmp_path):
-    server = start_server(CLIENT_LAG=2, MAX_STREAMS=1, log=tmp_path / "server.log")  # 1001 connections a worker
+    server = start_server(CLIENT_LAG=2, MAX_STREAMS=1, CONNECTIONS_PER_ADDRESS=2000,  # 1001 connections a worker
+                          log=tmp_path / "server.log")
     hogs = [never_reading(server) for _ in range(1100)]
 
     eventually(lambda: answers(server.url + "/healthz"), timeout=60)
@@ -243,3 +244,24 @@ def test_trusting_proxies_while_listening_beyond_loopback_is_warned_of_at_start(
 
     assert "SENSORCAST_TRUSTED_PROXIES=1 while listening on 0.0.0.0" in (tmp_path / "exposed.log").read_text()
     assert "X-Forwarded-For" not in (tmp_path / "behind.log").read_text()
+
+
+def test_one_address_cannot_take_every_connection_the_worker_accepts(start_server, token_for):
+    """Connections opened faster than those that stop reading are cut off would fill the
+    worker's: past CONNECTIONS_PER_ADDRESS at once, an address's next is refused as it comes."""
+    server = start_server(CONNECTIONS_PER_ADDRESS=5)
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    held = [server.stream() for _ in range(5)]
+
+    with socket.create_connection((host, int(port)), timeout=10) as one_too_many:
+        refused = one_too_many.recv(200)
+    device = http.client.HTTPConnection(host, int(port), timeout=10, source_address=("127.0.0.2", 0))
+    device.request("POST", "/api/readings", body=b'{"temperature": 21}',
+                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {token_for('kitchen')}"})
+
+    assert all(stream.response.status_code == 200 for stream in held)
+    assert refused.startswith(b"HTTP/1.1 429") and b"Retry-After: 1" in refused
+    assert device.getresponse().status == 201
+    for stream in held:
+        stream.close()
+    eventually(lambda: requests.get(server.url + "/healthz", timeout=5).ok)  # its connections are its own again
