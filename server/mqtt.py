@@ -1,7 +1,10 @@
 """Readings in over MQTT: devices publish the HTTP body (one reading or a batch) to
 ``sensorcast/<device>/readings``, and every server process subscribes through the shared
-subscription ``$share/sensorcast/sensorcast/+/readings``, so the broker hands each
-message to exactly one process however many processes and instances run.
+subscription ``$share/<group>/sensorcast/+/readings``, so the broker hands each message
+to exactly one process however many processes and instances share a Redis. The group
+is kept in that Redis (``share_group``): servers of another Redis on the same broker (a
+second ``make run --data``) have a group of their own and get every message too, rather
+than a share of this one's that its Redis would never hold.
 
 A message goes through the same edge as ``POST /api/readings``: ``readings.validate``
 (the topic's device is the bound device, so a body naming another one is refused) and
@@ -61,8 +64,9 @@ from .store import Conflict, TokenRevoked, add_readings
 log = logging.getLogger(__name__)
 
 TOPIC_ROOT = "sensorcast"
-SHARE_GROUP = "sensorcast"
-SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_ROOT}/+/readings"
+SHARE_GROUP = "sensorcast"  # and the group of a Redis whose servers subscribed before groups were kept
+SHARE_GROUP_KEY = "mqtt-share-group"
+SESSIONS = "mqtt-sessions"  # client id -> when its process last said it holds it (mqtt_sessions.py)
 SERVER_USER = "sensorcast.server"  # not a device id (a dot), so no device can take its name
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 KEEPALIVE = 30
@@ -122,6 +126,22 @@ def pace_reconnects(client):
     pace(MAX_BACKOFF)
 
 
+def share_group(redis_client):
+    """The shared subscription's group of the servers of this Redis: ``sensorcast-`` and
+    a random part, made by the first one to ask (``sensorcast`` for a Redis that kept MQTT
+    sessions before, so that its sessions' subscription stays the one they have)."""
+    group = redis_client.get(SHARE_GROUP_KEY)
+    if group is None:
+        made = SHARE_GROUP if redis_client.exists(SESSIONS) else f"{SHARE_GROUP}-{secrets.token_hex(4)}"
+        redis_client.set(SHARE_GROUP_KEY, made, nx=True)
+        group = redis_client.get(SHARE_GROUP_KEY)
+    return group
+
+
+def subscription(group):
+    return f"$share/{group}/{TOPIC_ROOT}/+/readings"
+
+
 def connect_in_background(client, url, **options):
     """Connect ``client`` to the broker at ``url`` (a urlsplit) from paho's own thread."""
     client.connect_async(url.hostname, url.port or DEFAULT_PORTS[url.scheme], keepalive=KEEPALIVE, **options)
@@ -156,6 +176,7 @@ class Subscriber:
         self.stopping = threading.Event()
         self.redis_failing = False
         self.refusals_logged = LinesPerMinute(self.logged_per_minute)
+        self.subscription = None  # once Redis has said which group (``share_group``)
         self.client = self._client()
 
     def _client(self):
@@ -165,12 +186,26 @@ class Subscriber:
         return client
 
     def start(self):
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.config["MQTT_SESSION_EXPIRY"]
-        properties.ReceiveMaximum = self.receive_maximum
-        connect_in_background(self.client, self.url, clean_start=False, properties=properties)
         threading.Thread(target=self._work, name="mqtt-ingest", daemon=True).start()
         return self
+
+    def _connect(self):
+        """Connect once Redis says which group to subscribe with; False if stopped first."""
+        while not self.stopping.is_set():
+            try:
+                self.subscription = subscription(share_group(self.redis))
+            except redis.exceptions.RedisError as error:
+                if not self.redis_failing:
+                    log.warning("mqtt: Redis: %s; the broker is joined once it answers", error)
+                self.redis_failing = True
+                self.stopping.wait(self.redis_retry_seconds)
+                continue
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.config["MQTT_SESSION_EXPIRY"]
+            properties.ReceiveMaximum = self.receive_maximum
+            connect_in_background(self.client, self.url, clean_start=False, properties=properties)
+            return True
+        return False
 
     def stop(self):
         """Leave the broker, keeping the session: whoever takes this slot next resumes it."""
@@ -183,12 +218,14 @@ class Subscriber:
             return
         log.info("mqtt: connected to %s as %s (session %s)", self.url.hostname, self.client_id,
                  "resumed" if flags.session_present else "new")
-        client.subscribe(SUBSCRIPTION, options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
+        client.subscribe(self.subscription,
+                         options=SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         """Connected counts from here: the broker routes readings to this process now."""
         if any(code.is_failure for code in reason_codes):
-            log.warning("mqtt: %s refused the subscription %r: %s", self.url.hostname, SUBSCRIPTION, reason_codes[0])
+            log.warning("mqtt: %s refused the subscription %r: %s", self.url.hostname, self.subscription,
+                        reason_codes[0])
             return
         self.connected = True
 
@@ -207,6 +244,8 @@ class Subscriber:
         limit, Redis away) keeps its messages and waits alone."""
         pending = {}  # topic -> deque of (generation, message, Unix time it came)
         due = {}  # topic -> time.monotonic() when it may be tried again
+        if not self._connect():
+            return
         while not self.stopping.is_set():
             wait = min([1.0] + [when - time.monotonic() for when in due.values()])
             try:

@@ -26,11 +26,10 @@ import redis
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .mqtt import SUBSCRIPTION, Subscriber
+from .mqtt import SESSIONS, Subscriber
 
 log = logging.getLogger(__name__)
 
-SESSIONS = "mqtt-sessions"
 ADOPT_LEASE_SECONDS = 30  # renewed every second while the taker works: a taker that dies frees it soon
 
 # KEYS: the sessions hash. ARGV: a client id, the time its holder last said so. Forgets
@@ -144,7 +143,7 @@ class Adopter(Subscriber):
         elif not flags.session_present:  # gone already: end the one this connection made
             self._finish()
         else:
-            client.unsubscribe(SUBSCRIPTION)
+            client.unsubscribe(self.subscription)
 
     def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
         self.unsubscribed = True

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from server import ROOT
-from server.mqtt import SERVER_USER, SUBSCRIPTION, broker_credentials, readings_topic
+from server.mqtt import SERVER_USER, broker_credentials, readings_topic, share_group, subscription
 from tests.conftest import eventually
 from tools.run import free_port
 
@@ -101,8 +101,9 @@ class Broker:
         self.process = None
 
 
-def leave_a_session(broker, client_id):
-    """A server process's session as one left behind: subscribed, then disconnected for good."""
+def leave_a_session(broker, client_id, redis_client):
+    """A server process's session as one left behind: subscribed (with the group of the
+    servers of ``redis_client``'s Redis), then disconnected for good."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     client.username_pw_set(SERVER_USER, broker.passwords[SERVER_USER])
     subscribed = []
@@ -111,7 +112,7 @@ def leave_a_session(broker, client_id):
     properties.SessionExpiryInterval = 3600
     client.connect("127.0.0.1", broker.port, clean_start=False, properties=properties)
     client.loop_start()
-    client.subscribe(SUBSCRIPTION, qos=1)
+    client.subscribe(subscription(share_group(redis_client)), qos=1)
     eventually(lambda: subscribed)
     client.disconnect()
     client.loop_stop()

@@ -13,9 +13,10 @@ import requests
 from paho.mqtt.reasoncodes import ReasonCode
 
 from server import ROOT
+from server.embedded_redis import EmbeddedRedis
 from server.mqtt import SERVER_USER, Subscriber, readings_topic
 from server.mqtt_sessions import slot_lock
-from tests.conftest import eventually
+from tests.conftest import LiveServer, eventually
 from tests.mqtt_broker import Publisher, leave_a_session, needs_mosquitto
 from tests.server.test_metrics import scrape
 
@@ -190,6 +191,26 @@ def test_two_server_processes_store_each_message_exactly_once(mqtt_server, devic
     assert len(shares()) == 2 and all(shares()), shares()  # both took part
 
 
+def test_a_second_server_with_a_redis_of_its_own_on_the_same_broker_takes_no_readings_from_the_first(
+        mqtt_server, broker, device, tmp_path):
+    """A second make run (--data elsewhere) trying things out beside the one in use: each
+    Redis gets every reading, none of the first's goes to the second's alone."""
+    first = mqtt_server()
+    with EmbeddedRedis(tmp_path / "second") as other_redis:
+        second = LiveServer(other_redis.url, MQTT_URL=broker.url(), MQTT_CLIENT_ID=f"test-{tmp_path.name}-second")
+        try:
+            eventually(lambda: second.health().get("mqtt") == "up", timeout=60)
+            kitchen = device("kitchen")
+
+            kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(1, 41)],
+                                "kitchen")
+
+            eventually(lambda: seqs(first, "kitchen") == list(range(1, 41)))
+            eventually(lambda: seqs(second, "kitchen") == list(range(1, 41)))
+        finally:
+            second.stop()
+
+
 def test_messages_a_killed_server_held_unacknowledged_are_stored_when_it_is_back(mqtt_server, device,
                                                                                 redis_client):
     server = mqtt_server(RATE_LIMIT=1, RATE_BURST=1)  # it holds most of them, waiting
@@ -211,7 +232,7 @@ def test_a_session_no_process_holds_any_more_is_emptied_by_a_live_one(left_behin
     here = left_behind.endswith("reload")
     server = mqtt_server(MQTT_ADOPT_AFTER=1 if not here else 600)
     client_id = f"test-{tmp_path.name}-7" if here else "elsewhere-0"
-    leave_a_session(broker, client_id)  # the broker now deals it every other message
+    leave_a_session(broker, client_id, redis_client)  # the broker now deals it every other message
     kitchen = device("kitchen")
     kitchen.publish_all([json.dumps({"temperature": 20, "boot": "b", "seq": seq}) for seq in range(1, 21)], "kitchen")
     said = time.time() - (0 if here else 100)  # an instance elsewhere must have been silent a while
