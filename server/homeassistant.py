@@ -55,7 +55,7 @@ from .devices import labels
 from .mqtt import TOPIC_ROOT, broker_client, connect_in_background, disconnect
 from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
 from .shards import shards_of
-from .store import CHANNEL, DEVICES, READINGS, device_key, known_devices, mark_dropped, meta_key
+from .store import CHANNEL, DEVICES, READINGS, device_key, device_readings, known_devices, mark_dropped, meta_key
 from .webhook import HOLD_LEASE
 
 log = logging.getLogger(__name__)
@@ -349,8 +349,10 @@ class Discovery:
             held = ONLINE
         values = self._current(view, readings)
         latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]
-        if latest or "state" not in view.announced:  # else it is published, or will be once read
-            state = json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]) if latest else values)
+        if not latest and "state" not in view.announced:  # a first state with no reading in hand: its newest
+            latest = [entry_id for entry_id, _ in self.redis.xrevrange(device_readings(self.redis, view.id), count=1)]
+        if latest:  # else it is published, or will be once read
+            state = json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]))
             messages.append((state_topic(view.id), state))
             view.written["state"] = state
         if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?

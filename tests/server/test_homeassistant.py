@@ -180,6 +180,9 @@ def test_every_device_and_metric_is_announced_as_home_assistant_documents_it(ha_
     for metric, config in kitchen.items():
         assert ha.value(config) == reading[metric]  # the state message and template really carry it
     assert ha.value(sensors(ha, "attic")["temperature"]) == 15.25
+    for device in ("kitchen", "attic"):  # each state, the first of a new device too, says which reading it is
+        stored = [entry_id for entry_id, _ in redis_client.xrange(f"readings:{device}")]
+        assert all(state["id"] in stored and state["ts"] > 1.7e9 for state in ha.states(device))
     assert {metric: (config.get("device_class"), config.get("unit_of_measurement"), config["state_class"],
                      config.get("entity_category")) for metric, config in kitchen.items()} == {
         "temperature": ("temperature", "°C", "measurement", None),
