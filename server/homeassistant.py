@@ -351,8 +351,8 @@ class Discovery:
         latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]
         if not latest and "state" not in view.announced:  # a first state with no reading in hand: its newest
             latest = [entry_id for entry_id, _ in self.redis.xrevrange(device_readings(self.redis, view.id), count=1)]
-        if latest:  # else it is published, or will be once read
-            state = json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]))
+        state = latest and json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]))
+        if state and state != view.announced.get("state"):  # else it is published, or will be once read
             messages.append((state_topic(view.id), state))
             view.written["state"] = state
         if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?
