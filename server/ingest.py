@@ -131,7 +131,7 @@ class FastUploads:
     def takes(self, environ):
         return (environ["REQUEST_METHOD"] == "POST" and environ.get("PATH_INFO") == "/api/readings"
                 and environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == "application/json"
-                and self.app.config["AUTH"])
+                and environ.get("HTTP_CONTENT_ENCODING", "identity").lower() == "identity" and self.app.config["AUTH"])
 
     def stored(self, environ):
         """The 201 answer's JSON, the readings stored; or None, for Flask to answer."""

@@ -333,9 +333,13 @@ def test_a_body_that_is_no_json_is_refused_as_every_reading_is(client, token_for
     assert answer.json["error"].startswith("body: not valid JSON")
 
 
-def test_a_compressed_body_is_refused_saying_so(client, token_for):
-    answer = client.post("/api/readings", data=gzip.compress(b'{"temperature": 20}'), content_type="application/json",
-                         headers={"Authorization": f"Bearer {token_for('kitchen')}", "Content-Encoding": "gzip"})
+@pytest.mark.parametrize("body", [gzip.compress(b'{"temperature": 20}'), b'{"temperature": 20}'])
+def test_a_compressed_body_is_refused_saying_so(client, token_for, body):
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+    client.post("/api/readings", json={"temperature": 19}, headers=headers)  # a token the worker knows now
+
+    answer = client.post("/api/readings", data=body, content_type="application/json",
+                         headers=dict(headers, **{"Content-Encoding": "gzip"}))
 
     assert answer.status_code == 415
     assert "Content-Encoding" in answer.json["error"]
