@@ -190,7 +190,8 @@ for i, r in ipairs(readings) do
   else
     keep_seq(r)
     stream_weight, d.weight = mean_with(stream_weight, r, cap), mean_with(d.weight, r, history_cap)
-    local id = redis.call('XADD', P .. 'readings', 'MAXLEN', '~', math.floor(cap / stream_weight), '*', unpack(r.fields))
+    local id = redis.call('XADD', P .. 'readings', 'MAXLEN', '~', math.floor(cap / stream_weight), '*',
+                          unpack(r.fields))
     redis.call('XADD', P .. 'readings:' .. r.device, 'MINID', min_id, id, unpack(r.fields))
     roll_up(r.device, r.fields, id, now, retention)
     if not d.stored then  -- back from the sweep's offline mark, or new: say so once
