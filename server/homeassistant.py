@@ -25,7 +25,10 @@ availability nor ``expire_after`` could tell them apart. When each metric was la
 kept beside what was published (``seen:<metric>``).
 
 A status topic's ``offline`` may be the board's last will: only a reading turns it back
-``online``. A reading publishes ``online`` before its state, then ``offline`` if the device
+``online``, but for an ``offline`` the broker kept from before the server subscribed (a
+broker that restarts has sent every connected board's will) of a device Redis holds
+online: that is published ``online`` again, as the dashboard shows it, rather than
+leaving Home Assistant's entities unavailable until each board's next reading. A reading publishes ``online`` before its state, then ``offline`` if the device
 is offline by now (a late reading), so history stays in order.
 
 Every process follows the status topics, leading or not, and with discovery off too
@@ -159,6 +162,7 @@ class Discovery:
         self.stopping = threading.Event()
         self.ready_at = None  # monotonic time from which the statuses the broker holds are known
         self.retained_status = {}  # device -> its status topic's payload on the broker
+        self.kept_offline = set()  # devices whose offline the broker kept from before we subscribed
         self._hold = redis_client.register_script(HOLD_LEASE)
         self.url = urlsplit(config["MQTT_URL"])
         self.client = broker_client(config, f"sensorcast-ha-{secrets.token_hex(6)}")
@@ -197,6 +201,8 @@ class Discovery:
         payload = message.payload.decode(errors="replace")
         self._note_status(message.topic, payload)
         device = message.topic.split("/")[1]
+        if message.retain and payload == OFFLINE:
+            self.kept_offline.add(device)
         if payload == OFFLINE and not message.retain and DEVICE_ID.match(device) \
                 and SERVER_MARK not in getattr(message.properties, "UserProperty", []):
             self.wills.put((device, time.time(), self.connection))
@@ -220,6 +226,7 @@ class Discovery:
 
     def _note_status(self, topic, payload):
         device = topic.split("/")[1]
+        self.kept_offline.discard(device)
         if payload:
             self.retained_status[device] = payload
         else:
@@ -344,8 +351,8 @@ class Discovery:
                 messages.append((config_topic(self.prefix, view.id, metric), payload))
                 view.written[f"config:{metric}"] = payload
         held = self.retained_status.get(view.id)
-        if readings and held != ONLINE:  # it was online when it sent them
-            messages.append((status_topic(view.id), ONLINE))
+        if (readings or view.id in self.kept_offline and view.status == ONLINE) and held != ONLINE:
+            messages.append((status_topic(view.id), ONLINE))  # it was online when it sent them, or still is
             held = ONLINE
         values = self._current(view, readings)
         latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]

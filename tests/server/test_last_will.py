@@ -74,6 +74,21 @@ def publish_as_server(broker, device, payload):
     client.loop_stop()
 
 
+def kept_status(broker, device):
+    """The ``device``'s status the broker keeps: what Home Assistant reads as it subscribes."""
+    kept = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="status-reader", protocol=paho.MQTTv5)
+    client.username_pw_set(SERVER_USER, broker.passwords[SERVER_USER])
+    client.on_message = lambda client, userdata, message: kept.append(message.payload.decode())
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    client.subscribe(status_topic(device), qos=1)
+    eventually(lambda: kept)
+    client.disconnect()
+    client.loop_stop()
+    return kept[0]
+
+
 def online(server, device):
     devices = requests.get(server.url + "/api/devices", timeout=5).json()["devices"]
     return next(state["online"] for state in devices if state["device"] == device)
@@ -150,6 +165,7 @@ def test_a_broker_that_restarts_takes_no_board_offline(broker, mqtt_server, redi
     broker.stop()
     broker.start()
     eventually(lambda: following_statuses(broker, redis_client, 2, "kitchen"), timeout=60)  # back on it
+    eventually(lambda: kept_status(broker, "kitchen") == "online")  # not the will it kept: Home Assistant's too
     attic = board("attic")
     attic.publish({"temperature": 15.0})
     eventually(lambda: server.history("attic"), timeout=60)
