@@ -14,7 +14,11 @@ network. A check costs about 0.1 s of CPU, so at most ``HASHING_AT_ONCE`` run at
 a process; the others wait their turn, first come first served, for up to
 ``LOGIN_QUEUE_SECONDS`` (then 503, which still counts), a name's login from a known place
 ahead of every other. With one attempt per address in the queue, a viewer on a new
-address waits behind one attempt per attacking address; a known one, behind none.
+address waits behind one attempt per attacking address; a known one, behind none. A
+name logs in ``LOGINS_AN_HOUR`` times an hour at most (then 429): each login that logs out
+is kept in ``logged-out`` for the cookie's life, and each from a new browser known for
+``KNOWN_DAYS``, so a password's holder logging in and out in a loop would grow Redis
+without end.
 """
 import collections
 import contextlib
@@ -33,6 +37,7 @@ from .guard import sender
 from .shards import shards_of
 
 FAILURE_WINDOW = 60  # seconds over which LOGIN_FAILURES are counted
+LOGINS_AN_HOUR = 30  # a name's successful logins: a person logs in a few times a month
 HASHING_AT_ONCE = 4
 KNOWN_DAYS = 30
 BROWSER_COOKIE = "sensorcast-browser"
@@ -42,9 +47,10 @@ UNKNOWN = generate_password_hash(secrets.token_hex())
 
 
 # KEYS as ``_attempt_keys`` names them; ARGV: LOGIN_FAILURES, FAILURE_WINDOW, how long a
-# check may take. Returns {0, 1 if the name logged in from this address or browser before}
-# once the attempt is counted (go ahead), {the seconds to wait, 0}, or {-1, 0} while
-# another attempt from the address is being checked.
+# check may take, LOGINS_AN_HOUR. Returns {0, 1 if the name logged in from this address or
+# browser before} once the attempt is counted (go ahead), {the seconds to wait, 0} (and
+# 'logins' when the name logged in too often), or {-1, 0} while another attempt from the
+# address is being checked.
 _BEGIN_ATTEMPT = """
 local known = redis.call('EXISTS', KEYS[4], KEYS[5]) > 0
 local wait = 0
@@ -54,6 +60,9 @@ for i = 1, 2 do
   end
 end
 if wait > 0 then return {wait, 0} end
+if tonumber(redis.call('GET', KEYS[6]) or 0) >= tonumber(ARGV[4]) then
+  return {math.max(redis.call('TTL', KEYS[6]), 1), 0, 'logins'}
+end
 if not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then return {-1, 0} end
 for i = 1, 2 do
   redis.call('SET', KEYS[i], 0, 'NX', 'EX', ARGV[2])
@@ -62,13 +71,15 @@ end
 return {0, known and 1 or 0}
 """
 # A login that succeeded (same KEYS): its attempt is forgiven, its address and browser
-# known ARGV[1] s.
+# known ARGV[1] s, and it counts among its name's logins of the hour.
 _LOGGED_IN = """
 for i = 1, 2 do
   if tonumber(redis.call('GET', KEYS[i]) or 0) > 0 then redis.call('DECR', KEYS[i]) end
 end
 redis.call('SET', KEYS[4], 1, 'EX', ARGV[1])
 redis.call('SET', KEYS[5], 1, 'EX', ARGV[1])
+redis.call('SET', KEYS[6], 0, 'NX', 'EX', 3600)
+redis.call('INCR', KEYS[6])
 """
 
 
@@ -144,12 +155,12 @@ class Attempt:
 def _attempt_keys(prefix, address, name, browser):
     """Attempts counted for the address (an IPv6 one by its /64), for the name; the
     address's attempt being checked now; the name's logins from the address, from the
-    browser (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``); each starting with ``prefix``, so
-    that a cluster has them in one slot."""
+    browser; its logins of the hour (``_BEGIN_ATTEMPT`` and ``_LOGGED_IN``); each starting
+    with ``prefix``, so that a cluster has them in one slot."""
     named, address = hashlib.sha256(name.encode()).hexdigest()[:32], sender(address)
     return [prefix + key for key in (f"login-failures:address:{address}", f"login-failures:name:{named}",
                                      f"login-checking:{address}", f"login-known:{named}:{address}",
-                                     f"login-known:{named}:browser:{browser}")]
+                                     f"login-known:{named}:browser:{browser}", f"logins:name:{named}")]
 
 
 def _begin_attempt(client, keys):
@@ -157,11 +168,13 @@ def _begin_attempt(client, keys):
     name logged in from this address or browser before."""
     checking_for = FAILURE_WINDOW + math.ceil(current_app.config["LOGIN_QUEUE_SECONDS"])
     script = client.register_script(_BEGIN_ATTEMPT)
-    wait, known = script(keys, [current_app.config["LOGIN_FAILURES"], FAILURE_WINDOW, checking_for])
+    wait, known, *why = script(keys, [current_app.config["LOGIN_FAILURES"], FAILURE_WINDOW, checking_for,
+                                      LOGINS_AN_HOUR])
     if wait < 0:
         raise TooManyRequests("a login from this address is being checked; wait for its answer", retry_after=1)
     if wait:
-        raise TooManyRequests(f"too many failed logins; try again in {wait} s", retry_after=wait)
+        what = f"{LOGINS_AN_HOUR} logins of this name in an hour" if why else "too many failed logins"
+        raise TooManyRequests(f"{what}; try again in {wait} s", retry_after=wait)
     return bool(known)
 
 

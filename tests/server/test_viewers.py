@@ -332,6 +332,24 @@ def test_logging_out_ends_the_session_for_good(client, add_viewer):
     assert client.get("/api/devices").status_code == 200
 
 
+def test_logging_in_and_out_in_a_loop_stops_before_it_fills_redis(client, add_viewer, redis_client, monkeypatch):
+    """Each logout is kept until its cookie would have expired: whoever has a password and
+    loops would grow Redis (and every process's copy of the logged-out sessions) without end."""
+    monkeypatch.setattr(logins, "LOGINS_AN_HOUR", 3)
+    add_viewer("ana", "correct horse")
+    add_viewer("bob", "tr0ub4dor")
+    for _ in range(3):
+        assert log_in(client, "ana", "correct horse").status_code == 302
+        client.post("/logout")
+
+    fourth = log_in(client, "ana", "correct horse")
+
+    assert fourth.status_code == 429 and 3500 < int(fourth.headers["Retry-After"]) <= 3600
+    assert fourth.json["error"].startswith("3 logins of this name in an hour")
+    assert redis_client.hlen("logged-out") == 3
+    assert log_in(client, "bob", "tr0ub4dor").status_code == 302
+
+
 def stream_ends(browser, within=30):
     """Whether the stream ends within ``within`` seconds; heartbeats arrive meanwhile."""
     deadline = time.monotonic() + within
