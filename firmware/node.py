@@ -133,7 +133,8 @@ class Node:
             backoff = read_json(_UPDATE_BACKOFF) or {}
             if time.time() < backoff.get("until", 0):
                 return
-            _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (VERSION, self.settings["device"]),
+            running = VERSION.replace("+", "%2B")  # a query's + is a space: 0.1.0+2026… would never be this one
+            _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (running, self.settings["device"]),
                                         None, "update check")
             if offer and offer["version"] != failed.get("version"):
                 self.back_off(backoff.get("failures", 0) + 1)

@@ -64,17 +64,22 @@ def running(live_server):
     return live_server.history("kitchen")[-1]["fw"]
 
 
-def test_a_published_release_is_installed_and_posts_with_its_version(board, live_server, redis_client, release_key):
+@pytest.mark.parametrize("version", ["0.2.0", "0.1.0+202612011053"])  # the second as a plain make release stamps it
+def test_a_published_release_is_installed_and_posts_with_its_version(board, live_server, redis_client, release_key,
+                                                                     version):
     settings = (board.flash / "settings.json").read_bytes()
 
-    publish(redis_client, "0.2.0", release_key)
+    publish(redis_client, version, release_key)
 
-    eventually(lambda: running(live_server) == "0.2.0", timeout=60)
+    eventually(lambda: running(live_server) == version, timeout=60)
     eventually(lambda: device_state(live_server).get("fw_status") == "updated")
-    assert device_state(live_server)["fw_target"] == "0.2.0"
+    assert device_state(live_server)["fw_target"] == version
     assert (board.flash / "settings.json").read_bytes() == settings
-    assert (board.flash / "version.py").read_text() == 'VERSION = "0.2.0"\n'
+    assert (board.flash / "version.py").read_text() == f'VERSION = "{version}"\n'
     assert not (board.flash / "ota.json").exists() and not list((board.flash / "previous").iterdir())
+    eventually(lambda: len([r for r in live_server.history("kitchen") if r["fw"] == version]) >= 10)
+    seqs = [reading["seq"] for reading in live_server.history("kitchen") if reading["fw"] == version]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one boot: it stays, asking at each heartbeat
 
 
 def test_without_tokens_a_board_still_gets_the_release_meant_for_it(emulated_board, start_server, redis_client,
