@@ -1,7 +1,7 @@
 """Readings up to the server, exactly once: a bounded buffer, batches, and retries that the
 server recognises by ``boot`` + ``seq``, which are stamped here. While the server or Wi-Fi
 is away readings wait here; the oldest are dropped (and counted) only when the buffer is
-full. When the server asks for a pause (429 or 503 with ``Retry-After``), nothing is sent
+full. When the server asks for a pause (429, 503 or 507 with ``Retry-After``), nothing is sent
 until it is over.
 
 The server takes a reading for a retry when it holds the same boot with a seq as high.
@@ -43,7 +43,7 @@ requests.request = refuse_redirect
 _BATCH = const(20)
 _REFUSED = const((400, 413, 415, 422))  # the server will never take these readings: drop them
 _AUTH_FAULT = const((401, 403))
-_PAUSE = const((429, 503))  # the server is busy or over this device's rate: wait as Retry-After says
+_PAUSE = const((429, 503, 507))  # the server is busy, full or over this device's rate: wait as Retry-After says
 _CONFLICT = const(409)  # another reading holds a boot and seq of the batch: it must go under a new boot
 _LONGEST_PAUSE = const(120)  # the server asks for seconds (a minute at most): a forged hour would silence the board
 

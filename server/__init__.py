@@ -79,6 +79,7 @@ class ReachingRedis(click.Group):
             raise click.ClickException(str(error)) from None
 
 
+FULL_RETRY_AFTER = 60  # seconds a device waits on a full Redis: as often as old history is trimmed (duties.py)
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}  # every answer
 DOCUMENT_POLICY = {  # a page a browser shows (DOCUMENTS): what may run in it, never framed
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -108,19 +109,23 @@ def _answer_errors_in_json(app):
     def rate_limited(error):
         return {"error": str(error)}, 429, {"Retry-After": str(math.ceil(error.retry_after))}
 
+    logged = LinesPerMinute()  # Redis full or away at night while a fleet keeps posting must not fill the disk
+
     @app.errorhandler(redis.exceptions.ResponseError)
     def redis_refused(error):
+        """507 with Retry-After (devices keep their readings meanwhile); logged as ``redis_away``."""
         full = isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(error)
         if not full:  # a script's error says OOM in its text
             raise error
-        app.logger.error("Redis is full (maxmemory): %s", error)
-        return {"error": "the database is full: nothing was stored; its owner must make room"}, 507
-
-    logged = LinesPerMinute()
+        turn = logged.take("redis full")
+        if turn:
+            app.logger.error("Redis is full (it reached its maxmemory): writes get 507 until it has room%s",
+                             "; the next times this minute go unlogged" if turn == "last" else "")
+        return ({"error": "the database is full: nothing was stored; try again later"}, 507,
+                {"Retry-After": str(FULL_RETRY_AFTER)})
 
     def redis_away(error):
-        """503 with Retry-After; logged at most ten times a minute, for Redis away at night
-        while a fleet keeps posting must not fill the disk."""
+        """503 with Retry-After; logged at most ten times a minute."""
         turn = logged.take("redis away")
         if turn:
             app.logger.warning("Redis did not answer: %s%s", error,

@@ -112,8 +112,8 @@ def main(argv=None):
             if fleet.waited and not said_wait:  # once a run
                 said_wait = True
                 print("simulator: the server asked a device to wait (over its rate limit, such as "
-                      "SENSORCAST_READINGS_RATE_LIMIT, or busy); its readings are kept meanwhile, up to "
-                      f"{Device.buffer_size} a device, the oldest dropped past that", file=sys.stderr, flush=True)
+                      "SENSORCAST_READINGS_RATE_LIMIT, busy, or its Redis full); its readings are kept meanwhile, "
+                      f"up to {Device.buffer_size} a device, the oldest dropped past that", file=sys.stderr, flush=True)
             if fleet.unreachable != unreachable:  # said once an outage, and once it is over
                 unreachable = fleet.unreachable
                 print(f"simulator: {unreachable}; readings are kept until it answers" if unreachable

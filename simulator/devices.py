@@ -23,7 +23,7 @@ FIRMWARE_VERSION = "sim-0.1.0"
 DAY = 24 * 3600
 BATCH = 20
 REFUSED = (400, 413, 415, 422)  # as the firmware does: never accepted, so dropped
-PAUSE = (429, 503)  # busy, or over the device's rate: kept, and sent after Retry-After
+PAUSE = (429, 503, 507)  # busy, full, or over the device's rate: kept, and sent after Retry-After
 DEFAULT_PAUSE = 5  # seconds, when a pause has no Retry-After, or one that is not a number
 LONGEST_PAUSE = 120  # as the firmware caps it: the server asks for seconds, and a forged hour would silence a device
 # seconds from a reconnect to the first reading published over MQTT, as the firmware's
@@ -168,7 +168,7 @@ class Fleet:
 
 
 def pause_asked(headers):
-    """The seconds a 429 or 503 asks a device to wait: its Retry-After, at most LONGEST_PAUSE;
+    """The seconds a 429, 503 or 507 asks a device to wait: its Retry-After, at most LONGEST_PAUSE;
     DEFAULT_PAUSE if that is not a number of seconds (an HTTP date, garbage, NaN)."""
     try:
         seconds = float(headers.get("Retry-After", DEFAULT_PAUSE))

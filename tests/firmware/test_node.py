@@ -213,6 +213,19 @@ def test_a_rate_limited_node_pauses_as_asked_and_loses_nothing(board, start_serv
     assert refusals < len(seqs) / 3  # not one a cycle: it waited as it was told
 
 
+def test_a_node_told_the_servers_database_is_full_waits_as_asked(board, live_server, token_for, redis_client):
+    board.configure(**node_settings(live_server.url, token_for("kitchen")))
+    redis_client.config_set("maxmemory", 1)  # as full as it gets
+    try:
+        board.start()
+        console = board.wait_for("the server asked for a pause: next upload in 60 s")
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    board.stop()
+
+    assert console.count("server answered 507") == 1
+
+
 RAWS = list(range(1000, 3400, 8))  # the ADC's counts, one a reading: each reading's temperature is its own
 
 

@@ -532,12 +532,14 @@ def test_a_few_of_the_heaviest_readings_take_their_share_of_the_caps_not_the_oth
     assert redis_client.xlen(device_readings(redis_client, "kitchen")) >= 900
 
 
-def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client):
+def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client, caplog):
     token = token_for("kitchen")
     assert post(client, {"temperature": 20}, token).status_code == 201
 
     redis_client.config_set("maxmemory", 1)  # as full as it gets
     try:
+        for _ in range(20):  # a fleet posting meanwhile
+            post(client, {"temperature": 21}, token)
         answer = post(client, {"temperature": 21}, token)
         limit = client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
         health = client.get("/healthz")
@@ -545,6 +547,9 @@ def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, tok
         redis_client.config_set("maxmemory", 0)
 
     assert answer.status_code == 507 and "database is full" in answer.json["error"]
+    assert answer.headers["Retry-After"] == "60"  # boards keep their readings, and ask again then
+    said = [record.getMessage() for record in caplog.records if "Redis is full" in record.getMessage()]
+    assert len(said) == 11 and said[-1].endswith("the next times this minute go unlogged")  # not one an upload
     assert limit.status_code == 507 and "database is full" in limit.json["error"]
     assert health.status_code == 200 and health.json["status"] == "full"
     assert [fields["temperature"] for _, fields in redis_client.xrange(device_readings(redis_client, "kitchen"))] == ["20"]

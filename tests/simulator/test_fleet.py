@@ -202,10 +202,12 @@ def test_readings_held_in_a_wifi_dropout_when_the_run_ends_go_up_before_it_stops
     assert f"sent {len(batch)}, still buffered 0," in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("status", [429, 507])  # over its rate, or the server's Redis full
 @responses.activate
-def test_a_server_asking_devices_to_wait_is_said_once_and_what_full_buffers_dropped_is_counted(monkeypatch, capsys):
+def test_a_server_asking_devices_to_wait_is_said_once_and_what_full_buffers_dropped_is_counted(monkeypatch, capsys,
+                                                                                             status):
     """--rate past what the server lets one device send: it is told to wait, again and again."""
-    responses.post(READINGS, status=429, json={"error": "too many requests"}, headers={"Retry-After": "0"})
+    responses.post(READINGS, status=status, json={"error": "wait"}, headers={"Retry-After": "0"})
     monkeypatch.setattr(Device, "sensor_fault_rate", 0.0)
     monkeypatch.setattr(Device, "dropout_rate", 0.0)
     monkeypatch.setattr(Device, "buffer_size", 5)
