@@ -1,6 +1,7 @@
 """What a server process does from the moment it starts, whether or not anyone watches:
 the offline sweep, which turns a device's silence into ``offline`` alerts (and sends
-where a flapping metric stands once its device may alert again: ``alerting.py``), the alert
+where a flapping metric stands once its device may alert again: ``alerting.py``) and
+trims every history to ``RETENTION`` each minute (``store.trim_histories``), the alert
 webhook, the MQTT subscriber and the Home Assistant publisher, which also turns a board's
 last will into the same ``offline`` at once (with ``MQTT_URL`` set: ``mqtt.py``,
 ``mqtt_sessions.py``, ``homeassistant.py``) and this process's line in
@@ -24,7 +25,7 @@ from .connections import client_for
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
-from .store import CHANNEL, mark_offline
+from .store import CHANNEL, mark_offline, trim_histories
 from .webhook import Webhook
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 class Duties:
     sweep_seconds = 1.0
+    trim_seconds = 60.0  # between trims of every history to RETENTION (store.trim_histories)
 
     def __init__(self, config, extensions=None, slot_folder=None):
         self.config = config
@@ -70,11 +72,16 @@ class Duties:
 
     def _sweep(self, client):
         """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline,
-        send the muted alerts that may go now, and say how this process is (its open streams, its MQTT client)."""
+        send the muted alerts that may go now, and say how this process is (its open streams, its MQTT client);
+        every ``trim_seconds``, first trim the histories to ``RETENTION``."""
         failing = False
         process = process_name()
+        trim_at = 0.0
         while not self.stopping.wait(self.sweep_seconds):
             try:
+                if time.monotonic() >= trim_at:
+                    trim_histories(client, time.time(), self.config["RETENTION"])
+                    trim_at = time.monotonic() + self.trim_seconds
                 mark_offline(client, time.time() - self.config["OFFLINE_AFTER"])
                 resume_muted(client, time.time(), CHANNEL)
                 hub = self.extensions.get("sensorcast.hub")

@@ -374,6 +374,19 @@ def _row(reading, now, now_text):
     return row + "}", "{" + ",".join(shown) + "}"
 
 
+def trim_histories(client, now, retention):
+    """Trim every device's history to its last ``retention`` seconds. The ingest trims a
+    history as it writes to it; without writes (a device gone silent; a full Redis, which
+    refuses them all) a history would keep its readings for good, and a full Redis would
+    stay full. XTRIM frees memory, so a full Redis runs it too."""
+    oldest = "%d" % ((now - retention) * 1000)
+    devices = [device for device, _ in known_devices(client)]
+    with client.pipeline(transaction=False) as pipe:
+        for device in devices:
+            pipe.xtrim(device_readings(client, device), minid=oldest, approximate=False)
+        pipe.execute()
+
+
 def mark_offline(client, cutoff):
     """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
     script = _script(client, _MARK_OFFLINE)

@@ -9,6 +9,7 @@ import requests
 
 from server import create_app
 from server.auth import revoke_tokens
+from server.duties import Duties
 from server.retries import WINDOW, seqs_key
 from server.store import READING_BYTES, READINGS, device_key, device_readings
 from tests.conftest import TEST_SETTINGS, eventually
@@ -530,6 +531,22 @@ def test_a_few_of_the_heaviest_readings_take_their_share_of_the_caps_not_the_oth
 
     assert redis_client.xlen(READINGS) >= 900
     assert redis_client.xlen(device_readings(redis_client, "kitchen")) >= 900
+
+
+def test_histories_are_trimmed_to_retention_without_writes_even_while_redis_is_full(app, client, token_for,
+                                                                                     redis_client, monkeypatch):
+    """The ingest trims a history at each write. A device gone silent writes nothing, and a
+    full Redis refuses every write: it must not stay full for good with readings past RETENTION."""
+    app.config.update(RETENTION=1)
+    assert post(client, [{"temperature": 20 + n} for n in range(50)], token_for("shed")).status_code == 201
+    monkeypatch.setattr(Duties, "trim_seconds", 0.1)
+    duties = app.extensions["sensorcast.duties"].start()
+    redis_client.config_set("maxmemory", 1)  # as full as it gets
+    try:
+        eventually(lambda: redis_client.xlen(device_readings(redis_client, "shed")) == 0)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+        duties.stop()
 
 
 def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, token_for, redis_client, caplog):
