@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from server import ROOT
 from server.auth import issue_token
-from server.store import READINGS, device_readings
+from server.store import READINGS, device_readings, trim_histories
 from tests.conftest import Device, EventStream, FollowingBrowser, assert_every_device_seen_once_by_each, eventually
 
 
@@ -119,6 +119,22 @@ def test_a_devices_buckets_on_a_cluster_say_as_of_which_reading_they_are(cluster
         server.stop()
     assert answer["newest"] == newest
     assert answer["buckets"][0]["temperature"] == {"min": 20, "avg": 21, "max": 22, "count": 3}
+
+
+def test_every_history_on_every_primary_is_trimmed_to_retention(cluster):
+    """The minute's trim (store.trim_histories) reaches each device's history on its own node."""
+    server = cluster.server(AUTH=False)
+    try:
+        devices = [f"room-{n}" for n in range(12)]
+        for device in devices:
+            assert server.post("/api/readings", json={"device": device, "temperature": 20}).status_code == 201
+    finally:
+        server.stop()
+    client = cluster.sharded_client()
+
+    trim_histories(client, time.time() + 60, retention=30)
+
+    assert [client.xlen(device_readings(client, device)) for device in devices] == [0] * 12
 
 
 def test_a_primary_dies_its_replica_takes_over_and_no_reading_is_lost_or_seen_twice(replicated_cluster):
