@@ -33,7 +33,7 @@ from .auth import authenticate
 from .connections import get_redis
 from .loglimit import LinesPerMinute
 from .ratelimit import take_request
-from .readings import DEVICE_ID, FIRMWARE_VERSION, InvalidReading, parse_json
+from .readings import DEVICE_ID, DEVICE_RULE, FIRMWARE_VERSION, InvalidReading, parse_json
 from .store import CHANNEL, device_key
 
 bp = Blueprint("firmware", __name__)
@@ -56,10 +56,14 @@ def file_key(digest):
 
 def store_release(client, version, files, micropython="1.20", devices=(), sign=None):
     """Keep ``files`` ({path: bytes}) as release ``version`` and target it at ``devices``
-    (all when empty); ``sign`` (the release key's: bytes -> signature) signs the manifest,
-    which boards refuse unsigned. Returns the manifest."""
+    (all when empty: every earlier target goes, one device's too); ``sign`` (the release
+    key's: bytes -> signature) signs the manifest, which boards refuse unsigned. Returns
+    the manifest; ValueError for a version or a device no release or board may have."""
     if not FIRMWARE_VERSION.fullmatch(version):
         raise ValueError(f"version: {VERSION_RULE}")
+    for device in devices:
+        if not DEVICE_ID.match(device):
+            raise ValueError(f"devices: {device!r} is no device's name ({DEVICE_RULE}; several: a,b)")
     manifest = {"version": version, "micropython": micropython, "devices": sorted(devices),
                 "published": time.time(), "files": []}
     with client.pipeline() as pipe:
@@ -73,6 +77,8 @@ def store_release(client, version, files, micropython="1.20", devices=(), sign=N
             pipe.hset(SIGNATURES, version, sign(text.encode()).hex())
         else:
             pipe.hdel(SIGNATURES, version)
+        if not devices:
+            pipe.delete(TARGETS)
         pipe.hset(TARGETS, mapping={device: version for device in devices or (ALL_DEVICES,)})
         pipe.execute()
     log.info("firmware %s published%s for %s", version, "" if sign else " unsigned",

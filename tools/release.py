@@ -2,9 +2,10 @@
 
 Packs ``firmware/`` as the boards run it (with MPY=1, modules precompiled by mpy-cross),
 its ``version.py`` set to VERSION, into a release in the local server's Redis, targeted
-at every device or at DEVICES, its manifest signed with the operator's release key (made
-on first use; ``make provision`` puts its public half on each board, which installs
-nothing else). ``boot.py`` and ``main.py`` are never in a release: they are the loader
+at every device (replacing every earlier target, one device's too) or at DEVICES, its
+manifest signed with the operator's release key (made by ``make provision``, which puts
+its public half on each board, which installs nothing else). A version is published once:
+its manifest, which boards check, never changes after. ``boot.py`` and ``main.py`` are never in a release: they are the loader
 that rolls a failed update back. ``settings.json`` is never touched. A manifest over
 MANIFEST_LIMIT bytes is not published: the boards would refuse it.
 """
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 
 from server import DATA_DIR, create_app
 from server.connections import client_for
-from server.firmware import store_release
+from server.firmware import RELEASES, store_release
 from tools.deploy import FIRMWARE, firmware_files
 
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
@@ -30,9 +31,14 @@ RELEASE_KEY = DATA_DIR / "release-key.pem"  # git ignores var/; back it up all t
 MANIFEST_LIMIT = 4096  # bytes: a board reads no more of a manifest (firmware/ota.py's _MANIFEST_LIMIT)
 
 
-def release_key(path=RELEASE_KEY):
-    """The operator's Ed25519 release key from ``path``, made there (mode 0600) on first use."""
+def release_key(path=RELEASE_KEY, make=True):
+    """The operator's Ed25519 release key from ``path``, made there (mode 0600) on first use
+    unless not to ``make`` it (ValueError then): a release signed with a key just made is
+    one no board installs."""
     path = pathlib.Path(path)
+    if not path.exists() and not make:
+        raise ValueError(f"no release key at {path}: make provision makes it and gives each board its public "
+                         "half; the boards install only releases it signed")
     if path.exists():
         try:
             key = load_pem_private_key(path.read_bytes(), password=None)
@@ -95,8 +101,11 @@ def main(argv=None):
     client = client_for(create_app().config)
     devices = [device for device in args.devices.split(",") if device]
     try:
+        if client.hexists(RELEASES, version):
+            raise ValueError(f"{version} is published already, and boards may hold its manifest: "
+                             "give the release a new VERSION")
         manifest = store_release(client, version, release_files(version, args.mpy, args.source),
-                                 MICROPYTHON, devices, signer(release_key(args.key or RELEASE_KEY)))
+                                 MICROPYTHON, devices, signer(release_key(args.key or RELEASE_KEY, make=False)))
     except ValueError as error:
         print(f"release: {error}", file=sys.stderr)
         return 2

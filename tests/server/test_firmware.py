@@ -33,6 +33,16 @@ def test_a_release_for_named_devices_reaches_only_them(client, token_for, redis_
     assert get(client, "/api/firmware?fw=0.1.0", token_for("kitchen")).json == {"version": "0.2.0"}
 
 
+def test_a_release_for_every_device_reaches_one_that_had_a_release_of_its_own(client, token_for, redis_client,
+                                                                              release):
+    """A beta for one board, then the fix for all: that board too gets the fix."""
+    store_release(redis_client, "0.3.0-beta", {"node.py": b"beta"}, devices=["attic"])
+    store_release(redis_client, "0.3.1", {"node.py": b"fixed"})
+
+    assert get(client, "/api/firmware?fw=0.3.0-beta", token_for("attic")).json == {"version": "0.3.1"}
+    assert get(client, "/api/firmware?fw=0.2.0", token_for("kitchen")).json == {"version": "0.3.1"}
+
+
 def test_only_device_tokens_read_releases(client, release):
     assert client.get("/api/firmware?fw=0.1.0").status_code == 401
     assert client.get("/api/firmware/0.2.0").status_code == 401

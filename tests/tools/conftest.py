@@ -15,5 +15,5 @@ def emulated_board(tmp_path):
 
 @pytest.fixture
 def release_key(tmp_path):
-    """The operator's release key, as ``make release`` makes it on first use."""
+    """The operator's release key, as ``make provision`` makes it on first use."""
     return make_release_key(tmp_path / "release-key.pem")

@@ -6,12 +6,13 @@ import os
 import stat
 import subprocess
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from server import ROOT
-from server.firmware import RELEASES, SIGNATURES
+from server.firmware import RELEASES, SIGNATURES, TARGETS
 from tests.tools.test_deploy import make
-from tools.release import MANIFEST_LIMIT, RELEASE_KEY, main as release
+from tools.release import MANIFEST_LIMIT, RELEASE_KEY, main as release, release_key as make_release_key
 
 
 def test_provision_gives_the_board_the_key_that_release_signs_with(emulated_board, live_server, redis_server,
@@ -49,8 +50,30 @@ def test_release_publishes_no_manifest_longer_than_a_board_reads(redis_server, r
         (source / f"module_{n}.py").write_text(f"N = {n}\n")
     monkeypatch.setenv("REDIS_URL", redis_server.url)
 
+    make_release_key(tmp_path / "release-key.pem")
     code = release(["--version", "0.2.0", "--key", str(tmp_path / "release-key.pem"), "--source", str(source)])
 
     assert code == 2
     assert f"and boards refuse one over {MANIFEST_LIMIT}: release fewer files" in capsys.readouterr().err
     assert not redis_client.exists(RELEASES) and not redis_client.keys("firmware:file:*")
+
+
+@pytest.mark.parametrize("mistake, said", [
+    ("a key that is not there", "no release key at"),  # a typo, a lost var/: boards would refuse what it signs
+    ("a version published already", "is published already"),  # boards may hold its manifest
+    ("devices with a space", "'kitchen attic' is no device's name")])
+def test_release_refuses_what_boards_would_refuse_or_never_get(redis_server, redis_client, monkeypatch, tmp_path,
+                                                              capsys, mistake, said):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    key = tmp_path / "release-key.pem"
+    make_release_key(key)
+    assert release(["--version", "0.2.0", "--key", str(key)]) == 0
+    arguments = {"a key that is not there": ["--version", "0.3.0", "--key", str(tmp_path / "relase-key.pem")],
+                 "a version published already": ["--version", "0.2.0", "--key", str(key), "--devices", "kitchen"],
+                 "devices with a space": ["--version", "0.3.0", "--key", str(key), "--devices", "kitchen attic"]}
+
+    code = release(arguments[mistake])
+
+    assert code == 2 and said in capsys.readouterr().err
+    assert redis_client.hkeys(RELEASES) == ["0.2.0"] and redis_client.hgetall(TARGETS) == {"*": "0.2.0"}
+    assert not (tmp_path / "relase-key.pem").exists()
