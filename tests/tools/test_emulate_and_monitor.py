@@ -10,6 +10,7 @@ from tests.conftest import eventually
 from tests.firmware.conftest import mqtt_settings, node_settings
 from tests.mqtt_broker import needs_mosquitto
 from tools.deploy import LIBRARY
+from tools.run import free_port
 
 
 def test_emulate_prints_a_port_per_board_that_mpremote_talks_to(tmp_path):
@@ -46,6 +47,16 @@ def test_monitor_shows_the_running_nodes_log(emulated_board):
         monitor.wait()
 
     assert shown, "the monitor never showed the node's failed upload"
+
+
+def test_monitor_says_in_a_line_that_a_port_cannot_be_opened(tmp_path):
+    nobody = f"socket://127.0.0.1:{free_port()}"
+
+    monitor = subprocess.run([sys.executable, "-m", "tools.monitor", "--port", nobody], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+
+    assert monitor.returncode == 1 and "Traceback" not in monitor.stderr
+    assert monitor.stderr.startswith(f"monitor: cannot open {nobody}: ")
 
 
 @needs_mosquitto
