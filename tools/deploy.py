@@ -3,8 +3,9 @@
 mpremote copies ``firmware/*.py`` (with MPY=1, modules precompiled by mpy-cross, which
 a small ESP8266 needs), the micropython-lib modules the firmware uses (``firmware/lib/``:
 umqtt.simple, for ``transport: mqtt``) into the board's ``/lib`` as ``mpremote mip install``
-would put them, and a settings file when one is given, then resets the board. mpremote
-compares hashes first, so only changed files are copied again.
+would put them, and a settings file when one is given, ends the wait for updates a failed
+one began (``ota-backoff.json``), then resets the board. mpremote compares hashes first,
+so only changed files are copied again.
 """
 import argparse
 import pathlib
@@ -82,6 +83,7 @@ def main(argv=None):
         modules += [f.relative_to(lib.parent).with_suffix("").as_posix() for f in lib.rglob("*")
                     if f.suffix in (".py", ".mpy")]
         stale = [module + (".py" if args.mpy else ".mpy") for module in modules]
+        stale.append("ota-backoff.json")  # node.py's wait after a failed update: a deploy starts afresh
         commands.append(["exec", "import os\nfor f in %r:\n try: os.remove(f)\n except OSError: pass" % stale])
         if args.settings:
             commands.append(["fs", "cp", args.settings, ":settings.json"])
