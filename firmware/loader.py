@@ -10,6 +10,8 @@ On the flash during an update:
                    [[NAME, existed before]], "boots", "reason"?}, written whole, then renamed
   ota-failed.json  {"version", "reason", "reported"} of the last release rolled back
   ota-pending.json {"version"} that node.py wants installed at the next boot
+  ota-downloading.json {"version"} being downloaded: found at boot, the download was cut
+                   short (a power cut, the watchdog), and the release is failed
 """
 import json
 import os
@@ -17,6 +19,7 @@ import os
 MARKER = "ota.json"
 FAILED = "ota-failed.json"
 PENDING = "ota-pending.json"
+DOWNLOADING = "ota-downloading.json"
 STAGING = "staging"
 PREVIOUS = "previous"
 LOADER = ("boot.py", "main.py", "loader.py", "loader.mpy", "settings.json")
@@ -118,9 +121,16 @@ def roll_back(marker, reason):
 
 
 def recover():
-    """At boot: count a trial's starts; roll back an interrupted swap, a trial out of starts,
-    or one that gave up."""
-    marker = read(MARKER)
+    """At boot: fail a download cut short; count a trial's starts; roll back an interrupted
+    swap, a trial out of starts, or one that gave up."""
+    marker, downloading = read(MARKER), read(DOWNLOADING)
+    if downloading and not marker:  # with a marker, the swap had begun: it says what becomes of the release
+        reason = "the board restarted while downloading it (a power cut, or the watchdog)"
+        print("update: %s failed: %s" % (downloading["version"], reason))
+        write(FAILED, {"version": downloading["version"], "reason": reason, "reported": False})
+        clean()
+    if downloading:
+        remove(DOWNLOADING)
     if not marker:
         return
     if marker["state"] == "trial" and marker["boots"] < TRIAL_BOOTS:

@@ -6,7 +6,8 @@ meant for this board, before anything is downloaded. Each file is then downloade
 staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manifest;
 only when every file checks does loader.py swap them in, and the board resets into a
 trial of the release. A refused release is written to ota-failed.json, which node.py
-reports, and not tried again; nor is any other release until node.py's backoff is over,
+reports, and not tried again (one whose download a power cut or the watchdog cut short
+too: ota-downloading.json says which, loader.py); nor is any other release until node.py's backoff is over,
 so offers forged at every heartbeat cannot restart the board at every heartbeat. Whatever
 goes wrong on the way (a redirect, an answer that is no manifest, a manifest over
 _MANIFEST_LIMIT bytes, which is never read to its end) refuses the release.
@@ -92,6 +93,7 @@ def install(version, uplink, device, key, feed):
         manifest, problem = _manifest(version, uplink, device, key, feed)
         problem = problem or _refuse(manifest, version, device)
         if not problem:
+            loader.write(loader.DOWNLOADING, {"version": version})  # a restart on the way: failed (loader.recover)
             uplink.call("POST", "/api/firmware/report?device=" + device, {"version": version, "status": "updating"},
                         "report")
             feed()
@@ -102,9 +104,11 @@ def install(version, uplink, device, key, feed):
         log("%s refused: %s" % (version, problem))
         loader.write(loader.FAILED, {"version": version, "reason": problem, "reported": False})
         loader.clean()
+        loader.remove(loader.DOWNLOADING)
         return
     log("%s checks; swapping it in and restarting" % version)
     loader.swap(version, [entry["path"] for entry in manifest["files"]])  # if halfway, rolled back at the next boot
+    loader.remove(loader.DOWNLOADING)  # the swap's marker speaks for it from its start
 
 
 def _manifest(version, uplink, device, key, feed):
