@@ -147,7 +147,7 @@ class Node:
         twice as long for each failure in a row before it. A clock NTP never set counts from its reset."""
         wait = self.settings.get("update_backoff", _BACKOFF_S) * min(2 ** (failures - 1), _MAX_BACKOFF_FACTOR)
         write_json(_UPDATE_BACKOFF, {"failures": failures, "until": time.time() + wait})
-        log("update: if it fails, none is tried for %d s (%d failures in a row)" % (wait, failures))
+        log("update: should it fail, the next is tried in %d s at the earliest (try %d in a row)" % (wait, failures))
 
     def report(self, version, status, reason):
         answer = self.uplink.call("POST", "/api/firmware/report?device=" + self.settings["device"],
