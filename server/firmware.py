@@ -110,11 +110,23 @@ def _fetchable(client, device):
 
 @bp.get("/api/firmware")
 def check():
-    """The few bytes a board reads at every heartbeat: which release it should run."""
-    version = target(get_redis().hgetall(TARGETS), _device())
-    if not version or version == request.args.get("fw"):
+    """The few bytes a board reads at every heartbeat: which release it should run. A board
+    that runs the release it was last said to be ``updating`` to has it: should its own
+    ``updated`` report have gone astray (the server away, a power cut), this says so."""
+    client, device, running = get_redis(), _device(), request.args.get("fw")
+    if running and client.hmget(device_key(client, device), "fw_update", "fw_status") == [running, "updating"]:
+        _note_update(client, device, running, "updated", "")
+    version = target(client.hgetall(TARGETS), device)
+    if not version or version == running:
         return "", 204
     return {"version": version}
+
+
+def _note_update(client, device, version, status, reason):
+    """Keep how ``device``'s update to ``version`` went, and tell every page."""
+    client.hset(device_key(client, device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
+    client.publish(CHANNEL, json.dumps({"type": "device", "data": {
+        "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
 
 
 @bp.get("/api/firmware/<version>")
@@ -159,9 +171,7 @@ def report():
     if not isinstance(reason, str):
         abort(400, "reason: must be text")
     reason = reason[:REASON_LENGTH].encode(errors="replace").decode()  # a lone surrogate (JSON's "\ud800") is no UTF-8
-    client.hset(device_key(client, device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
-    client.publish(CHANNEL, json.dumps({"type": "device", "data": {
-        "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
+    _note_update(client, device, version, status, reason)
     turn = current_app.extensions.setdefault("sensorcast.reports-logged", LinesPerMinute()).take(device)
     if turn:
         (log.warning if status == "failed" else log.info)("firmware %r on %s: %s %r%s", version, device, status,

@@ -43,6 +43,20 @@ def test_a_release_for_every_device_reaches_one_that_had_a_release_of_its_own(cl
     assert get(client, "/api/firmware?fw=0.2.0", token_for("kitchen")).json == {"version": "0.3.1"}
 
 
+def test_a_board_that_runs_the_release_it_was_updating_to_has_it_though_its_report_went_astray(
+        client, token_for, release):
+    token = token_for("kitchen")
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token}"})
+    assert report(client, token, version="0.2.0", status="updating").status_code == 204
+
+    get(client, "/api/firmware?fw=0.1.0", token)  # still the old one: installing
+    assert client.get("/api/devices").json["devices"][0]["fw_status"] == "updating"
+    get(client, "/api/firmware?fw=0.2.0", token)  # its "updated" never came, but it asks as 0.2.0
+
+    [device] = client.get("/api/devices").json["devices"]
+    assert (device["fw_update"], device["fw_status"], device["fw_error"]) == ("0.2.0", "updated", "")
+
+
 def test_only_device_tokens_read_releases(client, release):
     assert client.get("/api/firmware?fw=0.1.0").status_code == 401
     assert client.get("/api/firmware/0.2.0").status_code == 401
