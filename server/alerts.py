@@ -43,9 +43,7 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     for a device that never posted (a typo would be a threshold nobody sees)."""
     if not client.exists(device_key(client, device)):
         raise LookupError(f"no device {device!r} has sent a reading")
-    if not DEVICE_ID.match(device):
-        raise ValueError("device: not a valid name")
-    check_metric_name(metric, "metric")
+    _check_names(device, metric)
     limit = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
     for name, value in dict(limit, hysteresis=hysteresis).items():
         if not is_number(value):
@@ -65,11 +63,16 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
 def remove_threshold(client, device, metric):
     """Remove one threshold (its alert, if raised, ends) and tell every open page; nothing
     to tell when there was none. Raises ValueError for a name no device or metric has."""
+    _check_names(device, metric)
+    if clear_threshold(client, device, metric, time.time()):
+        publish_threshold(client, device, metric, None)
+
+
+def _check_names(device, metric):
+    """ValueError unless a device and a metric may have these names."""
     if not DEVICE_ID.match(device):
         raise ValueError("device: not a valid name")
     check_metric_name(metric, "metric")
-    if clear_threshold(client, device, metric, time.time()):
-        publish_threshold(client, device, metric, None)
 
 
 def publish_threshold(client, device, metric, limit):
