@@ -114,9 +114,11 @@ def check():
     that runs the release it was last said to be ``updating`` to has it: should its own
     ``updated`` report have gone astray (the server away, a power cut), this says so."""
     client, device, running = get_redis(), _device(), request.args.get("fw")
-    if running and client.hmget(device_key(client, device), "fw_update", "fw_status") == [running, "updating"]:
+    with client.pipeline(transaction=False) as pipe:  # one round trip: every board asks at every heartbeat
+        targets, update = pipe.hgetall(TARGETS).hmget(device_key(client, device), "fw_update", "fw_status").execute()
+    if running and update == [running, "updating"]:
         _note_update(client, device, running, "updated", "")
-    version = target(client.hgetall(TARGETS), device)
+    version = target(targets, device)
     if not version or version == running:
         return "", 204
     return {"version": version}
