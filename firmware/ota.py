@@ -7,8 +7,9 @@ staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manif
 only when every file checks does loader.py swap them in, and the board resets into a
 trial of the release. A refused release is written to ota-failed.json, which node.py
 reports, and not tried again (one whose download a power cut or the watchdog cut short
-too: ota-downloading.json says which, loader.py); nor is any other release until node.py's backoff is over,
-so offers forged at every heartbeat cannot restart the board at every heartbeat. Whatever
+too: ota-downloading.json says which, loader.py); nor is any other release until
+node.py's backoff is over, so offers forged at every heartbeat cannot restart the board
+at every heartbeat. Whatever
 goes wrong on the way (a redirect, an answer that is no manifest, a manifest over
 _MANIFEST_LIMIT bytes, which is never read to its end) refuses the release.
 

@@ -28,8 +28,9 @@ A status topic's ``offline`` may be the board's last will: only a reading turns 
 ``online``, but for an ``offline`` the broker kept from before the server subscribed (a
 broker that restarts has sent every connected board's will) of a device Redis holds
 online: that is published ``online`` again, as the dashboard shows it, rather than
-leaving Home Assistant's entities unavailable until each board's next reading. A reading publishes ``online`` before its state, then ``offline`` if the device
-is offline by now (a late reading), so history stays in order.
+leaving Home Assistant's entities unavailable until each board's next reading. A reading
+publishes ``online`` before its state, then ``offline`` if the device is offline by now
+(a late reading), so history stays in order.
 
 Every process follows the status topics, leading or not, and with discovery off too
 (``HOMEASSISTANT_PREFIX`` empty): a board's last will (an ``offline`` the broker passes on

@@ -4,10 +4,11 @@ Packs ``firmware/`` as the boards run it (with MPY=1, modules precompiled by mpy
 its ``version.py`` set to VERSION, into a release in the local server's Redis, targeted
 at every device (replacing every earlier target, one device's too) or at DEVICES, its
 manifest signed with the operator's release key (made by ``make provision``, which puts
-its public half on each board, which installs nothing else). A version is published once:
-its manifest, which boards check, never changes after. ``boot.py`` and ``main.py`` are never in a release: they are the loader
-that rolls a failed update back. ``settings.json`` is never touched. A manifest over
-MANIFEST_LIMIT bytes is not published: the boards would refuse it.
+its public half on each board, which installs nothing else). A version is published
+once: its manifest, which boards check, never changes after. ``boot.py`` and ``main.py``
+are never in a release: they are the loader that rolls a failed update back.
+``settings.json`` is never touched. A manifest over MANIFEST_LIMIT bytes is not
+published: the boards would refuse it.
 """
 import argparse
 import os
