@@ -357,8 +357,8 @@ class Discovery:
             held = ONLINE
         values = self._current(view, readings)
         latest = [entry_id for entry_id, reading in readings if view.is_latest(reading)][-1:]
-        if not latest and "state" not in view.announced:  # a first state with no reading in hand: its newest
-            latest = [entry_id for entry_id, _ in self.redis.xrevrange(device_readings(self.redis, view.id), count=1)]
+        if not latest and "state" not in view.announced:  # a first state with no reading in hand
+            latest = self._stored_latest(view)
         state = latest and json.dumps(dict(values, ts=view.latest_reading["ts"], id=latest[0]))
         if state and state != view.announced.get("state"):  # else it is published, or will be once read
             messages.append((state_topic(view.id), state))
@@ -366,6 +366,13 @@ class Discovery:
         if held != view.status and (held is None or view.status == OFFLINE):  # and is it still?
             messages.append((status_topic(view.id), view.status))
         return messages
+
+    def _stored_latest(self, view):
+        """The id of the entry whose values ``device:<id>`` holds, among its history's newest
+        (the newest may be a late reading, or one stored since ``view`` was loaded); none if
+        it is not there: a reading stored since is published once read."""
+        entries = self.redis.xrevrange(device_readings(self.redis, view.id), count=BATCH)
+        return [entry_id for entry_id, fields in entries if view.is_latest(decode_fields(fields))][:1]
 
     def _current(self, view, readings):
         """``view``'s latest values, None for each metric its readings have left out for

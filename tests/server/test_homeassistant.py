@@ -312,7 +312,8 @@ def test_two_server_processes_publish_each_state_once(ha_server, home_assistant,
             reading = {"temperature": 20 + seq / 10, "boot": "b", "seq": seq}
             assert servers[(seq + number) % 2].post("/api/readings", tokens[device], json=reading).status_code == 201
     for device in devices:
-        eventually(lambda: published_in_order(ha, redis_client, device), timeout=60)
+        eventually(lambda: published_in_order(ha, redis_client, device), timeout=60,
+                   seen=lambda: f"published {state_ids(ha, device)}, stored {stored_ids(redis_client, device)}")
         assert [state["temperature"] for state in ha.states(device)][-1] == 21.5
 
 
@@ -341,6 +342,20 @@ def test_a_reading_stored_late_never_moves_home_assistant_back(ha_server, home_a
     assert [state["temperature"] for state in ha.states("kitchen")] == [25.0]  # not 19.0 even for a moment
     latest, shown = server.history("kitchen")[0], ha.states("kitchen")[-1]  # seq 200's, stored first
     assert (shown["ts"], shown["id"]) == (latest["ts"], latest["id"])
+
+
+def test_a_device_stored_before_any_publisher_ran_shows_its_latest_reading_not_its_newest_entry(
+        ha_server, start_server, home_assistant, token_for):
+    http_only = start_server()
+    token = token_for("kitchen")
+    assert http_only.post("/api/readings", token, json={"temperature": 25.0, "boot": "c3", "seq": 200}).ok
+    assert http_only.post("/api/readings", token, json={"temperature": 19.0, "boot": "c3", "seq": 199}).ok  # late
+    ha = home_assistant()
+    ha_server()
+    eventually(lambda: ha.states("kitchen"), timeout=60)
+    latest = next(reading for reading in http_only.history("kitchen") if reading["seq"] == 200)
+    assert [(state["temperature"], state["ts"], state["id"]) for state in ha.states("kitchen")] == \
+        [(25.0, latest["ts"], latest["id"])]
 
 
 def test_a_restarted_server_publishes_what_was_stored_while_it_was_away(ha_server, start_server, home_assistant,
