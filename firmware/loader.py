@@ -7,11 +7,15 @@ On the flash during an update:
   staging/NAME     the new release, downloaded and checked (ota.py)
   previous/NAME    the files it replaced
   ota.json         the marker: {"state": "swap" | "trial" | "rollback", "version", "files":
-                   [[NAME, existed before]], "boots", "reason"?}, written whole, then renamed
-  ota-failed.json  {"version", "reason", "reported"} of the last release rolled back
+                   [[NAME, existed before]], "boots", "cycles"?, "waited"?, "reason"?, "again"?},
+                   written whole, then renamed
+  ota-failed.json  {"version", "reason", "reported", "again"} of the last release rolled back;
+                   "again": it is tried again after the backoff (the server was away in its trial)
   ota-pending.json {"version"} that node.py wants installed at the next boot
   ota-downloading.json {"version"} being downloaded: found at boot, the download was cut
                    short (a power cut, the watchdog), and the release is failed
+  ota-backoff.json {"failures" in a row, "until"}: node.py tries no update till then;
+                   a release that stays ends it
 """
 import json
 import os
@@ -20,10 +24,13 @@ MARKER = "ota.json"
 FAILED = "ota-failed.json"
 PENDING = "ota-pending.json"
 DOWNLOADING = "ota-downloading.json"
+BACKOFF = "ota-backoff.json"
 STAGING = "staging"
 PREVIOUS = "previous"
 LOADER = ("boot.py", "main.py", "loader.py", "loader.mpy", "settings.json")
-TRIAL_BOOTS = 3
+TRIAL_BOOTS = 3  # starts in which a release on trial must post a reading (a wake from deep sleep is none),
+TRIAL_CYCLES = 10  # cycles in which the server answered,
+TRIAL_WAIT = 3600  # and seconds of cycles it waits for a server away (setting update_trial_wait)
 
 
 def read(path):
@@ -94,17 +101,42 @@ def swap(version, names):
     write(MARKER, marker)
 
 
-def commit():
-    """The new release posted a reading: it stays."""
-    clean()
-    remove(MARKER)
-
-
-def fail(reason):
-    """The running trial gives up: the next boot rolls it back."""
+def judge(posted, answered, settings):
+    """One cycle of the release on trial, which ``posted`` readings or not, in which the server
+    ``answered`` or was away (Wi-Fi down, no answer, a gateway's 502 or 504, a pause): "stays"
+    once it posted, "gone" once it did not in TRIAL_CYCLES cycles the server answered in, or
+    in ``update_trial_wait`` s of cycles the server was away (the next boot rolls it back; if
+    the server never answered, it is tried again after the backoff: the outage may not have
+    been the release's fault); None while its trial goes on. The count is kept in the marker,
+    whatever deep sleeps or resets come between."""
     marker = read(MARKER)
-    marker["state"], marker["reason"] = "rollback", reason
+    if posted:
+        remove(BACKOFF)  # the failures in a row are over
+        clean()
+        remove(MARKER)
+        print("update: %s posts; it stays" % marker["version"])
+        return "stays"
+    if answered:
+        marker["cycles"] = marker.get("cycles", 0) + 1
+    else:
+        marker["waited"] = marker.get("waited", 0) + settings["interval"]
+    wait = settings.get("update_trial_wait", TRIAL_WAIT)
+    if marker.get("cycles", 0) >= TRIAL_CYCLES:
+        fail("it did not post in %d cycles" % TRIAL_CYCLES, marker=marker)
+    elif marker.get("waited", 0) >= wait:
+        fail("it could not reach the server in %d s" % wait, True, marker)
+    else:
+        write(MARKER, marker)
+        return None
+    return "gone"
+
+
+def fail(reason, again=False, marker=None):
+    """The running trial gives up: the next boot rolls it back (to be tried ``again``, or never)."""
+    marker = marker or read(MARKER)
+    marker["state"], marker["reason"], marker["again"] = "rollback", reason, again
     write(MARKER, marker)
+    print("update: giving %s up: %s" % (marker["version"], reason))
 
 
 def roll_back(marker, reason):
@@ -115,9 +147,16 @@ def roll_back(marker, reason):
             os.rename(kept, name)
         elif not existed:
             remove(name)
-    write(FAILED, {"version": marker["version"], "reason": reason, "reported": False})
+    write(FAILED, {"version": marker["version"], "reason": reason, "reported": False,
+                   "again": marker.get("again", False)})
     clean()
     remove(MARKER)
+
+
+def woke_from_deep_sleep():
+    import machine
+
+    return machine.reset_cause() == machine.DEEPSLEEP_RESET
 
 
 def recover():
@@ -133,6 +172,8 @@ def recover():
         remove(DOWNLOADING)
     if not marker:
         return
+    if marker["state"] == "trial" and woke_from_deep_sleep():
+        return  # the release ran a cycle to its end and slept: not a start gone wrong
     if marker["state"] == "trial" and marker["boots"] < TRIAL_BOOTS:
         marker["boots"] += 1
         write(MARKER, marker)

@@ -101,6 +101,7 @@ class MqttUplink(Uplink):
             return self.failed("mqtt: upload", error)
         self.last_sent = time.ticks_ms()
         self.posted += len(batch)
+        self.away = False
         return len(batch)
 
     def connect(self):
@@ -124,7 +125,7 @@ class MqttUplink(Uplink):
     def failed(self, what, error):
         """Log ``what`` failed, drop the connection (made again at the next cycle); 0."""
         self.log("%s failed: %r" % (what, error))
-        self.connected = False
+        self.connected, self.away = False, True
         if self.client.sock:
             self.client.sock.close()
             self.client.sock = None

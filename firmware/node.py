@@ -19,7 +19,6 @@ from version import VERSION
 
 _STATE_PATH = const("state.json")
 _SETTINGS_RETRY_MS = const(30000)
-_TRIAL_CYCLES = const(10)  # cycles a new release has to post a reading in
 _UPDATE_MARKER = const("ota.json")  # loader.MARKER, FAILED and PENDING: used here without
 _FAILED_UPDATE = const("ota-failed.json")  # importing the loader, whose code the heap may not fit
 _PENDING_UPDATE = const("ota-pending.json")  # (boot.py's loader.recover() left the marker whole)
@@ -74,12 +73,10 @@ class Node:
         self.wifi = net.Wifi(settings["wifi_ssid"], settings["wifi_password"], log)
         self.reporter = Reporter(settings["delta"], settings["heartbeat"], settings["interval"])
         self.next_update_check = 0
-        self.trial_cycles = 0
         self.on_trial = (read_json(_UPDATE_MARKER) or {}).get("state") == "trial"
         self.uptime_ms, self.ticks = 0, time.ticks_ms()
         self.watchdog = machine.WDT(timeout=settings["watchdog"] * 1000) if settings["watchdog"] else None
-        if settings["deep_sleep"]:
-            self.restore()
+        self.restore()
 
     def feed(self):
         if self.watchdog:
@@ -104,25 +101,22 @@ class Node:
             self.led.show("trouble" if trouble or not delivered else "ok")
 
     def update(self, online):
-        """A release on trial stays once it has posted, or is given up after _TRIAL_CYCLES
-        cycles (loader.py rolls it back). At each heartbeat: a failed update is reported
-        once, and, outside a backoff, a newer release is installed by restarting into it
-        (boot.py, ota.py). All of that waits until nothing waits to be uploaded: the heap a
-        check takes is then free, and a restart loses nothing. The backoff starts before that
-        restart, whatever the install then does, and ends when a release stays: an offer of
-        a new version at every heartbeat, forged or not, cannot restart the board at every
-        heartbeat."""
+        """A release on trial stays once it has posted, or is given up (loader.judge says
+        when), its readings then kept for the release before it. At each heartbeat: a failed
+        update is reported once, and, outside a backoff, a newer release is installed by
+        restarting into it (boot.py, ota.py). All of that waits until nothing waits to be
+        uploaded: the heap a check takes is then free, and a restart loses nothing. The
+        backoff starts before that restart, whatever the install then does, and ends when a
+        release stays: an offer of a new version at every heartbeat, forged or not, cannot
+        restart the board at every heartbeat."""
         if self.on_trial:
-            self.trial_cycles += 1
-            if self.uplink.posted:
-                with_module("loader", "commit")
-                if read_json(_UPDATE_BACKOFF):  # it stays: the failures in a row are over
-                    write_json(_UPDATE_BACKOFF, {})
+            verdict = with_module("loader", "judge", self.uplink.posted, online and not self.uplink.away,
+                                  self.settings)
+            if verdict == "stays":
                 self.on_trial = False
-                log("update: %s posts; it stays" % VERSION)
                 self.report(VERSION, "updated", "")
-            elif self.trial_cycles >= _TRIAL_CYCLES:
-                with_module("loader", "fail", "it did not post in %d cycles" % _TRIAL_CYCLES)
+            elif verdict:
+                self.save()
                 machine.reset()
         if online and not self.uplink.pending and time.time() >= self.next_update_check:
             self.next_update_check = time.time() + self.settings["heartbeat"]
@@ -136,7 +130,7 @@ class Node:
             running = VERSION.replace("+", "%2B")  # a query's + is a space: 0.1.0+2026… would never be this one
             _, offer = self.uplink.call("GET", "/api/firmware?fw=%s&device=%s" % (running, self.settings["device"]),
                                         None, "update check")
-            if offer and offer["version"] != failed.get("version"):
+            if offer and (offer["version"] != failed.get("version") or failed.get("again")):
                 self.back_off(backoff.get("failures", 0) + 1)
                 log("update: %s is out; restarting to install it" % offer["version"])
                 write_json(_PENDING_UPDATE, offer)  # a torn write is no request: it asks again
@@ -174,13 +168,15 @@ class Node:
         return reading
 
     def save(self):
-        """Keep what a deep sleep would lose in flash: buffered readings, the uplink's seq, boot."""
+        """Keep in flash what a deep sleep or a reset would lose: buffered readings, the uplink's seq, boot."""
         uplink = self.uplink
         state = {"boot": uplink.boot, "seq": uplink.seq, "pending": uplink.pending,
                  "dropped": uplink.dropped, "last": self.reporter.last, "last_time": self.reporter.last_time}
         write_json(_STATE_PATH, state)
 
     def restore(self):
+        """Take back what save() kept: after a deep sleep all of it, as its boot goes on;
+        after a reset the readings, sent under their own boot and seq, and only once."""
         state = read_json(_STATE_PATH)
         if state is None:
             return
@@ -189,6 +185,8 @@ class Node:
         if machine.reset_cause() == machine.DEEPSLEEP_RESET:
             uplink.boot, uplink.seq = state["boot"], state["seq"]
             self.reporter.last, self.reporter.last_time = state["last"], state["last_time"]
+        elif not self.settings["deep_sleep"]:
+            write_json(_STATE_PATH, None)
 
     def run(self):
         interval_ms = int(self.settings["interval"] * 1000)

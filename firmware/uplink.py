@@ -44,6 +44,7 @@ _BATCH = const(20)
 _REFUSED = const((400, 413, 415, 422))  # the server will never take these readings: drop them
 _AUTH_FAULT = const((401, 403))
 _PAUSE = const((429, 503, 507))  # the server is busy, full or over this device's rate: wait as Retry-After says
+_AWAY = const((429, 502, 503, 504, 507))  # or a gateway says it is away: the readings are not at fault
 _CONFLICT = const(409)  # another reading holds a boot and seq of the batch: it must go under a new boot
 _LONGEST_PAUSE = const(120)  # the server asks for seconds (a minute at most): a forged hour would silence the board
 
@@ -64,6 +65,7 @@ class Uplink:
         self.auth_refused = False
         self.resume_at = None
         self.posted = 0
+        self.away = False  # the last request got no answer, or one saying the server is away or busy
         self.boot, self.seq = new_boot(), 0
 
     def add(self, reading):
@@ -130,6 +132,7 @@ class Uplink:
         try:
             response = self.open(method, path, body)
             status = response.status_code
+            self.away = status in _AWAY
             if status >= 300:  # at most 120 bytes of the body: a proxy's error page may be larger than the heap
                 said = response.content[:120] if status == _CONFLICT else response.raw.read(120)
                 self.log("server answered %d: %s" % (status, said))
@@ -141,6 +144,7 @@ class Uplink:
             return status, response.json() if status in (200, 201, _CONFLICT) else None
         except Exception as error:  # whatever a server or the network does, it is one failed call
             self.log("%s failed: %r" % (what, error))
+            self.away = True
             return None, None
         finally:
             if response is not None:

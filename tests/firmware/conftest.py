@@ -162,8 +162,9 @@ class Proxy:
     """Stands between the board and the server at ``server_url`` (as nginx does): a real HTTP
     server on loopback, at ``port`` or any free one, and a context manager that stops it.
     Each request is answered by ``answer(method, path, body, forward)``: a (status, headers,
-    content) of its own, or what ``forward()`` gives, the server's. Content that is not bytes
-    is pieces of it, each written as it comes (the headers then say its Content-Length)."""
+    content) of its own, or what ``forward()`` gives, the server's; None closes the connection
+    unanswered. Content that is not bytes is pieces of it, each written as it comes (the
+    headers then say its Content-Length)."""
 
     HOP_BY_HOP = ("connection", "content-length", "transfer-encoding", "date", "server")
 
@@ -172,7 +173,11 @@ class Proxy:
             def do_GET(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                status, headers, content = answer(self.command, self.path, body, lambda: self.forward(body))
+                answered = answer(self.command, self.path, body, lambda: self.forward(body))
+                if answered is None:
+                    self.close_connection = True
+                    return
+                status, headers, content = answered
                 if isinstance(content, bytes):
                     headers, content = dict(headers, **{"Content-Length": str(len(content))}), [content]
                 self.send_response(status)

@@ -44,7 +44,7 @@ def test_the_precompiled_node_publishing_over_mqtt_runs_steadily_in_its_heap_bud
 def runs_steadily(board, server):
     """The node posts 15 readings in HEAP_BUDGET, its free heap steady after the first few."""
     board.start("-X", f"heapsize={HEAP_BUDGET}")
-    eventually(lambda: len(server.history("kitchen")) >= 15)
+    eventually(lambda: len(server.history("kitchen")) >= 15, seen=lambda: board.console()[-1500:])
     board.stop()
 
     free = [reading["heap"] for reading in server.history("kitchen")]
@@ -96,6 +96,8 @@ def test_an_update_is_found_checked_downloaded_and_swapped_in_within_the_heap_bu
     assert "MemoryError" not in noticed + installed and board.process.returncode == 2  # machine.reset()
     board.start(*heap)
     eventually(lambda: live_server.history("kitchen")[-1]["fw"] == "0.2.0")
+    eventually(lambda: "update: 0.2.0 posts; it stays" in board.console())  # loader.judge, loaded for it
+    assert not (board.flash / "ota.json").exists() and "MemoryError" not in board.console()
 
 
 CHECK = """import gc, ota

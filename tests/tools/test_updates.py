@@ -103,16 +103,17 @@ def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(bo
     assert (board.flash / "node.mpy").exists() and not (board.flash / "node.py").exists()
 
 
-@pytest.mark.parametrize("module, works, fails, reason", [
+@pytest.mark.parametrize("module, works, fails, reason, made", [
     ("node.py", "import gc\n", 'raise RuntimeError("broken on purpose")\nimport gc\n',
-     "broken on purpose"),
+     "broken on purpose", 0),
     ("node.py", "        online = self.wifi.up(self.feed)\n", "        while True:\n            time.sleep(1)\n",
-     "it did not post a reading in 3 starts"),
-    ("uplink.py", '"/api/readings"', '"/api/nowhere"', "it did not post in 10 cycles"),
+     "it did not post a reading in 3 starts", 0),
+    ("uplink.py", '"/api/readings"', '"/api/nowhere"', "it did not post in 10 cycles", 10),
 ], ids=["raises on import", "hangs till the watchdog fires", "cannot post"])
 def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(board, live_server, redis_client,
                                                                              release_key, tmp_path, module, works,
-                                                                             fails, reason):
+                                                                             fails, reason, made):
+    """``made``: the readings the release made in its trial, which the release after it delivers."""
     settings = json.loads((board.flash / "settings.json").read_text())
     (board.flash / "settings.json").write_text(json.dumps(dict(settings, watchdog=5)))
     board.power_off()
@@ -130,6 +131,115 @@ def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(b
     posted = len(live_server.history("kitchen"))
     eventually(lambda: len(live_server.history("kitchen")) > posted + 3)
     assert running(live_server) == "0.1.0" and files_of(board.flash) == files_of(FIRMWARE)
+    assert seqs_of(live_server, "0.3.0") == list(range(1, made + 1))
+
+
+def seqs_of(live_server, version):
+    """The seqs of the readings ``version`` made, as stored (each start numbers them from 1)."""
+    return [reading["seq"] for reading in live_server.history("kitchen") if reading["fw"] == version]
+
+
+def uploads_of(version, path, body):
+    """The readings of ``version`` in a request (none if it is not an upload)."""
+    readings = json.loads(body) if path == "/api/readings" else []
+    return [reading for reading in readings if reading["fw"] == version]
+
+
+OUTAGES = {"a gateway's 502": (502, {}, b"<html>502 Bad Gateway</html>"),
+           "Redis away": (503, {"Retry-After": "1"}, b'{"error": "Redis is away"}'),
+           "no answer": None}
+
+
+@pytest.mark.parametrize("outage", OUTAGES.values(), ids=OUTAGES.keys())
+def test_a_server_away_through_a_release_trial_neither_rolls_it_back_nor_loses_its_readings(
+        emulated_board, live_server, redis_client, token_for, release_key, outage):
+    """Away for 15 of the new release's cycles, more than its trial's 10: an outage is not the
+    release's fault. Its readings wait on the board, as any release's do."""
+    made = [0]  # the new release's highest seq the server did not take
+
+    def answer(method, path, body, forward):
+        seqs = [reading["seq"] for reading in uploads_of("0.2.0", path, body)]
+        if seqs and made[-1] < 15:
+            made.append(max(seqs))
+            return outage
+        return forward()
+
+    with Proxy(live_server.url, answer) as proxy:
+        running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        publish(redis_client, "0.2.0", release_key)
+        eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=90,
+                   seen=lambda: device_state(live_server))
+
+    assert running(live_server) == "0.2.0" and not (emulated_board.flash / "ota-failed.json").exists()
+    eventually(lambda: len(seqs_of(live_server, "0.2.0")) > 15)
+    assert seqs_of(live_server, "0.2.0") == list(range(1, len(seqs_of(live_server, "0.2.0")) + 1))
+
+
+def test_a_release_that_never_reached_the_server_is_rolled_back_and_tried_again_after_the_backoff(
+        emulated_board, live_server, redis_client, token_for, release_key):
+    """Should the release have broken the way to the server, it must go: after
+    ``update_trial_wait`` s of cycles (an hour unless settings.json says otherwise). Should the
+    outage have been the server's, it is tried again once the backoff is over."""
+    outage = {"on": True}
+
+    def answer(method, path, body, forward):
+        return None if outage["on"] and uploads_of("0.2.0", path, body) else forward()
+
+    with Proxy(live_server.url, answer) as proxy:
+        board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        settings = json.loads((board.flash / "settings.json").read_text())
+        (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_trial_wait=3, update_backoff=15)))
+        board.power_off()
+        board.power_on()
+        publish(redis_client, "0.2.0", release_key)
+        eventually(lambda: (board.flash / "ota-failed.json").exists(), timeout=90)
+        outage["on"] = False  # the server is back
+        eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+        assert "it could not reach the server in 3 s" in device_state(live_server)["fw_error"]
+        eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=90,
+                   seen=lambda: device_state(live_server))
+
+    assert running(live_server) == "0.2.0"
+    first_try, second_try = starts(seqs_of(live_server, "0.2.0"))  # the first delivered by 0.1.0
+    assert len(first_try) >= 10  # 3 s of 0.3 s cycles
+    assert first_try == list(range(1, len(first_try) + 1)) and second_try == list(range(1, len(second_try) + 1))
+
+
+def starts(seqs):
+    """``seqs`` cut where each start of the board numbers its readings from 1 again."""
+    runs = []
+    for seq in seqs:
+        if seq == 1:
+            runs.append([])
+        runs[-1].append(seq)
+    return runs
+
+
+def test_a_deep_sleeping_boards_release_stays_through_an_outage_of_several_wakes(
+        emulated_board, live_server, redis_client, token_for, release_key):
+    """Each wake from deep sleep is a boot, but not one of the starts a trial counts (3):
+    those catch a release that crashes or hangs, and this one ran its cycle to the end."""
+    made = [0]
+
+    def answer(method, path, body, forward):
+        seqs = [reading["seq"] for reading in uploads_of("0.2.0", path, body)]
+        if seqs and made[-1] < 6:
+            made.append(max(seqs))
+            return 502, {}, b"<html>502 Bad Gateway</html>"
+        return forward()
+
+    with Proxy(live_server.url, answer) as proxy:
+        board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        settings = json.loads((board.flash / "settings.json").read_text())
+        (board.flash / "settings.json").write_text(json.dumps(dict(settings, deep_sleep=True)))
+        board.power_off()
+        board.power_on()
+        publish(redis_client, "0.2.0", release_key)
+        eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=120,
+                   seen=lambda: device_state(live_server))
+
+    assert running(live_server) == "0.2.0" and made[-1] >= 6
+    assert seqs_of(live_server, "0.2.0") == list(range(1, len(seqs_of(live_server, "0.2.0")) + 1))
 
 
 def test_a_corrupted_download_is_refused(board, live_server, redis_client, release_key):
