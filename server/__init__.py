@@ -14,7 +14,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .connections import UNREACHABLE, BadSetting
+from .connections import UNREACHABLE, BadSetting, is_full
 from .loglimit import LinesPerMinute
 from .ratelimit import RateLimited
 from .settings import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE
@@ -114,8 +114,7 @@ def _answer_errors_in_json(app):
     @app.errorhandler(redis.exceptions.ResponseError)
     def redis_refused(error):
         """507 with Retry-After (devices keep their readings meanwhile); logged as ``redis_away``."""
-        full = isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(error)
-        if not full:  # a script's error says OOM in its text
+        if not is_full(error):
             raise error
         turn = logged.take("redis full")
         if turn:

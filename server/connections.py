@@ -26,6 +26,12 @@ UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
                redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError)
 
 
+def is_full(error):
+    """Whether a Redis error says it is at its ``maxmemory`` and refuses writes (a script's
+    error says so only in its text): the server answers 507 with ``Retry-After``."""
+    return isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(error)
+
+
 def get_redis(app=None):
     """The process's one Redis client (a connection pool), made on first use; the current
     app's, unless ``app`` is given (outside of a request)."""

@@ -252,10 +252,19 @@ local function go_offline(device, channel)
 end
 """
 
-# ARGV: the cutoff (seconds: a device last seen before it is offline), the channel.
-# Marks the devices last seen since the previous sweep's cutoff (kept in ``offline-swept``,
-# shared by every process and instance) offline once, and announces it.
+# ARGV: the cutoff (seconds: a device last seen before it is offline), the channel, when
+# this process last found Redis full (0: never). Marks the devices last seen since the
+# previous sweep's cutoff (kept in ``offline-swept``, shared by every process and instance)
+# offline once, and announces it. Not one while the cutoff is before the last time any
+# process found Redis full (kept in ``full-at``): the devices refused meanwhile were heard,
+# and get ``OFFLINE_AFTER`` from then to be stored again.
 _MARK_OFFLINE = _GO_OFFLINE + """
+local full = tonumber(redis.call('GET', P .. 'full-at') or '0')
+if tonumber(ARGV[3]) > full then
+  full = tonumber(ARGV[3])
+  redis.call('SET', P .. 'full-at', ARGV[3])
+end
+if tonumber(ARGV[1]) < full then return {} end
 local swept = redis.call('GET', P .. 'offline-swept') or '-inf'
 if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
@@ -387,11 +396,12 @@ def trim_histories(client, now, retention):
         pipe.execute()
 
 
-def mark_offline(client, cutoff):
-    """Mark the devices not seen since ``cutoff`` offline, once; returns the ones marked now."""
+def mark_offline(client, cutoff, full_at=0.0):
+    """Mark the devices not seen since ``cutoff`` offline, once, unless Redis was full since
+    (at ``full_at`` as this process found it, or later as another did); returns the ones marked now."""
     script = _script(client, _MARK_OFFLINE)
     return [device for prefix in shards_of(client).prefixes
-            for device in script([prefix], [repr(cutoff), CHANNEL], client=client)]
+            for device in script([prefix], [repr(cutoff), CHANNEL, repr(full_at)], client=client)]
 
 
 def mark_dropped(client, device, will_time):

@@ -182,6 +182,36 @@ def test_at_night_with_nobody_watching_a_silent_device_is_reported_once_by_two_i
     assert all(server.health()["streams"] == 0 for server in servers)
 
 
+def swept_since(redis_client, moment):
+    """Some server process's offline sweep ran to its end after ``moment``."""
+    return any(json.loads(line)["at"] > moment for line in redis_client.hvals("metrics:processes"))
+
+
+def test_a_full_redis_takes_no_device_that_kept_posting_offline_once_it_has_room_again(
+        start_server, client, token_for, redis_client, webhook):
+    start_server(OFFLINE_AFTER=2, WEBHOOK_URL=webhook.url)
+    kitchen, freezer = ({"Authorization": f"Bearer {token_for(device)}"} for device in ("kitchen", "freezer"))
+    for headers in (kitchen, freezer):
+        assert client.post("/api/readings", json={"temperature": 4}, headers=headers).status_code == 201
+
+    redis_client.config_set("maxmemory", 1)  # as full as it gets, for longer than OFFLINE_AFTER
+    try:
+        full_from = time.time()
+        eventually(lambda: client.post("/api/readings", json={"temperature": 5}, headers=kitchen).status_code == 507
+                   and time.time() > full_from + 3)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    room_from = time.time()
+    eventually(lambda: swept_since(redis_client, room_from))  # before the kitchen's Retry-After is over
+
+    def kitchen_posts_and_alerts_are():  # the kitchen posts on, the freezer died before Redis filled up
+        assert client.post("/api/readings", json={"temperature": 5}, headers=kitchen).status_code == 201
+        return [(alert["device"], alert["state"]) for alert in webhook.received]
+
+    eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
+               seen=lambda: webhook.received)
+
+
 def test_a_threshold_too_large_for_a_number_is_refused_clearly(client, kitchen):
     answer = client.put("/api/devices/kitchen/thresholds/temperature", data='{"high": 1' + "0" * 400 + "}",
                         content_type="application/json")
