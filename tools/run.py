@@ -216,6 +216,13 @@ def run(args):
         return code or 1
 
 
+def flask_command():
+    """The flask CLI of the environment this runs in, as typed from here (.venv/bin/flask)."""
+    flask = pathlib.Path(sys.executable).with_name("flask")
+    relative = os.path.relpath(flask)
+    return str(flask) if relative.startswith("..") else relative
+
+
 def print_front_door(config, base, data_dir):
     """The dashboard's address, a curl that works, and whether reading needs a login."""
     auth = ""
@@ -225,7 +232,7 @@ def print_front_door(config, base, data_dir):
     where = {"REDIS_URL": config["REDIS_URL"]} if config["REDIS_URL"] != DEFAULTS["REDIS_URL"] else {}
     where |= {f"SENSORCAST_{name}": config[name] for name in ("REDIS_SENTINELS", "REDIS_CLUSTER", "REDIS_SHARDS")
               if config[name] != DEFAULTS[name]}
-    flask = " ".join([*(f"{name}={value}" for name, value in where.items()), ".venv/bin/flask --app server"])
+    flask = " ".join([*(f"{name}={value}" for name, value in where.items()), f"{flask_command()} --app server"])
     mqtt = urlsplit(config["MQTT_URL"])
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
