@@ -4,9 +4,10 @@ Asks for the Wi-Fi name and password (or takes WIFI_SSID / WIFI_PASSWORD), makes
 device's token in the server's Redis (``make run``'s, or ``--data``'s), points the board
 at this machine's LAN address, gives it the public half of the release key (``make
 release``'s, made here on first use: the board installs only releases it signed), and
-writes ``settings.json`` straight to the board: the secrets never touch the repo. Once the board has its token, the device's
-earlier ones stop working: a board provisioned again, or a new one in its place, holds
-the only one.
+writes ``settings.json`` straight to the board: the secrets never touch the repo. Then the
+board restarts: one that runs the firmware goes on with its new settings at once. Once the
+board has its token, the device's earlier ones stop working: a board provisioned again, or
+a new one in its place, holds the only one.
 
 With ``--transport mqtt`` the board publishes its readings to the broker at ``--broker``
 (``mqtt://[device:password@]host[:port]``; the firmware speaks plain MQTT) and keeps the
@@ -57,6 +58,18 @@ def broker_settings(broker, device):
     return settings, line
 
 
+def check_server(url):
+    """ValueError unless the board can post to ``url``: http or https, a host, a port that is a number."""
+    parts = urlsplit(url)
+    try:
+        reachable = parts.scheme in ("http", "https") and parts.hostname and parts.port != 0
+    except ValueError:  # a port that is no number
+        reachable = False
+    if not reachable:
+        raise ValueError(f"SERVER must be the server's address as the board reaches it, "
+                         f"e.g. http://192.168.1.20:5000, not {url!r}")
+
+
 def default_server(data_dir=DATA_DIR):
     """This machine as the board reaches it, on the port ``make run`` serves (5000 while it
     is not running, as ``running_server`` says)."""
@@ -87,6 +100,8 @@ def main(argv=None):
         print(f"provision: DEVICE must be {DEVICE_RULE}", file=sys.stderr)
         return 2
     try:
+        if args.server:
+            check_server(args.server)
         key = public_key(release_key(args.key or RELEASE_KEY))
         mqtt, password_line = broker_settings(args.broker or f"mqtt://{lan_address()}", args.device) \
             if args.transport == "mqtt" else ({}, None)
@@ -109,7 +124,7 @@ def main(argv=None):
         path = os.path.join(private, "settings.json")
         with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             json.dump(settings, f, indent=1)
-        if not mpremote(args.port, ["fs", "cp", path, ":settings.json"]):
+        if not mpremote(args.port, ["fs", "cp", path, ":settings.json"], ["reset"]):
             drop_token(redis_client, args.device, token)  # nobody has it
             return 1
     try:

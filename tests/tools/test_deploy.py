@@ -1,10 +1,14 @@
 """From a bare board to readings on the dashboard, with the real mpremote: provision, deploy."""
 import json
 import os
+import shutil
 import subprocess
+
+import pytest
 
 from server import ROOT
 from tests.conftest import eventually
+from tests.firmware.conftest import node_settings
 from tools.deploy import FIRMWARE, LIBRARY
 
 
@@ -53,6 +57,29 @@ def test_a_board_provisioned_again_holds_the_only_token_that_works(emulated_boar
     second = json.loads((emulated_board.flash / "settings.json").read_text())["token"]
     assert live_server.post("/api/readings", first, json={"temperature": 21}).status_code == 401
     assert live_server.post("/api/readings", second, json={"temperature": 22}).status_code == 201
+
+
+@pytest.mark.parametrize("server", ["192.168.1.20:5000", "http://192.168.1.20:5OOO", "ftp://192.168.1.20"])
+def test_provision_refuses_a_server_address_the_board_could_not_post_to(emulated_board, redis_server, monkeypatch,
+                                                                       server):
+    result = provision(emulated_board, type("Server", (), {"url": server}), redis_server, monkeypatch)
+
+    assert result.returncode == 2 and "SERVER must be the server's address as the board reaches it" in result.stderr
+    assert not (emulated_board.flash / "settings.json").exists()
+
+
+def test_a_board_running_the_firmware_goes_on_with_its_new_settings_once_provisioned(
+        emulated_board, live_server, redis_server, token_for, monkeypatch):
+    for source in FIRMWARE.glob("*.py"):
+        shutil.copy(source, emulated_board.flash)
+    (emulated_board.flash / "settings.json").write_text(json.dumps(node_settings(live_server.url, token_for("kitchen"))))
+    emulated_board.power_on()
+    eventually(lambda: live_server.history("kitchen"))
+
+    result = provision(emulated_board, live_server, redis_server, monkeypatch)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    eventually(lambda: live_server.history("attic"), timeout=60)  # not halted at the REPL till a deploy
 
 
 def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated_board, live_server,
