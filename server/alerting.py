@@ -54,7 +54,7 @@ local function check_thresholds(channel, device, fields, at, budget, limits)
     for k = 1, #fields, 2 do
       if fields[k] == metric then value = tonumber(fields[k + 1]) end
     end
-    if value then
+    if value and value == value and math.abs(value) ~= math.huge then  -- a metric's: a text field may read as inf
       local was = redis.call('HGET', P .. 'alerting:' .. device, metric)
       local margin, now_state = limit.hysteresis or 0, false
       if limit.high and value > limit.high then now_state = 'high'

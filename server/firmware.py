@@ -34,7 +34,7 @@ from .connections import get_redis
 from .loglimit import LinesPerMinute
 from .ratelimit import take_request
 from .readings import DEVICE_ID, DEVICE_RULE, FIRMWARE_VERSION, InvalidReading, parse_json
-from .store import CHANNEL, device_key
+from .store import device_key, note_update
 
 bp = Blueprint("firmware", __name__)
 log = logging.getLogger(__name__)
@@ -117,18 +117,11 @@ def check():
     with client.pipeline(transaction=False) as pipe:  # one round trip: every board asks at every heartbeat
         targets, update = pipe.hgetall(TARGETS).hmget(device_key(client, device), "fw_update", "fw_status").execute()
     if running and update == [running, "updating"]:
-        _note_update(client, device, running, "updated", "")
+        note_update(client, device, running, "updated", "")
     version = target(targets, device)
     if not version or version == running:
         return "", 204
     return {"version": version}
-
-
-def _note_update(client, device, version, status, reason):
-    """Keep how ``device``'s update to ``version`` went, and tell every page."""
-    client.hset(device_key(client, device), mapping={"fw_update": version, "fw_status": status, "fw_error": reason})
-    client.publish(CHANNEL, json.dumps({"type": "device", "data": {
-        "device": device, "status": "firmware", "fw_update": version, "fw_status": status, "fw_error": reason}}))
 
 
 @bp.get("/api/firmware/<version>")
@@ -173,7 +166,8 @@ def report():
     if not isinstance(reason, str):
         abort(400, "reason: must be text")
     reason = reason[:REASON_LENGTH].encode(errors="replace").decode()  # a lone surrogate (JSON's "\ud800") is no UTF-8
-    _note_update(client, device, version, status, reason)
+    reason = "".join(char if char.isprintable() else " " for char in reason)  # one line, no terminal codes
+    note_update(client, device, version, status, reason)
     turn = current_app.extensions.setdefault("sensorcast.reports-logged", LinesPerMinute()).take(device)
     if turn:
         (log.warning if status == "failed" else log.info)("firmware %r on %s: %s %r%s", version, device, status,

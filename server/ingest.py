@@ -34,6 +34,7 @@ from .store import Conflict, TokenRevoked, add_readings
 bp = Blueprint("ingest", __name__)
 
 LEGACY_DEVICE = "therm"
+STORE_REFUSED = "sensorcast.store_refused"  # in the environ: the refusal add_readings gave FastUploads
 
 
 @bp.post("/api/readings")
@@ -74,6 +75,9 @@ def _store(body, device, bare_value_is=None):
     config = current_app.config
     now = time.time()
     try:
+        refused = request.environ.pop(STORE_REFUSED, None)  # the fast path's answer from Redis
+        if refused is not None:
+            raise refused
         payload = parse_json(body)
         if bare_value_is and not isinstance(payload, dict):
             payload = {bare_value_is: payload}
@@ -110,11 +114,12 @@ _ANSWER_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  #
 class FastUploads:
     """WSGI middleware: ``POST /api/readings`` with a token this process knows and a JSON
     body, stored and answered 201 without Flask; any other request, or any other outcome,
-    goes on to ``wsgi_app``, the body it read handed on. A request refused before Redis
-    changed anything goes through Flask's route again; what must not be tried twice (a
-    conflict, which charged the rate limit; Redis away or a replica's WAIT, maybe after the
-    store), a refused body and a device still told to wait (before its body is read) are
-    raised in Flask (``MET_BELOW_FLASK``) for its handlers to answer and count."""
+    goes on to ``wsgi_app``, the body it read handed on. Readings refused before Redis was
+    asked go through Flask's route again; Redis's refusals (too many names, the rate limit,
+    a revoked token) are handed to the route (``STORE_REFUSED``), which answers them without
+    asking again; what its handlers answer (a conflict; Redis away or a replica's WAIT, maybe
+    after the store), a refused body and a device still told to wait (before its body is
+    read) are raised in Flask (``MET_BELOW_FLASK``) for them to answer and count."""
 
     def __init__(self, app, wsgi_app, headers):
         self.app, self.wsgi_app = app, wsgi_app
@@ -153,9 +158,13 @@ class FastUploads:
         now = time.time()
         try:
             readings = validate(parse_json(body), now, config["MAX_BATCH"], config["MAX_FUTURE"], device)
+        except (InvalidReading, PermissionError):
+            return None  # Redis was not asked: Flask's route refuses it again, reading the body read_body left
+        try:
             ids, known = add_readings(get_redis(self.app), readings, now, config, token_digest=digest)
-        except (InvalidReading, PermissionError, RateLimited, TokenRevoked):
-            return None  # nothing changed in Redis: Flask's route refuses it again, reading the body read_body left
+        except (InvalidReading, RateLimited, TokenRevoked) as refusal:  # Flask's route answers it, not asking again
+            environ[STORE_REFUSED] = refusal
+            return None
         except (Conflict, redis.exceptions.RedisError, *UNREACHABLE) as error:  # the rate limit was charged, or more
             environ[MET_BELOW_FLASK] = error
             return None

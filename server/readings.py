@@ -191,6 +191,8 @@ def is_metric_name(name):
 def _name_problem(name):
     if not METRIC_NAME.match(name):
         return "a metric name is 1-32 characters of a-z 0-9 _, starting with a letter"
+    if name in FIELDS:
+        return "is a field of every reading, not a metric name"
     if name in RESERVED:
         return "is reserved for the server's own fields, not a metric name"
     return None

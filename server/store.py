@@ -7,6 +7,7 @@ event id and its place in the history never disagree, however large the batch.
 
 import heapq
 import itertools
+import json
 
 import redis
 
@@ -116,7 +117,8 @@ READING_BYTES = 256
 # [{"device", "boot"?, "seq"?, "slot"?, "fields": [name, value, ...]}], then the rate
 # limits (``ratelimit.RATE_LIMIT``, from ARGV[6]), then the most readings a device's history
 # keeps (ARGV[11], as well as ``retention``), and the most field names a device may have
-# in all (ARGV[12]): past it, nothing is stored and the answer is 'too many names'; then
+# in all (ARGV[12]): past it, nothing is stored (the rate limit charged all the same) and
+# the answer is 'too many names'; then
 # each device's alert budget (ARGV[13], alerting.py); the transport the readings came by
 # (ARGV[14]), for the ``metrics`` counters of readings stored and of duplicates; the
 # SHA-256 of the token they came with (ARGV[15], '' for none): one not in ``tokens`` for the
@@ -142,6 +144,8 @@ if ARGV[14] == 'mqtt' and redis.call('SISMEMBER', P .. 'revoked-devices', readin
   return 'revoked'
 end
 local budget = cjson.decode(ARGV[13])
+local wait = take(6, now * 1000, #readings)  -- first: refused or not, readings count against their device's rate
+if wait > 0 then return wait end
 local names = {}  -- device key -> {count = fields it would have, known = {name = true}}
 for _, r in ipairs(readings) do
   local key = P .. 'device:' .. r.device
@@ -155,8 +159,6 @@ for _, r in ipairs(readings) do
   end
   if device.count > tonumber(ARGV[12]) then return 'too many names' end
 end
-local wait = take(6, now * 1000, #readings)
-if wait > 0 then return wait end
 local devices = {}  -- device -> what this call knows of it (``device_state``)
 local function device_state(device)
   local d = devices[device]
@@ -423,6 +425,27 @@ if redis.call('HDEL', P .. 'alerting:' .. ARGV[1], ARGV[2]) == 1 then
 end
 return removed
 """
+
+
+# ARGV: the device, the version its update is to, its status and reason, the channel, the
+# ``device`` event saying so. Kept and published for a device the server knows only: a
+# report must not make one that never posted, nor bring a deleted one back.
+_NOTE_UPDATE = LUA_PREFIX + """
+if not redis.call('ZSCORE', P .. 'devices', ARGV[1]) then return 0 end
+redis.call('HSET', P .. 'device:' .. ARGV[1], 'fw_update', ARGV[2], 'fw_status', ARGV[3], 'fw_error', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+"""
+
+
+def note_update(client, device, version, status, reason):
+    """Keep how ``device``'s update to ``version`` went, and tell every page; False for a
+    device the server does not know."""
+    event = json.dumps({"type": "device", "data": {"device": device, "status": "firmware", "fw_update": version,
+                                                   "fw_status": status, "fw_error": reason}})
+    script = _script(client, _NOTE_UPDATE)
+    return script([shards_of(client).prefix(device)], [device, version, status, reason, CHANNEL, event],
+                  client=client) == 1
 
 
 def clear_threshold(client, device, metric, now):

@@ -219,12 +219,22 @@ def test_a_threshold_too_large_for_a_number_is_refused_clearly(client, kitchen):
     assert answer.status_code == 400 and answer.json["error"] == "high: must be a finite number"
 
 
-@pytest.mark.parametrize("metric", ["temperature%0A", "status"])
+@pytest.mark.parametrize("metric", ["temperature%0A", "status", "fw", "ts"])
 def test_a_threshold_is_only_for_a_name_a_metric_may_have(client, kitchen, metric):
     answer = client.put(f"/api/devices/kitchen/thresholds/{metric}", json={"high": 30})
 
     assert answer.status_code == 400 and answer.json["error"].startswith("metric: ")
     assert client.get("/api/devices/kitchen/thresholds").json["thresholds"] == {}
+
+
+def test_a_threshold_an_older_server_let_be_set_on_a_readings_own_field_breaks_no_upload(client, kitchen, token_for,
+                                                                                          redis_client):
+    redis_client.hset("thresholds:kitchen", "fw", json.dumps({"high": 5}))
+    headers = {"Authorization": f"Bearer {token_for('kitchen')}"}
+
+    answer = client.post("/api/readings", json={"temperature": 20, "fw": "1e999"}, headers=headers)  # inf to Lua
+
+    assert answer.status_code == 201 and client.get("/api/alerts").json["recent"] == []
 
 
 def test_a_device_is_back_online_only_after_it_was_marked_offline(client, kitchen, redis_client):

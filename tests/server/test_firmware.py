@@ -174,14 +174,26 @@ def test_a_reports_reason_with_half_a_character_is_kept_with_a_question_mark_for
     assert device["fw_error"] == "OSError ?"
 
 
-def test_a_report_cannot_write_lines_of_its_own_into_the_log(client, token_for, caplog):
-    forged = "boom\nINFO server.viewers: viewer admin logged in"
+def test_a_report_cannot_write_lines_of_its_own_into_the_log_nor_the_pages(client, token_for, caplog):
+    kitchen = token_for("kitchen")
+    client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {kitchen}"})
+    forged = "boom\nINFO server.viewers: viewer admin logged in\x1b[31m"
 
-    answer = report(client, token_for("kitchen"), version="0.2.0", status="failed", reason=forged)
+    answer = report(client, kitchen, version="0.2.0", status="failed", reason=forged)
 
     assert answer.status_code == 204
     [record] = [r for r in caplog.records if r.name == "server.firmware"]
-    assert "\n" not in record.getMessage() and repr(forged) in record.getMessage()
+    assert "\n" not in record.getMessage() and "\x1b" not in record.getMessage()
+    [device] = client.get("/api/devices").json["devices"]
+    assert device["fw_error"] == "boom INFO server.viewers: viewer admin logged in [31m"
+
+
+def test_a_report_of_a_device_that_never_posted_makes_no_device(client, token_for):
+    assert report(client, token_for("kitchen"), version="0.2.0", status="failed", reason="boom").status_code == 204
+
+    assert client.get("/api/devices").json["devices"] == []
+    assert client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30}).status_code == 404
+    assert client.get("/api/devices/kitchen/readings.csv").status_code == 404
 
 
 def test_a_board_reporting_in_a_loop_writes_ten_lines_a_minute(app, client, token_for, caplog):

@@ -585,6 +585,20 @@ def test_a_leaked_token_cannot_give_its_device_ever_more_metric_names(client, to
     assert post(client, {"temperature": 21, "humidity": 41}, token).status_code == 201  # known names go on
 
 
+def test_uploads_refused_for_too_many_names_count_against_the_rate_and_ask_redis_once_each(client, token_for,
+                                                                                         redis_client):
+    token = token_for("kitchen")
+    for batch in range(4):  # every field name the device may have, and more
+        post(client, [{f"m{batch}_{n}": 1 for n in range(16)}], token)
+    calls = redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]
+
+    answers = [post(client, [{f"new_{n}": 1 for n in range(16)}] * 500, token).status_code for _ in range(8)]
+
+    assert answers[0] == 400 and 429 in answers  # then told to wait, its bodies refused before they are read
+    stored_or_refused = answers.index(429) + 1  # each once, in one call: the 429's too
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] - calls == stored_or_refused
+
+
 def test_a_value_too_large_to_sum_into_the_charts_is_refused(client, token_for):
     answer = post(client, {"big": 1.7e308}, token_for("kitchen"))
 
