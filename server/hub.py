@@ -38,7 +38,6 @@ from .store import CHANNEL
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT = b":heartbeat\n\n"
 PAUSED = str(Message({"live": False}, type="status")).encode()
 RESUMED = str(Message({"live": True}, type="status")).encode()
 # Each round of wake-ups allocates a few objects per stream that live until the next
@@ -46,6 +45,13 @@ RESUMED = str(Message({"live": True}, type="status")).encode()
 # them, and every ~12 s a full collection of 10,000 streams' objects stops this process
 # for 200 ms. A young generation of 100,000 lets them die young.
 GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def heartbeat_event(seconds):
+    """A quiet stream's heartbeat: an event, which a page hears (a comment it never would),
+    saying every how many ``seconds`` one comes. A stream a NAT or a phone's network dropped
+    without a word stays open to the browser for good: silence for a few heartbeats tells it."""
+    return str(Message({"every": seconds}, type="heartbeat")).encode()
 
 
 class HubUnavailable(redis.exceptions.ConnectionError):
@@ -323,9 +329,10 @@ class Hub:
         """A heartbeat to the clients of each channel that sent them nothing for ``heartbeat``
         seconds: a proxy keeps an idle stream open, and the write to a browser gone fails.
         A busy channel's events do both, and a crowd's worker is spared a round of writes."""
+        beat = heartbeat_event(self.heartbeat)
         for channel in list(self._channels.values()):
             if not (channel.entries and channel.entries[-1][1] > now - self.heartbeat):
-                channel.append(None, HEARTBEAT, now)
+                channel.append(None, beat, now)
                 channel.wake()
 
     def _sweep(self, now, redis_answers):

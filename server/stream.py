@@ -23,7 +23,7 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from .connections import get_redis
 from .gap import reading_event
 from .guard import sender
-from .hub import Hub, StreamLimit
+from .hub import Hub, StreamLimit, heartbeat_event
 from .positions import NOTHING, Position
 from .shards import shards_of
 from .store import CHANNEL, READINGS, pages, stream_id
@@ -171,12 +171,13 @@ class Body:
         self.hub.leave(self.client)
 
     def _events(self, redis_client, last_event_id, retry):
-        """The reconnect delay, what was missed, then live events.
+        """The reconnect delay and a first heartbeat (the page learns how often they come),
+        what was missed, then live events.
 
         The client joined the hub before the replay is read: nothing published meanwhile
         is lost, and live readings that the replay already sent are skipped.
         """
-        yield f"retry:{retry}\n\n".encode()
+        yield f"retry:{retry}\n\n".encode() + heartbeat_event(self.hub.heartbeat)
         replayed = None
         try:
             if last_event_id:

@@ -148,31 +148,36 @@ class EventStream:
     def __init__(self, url, headers, timeout=10):
         self.response = requests.get(url, headers=headers, stream=True, timeout=(3, timeout))
         self.lines = self.response.iter_lines(chunk_size=None, decode_unicode=True)
-        self.comments = 0
+        self.heartbeats = 0
+        self.events = self._events()
 
-    def next_event(self):
-        """The next event as a dict with ``event``, ``data`` (parsed JSON) and ``id``."""
+    def _events(self):
+        """Each event as a dict with ``event``, ``data`` (parsed JSON) and ``id``."""
         event = {}
         for line in self.lines:
             if not line:
                 if "data" in event:
                     event["data"] = json.loads(event["data"])
-                    return event
+                    self.heartbeats += event.get("event") == "heartbeat"
+                    yield event
                 event = {}
-                continue
-            if line.startswith(":"):
-                self.comments += 1
-                continue
-            name, _, value = line.partition(":")
-            event[name] = value.lstrip(" ")
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                event[name] = value.lstrip(" ")
+
+    def next_event(self):
+        """The next event but a heartbeat."""
+        for event in self.events:
+            if event.get("event") != "heartbeat":
+                return event
         raise EOFError("the stream ended")
 
-    def skip_comments(self, count):
-        """Read until ``count`` comment lines (heartbeats) have arrived."""
-        for line in self.lines:
-            self.comments += line.startswith(":")
-            if self.comments >= count:
+    def skip_heartbeats(self, count):
+        """Read until ``count`` heartbeats have arrived, the one a stream opens with first."""
+        for _ in self.events:
+            if self.heartbeats >= count:
                 return
+        raise EOFError("the stream ended")
 
     def next_of(self, kind):
         """The next event of type ``kind``, passing over the others."""

@@ -3,8 +3,11 @@ and while the owner starts requiring a login: each card says it is out of touch 
 chart is not current, not "online", until the server answers again; while Redis is away the
 page says at once that it waits for the server, not "live"; a page opened while Redis is
 away says so, and fills in once it is back; a page whose login is now needed goes to the
-login page at once."""
+login page at once; and while the network drops a page's stream without a word, the page
+notices by the missing heartbeats and opens it again."""
 import re
+import socket
+import threading
 
 import pytest
 from playwright.sync_api import expect
@@ -103,3 +106,69 @@ def test_a_page_whose_login_became_needed_goes_to_the_login_page_at_once(start_s
 
     expect(page.locator("form.login")).to_be_visible(timeout=20_000)
     assert page.url.startswith(server.url + "/login")
+
+
+class DroppingNetwork:
+    """A TCP relay between the browser and ``server_url`` that can drop every connection open
+    now without a word, as a NAT or a phone's network does: each stays open, and nothing
+    passes either way any more. Connections made after pass."""
+
+    def __init__(self, server_url):
+        self.server = server_url.removeprefix("http://").split(":")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = []  # [browser side, server side, dropped]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop_all(self):
+        for connection in self.connections:
+            connection[2] = True
+
+    def _accept(self):
+        while True:
+            try:
+                browser, _ = self.listener.accept()
+            except OSError:
+                return
+            connection = [browser, socket.create_connection((self.server[0], int(self.server[1]))), False]
+            self.connections.append(connection)
+            for source, target in ((connection[0], connection[1]), (connection[1], connection[0])):
+                threading.Thread(target=self._relay, args=(connection, source, target), daemon=True).start()
+
+    def _relay(self, connection, source, target):
+        try:
+            while data := source.recv(65536):
+                if not connection[2]:
+                    target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            target.close()
+
+    def close(self):
+        self.listener.close()
+        for browser, server, _ in self.connections:
+            browser.close()
+            server.close()
+
+
+def test_a_stream_the_network_dropped_without_a_word_is_opened_again_and_misses_nothing(
+        start_server, token_for, browser_page):
+    server = start_server(HEARTBEAT=1)  # the page gives a silent stream three heartbeats
+    token = token_for("kitchen")
+    server.post("/api/readings", token, json={"temperature": 20})
+    network = DroppingNetwork(server.url)
+    try:
+        page = browser_page
+        page.goto(network.url + "/")
+        expect(page.locator("#connection")).to_have_text("live")
+        card = page.locator('[data-device="kitchen"]')
+        expect(card.locator(".metrics")).to_contain_text("20")
+
+        network.drop_all()
+        server.post("/api/readings", token, json={"temperature": 23})
+
+        expect(card.locator(".metrics")).to_contain_text("23", timeout=60_000)
+        expect(page.locator("#connection")).to_have_text("live")
+    finally:
+        network.close()

@@ -43,8 +43,10 @@ class Reader:
         threading.Thread(target=lambda: self.writes.extend(client.chunks(skip_until)), daemon=True).start()
 
     def data(self):
-        lines = b"".join(self.writes).split(b"\n")
-        return [json.loads(line[5:]) for line in lines if line.startswith(b"data:")]
+        """The data of each event but the heartbeats."""
+        events = b"".join(self.writes).split(b"\n\n")
+        return [json.loads(line[5:]) for event in events if not event.startswith(b"event:heartbeat")
+                for line in event.split(b"\n") if line.startswith(b"data:")]
 
     def numbers(self):
         return [data["n"] for data in self.data()]
@@ -365,10 +367,10 @@ def test_a_busy_channel_gets_its_events_without_heartbeats_and_a_quiet_one_its_h
         time.sleep(0.1)
     eventually(lambda: reader.numbers() == list(range(70)))
     sent = b"".join(reader.writes)
-    while_busy = sent[sent.index(b"data:"):sent.rindex(b"data:")]
-    eventually(lambda: b"".join(reader.writes)[len(sent):].count(b":heartbeat") == 2, timeout=30)  # then quiet
+    while_busy = sent[sent.index(b"event:reading"):sent.rindex(b"event:reading")]
+    eventually(lambda: b"".join(reader.writes)[len(sent):].count(b"event:heartbeat") == 2, timeout=30)  # then quiet
 
-    assert while_busy.count(b":heartbeat") == 0
+    assert while_busy.count(b"event:heartbeat") == 0
 
 
 

@@ -81,7 +81,7 @@ def test_headers_arrive_at_once_and_heartbeats_keep_an_idle_stream_alive(live_se
 
     assert browser.response.headers["Content-Type"].startswith("text/event-stream")
     assert browser.response.headers["X-Accel-Buffering"] == "no"
-    browser.skip_comments(2)
+    browser.skip_heartbeats(3)  # the one it opens with, and two more
 
 
 def test_a_closed_browser_is_forgotten_by_the_heartbeats(live_server):
@@ -92,7 +92,7 @@ def test_a_closed_browser_is_forgotten_by_the_heartbeats(live_server):
         browser.close()
 
     eventually(lambda: live_server.health()["streams"] == 1)
-    browsers[0].skip_comments(3)
+    browsers[0].skip_heartbeats(4)
 
 
 def test_a_silent_device_is_announced_offline_then_online_again(start_server, token_for):

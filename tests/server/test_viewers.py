@@ -370,7 +370,7 @@ def test_an_open_stream_ends_with_its_viewers_access(live_server, app, add_viewe
     browser = live_server.stream(Cookie=f"session={cookie}")
     other = live_server.stream(Cookie=f"session={cookie}")
     assert browser.response.status_code == 200
-    browser.skip_comments(1)
+    browser.skip_heartbeats(1)
 
     if change == "a new password":
         add_viewer("ana", "battery staple")
@@ -384,7 +384,7 @@ def test_an_open_stream_ends_with_its_viewers_access(live_server, app, add_viewe
 
 def test_a_stream_opened_while_reading_was_open_ends_once_a_viewer_is_added(live_server, add_viewer):
     browser = live_server.stream()
-    browser.skip_comments(1)
+    browser.skip_heartbeats(1)
 
     add_viewer("ana", "correct horse")
 

@@ -7,9 +7,15 @@
 // While the server's own live feed has paused (it lost its database for a moment, and keeps
 // the stream open to fill the gap when it is back), a `status` event says so, and the
 // indicator says "waiting for the server" rather than "live" over a silent stream.
+// A stream a NAT or a phone's network dropped without a word stays open to the browser for
+// good: a quiet stream gets a `heartbeat` event every `every` seconds (the first as it
+// opens), so one silent for SILENT_BEATS of them is closed and opened again, replaying
+// what it missed.
 import { newer } from "./format.js";
 
 const RETRY_MS = 3000;
+const SILENT_BEATS = 3;
+let heartbeatSeconds = 15; // the server says, in each heartbeat
 const indicator = () => document.getElementById("connection");
 let lastEventId = "";
 let retryDelay = RETRY_MS;
@@ -46,7 +52,19 @@ export function connect(onOpen, handlers) {
   };
   const query = lastEventId ? `?lastEventID=${encodeURIComponent(lastEventId)}` : "";
   const source = new EventSource(`/stream${query}`);
+  let heard = Date.now();
+  const hear = () => { heard = Date.now(); };
+  const watchdog = setInterval(() => { // open, or opening on a connection that may be as dead
+    const closed = source.readyState === EventSource.CLOSED; // then retried later, or the login page is next
+    if (!closed && Date.now() - heard < SILENT_BEATS * heartbeatSeconds * 1000) return;
+    clearInterval(watchdog);
+    if (closed) return;
+    source.close();
+    show("reconnecting");
+    connect(onOpen, handlers);
+  }, 1000);
   source.onopen = () => {
+    hear();
     retryDelay = RETRY_MS;
     show("live");
     onOpen();
@@ -63,12 +81,25 @@ export function connect(onOpen, handlers) {
       toLogin();
     }, otherwise);
   };
-  source.addEventListener("status", (event) => show(JSON.parse(event.data).live ? "live" : "paused"));
+  source.addEventListener("heartbeat", (event) => {
+    hear();
+    heartbeatSeconds = JSON.parse(event.data).every;
+  });
+  source.addEventListener("status", (event) => {
+    hear();
+    show(JSON.parse(event.data).live ? "live" : "paused");
+  });
   source.addEventListener("reading", (event) => {
+    hear();
     lastEventId = event.lastEventId || lastEventId;
     handlers.reading({ id: event.lastEventId, ...JSON.parse(event.data) }); // on a cluster, the data has its own id
   });
   for (const [name, handle] of Object.entries(handlers)) {
-    if (name !== "reading") source.addEventListener(name, (event) => handle(JSON.parse(event.data)));
+    if (name !== "reading") {
+      source.addEventListener(name, (event) => {
+        hear();
+        handle(JSON.parse(event.data));
+      });
+    }
   }
 }
