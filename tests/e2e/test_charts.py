@@ -82,6 +82,22 @@ def test_a_long_break_is_drawn_as_a_gap_not_a_line(live_server, token_for, open_
     assert not page.evaluate(RED_AT, ["kitchen", start + 26.5 * step, first, last])  # and nothing across the break
 
 
+def test_a_slow_stretch_before_a_burst_is_drawn_as_a_line_not_as_dots(live_server, token_for, open_page):
+    """The burst's readings come hundredths of a second apart, the stretch's a minute:
+    each is usual where it is, and neither is a break."""
+    token = token_for("lathe")
+    now = time.time()
+    post(live_server, token, [{"temperature": 20 + n % 2, "ts": now - 700 + n * 60} for n in range(11)])
+    post(live_server, token, [{"temperature": 25 + n % 2, "ts": now - 30 + n * 0.02} for n in range(300)])
+    page = open_dashboard(open_page, live_server)
+    chart = page.locator('[data-device="lathe"] .chart')
+    expect(chart).to_have_attribute("data-points", "311")
+
+    first, last = (float(chart.get_attribute(name)) for name in ("data-from", "data-to"))
+    for between in (now - 700 + 3.5 * 60, now - 700 + 7.5 * 60):  # half way from one reading to the next
+        assert page.evaluate(RED_AT, ["lathe", between, first, last])
+
+
 def test_hovering_reads_out_the_time_and_each_value_in_the_page_language(live_server, token_for, open_page):
     start = time.time() - 10 * MINUTE
     post(live_server, token_for("kitchen"), [{"temperature": 21.25, "humidity": 40.5, "ts": start + n * MINUTE}

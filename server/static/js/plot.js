@@ -14,6 +14,7 @@ export const COLOURS = ["#d1495b", "#00798c", "#edae49", "#30638e", "#8f2d56", "
 const LONE_POINT_ROOM = 300; // seconds either side of the only time there is
 const FLAT_ROOM = 1; // either side of a value axis's only value (one reading, or all alike), in its unit
 const GAP = 3; // a break longer than this many usual intervals is a gap
+const NEAR_STEPS = 3; // the steps on each side of a step that say what interval is usual there
 const TIME_SPACE = 90; // px from one time on the axis to the next, where the chart is wide enough
 const LEAST_TIMES = 4; // labels on a time axis, however narrow, while they fit side by side (with three, a phone's
 // 1 h went up to 20 minutes by "now" without one)
@@ -31,15 +32,21 @@ const measure = document.createElement("canvas").getContext("2d");
 measure.font = AXIS_FONT;
 
 // Rows (xs and one column per series) with a null row wherever the time between two rows is
-// more than GAP times the median interval: uPlot breaks its line at a null (spanGaps false)
-// and spans an undefined (a metric that one reading did not carry).
+// more than GAP times the usual interval there (the median of the steps around it: a slow
+// stretch before a burst, or a history spread out before the dense newest readings, keeps
+// its own): uPlot breaks its line at a null (spanGaps false) and spans an undefined (a
+// metric that one reading did not carry).
 export function withGaps(xs, columns) {
-  const steps = xs.slice(1).map((x, i) => x - xs[i]).filter((step) => step > 0).sort((a, b) => a - b);
+  const steps = xs.slice(1).map((x, i) => x - xs[i]);
   if (steps.length < 2) return [xs, ...columns];
-  const usual = steps[Math.floor(steps.length / 2)];
+  const usualAt = (i) => {
+    const near = steps.slice(Math.max(0, i - NEAR_STEPS), i + NEAR_STEPS + 1).filter((step) => step > 0);
+    return near.sort((a, b) => a - b)[Math.floor(near.length / 2)];
+  };
   const rows = [[], ...columns.map(() => [])];
   xs.forEach((x, i) => {
-    if (i && x - xs[i - 1] > GAP * usual) {
+    const usual = i && usualAt(i - 1);
+    if (usual && x - xs[i - 1] > GAP * usual) {
       rows[0].push(xs[i - 1] + usual);
       columns.forEach((_, c) => rows[c + 1].push(null));
     }
