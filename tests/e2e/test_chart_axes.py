@@ -2,6 +2,7 @@
 metric of no known unit shows when clicked in the legend, and stays shown), the figures on an
 axis are as round as its step, the time axis of 1 h has a label close to now where there is
 room, and a range with no readings keeps the chart's axes and height."""
+import datetime
 import time
 from decimal import Decimal
 
@@ -112,6 +113,26 @@ def test_the_time_axis_of_an_hour_has_a_label_close_to_now_where_there_is_room(l
 
     newest = time.strftime("%H:%M", time.localtime(hour + 15 * 60))  # not the hour's, 19 minutes before now
     assert labels[-1]["text"] == newest, [label["text"] for label in labels]
+    for left, right in zip(labels, labels[1:]):
+        assert left["x"] + left["width"] / 2 + 6 <= right["x"] - right["width"] / 2, (left, right)
+
+
+def test_a_weeks_dates_keep_apart_on_a_phone_though_the_last_is_the_narrowest(live_server, token_for, open_page):
+    assert live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20}).ok
+    page = open_page(viewport=PHONE, timezone_id="UTC", locale="en-US")
+    page.add_init_script(RECORD_TEXTS)
+    page.clock.install(time=datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.timezone.utc).timestamp())
+    page.goto(live_server.url + "/")
+    page.get_by_label("Range").select_option("7d")
+    chart = page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-range", "7d", timeout=TIMEOUT)
+    canvas = chart.locator("canvas")
+    page.wait_for_function(f"(canvas) => ({X_LABELS})(canvas).length > 2", arg=canvas.element_handle(),
+                           timeout=TIMEOUT)
+
+    labels = canvas.evaluate(X_LABELS)
+
+    assert labels[-1]["text"] == "11/1" and "10/28" in [label["text"] for label in labels]
     for left, right in zip(labels, labels[1:]):
         assert left["x"] + left["width"] / 2 + 6 <= right["x"] - right["width"] / 2, (left, right)
 

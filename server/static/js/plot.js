@@ -19,6 +19,7 @@ const TIME_SPACE = 90; // px from one time on the axis to the next, where the ch
 const LEAST_TIMES = 4; // labels on a time axis, however narrow, while they fit side by side (with three, a phone's
 // 1 h went up to 20 minutes by "now" without one)
 const LABEL_GAP = 6; // px between two labels on the time axis, at least
+const WIDTH_SAMPLES = [0, 0.2, 0.4, 0.6, 0.8, 1]; // where across a time axis its labels are measured
 const READOUT_REACH = 2; // usual steps between a series' points: farther from the pointer, no value is read out
 const AXIS_FONT = "12px system-ui, sans-serif";
 // Seconds from one time on the axis to the next: steps close together, so that one of them
@@ -97,11 +98,14 @@ function lonePoints(u, index, show) {
 }
 
 // The time axis's spacing in px for a plot `width` px wide showing min to max: the first step
-// whose labels fit side by side and that is TIME_SPACE apart, or, before that, the last
-// one that still gives LEAST_TIMES labels.
+// whose labels fit side by side (the widest of those at a few times across: 11/1 is
+// narrower than 10/28) and that is TIME_SPACE apart, or, before that, the last one that
+// still gives LEAST_TIMES labels.
 function timeSpace(u, axis, min, max, width) {
   const px = width / (max - min); // per second
-  const fits = (step) => step * px >= measure.measureText(tick(max, step)).width + LABEL_GAP;
+  const widest = (step) => Math.max(...WIDTH_SAMPLES.map((at) => tick(min + at * (max - min), step))
+    .map((label) => measure.measureText(label).width));
+  const fits = (step) => step * px >= widest(step) + LABEL_GAP;
   const step = TIME_STEPS.find((each, i) => fits(each)
     && (each * px >= TIME_SPACE || (max - min) / (TIME_STEPS[i + 1] ?? Infinity) < LEAST_TIMES));
   return step ? step * px * 0.999 : TIME_SPACE; // a hair under, so uPlot picks that step
