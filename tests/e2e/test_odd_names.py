@@ -5,6 +5,7 @@ import time
 from playwright.sync_api import expect
 
 from server.store import DEVICES, device_key, device_readings
+from tests.e2e.test_chart_figures import RECORD_TEXTS, Y_LABELS
 
 ORDINARY = ("attic", "cellar", "garage", "kitchen", "porch")
 
@@ -51,3 +52,20 @@ def test_a_meter_s_huge_count_fits_its_card_on_a_phone(live_server, token_for, b
     expect(count).to_have_text("1.235E16")
     assert count.evaluate("(node) => node.scrollWidth <= node.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_metric_of_enormous_values_has_figures_on_its_axis_and_a_tiny_negative_reads_zero(live_server, token_for,
+                                                                                             open_page):
+    now = time.time()
+    live_server.post("/api/readings", token_for("lab"), json=[
+        {"big": 7.8e98 + n * 1e97, "tiny": -0.0000456, "ts": now - 60 + n * 10} for n in range(6)])
+    page = open_page()
+    page.add_init_script(RECORD_TEXTS)
+
+    page.goto(live_server.url + "/")
+
+    card = page.locator('[data-device="lab"]')
+    expect(card.locator('[data-metric="tiny"] dd')).to_have_text("0.000")  # not -0.000
+    expect(card.locator(".summary")).not_to_contain_text("-0")
+    page.wait_for_function(f"(canvas) => ({Y_LABELS})(canvas).some((text) => /E98$/.test(text))",
+                           arg=card.locator(".chart canvas").element_handle())

@@ -42,7 +42,8 @@ const HUGE = 1e12;
 export const number = (value, most = 3, least = 0) =>
   Math.abs(value) >= HUGE
     ? formatter(Intl.NumberFormat, { notation: "scientific", maximumFractionDigits: 3 }).format(value)
-    : formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least }).format(value);
+    : formatter(Intl.NumberFormat, { maximumFractionDigits: most, minimumFractionDigits: least, signDisplay: "negative" })
+      .format(value); // a tiny negative shown as 0.000, not -0.000
 
 // A metric's figures (values, averages, thresholds) all have the same decimals:
 // the most that its readings so far have had, at most MOST_DECIMALS. A value converted to

@@ -252,7 +252,9 @@ const tellShown = (specs, onShow) => (u, index) => {
 
 // A value axis's steps between ticks: 1, 2 and 5 times the powers of ten that its series'
 // decimals can write. Its figures have the decimals of its step (0.5: one; 2: none).
-const steps = (digits) => Array.from({ length: 16 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** (power - digits))).flat();
+// A value axis's steps: from its figures' last decimal up to 5e100 (a metric may be up to 1e100).
+const steps = (digits) => Array.from({ length: digits + 101 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** (power - digits)))
+  .flat();
 const stepDecimals = (step) => Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
 
 // uPlot options for series described as { label, unit, axis (its unit, or an unknown metric's
