@@ -41,7 +41,7 @@ PAGE = 500
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     """Validate and store one threshold; raises ValueError saying what is wrong, LookupError
     for a device that never posted (a typo would be a threshold nobody sees)."""
-    if not client.exists(device_key(client, device)):
+    if last_seen(client, device) is None:
         raise LookupError(f"no device {device!r} has sent a reading")
     _check_names(device, metric)
     limit = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
