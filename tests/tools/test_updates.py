@@ -109,7 +109,9 @@ def test_a_precompiled_release_replaces_the_source_files_that_would_shadow_it(bo
     ("node.py", "        online = self.wifi.up(self.feed)\n", "        while True:\n            time.sleep(1)\n",
      "it did not post a reading in 3 starts", 0),
     ("uplink.py", '"/api/readings"', '"/api/nowhere"', "it did not post in 10 cycles", 10),
-], ids=["raises on import", "hangs till the watchdog fires", "cannot post"])
+    ("node.py", "        online = self.wifi.up(self.feed)\n", '        raise RuntimeError("broken on purpose")\n',
+     "it did not post in 10 cycles", 0),
+], ids=["raises on import", "hangs till the watchdog fires", "cannot post", "raises in every cycle"])
 def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(board, live_server, redis_client,
                                                                              release_key, tmp_path, module, works,
                                                                              fails, reason, made):
@@ -213,6 +215,28 @@ def starts(seqs):
             runs.append([])
         runs[-1].append(seq)
     return runs
+
+
+def test_a_deep_sleeping_board_asks_for_updates_once_a_heartbeat_not_at_every_wake(
+        emulated_board, live_server, token_for, release_key):
+    asks = []
+
+    def answer(method, path, body, forward):
+        if path.startswith("/api/firmware?"):
+            asks.append(path)
+        return forward()
+
+    with Proxy(live_server.url, answer) as proxy:
+        board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        settings = json.loads((board.flash / "settings.json").read_text())
+        (board.flash / "settings.json").write_text(json.dumps(dict(settings, deep_sleep=True, heartbeat=600, delta=0)))
+        board.power_off()
+        asked = len(asks)
+        board.power_on()
+        posted = len(live_server.history("kitchen"))
+        eventually(lambda: len(live_server.history("kitchen")) >= posted + 5, timeout=60)  # a reading each wake
+
+    assert len(asks) == asked + 1  # at the start, then not until the heartbeat is up
 
 
 def test_a_deep_sleeping_boards_release_stays_through_an_outage_of_several_wakes(
