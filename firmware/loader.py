@@ -9,8 +9,9 @@ On the flash during an update:
   ota.json         the marker: {"state": "swap" | "trial" | "rollback", "version", "files":
                    [[NAME, existed before]], "boots", "cycles"?, "waited"?, "reason"?, "again"?},
                    written whole, then renamed
-  ota-failed.json  {"version", "reason", "reported", "again"} of the last release rolled back;
-                   "again": it is tried again after the backoff (the server was away in its trial)
+  ota-failed.json  {"version", "reason", "reported", "again"} of the last release refused or
+                   rolled back; "again": it is tried again after the backoff (the server or the
+                   network failed it, or a power cut)
   ota-pending.json {"version"} that node.py wants installed at the next boot
   ota-downloading.json {"version"} being downloaded: found at boot, the download was cut
                    short (a power cut, the watchdog), and the release is failed
@@ -171,7 +172,7 @@ def recover():
     if downloading and not marker:  # with a marker, the swap had begun: it says what becomes of the release
         reason = "the board restarted while downloading it (a power cut, or the watchdog)"
         print("update: %s failed: %s" % (downloading["version"], reason))
-        write(FAILED, {"version": downloading["version"], "reason": reason, "reported": False})
+        write(FAILED, {"version": downloading["version"], "reason": reason, "reported": False, "again": True})
         clean()
     if downloading:
         remove(DOWNLOADING)

@@ -6,8 +6,9 @@ meant for this board, before anything is downloaded. Each file is then downloade
 staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manifest;
 only when every file checks does loader.py swap them in, and the board resets into a
 trial of the release. A refused release is written to ota-failed.json, which node.py
-reports, and not tried again (one whose download a power cut or the watchdog cut short
-too: ota-downloading.json says which, loader.py); nor is any other release until
+reports, and not tried again; one the server or the network failed (an answer saying the
+server is away, no answer, a download a power cut or the watchdog cut short:
+ota-downloading.json says which, loader.py) is tried again after the backoff; nor is any other release until
 node.py's backoff is over, so offers forged at every heartbeat cannot restart the board
 at every heartbeat. Whatever
 goes wrong on the way (a redirect, an answer that is no manifest, a manifest over
@@ -31,7 +32,7 @@ from micropython import const
 
 import loader
 import net
-from uplink import Uplink
+from uplink import AWAY, Uplink
 
 try:
     import hashlib
@@ -99,11 +100,12 @@ def install(version, uplink, device, key, feed):
                         "report")
             feed()
             problem = _download(manifest, uplink, device, feed)
-    except Exception as error:  # a forged server's answer, or the network's: refused, never tried again
-        problem = repr(error)
+        again = False
+    except Exception as error:  # the network failed, or the server is away: tried again after the backoff
+        problem, again = repr(error), True
     if problem:
         log("%s refused: %s" % (version, problem))
-        loader.write(loader.FAILED, {"version": version, "reason": problem, "reported": False})
+        loader.write(loader.FAILED, {"version": version, "reason": problem, "reported": False, "again": again})
         loader.clean()
         loader.remove(loader.DOWNLOADING)
         return
@@ -120,6 +122,7 @@ def _manifest(version, uplink, device, key, feed):
     response = uplink.open("GET", "/api/firmware/%s?device=%s" % (version, device))
     try:
         feed()
+        away(response)
         if response.status_code != 200:
             return None, "no manifest (HTTP %d)" % response.status_code
         signature = response.headers.get(_SIGNATURE, "")
@@ -140,6 +143,13 @@ def _manifest(version, uplink, device, key, feed):
     log("%s: the manifest is signed with this board's release key (checked in %d ms)"
         % (version, time.ticks_diff(time.ticks_ms(), start)))
     return json.loads(text), None
+
+
+def away(response):
+    """OSError for an answer saying the server is away (a gateway's 502, a pause): no fault
+    of the release, as no answer is none."""
+    if response.status_code in AWAY:
+        raise OSError("HTTP %d: the server is away" % response.status_code)
 
 
 def _head(stream):
@@ -201,6 +211,7 @@ def _fetch(entry, uplink, device, buffer, feed):
     response = uplink.open("GET", "/api/firmware/files/%s?device=%s" % (entry["sha256"], device))
     try:
         feed()
+        away(response)
         if response.status_code != 200:
             return "HTTP %d" % response.status_code
         digest, left = hashlib.sha256(), entry["size"]

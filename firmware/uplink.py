@@ -44,7 +44,7 @@ _BATCH = const(20)
 _REFUSED = const((400, 413, 415, 422))  # the server will never take these readings: drop them
 _AUTH_FAULT = const((401, 403))
 _PAUSE = const((429, 503, 507))  # the server is busy, full or over this device's rate: wait as Retry-After says
-_AWAY = const((429, 502, 503, 504, 507))  # or a gateway says it is away: the readings are not at fault
+AWAY = (429, 502, 503, 504, 507)  # or a gateway says it is away: not the readings' fault, nor a release's
 _CONFLICT = const(409)  # another reading holds a boot and seq of the batch: it must go under a new boot
 _LONGEST_PAUSE = const(120)  # the server asks for seconds (a minute at most): a forged hour would silence the board
 
@@ -132,7 +132,7 @@ class Uplink:
         try:
             response = self.open(method, path, body)
             status = response.status_code
-            self.away = status in _AWAY
+            self.away = status in AWAY
             if status >= 300:  # at most 120 bytes of the body: a proxy's error page may be larger than the heap
                 said = response.content[:120] if status == _CONFLICT else response.raw.read(120)
                 self.log("server answered %d: %s" % (status, said))

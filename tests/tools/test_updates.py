@@ -217,6 +217,33 @@ def starts(seqs):
     return runs
 
 
+def test_a_download_the_server_failed_for_a_moment_is_tried_again_once_the_backoff_is_over(
+        emulated_board, live_server, redis_client, token_for, release_key):
+    """A gateway's 502 for one file: no fault of the release, which a corrupted file is."""
+    fetched = []
+
+    def answer(method, path, body, forward):
+        if path.startswith("/api/firmware/files/"):
+            fetched.append(path)
+            if len(fetched) == 3:
+                return 502, {}, b"<html>502 Bad Gateway</html>"
+        return forward()
+
+    with Proxy(live_server.url, answer) as proxy:
+        board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
+        settings = json.loads((board.flash / "settings.json").read_text())
+        (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_backoff=10)))
+        board.power_off()
+        board.power_on()
+        publish(redis_client, "0.2.0", release_key)
+        eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
+        assert "HTTP 502: the server is away" in device_state(live_server)["fw_error"]
+        eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=90,
+                   seen=lambda: device_state(live_server))
+
+    assert running(live_server) == "0.2.0"
+
+
 def test_a_deep_sleeping_board_asks_for_updates_once_a_heartbeat_not_at_every_wake(
         emulated_board, live_server, token_for, release_key):
     asks = []
@@ -554,6 +581,7 @@ def update_with_power_cut(board, trace, cut, error=0):
     for source in FIRMWARE.glob("*.py"):
         shutil.copy(source, board.flash)
     (board.flash / "ota-pending.json").write_text('{"version": "0.2.0"}')
+    (board.flash / "ota-backoff.json").write_text('{"failures": 1, "until": 4102444800}')  # written before the reset
     # as if kitchen had given 0.2.0 up before: node.py does not ask for it, only the pending one starts
     (board.flash / "ota-failed.json").write_text('{"version": "0.2.0", "reason": "", "reported": true}')
     trace.write_text("")
