@@ -18,7 +18,7 @@ from server import ROOT
 from server.embedded_redis import EmbeddedRedis
 from tests.conftest import eventually
 from tools import provision
-from tools.run import free_port
+from tools.run import flask_command, free_port
 
 KILLED = "embedded Redis ended (exit code -9); starting it again from its append-only file"
 
@@ -246,7 +246,8 @@ def test_make_run_on_a_cluster_starts_no_redis_of_its_own_and_its_hints_and_simu
         eventually(lambda: "Viewers: none" in stack.log())
         assert f"Redis: the cluster at {cluster.nodes}, its data in 6 shards" in stack.log()
         assert stack.post(56) == 201 and not (stack.data / "redis.pid").exists()
-        assert f"SENSORCAST_REDIS_CLUSTER={cluster.nodes} .venv/bin/flask --app server viewers add NAME" in stack.log()
+        hint = f"SENSORCAST_REDIS_CLUSTER={cluster.nodes} {flask_command()} --app server viewers add NAME"
+        assert hint in stack.log()
 
         monkeypatch.setenv("SENSORCAST_REDIS_CLUSTER", cluster.nodes)  # as make simulate beside it has
         tokens = simulator_cli.local_tokens(["sim-1", "sim-2"], tmp_path)
