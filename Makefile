@@ -38,8 +38,9 @@ provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DE
 	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)" \
 		--transport "$(or $(TRANSPORT),http)" --broker "$(BROKER)" $(if $(DATA),--data "$(DATA)")
 
-release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]
-	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" --key "$(RELEASE_KEY)" $(if $(MPY),--mpy)
+release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]; TARGET=0.1.0 targets a published one again
+	$(PY) -m tools.release --version "$(VERSION)" --devices "$(DEVICES)" --key "$(RELEASE_KEY)" --target "$(TARGET)" \
+		$(if $(MPY),--mpy)
 
 monitor: $(SETUP)  ## the board's serial log: PORT=…
 	$(PY) -m tools.monitor --port "$(PORT)"

