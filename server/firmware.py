@@ -34,7 +34,7 @@ from .connections import get_redis
 from .loglimit import LinesPerMinute
 from .ratelimit import take_request
 from .readings import DEVICE_ID, DEVICE_RULE, FIRMWARE_VERSION, InvalidReading, parse_json
-from .store import device_key, note_update
+from .store import CHANNEL, device_key, note_update
 
 bp = Blueprint("firmware", __name__)
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def store_release(client, version, files, micropython="1.20", devices=(), sign=N
             pipe.hdel(SIGNATURES, version)
         _target(pipe, version, devices)
         pipe.execute()
+    _publish_targets(client)
     log.info("firmware %s published%s for %s", version, "" if sign else " unsigned",
              ", ".join(devices) or "every device")
     return manifest
@@ -96,6 +97,7 @@ def target_release(client, version, devices=()):
     with client.pipeline() as pipe:
         _target(pipe, version, devices)
         pipe.execute()
+    _publish_targets(client)
     log.info("firmware %s targeted again at %s", version, ", ".join(devices) or "every device")
 
 
@@ -109,6 +111,11 @@ def _target(pipe, version, devices):
     if not devices:
         pipe.delete(TARGETS)
     pipe.hset(TARGETS, mapping={device: version for device in devices or (ALL_DEVICES,)})
+
+
+def _publish_targets(client):
+    """A ``targets`` event of every target now, so each page says which release is out."""
+    client.publish(CHANNEL, json.dumps({"type": "targets", "data": client.hgetall(TARGETS)}))
 
 
 def target(targets, device):

@@ -68,16 +68,26 @@ function showValues(device, reading) {
   showFirmware(device);
 }
 
-// The version running, the one targeted, and how the last update went.
+// The version running, the one targeted, and how the last update went (a failed one until
+// another release is targeted).
 function showFirmware(device) {
   const { fw, fw_target: target, fw_update: update, fw_status: status, fw_error: error } = device.latest;
   const line = device.node.querySelector(".firmware");
+  const failed = status === "failed" && !(target && target !== update);
   let text = fw ? `firmware ${fw}` : "";
   if (status === "updating" && update !== fw) text += `, updating to ${update}…`;
-  else if (status === "failed") text += `; update to ${update} failed: ${error}`;
+  else if (failed) text += `; update to ${update} failed: ${error}`;
   else if (target && fw && target !== fw) text += ` (${target} is out)`;
   Object.assign(line, { textContent: text, title: text });
-  line.classList.toggle("failed", status === "failed");
+  line.classList.toggle("failed", failed);
+}
+
+// A release published or targeted again (`make release`): each card says which is out.
+function showTargets(targets) {
+  for (const [id, device] of devices) {
+    device.latest.fw_target = targets[id] ?? targets["*"] ?? null;
+    showFirmware(device);
+  }
 }
 
 function setStatus(device, online) {
@@ -377,6 +387,7 @@ seedUntilDone().catch((error) => console.error("could not load devices", error))
       alert: inTurn(showAlertEvent),
       acknowledged: inTurn(acknowledged),
       thresholds: inTurn(showLimit),
+      targets: inTurn(showTargets),
       reset: () => reload().catch((error) => console.error("could not reload history", error)),
     });
   });

@@ -11,8 +11,10 @@ import time
 import requests
 from werkzeug.security import generate_password_hash
 
-from server import ROOT
+from server import ROOT, create_app
 from server.auth import issue_token
+from server.connections import client_for
+from server.firmware import TARGETS, store_release, target_release
 from server.store import READINGS, device_readings, trim_histories
 from tests.conftest import Device, EventStream, FollowingBrowser, assert_every_device_seen_once_by_each, eventually
 
@@ -207,3 +209,13 @@ def test_settings_that_cannot_work_are_refused_at_start_in_one_line(cluster):
         cli = subprocess.run([sys.executable, "-m", "flask", "--app", "server", "devices", "list"], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=60)
         assert cli.returncode != 0 and says in cli.stderr and "Traceback" not in cli.stderr, (settings, cli.stderr)
+
+
+def test_a_release_is_published_and_rolled_back_by_hand_on_a_cluster(cluster):
+    client = client_for(create_app({"REDIS_CLUSTER": cluster.nodes}).config)
+    store_release(client, "0.2.0", {"node.py": b"two", "uplink.py": b"two"})
+    store_release(client, "0.3.0", {"node.py": b"three"})
+
+    target_release(client, "0.2.0")
+
+    assert client.hgetall(TARGETS) == {"*": "0.2.0"}
