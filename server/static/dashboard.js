@@ -84,8 +84,9 @@ function showFirmware(device) {
 
 // A release published or targeted again (`make release`): each card says which is out.
 function showTargets(targets) {
+  const target = new Map(Object.entries(targets)); // a device named "constructor" has none of its own
   for (const [id, device] of devices) {
-    device.latest.fw_target = targets[id] ?? targets["*"] ?? null;
+    device.latest.fw_target = target.get(id) ?? target.get("*") ?? null;
     showFirmware(device);
   }
 }

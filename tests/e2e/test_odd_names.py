@@ -4,6 +4,7 @@ import time
 
 from playwright.sync_api import expect
 
+from server.firmware import store_release
 from server.store import DEVICES, device_key, device_readings
 from tests.e2e.test_chart_figures import RECORD_TEXTS, Y_LABELS
 
@@ -69,3 +70,17 @@ def test_a_metric_of_enormous_values_has_figures_on_its_axis_and_a_tiny_negative
     expect(card.locator(".summary")).not_to_contain_text("-0")
     page.wait_for_function(f"(canvas) => ({Y_LABELS})(canvas).some((text) => /E98$/.test(text))",
                            arg=card.locator(".chart canvas").element_handle())
+
+
+def test_a_release_out_shows_on_the_card_of_a_device_named_as_a_javascript_object_property(
+        live_server, token_for, redis_client, browser_page):
+    for device in ("constructor", "__proto__"):
+        live_server.post("/api/readings", token_for(device), json={"temperature": 21, "fw": "0.1.0"})
+    page = browser_page
+    page.goto(live_server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+
+    store_release(redis_client, "0.2.0", {"version.py": b'VERSION = "0.2.0"\n'})
+
+    for device in ("constructor", "__proto__"):
+        expect(page.locator(f'[data-device="{device}"] .firmware')).to_have_text("firmware 0.1.0 (0.2.0 is out)")
