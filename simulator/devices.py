@@ -6,6 +6,7 @@ humidity moving against it, the odd failed sensor read, and Wi-Fi dropouts.
 """
 import json
 import math
+import secrets
 import threading
 import time
 from urllib.parse import unquote, urlsplit
@@ -46,7 +47,7 @@ class Device:
         self.name = name
         self.token = token
         self.rng = rng
-        self.boot = "%08x" % rng.getrandbits(32)
+        self.boot = secrets.token_hex(4)  # a start's, as the firmware's: never the same, whatever the seed
         self.seq = 0
         self.offset = rng.uniform(-3, 3)
         self.pending = []
@@ -62,6 +63,14 @@ class Device:
         temperature = 21 + self.offset + 4 * day + self.rng.gauss(0, 0.15)
         humidity = min(100.0, max(0.0, 50 - 2.5 * (temperature - 21) + self.rng.gauss(0, 0.8)))
         return {"temperature": round(temperature, 2), "humidity": round(humidity, 2)}
+
+    def start_new_boot(self):
+        """The server holds other readings at a boot and seq of this one's (409): the readings
+        still pending get a new boot id and seqs from 1, and the next follow, as the firmware does."""
+        self.boot, self.seq = secrets.token_hex(4), 0
+        for reading in self.pending:
+            self.seq += 1
+            reading["boot"], reading["seq"] = self.boot, self.seq
 
     def reading(self, values, now, uptime):
         """The firmware's payload for one reading (see firmware/node.py)."""
@@ -152,6 +161,10 @@ class Fleet:
             if answer.status_code in (401, 403):
                 raise AuthRefused(f"{device.name}: the server refused its token ({answer.status_code}): "
                                   "revoked, or not this device's; it stops, any others go on")
+            if answer.status_code == 409:
+                device.start_new_boot()
+                self.failed += 1
+                continue
             if answer.status_code in PAUSE:
                 device.resume_at = now + pause_asked(answer.headers)
                 self.waited += 1

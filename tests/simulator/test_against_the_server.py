@@ -11,7 +11,7 @@ from server.auth import revoke_tokens, token_device
 from server.mqtt import SERVER_USER
 from server.readings import validate
 from simulator import __main__ as cli
-from simulator.devices import Device, MqttFleet
+from simulator.devices import Device, Fleet, MqttFleet
 from tests.conftest import eventually
 from tests.firmware.conftest import Board, mqtt_server, node_settings  # noqa: F401 (a fixture)
 from tests.firmware.test_mqtt import StatusWatcher
@@ -162,3 +162,28 @@ def test_a_device_whose_token_is_revoked_stops_while_the_others_go_on(live_serve
     said = capsys.readouterr().err
     assert "sim-2: the server refused its token (401): revoked" in said and "check --token" not in said
     assert len(live_server.history("sim-1")) > revoked_at + 5  # sim-1 went on
+
+
+def test_a_simulated_device_started_again_with_its_seed_is_stored_as_a_new_start(live_server, token_for):
+    token = token_for("sim-1")
+    for run in range(2):
+        assert cli.main(["--url", live_server.url, "--token", token, "--devices", "1", "--interval", "0.2",
+                         "--duration", "1", "--seed", "4"]) == 0
+
+    seqs = [reading["seq"] for reading in live_server.history("sim-1")]
+    assert seqs.count(1) == 2 and len(seqs) >= 6  # two starts, each stored whole
+
+
+def test_a_simulated_device_whose_seqs_a_stranger_took_goes_on_under_a_new_boot_and_loses_none(
+        live_server, token_for):
+    token = token_for("sim-1")
+    fleet = Fleet(live_server.url, {"sim-1": token}, random.Random(4))
+    [device] = fleet.devices
+    assert live_server.post("/api/readings", token, json={"temperature": 99, "boot": device.boot, "seq": 1}).ok
+    for n in range(3):
+        device.keep(device.reading({"temperature": 20 + n}, time.time(), n))
+
+    fleet.upload(device, time.time())
+
+    assert not device.pending
+    assert [reading["temperature"] for reading in live_server.history("sim-1")] == [99, 20, 21, 22]
