@@ -79,7 +79,10 @@ class ReachingRedis(click.Group):
             raise click.ClickException(str(error)) from None
 
 
-FULL_RETRY_AFTER = 60  # seconds a device waits on a full Redis: as often as old history is trimmed (duties.py)
+# seconds a device waits on a full Redis: as often as old history is trimmed (duties.py), but
+# at most half OFFLINE_AFTER, so that it is back before its silence counts (the sweep gives
+# every device OFFLINE_AFTER from when Redis has room again)
+FULL_RETRY_AFTER = 60
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}  # every answer
 DOCUMENT_POLICY = {  # a page a browser shows (DOCUMENTS): what may run in it, never framed
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -121,7 +124,7 @@ def _answer_errors_in_json(app):
             app.logger.error("Redis is full (it reached its maxmemory): writes get 507 until it has room%s",
                              "; the next times this minute go unlogged" if turn == "last" else "")
         return ({"error": "the database is full: nothing was stored; try again later"}, 507,
-                {"Retry-After": str(FULL_RETRY_AFTER)})
+                {"Retry-After": str(min(FULL_RETRY_AFTER, max(1, int(app.config["OFFLINE_AFTER"] // 2))))})
 
     def redis_away(error):
         """503 with Retry-After; logged at most ten times a minute."""

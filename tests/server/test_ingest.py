@@ -573,6 +573,21 @@ def test_a_full_redis_refuses_uploads_with_507_and_keeps_what_it_has(client, tok
     assert post(client, {"temperature": 22}, token).status_code == 201
 
 
+def test_a_full_redis_asks_a_device_back_before_its_silence_would_count_as_offline(app, client, token_for,
+                                                                                   redis_client):
+    app.config.update(OFFLINE_AFTER=10)
+    token = token_for("kitchen")
+    assert post(client, {"temperature": 20}, token).status_code == 201
+
+    redis_client.config_set("maxmemory", 1)
+    try:
+        answer = post(client, {"temperature": 21}, token)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+
+    assert answer.status_code == 507 and answer.headers["Retry-After"] == "5"  # not 60: offline after 10
+
+
 def test_a_leaked_token_cannot_give_its_device_ever_more_metric_names(client, token_for, redis_client):
     token = token_for("kitchen")
     assert post(client, {"temperature": 20, "humidity": 40}, token).status_code == 201
