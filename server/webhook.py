@@ -1,6 +1,10 @@
 """The alert webhook: each alert POSTed as JSON (with its ``alerts`` entry ``id``) to
 ``WEBHOOK_URL`` (ntfy, Home Assistant, a chat hook), once, in the order the alerts
-happened, retried with backoff; off the request path, so ingest never waits for it.
+happened, retried with backoff; off the request path, so ingest never waits for it. A
+hook that refuses an alert (4xx) is tried TRIES times, then the alert is let go; a hook
+that is away (no answer, 5xx, 429: an ntfy server rebooting, the home line down at night)
+is tried every LONGEST_WAIT at most until it is back, so no alert is lost meanwhile (what
+waits is folded, below).
 ``duties.py`` runs one in every process.
 
 Every process reads the ``alerts`` stream as the one consumer ``webhook`` of the group
@@ -31,7 +35,8 @@ from .store import ALERTS, WEBHOOK_LEASE, stream_id
 log = logging.getLogger(__name__)
 
 GROUP = CONSUMER = "webhook"
-TRIES = 8  # 1 s doubling to about 2 min, then the alert is logged and let go
+TRIES = 8  # for a hook that refuses an alert: 1 s doubling to about 2 min, then it is logged and let go
+LONGEST_WAIT = 300  # seconds between tries while the hook is away
 BATCH = 100
 
 # KEYS: the lease. ARGV: who asks, for how many ms. 1 if it holds the lease now (taken or kept).
@@ -117,25 +122,28 @@ class Webhook:
     def deliver(self, body):
         """POST one alert, retrying with backoff while this process holds the lease; True
         once it is delivered or given up on, False if the lease went to another process."""
-        wait = self.first_wait
-        for attempt in range(1, TRIES + 1):
+        wait, refused = self.first_wait, 0
+        while True:
             try:
                 answer = requests.post(self.url, data=body, timeout=self.timeout,
                                        headers={"Content-Type": "application/json"})
                 if answer.ok:
                     count(self.redis, "webhook:delivered")
                     return True
-                problem = f"HTTP {answer.status_code}"
+                problem, away = f"HTTP {answer.status_code}", answer.status_code >= 500 or answer.status_code == 429
             except requests.RequestException as error:
-                problem = str(error)
-            log.warning("alert webhook: try %d of %d failed (%s)", attempt, TRIES, problem)
+                problem, away = str(error), True
             count(self.redis, "webhook:failed")
+            refused = 0 if away else refused + 1
+            if refused == TRIES:
+                log.error("alert webhook: the hook refused %s %d times (%s): let go", body, TRIES, problem)
+                count(self.redis, "webhook:given_up")
+                return True
+            log.warning("alert webhook: %s (%s); trying again in %g s", "the hook is away" if away else
+                        f"refused {refused} of {TRIES} times", problem, wait)
             if not self._wait_holding(wait):
                 return False
-            wait *= 2
-        log.error("alert webhook: gave up on %s", body)
-        count(self.redis, "webhook:given_up")
-        return True
+            wait = min(wait * 2, LONGEST_WAIT)
 
     def _wait_holding(self, seconds):
         """Sleep ``seconds``, renewing the lease; False if it was lost or we are stopping."""

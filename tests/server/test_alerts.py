@@ -11,7 +11,7 @@ import requests
 from server import create_app
 from server.alerting import resume_muted
 from server.store import CHANNEL, mark_offline
-from server.webhook import Webhook
+from server.webhook import TRIES, Webhook
 from tests.conftest import TEST_SETTINGS, eventually
 
 
@@ -127,7 +127,7 @@ def webhook():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.url, server.received = f"http://127.0.0.1:{server.server_port}/hook", received
+    server.url, server.received, server.failures = f"http://127.0.0.1:{server.server_port}/hook", received, failures
     yield server
     server.shutdown()
 
@@ -241,6 +241,19 @@ def test_a_device_is_back_online_only_after_it_was_marked_offline(client, kitche
     redis_client.zadd("devices", {"kitchen": time.time() - 3600})  # silent for an hour, yet never swept
 
     assert kitchen(22)["recent"] == []
+
+
+def test_a_hook_away_for_longer_than_a_refusal_is_tried_gets_the_alert_once_it_is_back(
+        redis_client, webhook, start_webhook, monkeypatch):
+    monkeypatch.setattr(Webhook, "first_wait", 0.01)
+    webhook.failures[:] = [1] * (TRIES + 2)  # a 500 each: an ntfy server rebooting at night
+    start_webhook(webhook.url)
+    eventually(lambda: redis_client.exists("alerts"))  # its group is made
+
+    redis_client.xadd("alerts", {"json": json.dumps({"device": "freezer", "state": "offline", "ts": 1})})
+
+    eventually(lambda: webhook.received, timeout=60)
+    assert [alert["state"] for alert in webhook.received] == ["offline"] and not webhook.failures
 
 
 def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_client, webhook, start_webhook,
