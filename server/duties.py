@@ -21,7 +21,7 @@ import time
 import redis
 
 from .alerting import resume_muted
-from .connections import client_for, is_full
+from .connections import UNREACHABLE, client_for, is_full
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
@@ -72,26 +72,26 @@ class Duties:
 
     def _sweep(self, client):
         """Every ``sweep_seconds``: mark the devices silent for ``OFFLINE_AFTER`` offline (none
-        until ``OFFLINE_AFTER`` after Redis was last found full: each sweep writes, so a full
-        Redis fails it), send the muted alerts that may go now, and say how this process is
+        until ``OFFLINE_AFTER`` after Redis was last found full or away: each sweep writes, so
+        either fails it), send the muted alerts that may go now, and say how this process is
         (its open streams, its MQTT client); every ``trim_seconds``, first trim the histories
         to ``RETENTION``."""
         failing = False
         process = process_name()
-        trim_at = full_at = 0.0
+        trim_at = unheard_at = 0.0
         while not self.stopping.wait(self.sweep_seconds):
             try:
                 if time.monotonic() >= trim_at:
                     trim_histories(client, time.time(), self.config["RETENTION"])
                     trim_at = time.monotonic() + self.trim_seconds
-                mark_offline(client, time.time() - self.config["OFFLINE_AFTER"], full_at)
+                mark_offline(client, time.time() - self.config["OFFLINE_AFTER"], unheard_at)
                 resume_muted(client, time.time(), CHANNEL)
                 hub = self.extensions.get("sensorcast.hub")
                 report_process(client, process, hub.client_count() if hub else 0, self.mqtt_state(),
                                self.mqtt.stored_messages if self.mqtt else 0)
             except Exception as error:  # Redis away or full, or a bug: the sweep outlives either
-                if is_full(error):  # every upload meanwhile is refused: no device is offline for it
-                    full_at = time.time()
+                if is_full(error) or isinstance(error, UNREACHABLE):  # no upload is stored meanwhile:
+                    unheard_at = time.time()  # no device is silent for it
                 if not failing:
                     log.warning("offline sweep: %s; trying again every %g s", error, self.sweep_seconds,
                                 exc_info=not isinstance(error, redis.exceptions.RedisError))

@@ -255,18 +255,18 @@ end
 """
 
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel, when
-# this process last found Redis full (0: never). Marks the devices last seen since the
-# previous sweep's cutoff (kept in ``offline-swept``, shared by every process and instance)
-# offline once, and announces it. Not one while the cutoff is before the last time any
-# process found Redis full (kept in ``full-at``): the devices refused meanwhile were heard,
-# and get ``OFFLINE_AFTER`` from then to be stored again.
+# this process last found Redis full or away (0: never). Marks the devices last seen since
+# the previous sweep's cutoff (kept in ``offline-swept``, shared by every process and
+# instance) offline once, and announces it. Not one while the cutoff is before the last time
+# any process found Redis full or away (kept in ``devices-unheard-at``): no upload was
+# stored meanwhile, and every device gets ``OFFLINE_AFTER`` from then to be stored again.
 _MARK_OFFLINE = _GO_OFFLINE + """
-local full = tonumber(redis.call('GET', P .. 'full-at') or '0')
-if tonumber(ARGV[3]) > full then
-  full = tonumber(ARGV[3])
-  redis.call('SET', P .. 'full-at', ARGV[3])
+local unheard = tonumber(redis.call('GET', P .. 'devices-unheard-at') or '0')
+if tonumber(ARGV[3]) > unheard then
+  unheard = tonumber(ARGV[3])
+  redis.call('SET', P .. 'devices-unheard-at', ARGV[3])
 end
-if tonumber(ARGV[1]) < full then return {} end
+if tonumber(ARGV[1]) < unheard then return {} end
 local swept = redis.call('GET', P .. 'offline-swept') or '-inf'
 if swept ~= '-inf' and tonumber(swept) >= tonumber(ARGV[1]) then return {} end
 local gone = {}
@@ -398,12 +398,13 @@ def trim_histories(client, now, retention):
         pipe.execute()
 
 
-def mark_offline(client, cutoff, full_at=0.0):
-    """Mark the devices not seen since ``cutoff`` offline, once, unless Redis was full since
-    (at ``full_at`` as this process found it, or later as another did); returns the ones marked now."""
+def mark_offline(client, cutoff, unheard_at=0.0):
+    """Mark the devices not seen since ``cutoff`` offline, once, unless Redis was full or away
+    since (at ``unheard_at`` as this process found it, or later as another did); returns the
+    ones marked now."""
     script = _script(client, _MARK_OFFLINE)
     return [device for prefix in shards_of(client).prefixes
-            for device in script([prefix], [repr(cutoff), CHANNEL, repr(full_at)], client=client)]
+            for device in script([prefix], [repr(cutoff), CHANNEL, repr(unheard_at)], client=client)]
 
 
 def mark_dropped(client, device, will_time):

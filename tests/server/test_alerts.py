@@ -10,9 +10,12 @@ import requests
 
 from server import create_app
 from server.alerting import resume_muted
+from server.auth import issue_token
+from server.connections import connect
+from server.embedded_redis import EmbeddedRedis
 from server.store import CHANNEL, mark_offline
 from server.webhook import TRIES, Webhook
-from tests.conftest import TEST_SETTINGS, eventually
+from tests.conftest import TEST_SETTINGS, LiveServer, eventually
 
 
 @pytest.fixture
@@ -210,6 +213,35 @@ def test_a_full_redis_takes_no_device_that_kept_posting_offline_once_it_has_room
 
     eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
                seen=lambda: webhook.received)
+
+
+def test_a_redis_away_for_longer_than_offline_after_takes_no_device_that_kept_posting_offline(tmp_path, webhook):
+    with EmbeddedRedis(tmp_path) as redis_server:
+        client = connect(redis_server.url)
+        server = LiveServer(redis_server.url, OFFLINE_AFTER=2, WEBHOOK_URL=webhook.url)
+        try:
+            kitchen, freezer = (issue_token(client, device) for device in ("kitchen", "freezer"))
+            for token in (kitchen, freezer):
+                assert server.post("/api/readings", token, json={"temperature": 4}).status_code == 201
+            eventually(lambda: client.exists("alerts"))  # the webhook's group is made
+
+            redis_server.stop()  # for longer than OFFLINE_AFTER: the kitchen's uploads get 503 meanwhile
+            away_from = time.time()
+            eventually(lambda: server.post("/api/readings", kitchen, json={"temperature": 5}).status_code == 503
+                       and time.time() > away_from + 3)
+            redis_server.start()
+            back_from = time.time()
+            eventually(lambda: swept_since(client, back_from), timeout=30)  # before the kitchen's retry
+
+            def kitchen_posts_and_alerts_are():
+                assert server.post("/api/readings", kitchen, json={"temperature": 5}).status_code == 201
+                return [(alert["device"], alert["state"]) for alert in webhook.received]
+
+            eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
+                       seen=lambda: webhook.received)
+        finally:
+            server.stop()
+            client.connection_pool.disconnect()
 
 
 def test_a_threshold_too_large_for_a_number_is_refused_clearly(client, kitchen):
