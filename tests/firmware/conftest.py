@@ -94,7 +94,7 @@ class Board:
         return self.console()
 
     def stop(self):
-        """Ctrl-C, as mpremote sends it."""
+        """Ctrl-C, as mpremote sends it; then every line it printed has been read."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -102,6 +102,7 @@ class Board:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            self.collector.join(10)
 
     def python(self, code):
         """Run a snippet under MicroPython beside the firmware; its output."""

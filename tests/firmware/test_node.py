@@ -83,7 +83,7 @@ def test_the_median_of_samples_is_sent_and_implausible_values_dropped(board, liv
     reading = browser.next_reading()["data"]
 
     assert reading["temperature"] == 21.4 and reading["humidity"] == 41.0
-    assert "dropped implausible humidity 140.0" in board.console()
+    board.wait_for("dropped implausible humidity 140.0")  # the console may come a moment after the reading
 
 
 def test_a_full_buffer_drops_the_oldest_and_reports_how_many(board, start_server, token_for):
@@ -113,7 +113,7 @@ def test_a_clock_never_set_sends_no_time_and_the_server_stamps_it(board, live_se
     board.start()
 
     assert browser.next_reading()["data"]["ts"] > 1.7e9
-    assert "ntp: no time" in board.console()
+    board.wait_for("ntp: no time")  # the console may come a moment after the reading
 
 
 def test_only_changes_and_heartbeats_are_reported(board, live_server, token_for):
