@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from playwright.sync_api import expect
 
-from tests.e2e.test_chart_figures import RECORD_TEXTS, UNITS_DRAWN, X_LABELS, Y_LABELS
+from tests.e2e.test_chart_figures import RECORD_TEXTS, UNITS_DRAWN, X_LABELS, Y_LABELS, assert_apart
 
 DESK = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -93,48 +93,43 @@ def test_axis_figures_are_as_round_as_their_step(live_server, token_for, open_pa
     assert page.console_errors == []
 
 
+def time_labels(page, server, chosen, now):
+    """The labels under kitchen's chart, the ``chosen`` range shown, on a page whose clock
+    says ``now`` (Unix seconds, or a datetime): three or more, left to right."""
+    page.add_init_script(RECORD_TEXTS)
+    page.clock.install(time=now)
+    page.goto(server.url + "/")
+    page.get_by_label("Range").select_option(chosen)
+    chart = page.locator('[data-device="kitchen"] .chart')
+    expect(chart).to_have_attribute("data-range", chosen, timeout=TIMEOUT)
+    canvas = chart.locator("canvas")
+    page.wait_for_function(f"(canvas) => ({X_LABELS})(canvas).length > 2", arg=canvas.element_handle(),
+                           timeout=TIMEOUT)
+    return canvas.evaluate(X_LABELS)
+
+
 def test_the_time_axis_of_an_hour_has_a_label_close_to_now_where_there_is_room(live_server, token_for, open_page):
     start = time.time() - 3 * 3600
     readings = [{"temperature": 20 + n % 5, "humidity": 40 + n % 7, "ts": start + n * 60} for n in range(180)]
     assert live_server.post("/api/readings", token_for("kitchen"), json=readings).ok
     hour = int(time.time() // 3600) * 3600 - 3600
     page = open_page(viewport=PHONE)
-    page.add_init_script(RECORD_TEXTS)
-    page.clock.install(time=hour + 19 * 60 + 30)  # 19½ minutes past the hour, in the readings' last hour
-    page.goto(live_server.url + "/")
-    page.get_by_label("Range").select_option("1h")
-    chart = page.locator('[data-device="kitchen"] .chart')
-    expect(chart).to_have_attribute("data-range", "1h", timeout=TIMEOUT)
-    canvas = chart.locator("canvas")
-    page.wait_for_function(f"(canvas) => ({X_LABELS})(canvas).length > 2", arg=canvas.element_handle(),
-                           timeout=TIMEOUT)
 
-    labels = canvas.evaluate(X_LABELS)
+    labels = time_labels(page, live_server, "1h", hour + 19 * 60 + 30)  # 19½ minutes past the readings' last hour
 
     newest = time.strftime("%H:%M", time.localtime(hour + 15 * 60))  # not the hour's, 19 minutes before now
     assert labels[-1]["text"] == newest, [label["text"] for label in labels]
-    for left, right in zip(labels, labels[1:]):
-        assert left["x"] + left["width"] / 2 + 6 <= right["x"] - right["width"] / 2, (left, right)
+    assert_apart(labels)
 
 
 def test_a_weeks_dates_keep_apart_on_a_phone_though_the_last_is_the_narrowest(live_server, token_for, open_page):
     assert live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20}).ok
     page = open_page(viewport=PHONE, timezone_id="UTC", locale="en-US")
-    page.add_init_script(RECORD_TEXTS)
-    page.clock.install(time=datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.timezone.utc).timestamp())
-    page.goto(live_server.url + "/")
-    page.get_by_label("Range").select_option("7d")
-    chart = page.locator('[data-device="kitchen"] .chart')
-    expect(chart).to_have_attribute("data-range", "7d", timeout=TIMEOUT)
-    canvas = chart.locator("canvas")
-    page.wait_for_function(f"(canvas) => ({X_LABELS})(canvas).length > 2", arg=canvas.element_handle(),
-                           timeout=TIMEOUT)
 
-    labels = canvas.evaluate(X_LABELS)
+    labels = time_labels(page, live_server, "7d", datetime.datetime(2026, 11, 1, 12, tzinfo=datetime.timezone.utc))
 
     assert labels[-1]["text"] == "11/1" and "10/28" in [label["text"] for label in labels]
-    for left, right in zip(labels, labels[1:]):
-        assert left["x"] + left["width"] / 2 + 6 <= right["x"] - right["width"] / 2, (left, right)
+    assert_apart(labels)
 
 
 def test_a_range_with_no_readings_keeps_the_charts_axes_and_the_cards_height(live_server, token_for, open_page):

@@ -47,6 +47,12 @@ UNIT_SPLIT_AT = """(line) => {
 GAP = 6  # canvas pixels between two labels, at least
 
 
+def assert_apart(labels):
+    """Each label GAP pixels or more from the next (X_LABELS's, left to right)."""
+    for left, right in zip(labels, labels[1:]):
+        assert left["x"] + left["width"] / 2 + GAP <= right["x"] - right["width"] / 2, (left, right)
+
+
 def open_dashboard(open_page, server, viewport):
     page = open_page(viewport=viewport)
     page.add_init_script(RECORD_TEXTS)
@@ -75,8 +81,7 @@ def test_the_time_labels_under_a_chart_do_not_run_together(live_server, token_fo
 
     labels = canvas.evaluate(X_LABELS)
     assert len(labels) >= least, labels
-    for left, right in zip(labels, labels[1:]):
-        assert left["x"] + left["width"] / 2 + GAP <= right["x"] - right["width"] / 2, (left, right)
+    assert_apart(labels)
     assert page.console_errors == []
 
 
