@@ -53,7 +53,10 @@ export function connect(onOpen, handlers) {
   const query = lastEventId ? `?lastEventID=${encodeURIComponent(lastEventId)}` : "";
   const source = new EventSource(`/stream${query}`);
   let heard = Date.now();
-  const hear = () => { heard = Date.now(); };
+  const listen = (name, handle) => source.addEventListener(name, (event) => {
+    heard = Date.now();
+    handle(event);
+  });
   const watchdog = setInterval(() => { // open, or opening on a connection that may be as dead
     const closed = source.readyState === EventSource.CLOSED; // then retried later, or the login page is next
     if (!closed && Date.now() - heard < SILENT_BEATS * heartbeatSeconds * 1000) return;
@@ -64,7 +67,7 @@ export function connect(onOpen, handlers) {
     connect(onOpen, handlers);
   }, 1000);
   source.onopen = () => {
-    hear();
+    heard = Date.now();
     retryDelay = RETRY_MS;
     show("live");
     onOpen();
@@ -81,25 +84,13 @@ export function connect(onOpen, handlers) {
       toLogin();
     }, otherwise);
   };
-  source.addEventListener("heartbeat", (event) => {
-    hear();
-    heartbeatSeconds = JSON.parse(event.data).every;
-  });
-  source.addEventListener("status", (event) => {
-    hear();
-    show(JSON.parse(event.data).live ? "live" : "paused");
-  });
-  source.addEventListener("reading", (event) => {
-    hear();
+  listen("heartbeat", (event) => { heartbeatSeconds = JSON.parse(event.data).every; });
+  listen("status", (event) => show(JSON.parse(event.data).live ? "live" : "paused"));
+  listen("reading", (event) => {
     lastEventId = event.lastEventId || lastEventId;
     handlers.reading({ id: event.lastEventId, ...JSON.parse(event.data) }); // on a cluster, the data has its own id
   });
   for (const [name, handle] of Object.entries(handlers)) {
-    if (name !== "reading") {
-      source.addEventListener(name, (event) => {
-        hear();
-        handle(JSON.parse(event.data));
-      });
-    }
+    if (name !== "reading") listen(name, (event) => handle(JSON.parse(event.data)));
   }
 }
