@@ -5,14 +5,14 @@ whose public half is the board's ``release_key`` setting (ed25519.py checks it),
 meant for this board, before anything is downloaded. Each file is then downloaded into
 staging/ in CHUNK-byte pieces and its size and SHA-256 checked against the manifest;
 only when every file checks does loader.py swap them in, and the board resets into a
-trial of the release. A refused release is written to ota-failed.json, which node.py
-reports, and not tried again; one the server or the network failed (an answer saying the
-server is away, no answer, a download a power cut or the watchdog cut short:
-ota-downloading.json says which, loader.py) is tried again after the backoff; nor is any other release until
-node.py's backoff is over, so offers forged at every heartbeat cannot restart the board
-at every heartbeat. Whatever
-goes wrong on the way (a redirect, an answer that is no manifest, a manifest over
-_MANIFEST_LIMIT bytes, which is never read to its end) refuses the release.
+trial of the release. Whatever goes wrong on the way (a redirect, an answer that is no
+manifest, a manifest over _MANIFEST_LIMIT bytes, which is never read to its end) refuses
+the release. A refused release is written to ota-failed.json, which node.py reports, and
+is not tried again, unless the server or the network failed it (an answer saying the
+server is away, no answer, a redirect, a download a power cut or the watchdog cut short:
+ota-downloading.json says which, loader.py): that one is tried again after the backoff.
+No release is tried before node.py's backoff is over, so offers forged at every
+heartbeat cannot restart the board at every heartbeat.
 
 Anyone who can answer the board's requests (a hostile Wi-Fi, a spoofed DNS name) could
 answer slowly, a byte at a time within the socket timeout, and hold the board in the
