@@ -44,6 +44,14 @@ def running_today(board, server, token, key, url=None, watchdog=0):
     return board
 
 
+def restart_with(board, **changes):
+    """The board powered off, its settings.json changed as ``changes`` say, and on again."""
+    board.power_off()
+    settings = json.loads((board.flash / "settings.json").read_text())
+    (board.flash / "settings.json").write_text(json.dumps(dict(settings, **changes)))
+    board.power_on()
+
+
 def publish(redis_client, version, key, source=FIRMWARE, devices=()):
     """``make release``: the release signed with ``key``."""
     return store_release(redis_client, version, release_files(version, source=source), devices=devices,
@@ -116,10 +124,7 @@ def test_a_release_that_does_not_work_is_rolled_back_and_the_server_learns_why(b
                                                                              release_key, tmp_path, module, works,
                                                                              fails, reason, made):
     """``made``: the readings the release made in its trial, which the release after it delivers."""
-    settings = json.loads((board.flash / "settings.json").read_text())
-    (board.flash / "settings.json").write_text(json.dumps(dict(settings, watchdog=5)))
-    board.power_off()
-    board.power_on()
+    restart_with(board, watchdog=5)
     broken = tmp_path / "broken"
     shutil.copytree(FIRMWARE, broken)
     code = (broken / module).read_text()
@@ -189,10 +194,7 @@ def test_a_release_that_never_reached_the_server_is_rolled_back_and_tried_again_
 
     with Proxy(live_server.url, answer) as proxy:
         board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
-        settings = json.loads((board.flash / "settings.json").read_text())
-        (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_trial_wait=3, update_backoff=15)))
-        board.power_off()
-        board.power_on()
+        restart_with(board, update_trial_wait=3, update_backoff=15)
         publish(redis_client, "0.2.0", release_key)
         eventually(lambda: (board.flash / "ota-failed.json").exists(), timeout=90)
         outage["on"] = False  # the server is back
@@ -231,10 +233,7 @@ def test_a_download_the_server_failed_for_a_moment_is_tried_again_once_the_backo
 
     with Proxy(live_server.url, answer) as proxy:
         board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
-        settings = json.loads((board.flash / "settings.json").read_text())
-        (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_backoff=10)))
-        board.power_off()
-        board.power_on()
+        restart_with(board, update_backoff=10)
         publish(redis_client, "0.2.0", release_key)
         eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
         assert "HTTP 502: the server is away" in device_state(live_server)["fw_error"]
@@ -255,11 +254,9 @@ def test_a_deep_sleeping_board_asks_for_updates_once_a_heartbeat_not_at_every_wa
 
     with Proxy(live_server.url, answer) as proxy:
         board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
-        settings = json.loads((board.flash / "settings.json").read_text())
-        (board.flash / "settings.json").write_text(json.dumps(dict(settings, deep_sleep=True, heartbeat=600, delta=0)))
         board.power_off()
         asked = len(asks)
-        board.power_on()
+        restart_with(board, deep_sleep=True, heartbeat=600, delta=0)
         posted = len(live_server.history("kitchen"))
         eventually(lambda: len(live_server.history("kitchen")) >= posted + 5, timeout=60)  # a reading each wake
 
@@ -281,10 +278,7 @@ def test_a_deep_sleeping_boards_release_stays_through_an_outage_of_several_wakes
 
     with Proxy(live_server.url, answer) as proxy:
         board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
-        settings = json.loads((board.flash / "settings.json").read_text())
-        (board.flash / "settings.json").write_text(json.dumps(dict(settings, deep_sleep=True)))
-        board.power_off()
-        board.power_on()
+        restart_with(board, deep_sleep=True)
         publish(redis_client, "0.2.0", release_key)
         eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=120,
                    seen=lambda: device_state(live_server))
@@ -366,10 +360,7 @@ def boots(live_server):
 def test_forged_offers_of_a_new_version_at_each_heartbeat_restart_the_board_once_per_backoff(
         board, live_server, redis_client, release_key):
     backoff = 25  # s; a day unless settings.json says otherwise
-    settings = json.loads((board.flash / "settings.json").read_text())
-    (board.flash / "settings.json").write_text(json.dumps(dict(settings, update_backoff=backoff)))
-    board.power_off()
-    board.power_on()
+    restart_with(board, update_backoff=backoff)
     eventually(lambda: boots(live_server) == 2)
     store_release(redis_client, "0.4.0", the_attackers_files())  # not signed: refused after a restart
     eventually(lambda: device_state(live_server).get("fw_status") == "failed", timeout=60)
