@@ -157,21 +157,29 @@ OUTAGES = {"a gateway's 502": (502, {}, b"<html>502 Bad Gateway</html>"),
            "no answer": None}
 
 
+def away_from_the_new_release(cycles, outage):
+    """A Proxy's ``answer``: ``outage`` to release 0.2.0's uploads until it has made readings
+    for ``cycles`` cycles (its seqs count them), the server's answer to all else. Its
+    ``refused``: the highest seq of each upload answered ``outage``."""
+    refused = [0]
+
+    def answer(method, path, body, forward):
+        seqs = [reading["seq"] for reading in uploads_of("0.2.0", path, body)]
+        if seqs and refused[-1] < cycles:
+            refused.append(max(seqs))
+            return outage
+        return forward()
+
+    answer.refused = refused
+    return answer
+
+
 @pytest.mark.parametrize("outage", OUTAGES.values(), ids=OUTAGES.keys())
 def test_a_server_away_through_a_release_trial_neither_rolls_it_back_nor_loses_its_readings(
         emulated_board, live_server, redis_client, token_for, release_key, outage):
     """Away for 15 of the new release's cycles, more than its trial's 10: an outage is not the
     release's fault. Its readings wait on the board, as any release's do."""
-    made = [0]  # the new release's highest seq the server did not take
-
-    def answer(method, path, body, forward):
-        seqs = [reading["seq"] for reading in uploads_of("0.2.0", path, body)]
-        if seqs and made[-1] < 15:
-            made.append(max(seqs))
-            return outage
-        return forward()
-
-    with Proxy(live_server.url, answer) as proxy:
+    with Proxy(live_server.url, away_from_the_new_release(15, outage)) as proxy:
         running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
         publish(redis_client, "0.2.0", release_key)
         eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=90,
@@ -267,15 +275,7 @@ def test_a_deep_sleeping_boards_release_stays_through_an_outage_of_several_wakes
         emulated_board, live_server, redis_client, token_for, release_key):
     """Each wake from deep sleep is a boot, but not one of the starts a trial counts (3):
     those catch a release that crashes or hangs, and this one ran its cycle to the end."""
-    made = [0]
-
-    def answer(method, path, body, forward):
-        seqs = [reading["seq"] for reading in uploads_of("0.2.0", path, body)]
-        if seqs and made[-1] < 6:
-            made.append(max(seqs))
-            return 502, {}, b"<html>502 Bad Gateway</html>"
-        return forward()
-
+    answer = away_from_the_new_release(6, OUTAGES["a gateway's 502"])
     with Proxy(live_server.url, answer) as proxy:
         board = running_today(emulated_board, live_server, token_for("kitchen"), release_key, url=proxy.url)
         restart_with(board, deep_sleep=True)
@@ -283,7 +283,7 @@ def test_a_deep_sleeping_boards_release_stays_through_an_outage_of_several_wakes
         eventually(lambda: device_state(live_server).get("fw_status") == "updated", timeout=120,
                    seen=lambda: device_state(live_server))
 
-    assert running(live_server) == "0.2.0" and made[-1] >= 6
+    assert running(live_server) == "0.2.0" and answer.refused[-1] >= 6
     assert seqs_of(live_server, "0.2.0") == list(range(1, len(seqs_of(live_server, "0.2.0")) + 1))
 
 
