@@ -190,6 +190,20 @@ def swept_since(redis_client, moment):
     return any(json.loads(line)["at"] > moment for line in redis_client.hvals("metrics:processes"))
 
 
+def only_the_silent_freezer_goes_offline(redis_client, webhook, kitchen_posts, back_from):
+    """Once a sweep has run since Redis was ``back_from`` an outage (before the kitchen's
+    Retry-After is over), the kitchen posts on (``kitchen_posts``: the answer's status) and
+    the webhook hears of the freezer, silent since before the outage, alone."""
+    eventually(lambda: swept_since(redis_client, back_from), timeout=30)
+
+    def kitchen_posts_and_alerts_are():
+        assert kitchen_posts() == 201
+        return [(alert["device"], alert["state"]) for alert in webhook.received]
+
+    eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
+               seen=lambda: webhook.received)
+
+
 def test_a_full_redis_takes_no_device_that_kept_posting_offline_once_it_has_room_again(
         start_server, client, token_for, redis_client, webhook):
     start_server(OFFLINE_AFTER=2, WEBHOOK_URL=webhook.url)
@@ -204,15 +218,12 @@ def test_a_full_redis_takes_no_device_that_kept_posting_offline_once_it_has_room
                    and time.time() > full_from + 3)
     finally:
         redis_client.config_set("maxmemory", 0)
-    room_from = time.time()
-    eventually(lambda: swept_since(redis_client, room_from))  # before the kitchen's Retry-After is over
+    back_from = time.time()
 
-    def kitchen_posts_and_alerts_are():  # the kitchen posts on, the freezer died before Redis filled up
-        assert client.post("/api/readings", json={"temperature": 5}, headers=kitchen).status_code == 201
-        return [(alert["device"], alert["state"]) for alert in webhook.received]
+    def kitchen_posts():
+        return client.post("/api/readings", json={"temperature": 5}, headers=kitchen).status_code
 
-    eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
-               seen=lambda: webhook.received)
+    only_the_silent_freezer_goes_offline(redis_client, webhook, kitchen_posts, back_from)
 
 
 def test_a_redis_away_for_longer_than_offline_after_takes_no_device_that_kept_posting_offline(tmp_path, webhook):
@@ -230,15 +241,9 @@ def test_a_redis_away_for_longer_than_offline_after_takes_no_device_that_kept_po
             eventually(lambda: server.post("/api/readings", kitchen, json={"temperature": 5}).status_code == 503
                        and time.time() > away_from + 3)
             redis_server.start()
-            back_from = time.time()
-            eventually(lambda: swept_since(client, back_from), timeout=30)  # before the kitchen's retry
-
-            def kitchen_posts_and_alerts_are():
-                assert server.post("/api/readings", kitchen, json={"temperature": 5}).status_code == 201
-                return [(alert["device"], alert["state"]) for alert in webhook.received]
-
-            eventually(lambda: kitchen_posts_and_alerts_are() == [("freezer", "offline")], timeout=30,
-                       seen=lambda: webhook.received)
+            only_the_silent_freezer_goes_offline(
+                client, webhook, lambda: server.post("/api/readings", kitchen, json={"temperature": 5}).status_code,
+                back_from=time.time())
         finally:
             server.stop()
             client.connection_pool.disconnect()
