@@ -27,8 +27,8 @@ from flask.cli import AppGroup
 from .api import whole_number
 from .connections import get_redis
 from .readings import DEVICE_ID, InvalidReading, check_metric_name, is_metric_name, is_number, parse_json
-from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, known_devices,
-                    last_seen, thresholds_key)
+from .store import (ACKNOWLEDGED, ALERTS, CHANNEL, alerting_key, clear_threshold, device_key, entries, keep_threshold,
+                    known_devices, last_seen, thresholds_key)
 from .viewers import viewer_required
 
 bp = Blueprint("alerts", __name__)
@@ -41,8 +41,6 @@ PAGE = 500
 def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     """Validate and store one threshold; raises ValueError saying what is wrong, LookupError
     for a device that never posted (a typo would be a threshold nobody sees)."""
-    if last_seen(client, device) is None:
-        raise LookupError(f"no device {device!r} has sent a reading")
     _check_names(device, metric)
     limit = {name: value for name, value in (("low", low), ("high", high)) if value is not None}
     for name, value in dict(limit, hysteresis=hysteresis).items():
@@ -55,8 +53,8 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     if hysteresis < 0:
         raise ValueError("hysteresis: must be 0 or more")
     limit["hysteresis"] = hysteresis
-    client.hset(thresholds_key(client, device), metric, json.dumps(limit))
-    publish_threshold(client, device, metric, limit)
+    if not keep_threshold(client, device, metric, json.dumps(limit), threshold_event(device, metric, limit)):
+        raise LookupError(f"no device {device!r} has sent a reading")
     return limit
 
 
@@ -65,7 +63,7 @@ def remove_threshold(client, device, metric):
     to tell when there was none. Raises ValueError for a name no device or metric has."""
     _check_names(device, metric)
     if clear_threshold(client, device, metric, time.time()):
-        publish_threshold(client, device, metric, None)
+        client.publish(CHANNEL, threshold_event(device, metric, None))
 
 
 def _check_names(device, metric):
@@ -75,10 +73,9 @@ def _check_names(device, metric):
     check_metric_name(metric, "metric")
 
 
-def publish_threshold(client, device, metric, limit):
+def threshold_event(device, metric, limit):
     """A ``thresholds`` event: ``device``'s ``metric`` is now watched with ``limit`` (None: not at all)."""
-    event = {"type": "thresholds", "data": {"device": device, "metric": metric, "limit": limit}}
-    client.publish(CHANNEL, json.dumps(event))
+    return json.dumps({"type": "thresholds", "data": {"device": device, "metric": metric, "limit": limit}})
 
 
 @bp.get("/api/devices/<device>/thresholds")

@@ -27,7 +27,7 @@ from .firmware import TARGETS
 from .readings import DEVICE_ID, InvalidReading, parse_json
 from .retries import seqs_key
 from .shards import LUA_PREFIX, shards_of
-from .store import (CHANNEL, TOKENS, alerting_key, device_key, device_readings, known_devices, last_seen, meta_key,
+from .store import (CHANNEL, TOKENS, alerting_key, device_key, device_readings, known_devices, meta_key,
                     thresholds_key)
 from .viewers import viewer_required
 
@@ -47,12 +47,26 @@ end
 return existed
 """
 
+# KEYS: the device's shard's tag. ARGV: the device, the channel, then pairs of a label and
+# its text ("" removes it). Written only while the device is known, so a delete in between
+# leaves no label behind; its labels as they are now (nil: no such device).
+_DESCRIBE = LUA_PREFIX + """
+if not redis.call('ZSCORE', P .. 'devices', ARGV[1]) then return nil end
+local key = P .. 'meta:' .. ARGV[1]
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+local name, group, hidden = unpack(redis.call('HMGET', key, 'name', 'group', 'hidden'))
+local labels = {device = ARGV[1], name = name or '', group = group or '', hidden = hidden ~= false}
+redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'device', data = labels}))
+return cjson.encode(labels)
+"""
+
 
 def describe(client, device, changes):
     """Set (or, given ``""``/``False``, remove) a device's ``name``, ``group`` and ``hidden``;
-    returns all three as they are now. Raises ValueError saying what is wrong."""
-    if last_seen(client, device) is None:
-        raise LookupError(f"no device {device!r} has sent a reading")
+    returns all three as they are now. Raises ValueError saying what is wrong, LookupError
+    for a device the server does not know."""
     for field, value in changes.items():
         if field == "hidden":
             if not isinstance(value, bool):
@@ -61,16 +75,13 @@ def describe(client, device, changes):
             raise ValueError(f"{field}: not a device setting (name, group, hidden)")
         elif not isinstance(value, str) or len(value.strip()) > TEXTS[field] or not value.isprintable():
             raise ValueError(f"{field}: must be text of at most {TEXTS[field]} printable characters")
-    kept = {field: value.strip() if isinstance(value, str) else "1" for field, value in changes.items() if value}
-    dropped = [field for field, value in changes.items() if field not in kept]
-    with client.pipeline() as pipe:
-        if kept:
-            pipe.hset(meta_key(client, device), mapping=kept)
-        if dropped:
-            pipe.hdel(meta_key(client, device), *dropped)
-        pipe.hgetall(meta_key(client, device))
-        meta = labels(pipe.execute()[-1])
-    client.publish(CHANNEL, json.dumps({"type": "device", "data": dict(meta, device=device)}))
+    texts = [text for field, value in changes.items()
+             for text in (field, value.strip() if isinstance(value, str) else "1" if value else "")]
+    described = client.register_script(_DESCRIBE)(keys=[shards_of(client).prefix(device)], args=[device, CHANNEL, *texts])
+    if described is None:
+        raise LookupError(f"no device {device!r} has sent a reading")
+    meta = json.loads(described)
+    del meta["device"]
     return meta
 
 

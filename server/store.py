@@ -415,6 +415,23 @@ def mark_dropped(client, device, will_time):
     return script([shards_of(client).prefix(device)], [device, repr(will_time), CHANNEL], client=client) == 1
 
 
+# ARGV: the device, the metric, its threshold, the channel, the event saying so. Kept for a
+# device the server knows only, so a delete in between leaves no threshold behind.
+_KEEP_THRESHOLD = LUA_PREFIX + """
+if not redis.call('ZSCORE', P .. 'devices', ARGV[1]) then return 0 end
+redis.call('HSET', P .. 'thresholds:' .. ARGV[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def keep_threshold(client, device, metric, limit, event):
+    """Keep ``limit`` (its JSON) as ``device``'s threshold on ``metric`` and publish ``event``;
+    False for a device the server does not know."""
+    script = _script(client, _KEEP_THRESHOLD)
+    return script([shards_of(client).prefix(device)], [device, metric, limit, CHANNEL, event], client=client) == 1
+
+
 # ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is
 # removed is no longer crossed: that is a ``cleared`` alert, so every page and the
 # webhook hear it.

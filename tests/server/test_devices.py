@@ -2,6 +2,7 @@
 history: from the dashboard's API and from the command line, and every open page hears.
 A command run while Redis is away says so in one line."""
 import re
+import threading
 
 import pytest
 import requests
@@ -168,3 +169,27 @@ def test_a_command_run_while_redis_is_away_says_so_in_one_line(tmp_path):
     assert listed_tokens.exit_code == 1
     assert listed_tokens.output.startswith("Error: cannot reach Redis (") and "`make run`" in listed_tokens.output
     assert len(listed_tokens.output.splitlines()) == 1
+
+
+def test_a_label_or_threshold_set_as_the_device_is_deleted_goes_with_it(client, post_as, redis_client, app):
+    """Two viewers at once: one names the shed and watches its temperature, the other
+    deletes it. Whichever comes first, nothing of the shed is left behind."""
+    def at_once(*requests_):
+        start = threading.Barrier(len(requests_))
+
+        def send(method, path, body):
+            with app.test_client() as viewer:
+                start.wait()
+                viewer.open(path, method=method, json=body)
+        threads = [threading.Thread(target=send, args=request) for request in requests_]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    for _ in range(100):
+        post_as("shed", temperature=20)
+        at_once(("PATCH", "/api/devices/shed", {"name": "Shed"}),
+                ("PUT", "/api/devices/shed/thresholds/temperature", {"high": 25}),
+                ("DELETE", "/api/devices/shed", None))
+        assert [key for key in redis_client.scan_iter() if "shed" in key] == []
