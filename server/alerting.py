@@ -28,12 +28,30 @@ STREAM_CAP = 10_000
 # device, fields, at, budget, limits)`` raises or clears the device's threshold alerts for a
 # reading (``fields``: name, text, ...; ``budget``: {burst, every seconds}; ``limits``: the
 # HGETALL of ``thresholds:<device>``).
+# cjson writes a number to 14 significant digits: a value of 50.000000000000007 would read
+# 50 beside its threshold of 50. So each number of an alert is handed to it as text marked
+# with a NUL (which no device or metric name has), with the digits that read back as the
+# same double, and unquoted after.
 RAISE_ALERTS = f"""
+local function exact(number)
+  for digits = 14, 17 do
+    local text = string.format('%.' .. digits .. 'g', number)
+    if tonumber(text) == number then return text end
+  end
+end
+
+local function exact_json(value)
+  return (string.gsub(cjson.encode(value), '"\\\\u0000([^"]*)"', '%1'))
+end
+
 local function alert(channel, data)
   local time = redis.call('TIME')
   data.raised = tonumber(time[1]) + tonumber(time[2]) / 1e6
-  data.id = redis.call('XADD', P .. 'alerts', 'MAXLEN', '~', {STREAM_CAP}, '*', 'json', cjson.encode(data))
-  redis.call('PUBLISH', channel, cjson.encode({{type = 'alert', data = data}}))
+  for name, value in pairs(data) do
+    if type(value) == 'number' then data[name] = '\\0' .. exact(value) end
+  end
+  data.id = redis.call('XADD', P .. 'alerts', 'MAXLEN', '~', {STREAM_CAP}, '*', 'json', exact_json(data))
+  redis.call('PUBLISH', channel, exact_json({{type = 'alert', data = data}}))
 end
 
 -- Whether the device may send one more threshold alert now (and if so, it is spent);

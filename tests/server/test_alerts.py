@@ -99,6 +99,23 @@ def test_a_silent_device_is_an_alert_until_it_is_back(client, redis_client, kitc
     assert [a["state"] for a in back["recent"]] == ["online", "offline"] and back["active"] == []
 
 
+def test_an_alert_gives_the_value_and_the_threshold_to_the_last_digit(live_server, token_for, client):
+    """Redis's own JSON writer keeps 14 digits: 50.000000000000007 above a high of 50 would
+    read "50 is above 50" on the page, in the list and at the webhook."""
+    token = token_for("kitchen")
+    live_server.post("/api/readings", token, json={"temperature": 20})
+    client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 49.999999999999993})
+    browser = live_server.stream()
+
+    live_server.post("/api/readings", token, json={"temperature": 50.000000000000007})
+
+    listed = client.get("/api/alerts").json["recent"][0]
+    heard = browser.next_of("alert")["data"]
+    stored_at = client.get("/api/devices").json["devices"][0]["last_seen"]
+    for alert in listed, heard:
+        assert (alert["value"], alert["threshold"], alert["ts"]) == (50.000000000000007, 49.999999999999993, stored_at)
+
+
 def test_an_alert_reaches_watching_browsers(live_server, token_for, client):
     token = token_for("kitchen")
     live_server.post("/api/readings", token, json={"temperature": 20})
