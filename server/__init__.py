@@ -14,7 +14,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .connections import UNREACHABLE, BadSetting, is_full
+from .connections import UNREACHABLE, BadSetting, is_busy, is_full
 from .loglimit import LinesPerMinute
 from .ratelimit import RateLimited
 from .settings import DATA_DIR, DEFAULTS, ROOT, SERVER_URL_FILE
@@ -114,18 +114,6 @@ def _answer_errors_in_json(app):
 
     logged = LinesPerMinute()  # Redis full or away at night while a fleet keeps posting must not fill the disk
 
-    @app.errorhandler(redis.exceptions.ResponseError)
-    def redis_refused(error):
-        """507 with Retry-After (devices keep their readings meanwhile); logged as ``redis_away``."""
-        if not is_full(error):
-            raise error
-        turn = logged.take("redis full")
-        if turn:
-            app.logger.error("Redis is full (it reached its maxmemory): writes get 507 until it has room%s",
-                             "; the next times this minute go unlogged" if turn == "last" else "")
-        return ({"error": "the database is full: nothing was stored; try again later"}, 507,
-                {"Retry-After": str(min(FULL_RETRY_AFTER, max(1, int(app.config["OFFLINE_AFTER"] // 2))))})
-
     def redis_away(error):
         """503 with Retry-After; logged at most ten times a minute."""
         turn = logged.take("redis away")
@@ -134,6 +122,21 @@ def _answer_errors_in_json(app):
                                "; the next times this minute go unlogged" if turn == "last" else "")
         return ({"error": "the database is unreachable; try again shortly"}, 503,
                 {"Retry-After": str(app.config["RETRY_AFTER"])})
+
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def redis_refused(error):
+        """A full Redis: 507 with Retry-After (devices keep their readings meanwhile), logged
+        as ``redis_away``; a busy one is away."""
+        if is_busy(error):
+            return redis_away(error)
+        if not is_full(error):
+            raise error
+        turn = logged.take("redis full")
+        if turn:
+            app.logger.error("Redis is full (it reached its maxmemory): writes get 507 until it has room%s",
+                             "; the next times this minute go unlogged" if turn == "last" else "")
+        return ({"error": "the database is full: nothing was stored; try again later"}, 507,
+                {"Retry-After": str(min(FULL_RETRY_AFTER, max(1, int(app.config["OFFLINE_AFTER"] // 2))))})
 
     for unreachable in UNREACHABLE:
         app.register_error_handler(unreachable, redis_away)

@@ -26,8 +26,8 @@ STREAM_CAP = 10_000
 
 # ``alert(channel, data)`` keeps and publishes an alert; ``check_thresholds(channel,
 # device, fields, at, budget, limits)`` raises or clears the device's threshold alerts for a
-# reading (``fields``: name, text, ...; ``budget``: {burst, every seconds}; ``limits``: the
-# HGETALL of ``thresholds:<device>``).
+# reading (``fields``: name, text, ...; ``budget``: {burst, every seconds}; ``limits``: its
+# ``thresholds_of(device)``, metric -> threshold, read once a call).
 # cjson writes a number to 14 significant digits: a value of 50.000000000000007 would read
 # 50 beside its threshold of 50. So each number of an alert is handed to it as text marked
 # with a NUL (which no device or metric name has), with the digits that read back as the
@@ -65,13 +65,17 @@ local function spend_alert(device, at, budget)
   return true
 end
 
+local function thresholds_of(device)
+  local stored, limits = redis.call('HGETALL', P .. 'thresholds:' .. device), {{}}
+  for j = 1, #stored, 2 do limits[stored[j]] = cjson.decode(stored[j + 1]) end
+  return limits
+end
+
 local function check_thresholds(channel, device, fields, at, budget, limits)
-  for j = 1, #limits, 2 do
-    local metric, limit = limits[j], cjson.decode(limits[j + 1])
-    local value
-    for k = 1, #fields, 2 do
-      if fields[k] == metric then value = tonumber(fields[k + 1]) end
-    end
+  for k = 1, #fields, 2 do
+    local metric = fields[k]
+    local limit = limits[metric]
+    local value = limit and tonumber(fields[k + 1])
     if value and value == value and math.abs(value) ~= math.huge then  -- a metric's: a text field may read as inf
       local was = redis.call('HGET', P .. 'alerting:' .. device, metric)
       local margin, now_state = limit.hysteresis or 0, false

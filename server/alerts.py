@@ -21,7 +21,7 @@ import json
 import time
 
 import click
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, current_app, request
 from flask.cli import AppGroup
 
 from .api import whole_number
@@ -53,8 +53,8 @@ def set_threshold(client, device, metric, low=None, high=None, hysteresis=0.0):
     if hysteresis < 0:
         raise ValueError("hysteresis: must be 0 or more")
     limit["hysteresis"] = hysteresis
-    if not keep_threshold(client, device, metric, json.dumps(limit), threshold_event(device, metric, limit)):
-        raise LookupError(f"no device {device!r} has sent a reading")
+    keep_threshold(client, device, metric, json.dumps(limit), threshold_event(device, metric, limit),
+                   current_app.config["MAX_DEVICE_FIELDS"])
     return limit
 
 

@@ -26,6 +26,12 @@ UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
                redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError)
 
 
+def is_busy(error):
+    """Whether a Redis error says a script (any client's) has run past Redis's
+    ``lua-time-limit``, so it answers nothing else until it ends: away, for now."""
+    return str(error).startswith("BUSY ")
+
+
 def is_full(error):
     """Whether a Redis error says it is at its ``maxmemory`` and refuses writes (a script's
     error says so only in its text): the server answers 507 with ``Retry-After``."""

@@ -21,7 +21,7 @@ import time
 import redis
 
 from .alerting import resume_muted
-from .connections import UNREACHABLE, client_for, is_full
+from .connections import UNREACHABLE, client_for, is_busy, is_full
 from .homeassistant import Discovery
 from .metrics import process_name, report_process
 from .mqtt_sessions import start_subscriber
@@ -90,7 +90,7 @@ class Duties:
                 report_process(client, process, hub.client_count() if hub else 0, self.mqtt_state(),
                                self.mqtt.stored_messages if self.mqtt else 0)
             except Exception as error:  # Redis away or full, or a bug: the sweep outlives either
-                if is_full(error) or isinstance(error, UNREACHABLE):  # no upload is stored meanwhile:
+                if is_full(error) or is_busy(error) or isinstance(error, UNREACHABLE):  # nothing is stored meanwhile:
                     unheard_at = time.time()  # no device is silent for it
                 if not failing:
                     log.warning("offline sweep: %s; trying again every %g s", error, self.sweep_seconds,

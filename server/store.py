@@ -166,7 +166,7 @@ local function device_state(device)
     local key = P .. 'device:' .. device
     d = {key = key, known = redis.call('HMGET', key, 'boot', 'boot_seq', 'status', 'seq'), latest = {}, order = {},
          seen_before = redis.call('ZSCORE', P .. 'devices', device), stored = false,
-         limits = redis.call('HGETALL', P .. 'thresholds:' .. device),
+         limits = thresholds_of(device),
          weight = tonumber(redis.call('HGET', weights, device)) or 1}
     if d.known[1] and not d.known[2] then d.known[2] = d.known[4] end  -- as versions before boot_seq kept it
     devices[device] = d
@@ -415,21 +415,30 @@ def mark_dropped(client, device, will_time):
     return script([shards_of(client).prefix(device)], [device, repr(will_time), CHANNEL], client=client) == 1
 
 
-# ARGV: the device, the metric, its threshold, the channel, the event saying so. Kept for a
-# device the server knows only, so a delete in between leaves no threshold behind.
+# ARGV: the device, the metric, its threshold, the channel, the event saying so, the most
+# thresholds a device may have. Kept for a device the server knows only, so a delete in
+# between leaves no threshold behind: 1, or 0 for no such device, -1 for one too many.
 _KEEP_THRESHOLD = LUA_PREFIX + """
 if not redis.call('ZSCORE', P .. 'devices', ARGV[1]) then return 0 end
-redis.call('HSET', P .. 'thresholds:' .. ARGV[1], ARGV[2], ARGV[3])
+local key = P .. 'thresholds:' .. ARGV[1]
+if redis.call('HLEN', key) >= tonumber(ARGV[6]) and redis.call('HEXISTS', key, ARGV[2]) == 0 then return -1 end
+redis.call('HSET', key, ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
 
-def keep_threshold(client, device, metric, limit, event):
-    """Keep ``limit`` (its JSON) as ``device``'s threshold on ``metric`` and publish ``event``;
-    False for a device the server does not know."""
+def keep_threshold(client, device, metric, limit, event, most):
+    """Keep ``limit`` (its JSON) as ``device``'s threshold on ``metric`` and publish ``event``.
+    LookupError for a device the server does not know, ValueError if it has ``most`` on
+    other metrics already."""
     script = _script(client, _KEEP_THRESHOLD)
-    return script([shards_of(client).prefix(device)], [device, metric, limit, CHANNEL, event], client=client) == 1
+    kept = script([shards_of(client).prefix(device)], [device, metric, limit, CHANNEL, event, most], client=client)
+    if kept == 0:
+        raise LookupError(f"no device {device!r} has sent a reading")
+    if kept == -1:
+        raise ValueError(f"{device} has {most} thresholds, the most a device may have (as many as its field "
+                         "names, SENSORCAST_MAX_DEVICE_FIELDS): remove one first")
 
 
 # ARGV: the device, the metric, the channel, now. A metric crossed when its threshold is

@@ -266,6 +266,22 @@ def test_a_redis_away_for_longer_than_offline_after_takes_no_device_that_kept_po
             client.connection_pool.disconnect()
 
 
+def test_a_device_has_at_most_as_many_thresholds_as_field_names_so_none_can_slow_every_upload(client, kitchen, app):
+    """Each reading is checked against its device's thresholds inside Redis: ten thousand
+    on names the kitchen never sends would hold Redis, and every device's upload, for seconds."""
+    most = app.config["MAX_DEVICE_FIELDS"]
+    for n in range(most):
+        assert client.put(f"/api/devices/kitchen/thresholds/m{n}", json={"high": n}).status_code == 200
+
+    one_more = client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30})
+
+    assert one_more.status_code == 400 and f"has {most} thresholds" in one_more.json["error"]
+    assert client.put("/api/devices/kitchen/thresholds/m0", json={"high": 1}).status_code == 200  # a change is fine
+    client.delete("/api/devices/kitchen/thresholds/m1")
+    assert client.put("/api/devices/kitchen/thresholds/temperature", json={"high": 30}).status_code == 200
+    assert [alert["value"] for alert in kitchen(31)["recent"]] == [31]
+
+
 def test_a_threshold_too_large_for_a_number_is_refused_clearly(client, kitchen):
     answer = client.put("/api/devices/kitchen/thresholds/temperature", data='{"high": 1' + "0" * 400 + "}",
                         content_type="application/json")

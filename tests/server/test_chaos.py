@@ -5,9 +5,11 @@ import pathlib
 import select
 import signal
 import socket
+import threading
 import time
 
 import pytest
+import redis
 import requests
 
 from server.connections import STALL_SECONDS, UNREACHABLE, connect
@@ -120,6 +122,46 @@ def test_uploads_to_a_frozen_redis_are_told_503_at_once_after_the_first_and_stor
     assert all(answer.headers["Retry-After"] and "unreachable" in answer.json()["error"] for answer in next_ones)
     eventually(lambda: post(6).status_code == 201)
     assert [reading["seq"] for reading in live_server.history("greenhouse")][-1] == 6
+
+
+def test_a_redis_held_by_another_clients_endless_script_is_a_503_until_the_script_is_killed(
+        live_server, redis_server, redis_client, token_for):
+    """Redis answers nothing but BUSY while a script runs past its lua-time-limit (here:
+    someone's loop on a Redis the server shares): the board and the monitor are told to
+    come back, as for a Redis away, not shown a server error."""
+    token = token_for("greenhouse")
+    assert live_server.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+    redis_client.config_set("lua-time-limit", 100)
+    endless = threading.Thread(target=_endless_script, args=(redis_server.url,))
+    endless.start()
+    try:
+        eventually(lambda: live_server.post("/api/readings", token, json={"temperature": 21}).status_code == 503)
+        busy = [live_server.post("/api/readings", token, json={"temperature": 22}),
+                requests.get(live_server.url + "/healthz", timeout=10)]
+    finally:
+        eventually(lambda: _kill_script(redis_client))
+        endless.join()
+        redis_client.config_set("lua-time-limit", 5000)
+
+    assert [(answer.status_code, "unreachable" in answer.text, bool(answer.headers.get("Retry-After")))
+            for answer in busy] == [(503, True, True)] * 2
+    assert live_server.post("/api/readings", token, json={"temperature": 23}).status_code == 201
+    stored = [reading["temperature"] for reading in live_server.history("greenhouse")]
+    assert 22 not in stored and stored[-1] == 23  # 21s went in until the script began
+
+
+def _endless_script(url):
+    try:
+        redis.Redis.from_url(url).eval("while true do end", 0)
+    except redis.exceptions.ResponseError:  # killed
+        pass
+
+
+def _kill_script(client):
+    try:
+        return client.script_kill()
+    except redis.exceptions.ResponseError:  # not running yet
+        return False
 
 
 def test_a_redis_frozen_past_the_connections_health_checks_is_used_again_once_it_thaws(redis_server):
