@@ -33,8 +33,8 @@ the last day, which read a busy device's hour at a glance; older, narrow buckets
 from the raw readings (or, past ``history.RAW_READINGS``, the 1 min slots). A reading
 measured earlier still is kept in the raw history (and its CSV) but in no slot, so slots
 for any ``ts`` a device cares to send, years apart, cost nothing: a device's 10 s slots
-hold at most a day, its others ``RETENTION`` and a day; and each slot at most
-``SLOT_METRICS`` metrics, however many names a device sends.
+hold at most a day, its others ``RETENTION`` and a day; and each slot at most the
+device's metric names, of which it has at most ``MAX_DEVICE_FIELDS`` (``store.py``).
 
 Readings stored before rollups existed (by an older server) are in no slot: the id of
 the first reading each device had rolled up is kept in ``rollups-from``, and a query
@@ -48,7 +48,7 @@ other edges are blurred by less than one slot, which is never wider than the buc
 """
 import math
 
-from .readings import EARLIEST_SYNCED_TS, MAX_METRICS, NOT_METRICS
+from .readings import EARLIEST_SYNCED_TS, NOT_METRICS
 from .shards import shards_of
 
 HOUR = 3600
@@ -56,12 +56,6 @@ DAY = 24 * HOUR
 ROLLUPS_FROM = "rollups-from"
 # slot seconds, key span seconds, and how far back the tier reaches (None: RETENTION)
 TIERS = ((10, HOUR, DAY), (60, 6 * HOUR, None), (600, DAY, None))
-
-
-# The most metrics a key holds a slot (so at most its slots times this many fields), as
-# many as one reading may carry: ever other names sent by one token cannot grow a device's
-# rollups past that; a metric past it in a slot is in the raw history only.
-SLOT_METRICS = MAX_METRICS
 
 
 def rollup_key(client, device, size, start):
@@ -133,7 +127,7 @@ ROLL_UP = f"""
 local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
--- key -> {{ends = its span's end, keep, cap, order = {{{{slot, metric}}, ...}},
+-- key -> {{ends = its span's end, keep, order = {{{{slot, metric}}, ...}},
 --         slots = {{slot -> {{metric -> summary}}}}}}
 local rollup_pending = {{}}
 local rollup_blocks = {{}}  -- device -> {{tier -> {{span start -> its key's pending}}}}: found with no key name made
@@ -172,7 +166,7 @@ local function roll_up(device, fields, id, now, retention)
       local block = math.floor(ts / span) * span
       local pending = blocks[t][block]
       if not pending then
-        pending = {{ends = block + span, keep = keep, cap = span / size * {SLOT_METRICS}, order = {{}}, slots = {{}}}}
+        pending = {{ends = block + span, keep = keep, order = {{}}, slots = {{}}}}
         rollup_pending[P .. 'rollup:' .. device .. ':' .. size .. ':' .. block] = pending  -- whole numbers print whole
         blocks[t][block] = pending
       end
@@ -212,7 +206,7 @@ end
 
 local function write_rollups(now, retention)
   for key, pending in pairs(rollup_pending) do
-    local added, room = 0, nil  -- room: how many fields the key may still add
+    local added = 0
     for first = 1, #pending.order, ROLLUP_PIECE do
       local fields, summaries = {{}}, {{}}
       for i = first, math.min(first + ROLLUP_PIECE - 1, #pending.order) do
@@ -222,13 +216,9 @@ local function write_rollups(now, retention)
       end
       local old, new = redis.call('HMGET', key, unpack(fields)), {{}}
       for i, field in ipairs(fields) do
-        if not old[i] then room = (room or pending.cap - redis.call('HLEN', key)) - 1 end
-        if old[i] or room >= 0 then
-          local n = #new
-          new[n + 1], new[n + 2] = field, rollup_merged(summaries[i], old[i])
-        end
+        new[2 * i - 1], new[2 * i] = field, rollup_merged(summaries[i], old[i])
       end
-      if #new > 0 then added = added + redis.call('HSET', key, unpack(new)) end
+      added = added + redis.call('HSET', key, unpack(new))
     end
     if added > 0 or now > pending.ends then
       redis.call('EXPIREAT', key, math.ceil(math.max(pending.ends, now) + pending.keep))

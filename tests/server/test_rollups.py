@@ -1,7 +1,7 @@
 """A device sends whatever measured times it likes: its chart rollups stay bounded."""
 import time
 
-from server.rollups import SLOT_METRICS, rollup_key
+from server.rollups import rollup_key
 
 DAY = 24 * 3600
 
@@ -34,8 +34,11 @@ def test_the_10_s_rollups_reach_back_a_day_and_charts_older_than_that_come_from_
     assert answer["width"] == 30 and len(answer["buckets"]) == 120  # from the readings themselves
 
 
-def test_ever_new_metric_names_cannot_grow_a_device_s_rollups_past_a_bounded_number_a_slot(
+def test_a_device_with_more_metrics_than_a_reading_carries_has_each_in_every_slot_and_no_more_names(
         app, client, token_for, redis_client):
+    """Rollups hold a slot for each of a device's metric names, and a device has at most
+    MAX_DEVICE_FIELDS names: a token sending ever new ones is refused, and cannot crowd a
+    board's own metric out of its slots either."""
     app.config.update(RATE_LIMIT=0)
     hour = (int(time.time()) // 3600 - 1) * 3600
     names = [f"m{n}" for n in range(40)]
@@ -45,6 +48,10 @@ def test_ever_new_metric_names_cannot_grow_a_device_s_rollups_past_a_bounded_num
 
     for first in range(0, len(readings), 500):
         assert client.post("/api/readings", json=readings[first:first + 500], headers=headers).status_code == 201
+    ever_new = client.post("/api/readings", json=[{"ts": hour + 5, **{f"x{n}": 1 for n in range(16)}},
+                                                  {"ts": hour + 6, **{f"y{n}": 1 for n in range(16)}}],
+                           headers=headers)
 
-    assert redis_client.hlen(rollup_key(redis_client, "attic", 10, hour)) == 360 * SLOT_METRICS  # not 360 * 40
+    assert redis_client.hlen(rollup_key(redis_client, "attic", 10, hour)) == 360 * 40  # every name, every slot
+    assert ever_new.status_code == 400 and "field names in all" in ever_new.json["error"]
     assert redis_client.xlen("readings:attic") == len(readings)  # the raw history keeps every one
