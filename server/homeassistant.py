@@ -14,7 +14,8 @@ published once however many processes run, and the next holder resumes where the
 stopped. What was published of each device is kept in ``homeassistant:<device>``. Labels,
 deletes and offline come as ``device`` events on ``sse``; on taking the lease and every
 ``resync_seconds`` the holder compares every device anyway, so nothing missed while no
-process listened stays wrong. Only a delete removes a device's entities: hiding its card
+process listened stays wrong; a device whose status topic the broker no longer holds (it
+lost its retained messages: a restart without its database) is published whole again. Only a delete removes a device's entities: hiding its card
 is the dashboard's business, and Home Assistant keeps it.
 
 A metric the device's readings have left out for ``OFFLINE_AFTER`` seconds (by their ``ts``;
@@ -185,7 +186,9 @@ class Discovery:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.warning("home assistant: %s refused the connection: %s", self.url.hostname, reason_code)
-        else:
+        else:  # what the broker holds comes again, retained: nothing from before it went away stands
+            self.retained_status.clear()
+            self.kept_offline.clear()
             client.subscribe(status_topic("+"), qos=1)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -341,6 +344,9 @@ class Discovery:
             return [(topic, "") for topic in topics + [state_topic(view.id), status_topic(view.id)]] \
                 if view.announced else []
         readings = readings or []
+        held = self.retained_status.get(view.id)
+        if held is None:  # a broker that lost what it kept (restarted without its database): all of it again
+            view.announced = {field: value for field, value in view.announced.items() if field.startswith("seen:")}
         metrics = set(view.latest).union(*({name for name in reading if name not in NOT_METRICS}
                                            for _, reading in readings))
         if not metrics:
@@ -351,7 +357,6 @@ class Discovery:
             if view.announced.get(f"config:{metric}") != payload:
                 messages.append((config_topic(self.prefix, view.id, metric), payload))
                 view.written[f"config:{metric}"] = payload
-        held = self.retained_status.get(view.id)
         if (readings or view.id in self.kept_offline and view.status == ONLINE) and held != ONLINE:
             messages.append((status_topic(view.id), ONLINE))  # it was online when it sent them, or still is
             held = ONLINE

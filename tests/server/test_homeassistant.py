@@ -371,3 +371,24 @@ def test_a_restarted_server_publishes_what_was_stored_while_it_was_away(ha_serve
     ha_server()
     eventually(lambda: published_in_order(ha, redis_client, "kitchen"), timeout=60)
     assert ha.value(sensors(ha, "kitchen")["temperature"]) == 25
+
+
+def test_a_broker_that_lost_what_it_kept_gets_every_device_announced_again_without_a_new_reading(
+        ha_server, home_assistant, token_for, broker):
+    """Mosquitto restarted without its database (a crash before its autosave, a new
+    broker): the quiet devices' entities must not vanish from Home Assistant until each
+    posts again."""
+    server = ha_server()
+    for device in ("kitchen", "attic"):
+        assert server.post("/api/readings", token_for(device), json={"temperature": 20.5}).status_code == 201
+    ha = home_assistant()
+    eventually(lambda: len(ha.retained()) == 6, timeout=60)  # each device's config, state and status
+    announced = ha.retained()
+
+    broker.stop()
+    (broker.folder / "mosquitto.db").unlink()
+    broker.start()
+
+    eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+    later = home_assistant()
+    eventually(lambda: later.retained() == announced, timeout=60)
