@@ -57,7 +57,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .devices import labels
-from .mqtt import TOPIC_ROOT, broker_client, connect_in_background, disconnect
+from .mqtt import TOPIC_ROOT, Refusals, broker_client, connect_in_background, disconnect
 from .readings import DEVICE_ID, METRICS, NOT_METRICS, decode_fields
 from .shards import shards_of
 from .store import CHANNEL, DEVICES, READINGS, device_key, device_readings, known_devices, mark_dropped, meta_key
@@ -170,6 +170,7 @@ class Discovery:
         self.client = broker_client(config, f"sensorcast-ha-{secrets.token_hex(6)}")
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
         self.client.on_subscribe, self.client.on_message = self._on_subscribe, self._on_status
+        self.refusals = Refusals()
         self.wills = queue.Queue()  # (device, time its last will came, connection it came by): ``_mark_dropped``
         self.connection = 0  # one more at each disconnect
 
@@ -185,8 +186,11 @@ class Discovery:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            log.warning("home assistant: %s refused the connection: %s", self.url.hostname, reason_code)
+            if self.refusals.is_new(reason_code):
+                log.warning("home assistant: %s refused the connection: %s; trying again, logged again once it "
+                            "says otherwise", self.url.hostname, reason_code)
         else:  # what the broker holds comes again, retained: nothing from before it went away stands
+            self.refusals.accepted()
             self.retained_status.clear()
             self.kept_offline.clear()
             client.subscribe(status_topic("+"), qos=1)

@@ -126,6 +126,22 @@ def pace_reconnects(client):
     pace(MAX_BACKOFF)
 
 
+class Refusals:
+    """A broker's refusals of a connection, each logged once until it says something else or
+    takes the connection: a wrong password is refused at every try, for as long as it is wrong."""
+
+    def __init__(self):
+        self.last = None
+
+    def is_new(self, reason_code):
+        """Whether ``reason_code`` is a refusal not logged yet (then log it)."""
+        new, self.last = str(reason_code) != self.last, str(reason_code)
+        return new
+
+    def accepted(self):
+        self.last = None
+
+
 def share_group(redis_client):
     """The shared subscription's group of the servers of this Redis: ``sensorcast-`` and
     a random part, made by the first one to ask (``sensorcast`` for a Redis that kept MQTT
@@ -176,6 +192,7 @@ class Subscriber:
         self.stopping = threading.Event()
         self.redis_failing = False
         self.refusals_logged = LinesPerMinute(self.logged_per_minute)
+        self.refusals = Refusals()  # of this process's own connection
         self.subscription = None  # once Redis has said which group (``share_group``)
         self.client = self._client()
 
@@ -214,8 +231,11 @@ class Subscriber:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            log.warning("mqtt: %s refused %s: %s", self.url.hostname, self.client_id, reason_code)
+            if self.refusals.is_new(reason_code):
+                log.warning("mqtt: %s refused %s: %s; trying again every %d s, logged again once it says otherwise",
+                            self.url.hostname, self.client_id, reason_code, MAX_BACKOFF)
             return
+        self.refusals.accepted()
         log.info("mqtt: connected to %s as %s (session %s)", self.url.hostname, self.client_id,
                  "resumed" if flags.session_present else "new")
         client.subscribe(self.subscription,
@@ -232,8 +252,8 @@ class Subscriber:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.generation += 1
         if self.connected and not self.stopping.is_set():
-            log.warning("mqtt: lost %s (%s); reconnecting with backoff up to %d s",
-                        self.url.hostname, reason_code, MAX_BACKOFF)
+            log.warning("mqtt: lost %s (%s); reconnecting every %g s while it cannot be reached, backing off up "
+                        "to %d s while it refuses", self.url.hostname, reason_code, RETRY_DELAY, MAX_BACKOFF)
         self.connected = False
 
     def _on_message(self, client, userdata, message):

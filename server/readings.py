@@ -116,7 +116,7 @@ def _validate_one(item, now, max_future, bound_device):
         if type(seq) is not int and is_number(seq) and seq == int(seq):  # a whole float (7.0) is the same seq
             seq = reading["seq"] = int(seq)
         if type(seq) is not int or not 0 <= seq < 2**53:
-            raise InvalidReading("seq", "must be a whole number from 0")
+            raise InvalidReading("seq", "must be a whole number from 0 to 2^53 - 1")
     reading["ts"] = _timestamp(reading["ts"], now, max_future) if "ts" in reading else now
     metrics = 0
     for name, value in item.items():

@@ -326,6 +326,13 @@ def test_a_value_just_out_of_range_is_named_as_sent(client, token_for, value, sa
     assert answer.status_code == 400 and answer.json["error"] == f"temperature: {said}"
 
 
+@pytest.mark.parametrize("seq", [-1, 2**53, 1.5])
+def test_a_seq_out_of_its_range_is_told_the_range(client, token_for, seq):
+    answer = post(client, {"temperature": 20, "boot": "b1", "seq": seq}, token_for("kitchen"))
+
+    assert answer.status_code == 400 and answer.json["error"] == "seq: must be a whole number from 0 to 2^53 - 1"
+
+
 def test_a_body_that_is_no_json_is_refused_as_every_reading_is(client, token_for):
     answer = client.post("/api/readings", data="{not json", content_type="application/json",
                          headers={"Authorization": f"Bearer {token_for('kitchen')}"})

@@ -375,3 +375,26 @@ def test_devices_add_mqtt_prints_a_broker_login(app):
     assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
                                                            int(iterations))
     assert SERVER_USER not in output[-1]
+
+
+def test_a_server_whose_broker_login_is_wrong_says_so_once_not_at_every_try(start_server, broker, tmp_path):
+    """A password mistyped on a Friday is refused every few seconds all weekend: the log
+    says it once for each client, not at every try."""
+    right = broker.password_file.read_text()
+    broker.password_file.write_text("".join(line for line in right.splitlines(keepends=True)
+                                            if not line.startswith(SERVER_USER + ":")))
+    broker.process.send_signal(signal.SIGHUP)
+    log = tmp_path / "server.log"
+    server = start_server(MQTT_URL=broker.url(), MQTT_CLIENT_ID=f"test-{tmp_path.name}", log=log)
+
+    eventually(lambda: broker_log(broker).count("not authorised") >= 8, timeout=60)  # both clients, many tries
+    refusals = [line for line in log.read_text().splitlines() if "refused" in line]
+    broker.password_file.write_text(right)
+    broker.process.send_signal(signal.SIGHUP)
+
+    assert len(refusals) == 2 and all("Not authorized" in line for line in refusals)  # readings, Home Assistant
+    eventually(lambda: server.health().get("mqtt") == "up", timeout=60)
+
+
+def broker_log(broker):
+    return (broker.folder / "mosquitto.log").read_text()
