@@ -146,6 +146,9 @@ def drop_token(client, device, token):
 REFUSED_UNTIL_ADDED = ("the server refuses its readings, over MQTT too, until `devices add` gives it a token again "
                        "(its broker login stays valid until its line leaves the broker's password file)")
 
+ADD_PASSWORD_LINE = ("Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, or the "
+                     "password_file your mosquitto.conf names; README: MQTT), then reload Mosquitto:")
+
 devices_cli = AppGroup("devices", help="Manage device tokens.")
 
 
@@ -163,9 +166,7 @@ def add_device(device, mqtt):
     password, line = broker_credentials(device)
     click.echo(f"token (HTTP and updates): {token}\n"
                f"MQTT username: {device}\nMQTT password: {password}\npublishes to: {readings_topic(device)}\n"
-               "Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, or the "
-               "password_file your mosquitto.conf names; README: MQTT), then reload Mosquitto:\n"
-               f"{line}")
+               f"{ADD_PASSWORD_LINE}\n{line}")
 
 
 @devices_cli.command("revoke")

@@ -26,7 +26,7 @@ import tempfile
 from urllib.parse import unquote, urlsplit
 
 from server import DATA_DIR
-from server.auth import drop_token, issue_token, keep_only
+from server.auth import ADD_PASSWORD_LINE, drop_token, issue_token, keep_only
 from server.connections import UNREACHABLE
 from server.mqtt import DEFAULT_PORTS, broker_credentials
 from server.readings import DEVICE_ID, DEVICE_RULE
@@ -137,8 +137,7 @@ def main(argv=None):
     earlier = f"; its {replaced} earlier token(s) no longer work" if replaced else ""
     print(f"provisioned {args.device}: server {settings['server']}{via}{earlier}; next: make deploy PORT={args.port}")
     if password_line:
-        print("Add this line to the broker's password file (/etc/mosquitto/sensorcast/passwords, README: MQTT), "
-              f"then reload Mosquitto:\n{password_line}")
+        print(f"{ADD_PASSWORD_LINE}\n{password_line}")
     return 0
 
 
