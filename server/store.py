@@ -8,6 +8,7 @@ event id and its place in the history never disagree, however large the batch.
 import heapq
 import itertools
 import json
+import time
 
 import redis
 
@@ -255,16 +256,23 @@ end
 """
 
 # ARGV: the cutoff (seconds: a device last seen before it is offline), the channel, when
-# this process last found Redis full or away (0: never). Marks the devices last seen since
-# the previous sweep's cutoff (kept in ``offline-swept``, shared by every process and
+# this process last found Redis full or away (0: never), now. Marks the devices last seen
+# since the previous sweep's cutoff (kept in ``offline-swept``, shared by every process and
 # instance) offline once, and announces it. Not one while the cutoff is before the last time
-# any process found Redis full or away (kept in ``devices-unheard-at``): no upload was
-# stored meanwhile, and every device gets ``OFFLINE_AFTER`` from then to be stored again.
-_MARK_OFFLINE = _GO_OFFLINE + """
+# any process found Redis full or away, or no process swept for ``UNSWEPT_GAP`` seconds
+# (every server stopped: kept in ``devices-unheard-at``, the last sweep's time in
+# ``offline-sweep-at``): no upload was stored meanwhile, and every device gets
+# ``OFFLINE_AFTER`` from then to be stored again.
+UNSWEPT_GAP = 10
+_MARK_OFFLINE = _GO_OFFLINE + f"local UNSWEPT_GAP = {UNSWEPT_GAP}\n" + """
+local now = tonumber(ARGV[4])
+local last_sweep = tonumber(redis.call('GET', P .. 'offline-sweep-at') or ARGV[4])
+redis.call('SET', P .. 'offline-sweep-at', ARGV[4])
+local unheard_at = now - last_sweep > UNSWEPT_GAP and now or tonumber(ARGV[3])
 local unheard = tonumber(redis.call('GET', P .. 'devices-unheard-at') or '0')
-if tonumber(ARGV[3]) > unheard then
-  unheard = tonumber(ARGV[3])
-  redis.call('SET', P .. 'devices-unheard-at', ARGV[3])
+if unheard_at > unheard then
+  unheard = unheard_at
+  redis.call('SET', P .. 'devices-unheard-at', string.format('%.17g', unheard_at))
 end
 if tonumber(ARGV[1]) < unheard then return {} end
 local swept = redis.call('GET', P .. 'offline-swept') or '-inf'
@@ -400,11 +408,11 @@ def trim_histories(client, now, retention):
 
 def mark_offline(client, cutoff, unheard_at=0.0):
     """Mark the devices not seen since ``cutoff`` offline, once, unless Redis was full or away
-    since (at ``unheard_at`` as this process found it, or later as another did); returns the
-    ones marked now."""
+    since (at ``unheard_at`` as this process found it, or later as another did), or no server
+    swept for a while until now; returns the ones marked now."""
     script = _script(client, _MARK_OFFLINE)
-    return [device for prefix in shards_of(client).prefixes
-            for device in script([prefix], [repr(cutoff), CHANNEL, repr(unheard_at)], client=client)]
+    args = [repr(cutoff), CHANNEL, repr(unheard_at), repr(time.time())]
+    return [device for prefix in shards_of(client).prefixes for device in script([prefix], args, client=client)]
 
 
 def mark_dropped(client, device, will_time):

@@ -13,7 +13,7 @@ from server.alerting import resume_muted
 from server.auth import issue_token
 from server.connections import connect
 from server.embedded_redis import EmbeddedRedis
-from server.store import CHANNEL, mark_offline
+from server.store import CHANNEL, UNSWEPT_GAP, mark_offline
 from server.webhook import TRIES, Webhook
 from tests.conftest import TEST_SETTINGS, LiveServer, eventually
 
@@ -264,6 +264,27 @@ def test_a_redis_away_for_longer_than_offline_after_takes_no_device_that_kept_po
         finally:
             server.stop()
             client.connection_pool.disconnect()
+
+
+def test_a_server_stopped_for_longer_than_offline_after_takes_no_device_that_kept_posting_offline(
+        start_server, token_for, redis_client, webhook):
+    """Every server process stopped (an upgrade, a reboot of the host): the boards were
+    refused meanwhile, not silent. The freezer, silent since before, still goes offline."""
+    server = start_server(OFFLINE_AFTER=2, WEBHOOK_URL=webhook.url)
+    kitchen, freezer = token_for("kitchen"), token_for("freezer")
+    for token in (kitchen, freezer):
+        assert server.post("/api/readings", token, json={"temperature": 4}).status_code == 201
+    posted = time.time()
+    eventually(lambda: redis_client.exists("alerts") and swept_since(redis_client, posted))  # running as usual
+
+    server.stop()
+    stopped = time.time()
+    eventually(lambda: time.time() > stopped + UNSWEPT_GAP + 1, timeout=60)  # down longer than both
+    server = start_server(OFFLINE_AFTER=2, WEBHOOK_URL=webhook.url)
+
+    only_the_silent_freezer_goes_offline(
+        redis_client, webhook, lambda: server.post("/api/readings", kitchen, json={"temperature": 5}).status_code,
+        back_from=time.time())
 
 
 def test_a_device_has_at_most_as_many_thresholds_as_field_names_so_none_can_slow_every_upload(client, kitchen, app):
