@@ -45,6 +45,14 @@ class QuietFloods(logging.Filter):
         return True
 
 
+def worker_exit(server, worker):
+    """Stop the app's background duties as the worker ends: the webhook lets its lease go,
+    so a reload's new worker posts the next alert at once, not once the lease ran out."""
+    duties = getattr(worker.wsgi, "extensions", {}).get("sensorcast.duties")
+    if duties:
+        duties.stop()
+
+
 def post_worker_init(worker):
     """Start the app's background duties (``server/duties.py``) in each worker, before
     any request: offline alerts and the webhook must not wait for someone to look. Cap

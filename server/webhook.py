@@ -47,12 +47,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] or redis.call('SET', KEYS[1], ARGV[1], 
 end
 return 0
 """
+# KEYS: the lease. ARGV: who lets it go. Only its holder's word ends it.
+LET_GO = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class Webhook:
     first_wait = 1.0
     timeout = 10
     lease_seconds = 30.0
+    standby_seconds = 1.0  # between asks for the lease while another process holds it
 
     def __init__(self, client, url):
         self.redis = client
@@ -65,9 +71,15 @@ class Webhook:
 
     def stop(self):
         """Stop, and wait until the webhook's thread has let go of its Redis client (a read
-        waits a second for new alerts; a post, up to ``timeout``), so the client may be closed."""
+        waits a second for new alerts; a post, up to ``timeout``), so the client may be closed;
+        then let the lease go, so that another process (a reload's new worker) delivers at once."""
         self.stopping.set()
         self._thread.join(self.timeout + 2)
+        if not self._thread.is_alive():
+            try:
+                self.redis.eval(LET_GO, 1, WEBHOOK_LEASE, self.me)
+            except redis.exceptions.RedisError:
+                pass  # away: the lease ends by itself
 
     def _run(self):
         failing = False
@@ -79,7 +91,7 @@ class Webhook:
                         while self._holds_lease() and self._deliver_from(start):
                             pass
                 else:
-                    self.stopping.wait(self.lease_seconds / 3)
+                    self.stopping.wait(self.standby_seconds)
                 failing = False
             except redis.exceptions.RedisError as error:
                 if not failing:
@@ -166,6 +178,8 @@ def fold(entries):
     posts = []
     for run in runs.values():
         posts.append((run[0], [run[0]["id"]]))
-        if len(run) > 1:
+        if len(run) > 2:
             posts.append((dict(run[-1], folded=len(run) - 2), [alert["id"] for alert in run[1:]]))
+        elif len(run) == 2:
+            posts.append((run[1], [run[1]["id"]]))
     return sorted(posts, key=lambda post: stream_id(post[0]["id"]))

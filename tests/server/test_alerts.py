@@ -2,6 +2,8 @@
 the page, in the list and at a webhook; a device gone silent is an alert too."""
 import http.server
 import json
+import pathlib
+import signal
 import threading
 import time
 
@@ -13,7 +15,7 @@ from server.alerting import resume_muted
 from server.auth import issue_token
 from server.connections import connect
 from server.embedded_redis import EmbeddedRedis
-from server.store import CHANNEL, UNSWEPT_GAP, mark_offline
+from server.store import CHANNEL, UNSWEPT_GAP, WEBHOOK_LEASE, mark_offline
 from server.webhook import TRIES, Webhook
 from tests.conftest import TEST_SETTINGS, LiveServer, eventually
 
@@ -362,6 +364,26 @@ def test_an_alert_a_dying_process_had_in_hand_is_posted_by_the_next_one(redis_cl
     eventually(lambda: [alert["state"] for alert in webhook.received] == ["offline"])
     assert webhook.received[0]["id"] == redis_client.xrange("alerts")[0][0]
     eventually(lambda: redis_client.xpending("alerts", "webhook")["pending"] == 0)
+
+
+def test_a_reloaded_server_lets_the_webhook_go_so_its_new_worker_posts_the_next_alert(
+        start_server, token_for, redis_client, webhook):
+    """A graceful reload (SIGHUP, as a deploy does): the old worker held the webhook's lease
+    for 30 s after its end, and every alert meanwhile waited."""
+    server = start_server(WEBHOOK_URL=webhook.url)
+    token = token_for("kitchen")
+    assert server.post("/api/readings", token, json={"temperature": 20}).status_code == 201
+    eventually(lambda: redis_client.get(WEBHOOK_LEASE))
+    holder = redis_client.get(WEBHOOK_LEASE)
+    old_worker = int(holder.split("-")[-2])
+
+    server.process.send_signal(signal.SIGHUP)
+    eventually(lambda: not pathlib.Path(f"/proc/{old_worker}").exists(), timeout=60)
+
+    assert redis_client.get(WEBHOOK_LEASE) != holder
+    requests.put(server.url + "/api/devices/kitchen/thresholds/temperature", json={"high": 30}, timeout=10)
+    assert server.post("/api/readings", token, json={"temperature": 35}).status_code == 201
+    eventually(lambda: [alert["state"] for alert in webhook.received] == ["high"])
 
 
 def test_a_device_flapping_at_a_limit_delays_another_devices_alert_by_a_few_posts_only(redis_client, webhook,
