@@ -195,7 +195,8 @@ def run(args):
         if max_streams < config["MAX_STREAMS"]:
             os.environ["SENSORCAST_MAX_STREAMS"] = str(max_streams)
             print(f"Streams: {max_streams} per worker, as many as the open-file limit allows (ulimit -Hn)")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        for ending in (signal.SIGTERM, signal.SIGHUP):  # a stop, or its terminal closed: end what it started
+            signal.signal(ending, lambda *_: sys.exit(0))
         os.environ.update(GEVENT_ENV)
         # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
         # server gracefully, then Redis, in that order.

@@ -155,6 +155,17 @@ def test_ctrl_c_stops_make_run_quietly_and_leaves_nothing_running(stack):
     assert not stack.answers()
 
 
+@pytest.mark.parametrize("ending", [signal.SIGHUP, signal.SIGTERM], ids=["its terminal closed", "stopped"])
+def test_make_run_ended_by_a_closed_terminal_or_a_stop_leaves_nothing_running(stack, ending):
+    started = [line.split()[0] for line in stack.processes().splitlines()]
+
+    stack.process.send_signal(ending)
+
+    assert stack.process.wait(timeout=30) == 0
+    eventually(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in started), timeout=30)
+    assert len(started) >= 3 and not stack.answers()  # make run, gunicorn's master and worker, Redis
+
+
 def test_make_simulate_posts_to_the_port_make_run_serves_until_it_ends(stack):
     assert simulator_cli.running_server(stack.data) == f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
 
