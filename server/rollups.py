@@ -10,12 +10,15 @@ lands in the slots of when it was measured, as it does in the raw history.
 
 Three tiers, each a slot size, the span one hash holds, and how far back it reaches::
 
-    rollup:<device>:10:<start>    10 s slots, a key per hour     a day    (1 h / 300 buckets: 12 s wide)
-    rollup:<device>:60:<start>    1 min slots, a key per 6 hours RETENTION (24 h / 300 buckets: 288 s)
-    rollup:<device>:600:<start>   10 min slots, a key per day    RETENTION (7 d / 300 buckets: 2016 s)
+    rollup:<device>:10:<start>    10 s slots, a key per 10 min   a day    (1 h / 300 buckets: 12 s wide)
+    rollup:<device>:60:<start>    1 min slots, a key per hour    RETENTION (24 h / 300 buckets: 288 s)
+    rollup:<device>:600:<start>   10 min slots, a key per 6 h    RETENTION (7 d / 300 buckets: 2016 s)
 
 ``<start>`` is the key's first second (Unix seconds, a multiple of its span); a field
-is ``<slot start>:<metric>``, its value ``"<count> <sum> <min> <max>"``. A query reads
+is ``<slot start>:<metric>``, its value ``"<count> <sum> <min> <max>"``. A key holds at
+most 60 slots, so a device's key of up to 8 metrics stays within Redis's compact
+encoding of a hash (``hash-max-listpack-entries``, 512 by default): half the memory of
+the hash table it would be past that, the most of what a slow board costs. A query reads
 the coarsest tier whose slot fits in its bucket width (buckets under 10 s wide come
 from the raw readings). 10 s is the finest slot that keeps a whole hour cheap for a
 device sending many readings a second; each tier is 6 or 10 times the one before, so a
@@ -55,7 +58,10 @@ HOUR = 3600
 DAY = 24 * HOUR
 ROLLUPS_FROM = "rollups-from"
 # slot seconds, key span seconds, and how far back the tier reaches (None: RETENTION)
-TIERS = ((10, HOUR, DAY), (60, 6 * HOUR, None), (600, DAY, None))
+TIERS = ((10, 600, DAY), (60, HOUR, None), (600, 6 * HOUR, None))
+# slot seconds -> the span of a key of theirs that a server before this one wrote (each a
+# multiple of today's), read until such keys have expired: a tier's reach after an upgrade
+EARLIER_SPANS = {10: HOUR, 60: 6 * HOUR, 600: DAY}
 
 
 def rollup_key(client, device, size, start):
@@ -80,7 +86,7 @@ def slots(client, device, size, since, until, readings):
     and the id of the newest entry of ``readings`` (the device's stream; None for none) as
     of them, read in one transaction: they count every reading stored up to it, none after."""
     span = {tier[0]: tier[1] for tier in TIERS}[size]
-    first = math.floor(max(since, EARLIEST_SYNCED_TS) / span) * span
+    first = math.floor(max(since, EARLIEST_SYNCED_TS) / EARLIER_SPANS[size]) * EARLIER_SPANS[size]
     with client.pipeline(transaction=True) as pipe:  # a device's keys are in one cluster slot
         for start in range(first, math.ceil(until), span):
             pipe.hgetall(rollup_key(client, device, size, start))

@@ -50,7 +50,7 @@ from server import create_app
 from server.auth import issue_token
 from server.connections import connect
 from server.embedded_redis import EmbeddedRedis
-from server.rollups import rollup_key
+from server.rollups import TIERS, rollup_key
 from server.store import CHANNEL, device_readings
 from server.stream import sse as our_sse
 from tools.bench_browsers import Browsers, bare_fan_out_ms
@@ -224,6 +224,31 @@ def range_queries(url, redis_client, readings, buckets=300, tries=5):
     return rows
 
 
+def board_week(url, redis_client, interval=30, days=7):
+    """What a board at the firmware's defaults costs Redis over ``RETENTION`` (a week): a
+    reading every ``interval`` s with its five metrics, boot and seq, measured evenly over
+    the week up to now; MB by kind of key (the shared ``readings`` stream is capped for all)."""
+    headers = {"Authorization": f"Bearer {issue_token(redis_client, 'board')}"}
+    count, start = days * 86400 // interval, time.time() - days * 86400
+    session = requests.Session()
+    for offset in range(0, count, 500):
+        session.post(url + "/api/readings", headers=headers, json=[
+            {"temperature": 18 + n % 60 / 10, "humidity": 40 + n % 200 / 10, "rssi": -60 - n % 20,
+             "heap": 80000 + n % 997 * 8, "uptime": n * interval, "boot": "b1", "seq": n + 1,
+             "ts": start + n * interval} for n in range(offset, min(offset + 500, count))]).raise_for_status()
+    kinds = {"history": [device_readings(redis_client, "board")],
+             **{f"{size} s rollups": list(redis_client.scan_iter(rollup_key(redis_client, "board", size, "*")))
+                for size, _, _ in TIERS},
+             "the rest": [key for key in redis_client.scan_iter("*board*")
+                          if not key.startswith(("rollup:", "readings"))]}
+    row = {"readings": count}
+    for kind, keys in kinds.items():
+        row[f"{kind} MB"] = sum(redis_client.memory_usage(key, samples=0) for key in keys) / 2**20
+    total = sum(row[f"{kind} MB"] for kind in kinds)
+    row = {name: f"{value:.2f}" if name.endswith("MB") else value for name, value in row.items()}
+    return [dict(row, **{"total MB": f"{total:.2f}", "boards in 1 GB": int(1024 / total)})]
+
+
 def publish_rate(app, blueprint, count):
     with app.app_context():
         start = time.time()
@@ -366,6 +391,8 @@ def main(argv=None):
             try:
                 print_table("Range queries: a device with all its readings in the range, one gevent worker",
                             range_queries(server.url, redis_client, args.range_readings))
+                print_table("A board's week in Redis: a reading every 30 s (the firmware's default) of five metrics",
+                            board_week(server.url, redis_client))
             finally:
                 server.stop()
 

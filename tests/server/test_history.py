@@ -131,7 +131,8 @@ def test_a_day_of_thousands_of_readings_is_charted_from_the_rollups_alone(client
 
     assert day.status_code == 200 and len(day.json["buckets"]) > 250
     assert wide["xrange"] <= 2  # its first reading (the default since) and any stored before rollups: no pages
-    assert wide["hgetall"] <= 1 + 5  # who may view, and a day of 1 min rollups: a key per 6 hours
+    assert wide["hgetall"] <= 1 + 25 + 5  # who may view, a day of 1 min rollups (a key an hour, as an older
+    # server's keys of 6 hours are read too, from the one the day began in)
     assert narrow["xrange"] > len(readings) / PAGE  # 5 s buckets: every reading, page by page
 
 
@@ -199,6 +200,22 @@ def test_after_an_upgrade_the_charts_still_show_what_an_older_server_stored(clie
     answer = client.get(f"/api/devices/attic/readings?since={start}&buckets=25").json
 
     assert [bucket["temperature"]["max"] for bucket in answer["buckets"]] == [10 + hour for hour in range(23)] + [40]
+
+
+def test_after_an_upgrade_the_charts_still_show_what_an_older_server_rolled_up_in_its_longer_keys(
+        client, token_for, redis_client):
+    """Servers before this one kept a key of 1 min slots per 6 hours (of 10 s slots per hour,
+    of 10 min slots per day); a range starting after such a key began still counts it."""
+    span = 6 * HOUR
+    measured = (time.time() // span - 1) * span + 3 * HOUR + 30  # 3 h into the 6 h before these
+    client.post("/api/readings", json={"temperature": 12.5, "ts": measured},
+                headers={"Authorization": f"Bearer {token_for('attic')}"})
+    redis_client.rename(rollup_key(redis_client, "attic", 60, int(measured // HOUR * HOUR)),
+                        rollup_key(redis_client, "attic", 60, int(measured // span * span)))  # as it left it
+
+    answer = client.get(f"/api/devices/attic/readings?since={measured - 600}&until={measured + 600}&buckets=10").json
+
+    assert answer["width"] == 120 and [bucket["temperature"]["count"] for bucket in answer["buckets"]] == [1]
 
 
 def test_the_export_is_a_csv_with_a_header_and_a_row_per_reading(client, week):
