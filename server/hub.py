@@ -363,11 +363,15 @@ class Hub:
     def _access_check(self, redis_answers):
         """``allows``, or anything goes while it cannot be asked: asked only of a Redis that
         ``redis_answers`` (a read would wait out its timeout in this loop, and hold up finding
-        the outage), and said once when that read fails."""
+        the outage), and said once when that read fails. One that waited out its timeout
+        (a Redis stopped, or lost by the network, in the quiet before a ping) breaks the
+        subscription at once: a ping after it would take as long again to tell."""
         if self.allows is None or not redis_answers:
             return lambda access: True
         try:
             self.allows(None)  # reads the accounts now, once, rather than for the first client
+        except redis.exceptions.TimeoutError:
+            raise
         except redis.exceptions.RedisError as error:
             if not self._viewers_unread:  # once for the whole outage, not once a second
                 log.warning("live stream: could not read the viewers (%s); checking again every %g s",

@@ -290,9 +290,11 @@ def test_a_redis_that_stops_answering_without_a_word_closes_the_readers_within_s
         hub.stop()
 
 
-def test_a_frozen_redis_is_found_as_soon_with_viewers_to_check(relay, monkeypatch):
+def test_a_frozen_redis_is_found_as_soon_with_viewers_to_check(relay, monkeypatch, caplog):
     """Each read of the viewers from a frozen Redis waits out its timeout in the hub's own
-    loop: once the hub has pinged in vain, it asks no more of them until Redis answers."""
+    loop: the first to do so breaks the subscription (a ping after it would take as long
+    again), and none is asked again until Redis answers."""
+    caplog.set_level(logging.WARNING, logger="server.hub")
     monkeypatch.setattr(viewers, "ACCOUNTS_TTL", 0.1)
     client, read_while_frozen, frozen = connect(relay.url, timeout=1), [], threading.Event()
     accounts = viewers.Accounts(client)
@@ -310,6 +312,8 @@ def test_a_frozen_redis_is_found_as_soon_with_viewers_to_check(relay, monkeypatc
 
         eventually(lambda: all(client.closed for client in clients), timeout=20)
         assert len(read_while_frozen) <= 2  # the one under way when Redis froze, and at most one more
+        broke = [record.getMessage() for record in caplog.records if "subscription broke" in record.getMessage()]
+        assert "Timeout reading" in broke[0] and not any("viewers" in record.getMessage() for record in caplog.records)
     finally:
         relay.thaw()
         hub.stop()
