@@ -109,6 +109,7 @@ class Node:
         then does, and ends when a release stays: an offer of a new version at every
         heartbeat, forged or not, cannot restart the board at every heartbeat."""
         if online and not self.uplink.pending and time.time() >= self.next_update_check:
+            net.sync_time(log)  # a clock left alone drifts (an ESP8266's, minutes a day): 5 min ahead is refused
             self.next_update_check = time.time() + self.settings["heartbeat"]
             failed = read_json(_FAILED_UPDATE) or {}
             if failed and not failed["reported"] and self.report(failed["version"], "failed", failed["reason"]):

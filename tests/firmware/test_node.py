@@ -1,6 +1,7 @@
 """A maker flashes the node: readings reach the dashboard, and nothing is lost on the way."""
 import ast
 import json
+import time
 
 import pytest
 import requests
@@ -114,6 +115,32 @@ def test_a_clock_never_set_sends_no_time_and_the_server_stamps_it(board, live_se
 
     assert browser.next_reading()["data"]["ts"] > 1.7e9
     board.wait_for("ntp: no time")  # the console may come a moment after the reading
+
+
+def test_a_clock_that_ran_an_hour_ahead_is_set_right_at_the_next_heartbeat_and_its_readings_stored_again(
+        board, live_server, token_for, tmp_path):
+    """A board left alone for months never loses Wi-Fi, so never asked NTP again, and its
+    clock drifted (an ESP8266's by minutes a day): past 5 min ahead the server refuses every
+    reading (400), and the board drops them."""
+    drifting = tmp_path / "drifting_clock"
+    drifting.mkdir()
+    (drifting / "time.py").write_text(
+        "from utime import *\nimport utime, machine\n\n\ndef time():\n"
+        "    return utime.time() + machine.hardware().get('clock_ahead', 0) - machine._file.get('set_right', 0)\n")
+    board.extra_path = [drifting]
+    board.configure(**node_settings(live_server.url, token_for("kitchen"), heartbeat=600))
+    board.set(adc=[1500, 2048] * 1000)  # a change at each cycle: each is reported
+    board.start()
+    eventually(lambda: len(live_server.history("kitchen")) >= 3)
+
+    board.set(clock_ahead=3600)
+    drifted_at = time.time()
+
+    eventually(lambda: [reading for reading in live_server.history("kitchen") if reading["ts"] > drifted_at])
+    board.stop()
+    seqs = [reading["seq"] for reading in live_server.history("kitchen")]
+    assert max(after - before for before, after in zip(seqs, seqs[1:])) <= 3  # one or two refused, no more
+    assert all(reading["ts"] < time.time() + 5 for reading in live_server.history("kitchen"))
 
 
 def test_only_changes_and_heartbeats_are_reported(board, live_server, token_for):
