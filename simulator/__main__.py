@@ -9,6 +9,7 @@ import argparse
 import json
 import pathlib
 import random
+import signal
 import sys
 import time
 from urllib.parse import urlsplit
@@ -137,4 +138,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service stop ends a run as Ctrl-C does
     sys.exit(main())

@@ -1,6 +1,7 @@
 """The simulator against the real server, and the same payload as the firmware's."""
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -122,6 +123,19 @@ def test_a_run_over_mqtt_across_a_broker_restart_delivers_every_reading_it_made_
         eventually(lambda: len(mqtt_server.history(device.name)) >= device.seq)
         stored = [reading["seq"] for reading in mqtt_server.history(device.name)]
         assert stored == list(range(1, device.seq + 1)), stored  # none lost, none twice
+
+
+def test_a_simulator_stopped_as_a_service_is_prints_its_summary_of_what_the_server_stored(live_server, token_for):
+    simulator = subprocess.Popen([sys.executable, "-m", "simulator", "--url", live_server.url, "--token",
+                                  token_for("sim-1"), "--devices", "1", "--interval", "0.2"],
+                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    eventually(lambda: len(live_server.history("sim-1")) >= 3)
+
+    simulator.terminate()  # SIGTERM, as systemd or docker stop send it
+
+    said = simulator.communicate(timeout=30)[0]
+    sent, buffered = map(int, re.search(r"sent (\d+), still buffered (\d+),", said).groups())
+    assert simulator.returncode == 0 and sent <= len(live_server.history("sim-1")) <= sent + buffered  # one cut short
 
 
 @needs_mosquitto
