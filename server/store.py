@@ -260,15 +260,16 @@ end
 # since the previous sweep's cutoff (kept in ``offline-swept``, shared by every process and
 # instance) offline once, and announces it. Not one while the cutoff is before the last time
 # any process found Redis full or away, or no process swept for ``UNSWEPT_GAP`` seconds
-# (every server stopped: kept in ``devices-unheard-at``, the last sweep's time in
-# ``offline-sweep-at``): no upload was stored meanwhile, and every device gets
+# (every server stopped: kept in ``devices-unheard-at``, the last sweep's time by Redis's
+# clock in ``offline-sweep-at``): no upload was stored meanwhile, and every device gets
 # ``OFFLINE_AFTER`` from then to be stored again.
 UNSWEPT_GAP = 10
 _MARK_OFFLINE = _GO_OFFLINE + f"local UNSWEPT_GAP = {UNSWEPT_GAP}\n" + """
-local now = tonumber(ARGV[4])
-local last_sweep = tonumber(redis.call('GET', P .. 'offline-sweep-at') or ARGV[4])
-redis.call('SET', P .. 'offline-sweep-at', ARGV[4])
-local unheard_at = now - last_sweep > UNSWEPT_GAP and now or tonumber(ARGV[3])
+local time = redis.call('TIME')  -- Redis's clock: instances whose clocks disagree agree on it
+local swept_at = time[1] .. '.' .. string.format('%06d', tonumber(time[2]))
+local last_sweep = tonumber(redis.call('GET', P .. 'offline-sweep-at') or swept_at)
+redis.call('SET', P .. 'offline-sweep-at', swept_at)
+local unheard_at = tonumber(swept_at) - last_sweep > UNSWEPT_GAP and tonumber(ARGV[4]) or tonumber(ARGV[3])
 local unheard = tonumber(redis.call('GET', P .. 'devices-unheard-at') or '0')
 if unheard_at > unheard then
   unheard = unheard_at

@@ -289,6 +289,18 @@ def test_a_server_stopped_for_longer_than_offline_after_takes_no_device_that_kep
         back_from=time.time())
 
 
+def test_two_instances_whose_clocks_disagree_still_take_a_silent_device_offline(kitchen, redis_client, monkeypatch):
+    """Each sweep notes when it ran, and a gap of 10 s means no server ran: by Redis's clock,
+    or an instance a minute behind would make every sweep of the other one see a gap."""
+    redis_client.zadd("devices", {"kitchen": time.time() - 630})  # silent for 10 min by the right clock only
+    behind = time.time
+    monkeypatch.setattr(time, "time", lambda: behind() - 60)
+    mark_offline(redis_client, time.time() - 600)  # the instance a minute behind: the kitchen is not yet silent
+    monkeypatch.undo()
+
+    assert mark_offline(redis_client, time.time() - 600) == ["kitchen"]
+
+
 def test_a_device_has_at_most_as_many_thresholds_as_field_names_so_none_can_slow_every_upload(client, kitchen, app):
     """Each reading is checked against its device's thresholds inside Redis: ten thousand
     on names the kitchen never sends would hold Redis, and every device's upload, for seconds."""
