@@ -31,6 +31,24 @@ def test_a_device_measuring_118_times_a_second_is_not_stale_while_just_seen(live
     assert browser_page.console_errors == []
 
 
+def test_a_board_reporting_on_change_is_not_stale_before_its_heartbeat_is_overdue(live_server, token_for, redis_client,
+                                                                                   browser_page):
+    """The firmware posts a change at once and a steady value at each heartbeat: gaps of an
+    interval and of a heartbeat, the interval's the more common."""
+    gaps = [3, 3, 3, 20] * 4  # s: as a 30 s interval and a 200 s heartbeat, ten times faster
+    last = time.time() - 8  # posted a little less than a heartbeat ago
+    ts = [last - sum(gaps[n:]) for n in range(len(gaps))] + [last]
+    live_server.post("/api/readings", token_for("kitchen"), json=[{"temperature": 20 + n % 2, "ts": t}
+                                                                  for n, t in enumerate(ts)])
+    redis_client.hset(device_key(redis_client, "kitchen"), "last_seen", repr(last))
+    redis_client.zadd(DEVICES, {"kitchen": last})
+    card = open_card(browser_page, live_server, "kitchen")
+
+    expect(card.locator(".status")).to_have_text("online")
+    expect(card.locator(".metrics")).not_to_have_class(re.compile("stale"))
+    expect(card.locator(".status")).to_have_text(re.compile(r"^stale · last seen \d+ s ago$"), timeout=40_000)
+
+
 def test_a_metric_the_device_stopped_sending_shows_its_age_and_is_stale(live_server, token_for, browser_page):
     now = time.time()
     three_hours = [{"temperature": 20, "ts": now - 180 * MINUTE + minute * MINUTE} for minute in range(181)]

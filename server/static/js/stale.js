@@ -1,5 +1,7 @@
 // Whether a card's values are current. A device's usual interval is the median gap between
-// the measured times of its recent readings; silence longer than twice that is stale, but
+// the measured times of its recent readings; silence longer than twice that, and half as long
+// again as its longest recent gap, is stale (a board reporting changes at once and a steady
+// value at each heartbeat is not stale between heartbeats), but
 // never within STALE_FLOOR seconds: the page ticks once a second and a reading takes a
 // moment to arrive, so a device that posts many times a second is not stale while it posts
 // (nor one whose clock gives many readings the same second). A metric the device stopped
@@ -15,11 +17,12 @@ import { isDown, isLive } from "./stream.js";
 const STALE_FLOOR = 5; // seconds
 const RECENT = 20; // readings that tell the usual interval
 
-// Twice the median gap between the rows' times, at least STALE_FLOOR; null for too few rows.
+// Twice the median gap between the rows' times, and 1.5 times the longest, at least
+// STALE_FLOOR; null for too few rows.
 function allowance(rows) {
   const ts = rows.slice(-RECENT).map((row) => row.ts);
   const gaps = ts.slice(1).map((t, i) => t - ts[i]).sort((a, b) => a - b);
-  return gaps.length ? Math.max(2 * gaps[Math.floor(gaps.length / 2)], STALE_FLOOR) : null;
+  return gaps.length ? Math.max(2 * gaps[Math.floor(gaps.length / 2)], 1.5 * gaps.at(-1), STALE_FLOOR) : null;
 }
 
 export function markStale(device, now) {
