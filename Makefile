@@ -34,8 +34,9 @@ flash: $(SETUP)  ## MicroPython onto a board: PORT=/dev/ttyUSB0 [CHIP=esp32] [FI
 deploy: $(SETUP)  ## our firmware onto the board: PORT=… [MPY=1] [SETTINGS=settings.json]
 	$(PY) -m tools.deploy --port "$(PORT)" --settings "$(SETTINGS)" $(if $(MPY),--mpy)
 
-provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SERVER=http://…:5000, default make run's port] [DATA=make run's --data] [TRANSPORT=mqtt [BROKER=mqtt://host:1883]]
+provision: $(SETUP)  ## the board's settings, token and release key: PORT=… DEVICE=kitchen [SENSOR=dht22|dht11|thermistor PIN=4] [SERVER=http://…:5000, default make run's port] [DATA=make run's --data] [TRANSPORT=mqtt [BROKER=mqtt://host:1883]]
 	$(PY) -m tools.provision --port "$(PORT)" --device "$(DEVICE)" --server "$(SERVER)" --key "$(RELEASE_KEY)" \
+		--sensor "$(or $(SENSOR),dht22)" --pin "$(or $(PIN),4)" \
 		--transport "$(or $(TRANSPORT),http)" --broker "$(BROKER)" $(if $(DATA),--data "$(DATA)")
 
 release: $(SETUP)  ## signed firmware over the air to the boards: [VERSION=0.2.0] [MPY=1] [DEVICES=kitchen,attic]; TARGET=0.1.0 targets a published one again

@@ -16,13 +16,13 @@ def make(*args, env=None):
     return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
-def provision(board, server, redis_server, monkeypatch, port=None):
+def provision(board, server, redis_server, monkeypatch, port=None, *settings):
     """make provision, answering its questions through the environment."""
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("WIFI_SSID", "lab")
     monkeypatch.setenv("WIFI_PASSWORD", "secret-password")
     monkeypatch.setenv("RELEASE_KEY", str(board.flash.parent / "release-key.pem"))  # not the operator's
-    return make("provision", f"PORT={port or board.port}", "DEVICE=attic", f"SERVER={server.url}",
+    return make("provision", f"PORT={port or board.port}", "DEVICE=attic", f"SERVER={server.url}", *settings,
                 env=dict(os.environ))
 
 
@@ -34,10 +34,22 @@ def test_provision_writes_settings_whose_token_the_server_accepts(emulated_board
     settings = json.loads((emulated_board.flash / "settings.json").read_text())
     assert settings["device"] == "attic" and settings["server"] == live_server.url
     assert settings["wifi_ssid"] == "lab" and settings["wifi_password"] == "secret-password"
+    assert (settings["sensor"], settings["pin"]) == ("dht22", 4)  # the defaults
     answer = live_server.post("/api/readings", settings["token"], json={"temperature": 20})
     assert answer.status_code == 201
     tracked = subprocess.run(["git", "grep", "-l", settings["token"]], cwd=ROOT, capture_output=True)
     assert tracked.stdout == b""
+
+
+def test_provision_writes_the_sensor_and_pin_it_is_given_and_refuses_a_sensor_it_does_not_know(
+        emulated_board, live_server, redis_server, monkeypatch):
+    result = provision(emulated_board, live_server, redis_server, monkeypatch, None, "SENSOR=thermistor", "PIN=34")
+    assert result.returncode == 0, result.stdout + result.stderr
+    settings = json.loads((emulated_board.flash / "settings.json").read_text())
+    assert (settings["sensor"], settings["pin"]) == ("thermistor", 34)
+
+    refused = provision(emulated_board, live_server, redis_server, monkeypatch, None, "SENSOR=bme280")
+    assert refused.returncode != 0 and "invalid choice: 'bme280'" in refused.stderr
 
 
 def test_a_board_provisioned_again_holds_the_only_token_that_works(emulated_board, live_server,
