@@ -128,11 +128,14 @@ def _lua_set(names):
 # first) in ``rollup_pending``, unless it was measured over a day before ``oldest`` (seconds); ``write_rollups(now, retention)``, once the batch is
 # stored, merges that into Redis: per key touched, one HMGET and one HSET (in pieces of
 # ROLLUP_PIECE fields, as Lua's unpack is limited), and an EXPIREAT when needed. Min and
-# max keep the text as sent; a sum is written with the digits that read back as its double.
+# max keep the text as sent, unless it is longer than any double needs (a 100-digit
+# integer: a leaked token's way to make each slot weigh 400 bytes); a sum is written with
+# the digits that read back as its double.
 ROLL_UP = f"""
 local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
 local ROLLUP_PIECE = 1000
+local ROLLUP_TEXT = 24  -- characters of a value's text kept as sent: a double's shortest is at most that
 -- key -> {{ends = its span's end, keep, order = {{{{slot, metric}}, ...}},
 --         slots = {{slot -> {{metric -> summary}}}}}}
 local rollup_pending = {{}}
@@ -184,6 +187,7 @@ local function roll_up(device, fields, id, now, retention)
       end
       for i, k in ipairs(names) do
         local name, text, value = fields[k], fields[k + 1], values[i]
+        if #text > ROLLUP_TEXT then text = rollup_number(value) end  -- 100 digits read back as a double's 17
         local summary = metrics[name]
         if not summary then
           pending.order[#pending.order + 1] = {{slot, name}}

@@ -56,3 +56,19 @@ def test_a_device_with_more_metrics_than_a_reading_carries_has_each_in_every_slo
     assert sum(map(redis_client.hlen, ten_s_keys)) == 360 * 40  # every name in every slot
     assert ever_new.status_code == 400 and "field names in all" in ever_new.json["error"]
     assert redis_client.xlen("readings:attic") == len(readings)  # the raw history keeps every one
+
+
+def test_a_value_of_a_hundred_digits_weighs_in_the_rollups_as_a_double_does(client, token_for, redis_client):
+    """A leaked token sending 100-digit values (finite, so taken) must not make every
+    rollup slot of every metric weigh 400 bytes: what a slot reads back is a double anyway."""
+    huge = int("9" * 100)
+    now = time.time()
+    headers = {"Authorization": f"Bearer {token_for('attic')}"}
+    answer = client.post("/api/readings", json={"temperature": 20, "dust": huge, "ts": now}, headers=headers)
+    assert answer.status_code == 201
+
+    [summary] = [value for key in redis_client.scan_iter(match=rollup_key(redis_client, "attic", 10, "*"))
+                 for field, value in redis_client.hgetall(key).items() if field.endswith(":dust")]
+    assert len(summary) < 80 and summary.split()[2] == repr(float(huge))
+    answer = client.get(f"/api/devices/attic/readings?since={now - 60}&until={now + 60}&buckets=6").json
+    assert answer["buckets"][0]["dust"]["max"] == float(huge)
