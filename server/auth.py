@@ -18,9 +18,9 @@ from flask.cli import AppGroup
 
 from .connections import get_redis
 from .mqtt import broker_credentials, readings_topic
-from .readings import DEVICE_ID, DEVICE_RULE
+from .readings import DEVICE_ID, DEVICE_RULE, NOT_METRICS
 from .shards import shards_of
-from .store import REVOKED_DEVICES, TOKENS, last_seen
+from .store import REVOKED_DEVICES, TOKENS, device_key, last_seen
 
 
 def _digest(token):
@@ -45,17 +45,22 @@ def _digests(client, device):
 
 def revoke_tokens(client, device):
     """Revoke every token of ``device`` and refuse its readings over MQTT; returns how many
-    tokens it had. LookupError for a device with no token that never posted (a typo, say)."""
+    tokens it had. Its latest values go too (its history stays): a leaked token may have
+    filled its ``MAX_DEVICE_FIELDS`` names, and the board's own new metrics would then be
+    refused for good. LookupError for a device with no token that never posted (a typo, say)."""
     shards = shards_of(client)
     tokens = shards.key(device, TOKENS)
     digests = _digests(client, device)
     if not digests and last_seen(client, device) is None:
         raise LookupError(f"no device {device!r}: it has no token and never posted")
+    metrics = [name for name in client.hkeys(device_key(client, device)) if name not in NOT_METRICS]
     with client.pipeline() as pipe:
+        if metrics:
+            pipe.hdel(device_key(client, device), *metrics)
         pipe.sadd(shards.key(device, REVOKED_DEVICES), device)
         if digests:
             pipe.hdel(tokens, *digests)
-        return sum(pipe.execute()[1:])
+        return sum(pipe.execute()[1 + bool(metrics):])
 
 
 UNKNOWN_TOKEN = "this token is unknown or revoked"

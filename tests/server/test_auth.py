@@ -44,6 +44,25 @@ def test_a_revoked_token_is_401(app, client):
     assert post(client, token).status_code == 401
 
 
+def test_a_leaked_token_that_filled_a_devices_names_leaves_none_once_revoked(app, client, redis_client):
+    """A device has at most MAX_DEVICE_FIELDS names: a stranger's junk names would refuse the
+    board's own new metric (400, which the firmware drops) until the device is deleted."""
+    app.config.update(RATE_LIMIT=0)
+    runner = app.test_cli_runner()
+    leaked = runner.invoke(args=["devices", "add", "victim"]).output.strip()
+    for n in range(app.config["MAX_DEVICE_FIELDS"]):  # one new name at a time, until no more are taken
+        client.post("/api/readings", json={f"junk{n}": 1}, headers={"Authorization": f"Bearer {leaked}"})
+    assert runner.invoke(args=["devices", "revoke", "victim"]).exit_code == 0
+    token = runner.invoke(args=["devices", "add", "victim"]).output.strip()
+
+    answer = client.post("/api/readings", json={"temperature": 21.5, "heap": 40000},
+                         headers={"Authorization": f"Bearer {token}"})
+
+    assert answer.status_code == 201
+    assert set(client.get("/api/devices").json["devices"][0]) >= {"temperature", "heap"}
+    assert not any(name.startswith("junk") for name in client.get("/api/devices").json["devices"][0])
+
+
 def test_revoking_a_device_nobody_added_is_refused_and_remembers_nothing(app, client, redis_client):
     result = app.test_cli_runner().invoke(args=["devices", "revoke", "kitchn"])
     answer = client.delete("/api/devices/kitchn?revoke=1")
