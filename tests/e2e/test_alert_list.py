@@ -190,3 +190,21 @@ def test_only_an_active_alert_is_red_and_has_an_acknowledge_button_live_and_afte
     expect(lines.get_by_role("button", name="Acknowledge")).to_have_count(0)
     expect(lines.nth(1)).not_to_have_css("color", RED)
     assert page.console_errors == []
+
+
+def test_a_fleet_gone_quiet_at_night_leaves_the_phone_its_cards_and_every_button_a_finger_can_hit(
+        live_server, token_for, redis_client, browser_page):
+    for n in range(30):
+        live_server.post("/api/readings", token_for(f"sim-{n:02}"), json={"temperature": 20})
+    redis_client.zadd("devices", {f"sim-{n:02}": time.time() - 300 for n in range(30)})
+    mark_offline(redis_client, time.time() - 200)
+    page = browser_page  # a phone's screen
+    open_alerts(page, live_server)
+
+    expect(page.locator("#alerts .active")).to_have_text(
+        "30 active: sim-00 offline, sim-01 offline, sim-02 offline, sim-03 offline, sim-04 offline and 25 more")
+    assert page.locator(".card").first.bounding_box()["y"] < 844  # in sight, below the alerts
+    page.locator(".card").first.locator(".thresholds").wait_for()
+    targets = ["#alerts li > button", ".card .enlarge", ".card .thresholds summary", ".card .actions a"]
+    for target in targets:
+        assert page.locator(target).first.bounding_box()["height"] >= 24, target

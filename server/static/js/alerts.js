@@ -18,6 +18,7 @@ import { isShown, nameOf } from "./labels.js";
 
 const FOLD_SECONDS = 3600;
 const LINES = 50;
+const SUMMED = 5; // active alerts named in the summary: a night's offline fleet would fill a phone's screen
 const CROSSED = ["high", "low", "offline"]; // states that stay active until cleared or online
 const active = new Map(); // JSON [device, metric or ""] -> "high" | "low" | "offline", now
 const lines = new WeakMap(); // <li> -> { alert (its newest), repeats, first, acknowledged }
@@ -140,7 +141,9 @@ function summarize() {
     .map(([device, metric, state]) => [nameOf(device), metric, state].filter(Boolean).join(" "))
     .sort((a, b) => a.localeCompare(b));
   const summary = document.querySelector("#alerts .active");
-  summary.textContent = named.length ? `${number(named.length)} active: ${named.join(", ")}` : "None active.";
+  const more = named.length > SUMMED + 1 ? ` and ${number(named.length - SUMMED)} more` : "";
+  summary.textContent = named.length
+    ? `${number(named.length)} active: ${named.slice(0, more ? SUMMED : undefined).join(", ")}${more}` : "None active.";
   summary.classList.toggle("none", !named.length);
   document.getElementById("alerts").hidden = !named.length && !list().querySelector("li:not([hidden])");
 }
