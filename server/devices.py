@@ -185,16 +185,22 @@ def show_command(device):
 
 
 @devices_cli.command("delete")
-@click.argument("device")
-@click.option("--revoke", is_flag=True, help="revoke its tokens too, so it cannot post again")
-@click.confirmation_option(prompt="Delete the device and all its history?")
-def delete_command(device, revoke):
-    """Delete DEVICE and everything kept about it: latest values, history, thresholds."""
-    try:
-        revoked = remove(get_redis(), device, revoke)
-    except LookupError as error:
-        raise click.UsageError(str(error))
-    click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s): {REFUSED_UNTIL_ADDED}" if revoke else ""))
+@click.argument("devices", nargs=-1, required=True)
+@click.option("--revoke", is_flag=True, help="revoke their tokens too, so they cannot post again")
+@click.confirmation_option(prompt="Delete the devices and all their history?")
+def delete_command(devices, revoke):
+    """Delete each DEVICE (a simulator's sim-1 sim-2 …) and everything kept about it: latest
+    values, history, thresholds."""
+    unknown = []
+    for device in devices:
+        try:
+            revoked = remove(get_redis(), device, revoke)
+        except LookupError as error:
+            unknown.append(str(error))
+            continue
+        click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s): {REFUSED_UNTIL_ADDED}" if revoke else ""))
+    if unknown:
+        raise click.UsageError("; ".join(unknown))
 
 
 @devices_cli.command("list")

@@ -148,6 +148,17 @@ def test_the_command_line_names_groups_hides_and_deletes(app, client, post_as):
                        headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def test_the_simulators_devices_are_deleted_in_one_command_and_a_typo_among_them_is_said(app, client, post_as):
+    for device in ("sim-1", "sim-2", "sim-3", "kitchen"):
+        post_as(device, temperature=20)
+
+    deleted = app.test_cli_runner().invoke(args=["devices", "delete", "sim-1", "sim-2", "sim-4", "sim-3", "--yes"])
+
+    assert deleted.output.splitlines()[:3] == ["deleted sim-1", "deleted sim-2", "deleted sim-3"]
+    assert deleted.exit_code == 2 and "no device 'sim-4' has sent a reading" in deleted.output
+    assert list(listed(client)) == ["kitchen"]
+
+
 def test_the_command_line_lists_every_device_with_its_labels_last_post_and_tokens(app, post_as, token_for):
     post_as("shed", temperature=20)
     token_for("attic")  # provisioned, never posted
