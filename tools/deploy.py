@@ -95,7 +95,10 @@ def main(argv=None):
         if args.settings:
             commands.append(["fs", "cp", args.settings, ":settings.json"])
         commands.append(["reset"])
-        return 0 if mpremote(args.port, *commands) else 1
+        if not mpremote(args.port, *commands):
+            return 1
+    print(f"deploy: done; the board restarts into it. Next: make monitor PORT={args.port} (its serial log)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ MICROPYTHON = "1.20"  # the lowest MicroPython the firmware runs on
 LOADER = ("boot.py", "main.py", "loader.py")  # never in a release: they roll a bad one back
 RELEASE_KEY = DATA_DIR / "release-key.pem"  # git ignores var/; back it up all the same
 MANIFEST_LIMIT = 4096  # bytes: a board reads no more of a manifest (firmware/ota.py's _MANIFEST_LIMIT)
+WHEN_INSTALLED = ("each board installs it at its next heartbeat (every 300 s unless its settings say otherwise), "
+                  "once nothing waits to be uploaded; the dashboard's card shows how it went")
 
 
 def release_key(path=RELEASE_KEY, make=True):
@@ -112,7 +114,7 @@ def main(argv=None):
             raise ValueError(f"no device {unknown[0]!r} has posted a reading: check DEVICES")
         if args.target:
             target_release(client, args.target, devices)
-            print(f"firmware {args.target}: targeted again at {', '.join(devices) or 'every device'}")
+            print(f"firmware {args.target}: targeted again at {', '.join(devices) or 'every device'}; {WHEN_INSTALLED}")
             return 0
         if client.hexists(RELEASES, version):
             raise ValueError(f"{version} is published already, and boards may hold its manifest: give the "
@@ -124,7 +126,7 @@ def main(argv=None):
         return 2
     size = sum(entry["size"] for entry in manifest["files"])
     print(f"firmware {version}: {len(manifest['files'])} files, {size} bytes, for "
-          f"{', '.join(devices) or 'every device'}")
+          f"{', '.join(devices) or 'every device'}; {WHEN_INSTALLED}")
     return 0
 
 

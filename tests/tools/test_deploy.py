@@ -113,6 +113,7 @@ def test_deploy_copies_the_firmware_intact_and_the_board_starts_posting(emulated
     result = make("deploy", f"PORT={emulated_board.port}")
 
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].startswith("deploy: done; the board restarts into it. Next: make monitor")
     assert not [name for name in left_by_an_update if (emulated_board.flash / name).exists()]  # a deploy starts afresh
     for source in FIRMWARE.glob("*.py"):
         assert (emulated_board.flash / source.name).read_bytes() == source.read_bytes()

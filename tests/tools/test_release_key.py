@@ -103,6 +103,7 @@ def test_a_published_release_is_targeted_again_to_roll_a_newer_one_back_by_hand(
 
     assert redis_client.hgetall(TARGETS) == {"*": "0.2.0"}  # attic's beta too
     assert redis_client.hget(RELEASES, "0.2.0") == manifest  # as the boards may hold it
-    assert "firmware 0.2.0: targeted again at every device" in capsys.readouterr().out
+    assert "firmware 0.2.0: targeted again at every device; each board installs it at its next heartbeat" in (
+        capsys.readouterr().out)
     assert release(["--target", "0.4.0-beta", "--key", str(key), "--devices", "kitchen"]) == 2
     assert "0.4.0-beta is signed for attic only" in capsys.readouterr().err
