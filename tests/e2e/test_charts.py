@@ -295,6 +295,24 @@ def test_large_and_compare_say_the_devices_names_in_the_pages_order(live_server,
     assert page.console_errors == []
 
 
+def test_a_long_device_name_in_the_compare_legend_stays_beside_its_colour_on_a_phone(live_server, token_for,
+                                                                                   open_page):
+    now = time.time()
+    for device, label in [("esp-1", "Cellar"), ("esp-2", "The workshop's freezer at the back of the garden shed")]:
+        post(live_server, token_for(device), [{"temperature": 12 + n % 3, "ts": now - 870 + n * 45} for n in range(20)])
+        name(live_server, device, label)
+    page = open_page()  # a phone's screen
+    page.goto(live_server.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    page.get_by_role("button", name="Compare").click()
+    legend = page.get_by_role("dialog", name="Compare devices").locator(".u-legend .u-series").nth(1)
+    expect(legend.locator(".u-label")).to_have_text("The workshop's freezer at the back of the garden shed")
+
+    marker, label = legend.locator(".u-marker").bounding_box(), legend.locator(".u-label").bounding_box()
+    assert abs((marker["y"] + marker["height"] / 2) - (label["y"] + label["height"] / 2)) < 4  # on one line
+    assert label["x"] + label["width"] <= 390
+
+
 NARROWER_THAN = "([selector, most]) => document.querySelector(selector).getBoundingClientRect().width <= most"
 
 
