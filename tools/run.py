@@ -237,7 +237,8 @@ def print_front_door(config, base, data_dir):
     mqtt = urlsplit(config["MQTT_URL"])
     print(f"\nDashboard: {base}/\nSend a reading:\n  curl -X POST -H \"Content-Type: text/plain\"{auth}"
           f" -d '{{\"temperature\":56}}' {base}/therm/push\n"
-          f"  (the card it makes is {DEMO_DEVICE if config['AUTH'] else LEGACY_DEVICE}'s)\n"
+          f"  (the original tutorial's push, as the device {DEMO_DEVICE if config['AUTH'] else LEGACY_DEVICE}; "
+          "a device of your own posts to /api/readings with a token: README, Sending readings)\n"
           + (f"MQTT: readings from the broker at {mqtt.hostname}:{mqtt.port or DEFAULT_PORTS[mqtt.scheme]} "
              f"({readings_topic('<device>')}; {base}/healthz says whether it is up)\n" if mqtt.hostname else "")
           + (f"Viewers: {viewers}; reading needs a login\n" if viewers else

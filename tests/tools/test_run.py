@@ -131,7 +131,8 @@ def test_make_run_prints_the_dashboard_a_working_curl_and_that_reading_is_open(s
 
     assert f"Dashboard: http://localhost:{stack.url.rsplit(':', 1)[1]}/" in stack.log()
     assert "curl -X POST" in stack.log() and stack.post(56) == 201
-    assert "(the card it makes is demo's)" in stack.log()
+    assert "(the original tutorial's push, as the device demo; a device of your own posts to /api/readings" in (
+        stack.log())
     assert requests.get(stack.url + "/api/devices/demo/readings", timeout=5).json()["readings"][0]["temperature"] == 56
 
 
