@@ -192,7 +192,7 @@ def delete_command(devices, revoke):
     """Delete each DEVICE (a simulator's sim-1 sim-2 …) and everything kept about it: latest
     values, history, thresholds."""
     unknown = []
-    for device in devices:
+    for device in dict.fromkeys(devices):  # each once, however often named
         try:
             revoked = remove(get_redis(), device, revoke)
         except LookupError as error:
@@ -200,7 +200,7 @@ def delete_command(devices, revoke):
             continue
         click.echo(f"deleted {device}" + (f"; revoked {revoked} token(s): {REFUSED_UNTIL_ADDED}" if revoke else ""))
     if unknown:
-        raise click.UsageError("; ".join(unknown))
+        raise click.ClickException("; ".join(unknown))
 
 
 @devices_cli.command("list")
