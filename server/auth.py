@@ -53,14 +53,15 @@ def revoke_tokens(client, device):
     digests = _digests(client, device)
     if not digests and last_seen(client, device) is None:
         raise LookupError(f"no device {device!r}: it has no token and never posted")
-    metrics = [name for name in client.hkeys(device_key(client, device)) if name not in NOT_METRICS]
     with client.pipeline() as pipe:
-        if metrics:
-            pipe.hdel(device_key(client, device), *metrics)
         pipe.sadd(shards.key(device, REVOKED_DEVICES), device)
         if digests:
             pipe.hdel(tokens, *digests)
-        return sum(pipe.execute()[1 + bool(metrics):])
+        revoked = sum(pipe.execute()[1:])
+    metrics = [name for name in client.hkeys(device_key(client, device)) if name not in NOT_METRICS]  # none come now
+    if metrics:
+        client.hdel(device_key(client, device), *metrics)
+    return revoked
 
 
 UNKNOWN_TOKEN = "this token is unknown or revoked"
