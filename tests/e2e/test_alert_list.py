@@ -194,17 +194,35 @@ def test_only_an_active_alert_is_red_and_has_an_acknowledge_button_live_and_afte
 
 def test_a_fleet_gone_quiet_at_night_leaves_the_phone_its_cards_and_every_button_a_finger_can_hit(
         live_server, token_for, redis_client, browser_page):
-    for n in range(30):
-        live_server.post("/api/readings", token_for(f"sim-{n:02}"), json={"temperature": 20})
-    redis_client.zadd("devices", {f"sim-{n:02}": time.time() - 300 for n in range(30)})
+    for n in range(1, 31):
+        live_server.post("/api/readings", token_for(f"sim-{n}"), json={"temperature": 20})
+    redis_client.zadd("devices", {f"sim-{n}": time.time() - 300 for n in range(1, 31)})
     mark_offline(redis_client, time.time() - 200)
+    kitchen = token_for("kitchen")
+    live_server.post("/api/readings", kitchen, json={"temperature": 20})
+    set_limits(live_server, high=25)
+    live_server.post("/api/readings", kitchen, json={"temperature": 30})
     page = browser_page  # a phone's screen
     open_alerts(page, live_server)
 
-    expect(page.locator("#alerts .active")).to_have_text(
-        "30 active: sim-00 offline, sim-01 offline, sim-02 offline, sim-03 offline, sim-04 offline and 25 more")
+    expect(page.locator("#alerts .active")).to_have_text(  # the one that is not the night's first
+        "31 active: kitchen temperature high, sim-1 offline, sim-2 offline, sim-3 offline, sim-4 offline and 26 more")
     assert page.locator(".card").first.bounding_box()["y"] < 844  # in sight, below the alerts
     page.locator(".card").first.locator(".thresholds").wait_for()
     targets = ["#alerts li > button", ".card .enlarge", ".card .thresholds summary", ".card .actions a"]
     for target in targets:
         assert page.locator(target).first.bounding_box()["height"] >= 24, target
+
+
+def test_on_a_touch_screen_every_button_is_a_fingers_size(live_server, token_for, open_page):
+    kitchen = token_for("kitchen")
+    live_server.post("/api/readings", kitchen, json={"temperature": 20})
+    set_limits(live_server, high=25)
+    live_server.post("/api/readings", kitchen, json={"temperature": 30})
+    page = open_page(has_touch=True, is_mobile=True, device_scale_factor=3)
+    open_alerts(page, live_server)
+    expect(page.locator("#alerts li > button")).to_have_count(1)
+
+    targets = ["#alerts li > button", "#compare", ".card .enlarge", ".card .thresholds summary", ".card .actions a"]
+    assert {target: page.locator(target).first.bounding_box()["height"] >= 44 for target in targets} == dict.fromkeys(
+        targets, True)

@@ -172,3 +172,32 @@ def test_a_stream_the_network_dropped_without_a_word_is_opened_again_and_misses_
         expect(page.locator("#connection")).to_have_text("live")
     finally:
         network.close()
+
+
+def test_while_the_network_holds_a_stream_silent_the_page_says_so_and_blames_no_device(
+        start_server, token_for, browser_page):
+    server = start_server(HEARTBEAT=5)  # a heartbeat 5 s overdue: "no word", and three of them: opened again
+    token = token_for("kitchen")
+    network = DroppingNetwork(server.url)
+    posting = threading.Event()
+
+    def post_every_second():
+        while not posting.wait(1):
+            server.post("/api/readings", token, json={"temperature": 20})
+    threading.Thread(target=post_every_second, daemon=True).start()
+    try:
+        page = browser_page
+        page.goto(network.url + "/")
+        expect(page.locator("#connection")).to_have_text("live")
+        card = page.locator('[data-device="kitchen"]')
+        expect(card.locator(".status")).to_have_text("online")
+
+        network.drop_all()  # the kitchen goes on posting: the page hears none of it
+        expect(page.locator("#connection")).to_have_text("no word from the server…", timeout=20_000)
+        expect(card.locator(".status")).to_have_text(OUT_OF_TOUCH)
+        assert "stale" not in card.locator(".status").get_attribute("class")
+        expect(page.locator("#connection")).to_have_text("live", timeout=30_000)  # opened again
+        expect(card.locator(".status")).to_have_text("online")
+    finally:
+        posting.set()
+        network.close()

@@ -25,8 +25,8 @@ def save(form, **values):
     expect(form.locator(".message")).to_have_text("Saved.")
 
 
-def stored_threshold(server):
-    return requests.get(server.url + "/api/devices/kitchen/thresholds", timeout=5).json()["thresholds"]["temperature"]
+def stored_threshold(server, metric="temperature"):
+    return requests.get(server.url + "/api/devices/kitchen/thresholds", timeout=5).json()["thresholds"][metric]
 
 
 def test_editing_one_limit_in_fahrenheit_keeps_the_others_as_stored(live_server, token_for, browser_page):
@@ -157,7 +157,7 @@ def test_a_limit_typed_in_fahrenheit_is_stored_to_3_decimals_and_reads_back_as_t
     card, form = open_thresholds(page, live_server)
     expect(form.get_by_label("High")).to_have_value("70")
     page.get_by_role("button", name="Temperature unit").click()
-    expect(form.get_by_label("Hysteresis")).to_have_value("0.28")  # as saved, in °C
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.278")  # as saved, in °C
     assert page.console_errors == []
 
 
@@ -177,3 +177,17 @@ def test_saved_goes_once_a_form_is_edited_again(live_server, token_for, browser_
     labels.get_by_label("Name").press("s")
     expect(labels.locator(".message")).to_have_text("")
     assert page.console_errors == []
+
+
+def test_a_battery_limit_reads_back_as_saved_and_its_new_hysteresis_fits_a_battery(live_server, token_for,
+                                                                                   browser_page):
+    live_server.post("/api/readings", token_for("kitchen"), json={"temperature": 20, "battery": 4.1})
+    page = browser_page
+    card, form = open_thresholds(page, live_server)
+    form.get_by_label("Metric").select_option("battery")
+    expect(form.get_by_label("Hysteresis")).to_have_value("0.05")  # 0.5 V: a low alert that never ends
+
+    save(form, Low="3.905")
+
+    assert stored_threshold(live_server, metric="battery") == {"low": 3.905, "hysteresis": 0.05}
+    expect(form.get_by_label("Low")).to_have_value("3.905")

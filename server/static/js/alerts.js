@@ -18,7 +18,8 @@ import { isShown, nameOf } from "./labels.js";
 
 const FOLD_SECONDS = 3600;
 const LINES = 50;
-const SUMMED = 5; // active alerts named in the summary: a night's offline fleet would fill a phone's screen
+const SUMMED = 5; // active alerts named in the summary (a threshold's first): a night's offline fleet fills a phone
+const byName = new Intl.Collator(undefined, { numeric: true }); // sim-2 before sim-10
 const CROSSED = ["high", "low", "offline"]; // states that stay active until cleared or online
 const active = new Map(); // JSON [device, metric or ""] -> "high" | "low" | "offline", now
 const lines = new WeakMap(); // <li> -> { alert (its newest), repeats, first, acknowledged }
@@ -138,8 +139,9 @@ function summarize() {
   }
   const named = [...active].map(([key, state]) => [...JSON.parse(key), state])
     .filter(([device]) => isShown(device))
-    .map(([device, metric, state]) => [nameOf(device), metric, state].filter(Boolean).join(" "))
-    .sort((a, b) => a.localeCompare(b));
+    .map(([device, metric, state]) => [state === "offline", [nameOf(device), metric, state].filter(Boolean).join(" ")])
+    .sort(([offline, a], [otherOffline, b]) => offline - otherOffline || byName.compare(a, b))
+    .map(([, text]) => text);
   const summary = document.querySelector("#alerts .active");
   const more = named.length > SUMMED + 1 ? ` and ${number(named.length - SUMMED)} more` : "";
   summary.textContent = named.length
@@ -205,9 +207,10 @@ export async function loadLimits(device) {
 // Save sends a changed field converted to °C and an untouched one exactly as stored. The
 // limits are loaded again each time it opens and after a save, and follow `thresholds`
 // events (show(true)): a field the user edited meanwhile keeps what they typed. A metric
-// with no limit yet offers HYSTERESIS (in the unit shown), so a value near a new limit
-// does not flap.
-const HYSTERESIS = 0.5;
+// with no limit yet offers a HYSTERESIS fit for its scale (in the unit shown), so a value
+// near a new limit does not flap: 0.5 V would keep a battery's low alert from ever ending.
+// A limit reads back as stored; converted (°F), to 2 decimals.
+const HYSTERESIS = { temperature: 0.5, humidity: 1, pressure: 1, battery: 0.05 };
 export function wireThresholds(device, metricNames) {
   const { id, node } = device;
   const details = node.querySelector(".thresholds");
@@ -231,8 +234,9 @@ export function wireThresholds(device, metricNames) {
     for (const [field, [toShown]] of Object.entries(fields)) {
       const input = form[field];
       if (keepEdits && isEdited(input)) continue;
-      const offered = field === "hysteresis" && !device.limits.has(name) ? HYSTERESIS : "";
-      input.value = Object.hasOwn(limit, field) ? +toShown(name, limit[field]).toFixed(2) : offered;
+      const offered = field === "hysteresis" && !device.limits.has(name) ? HYSTERESIS[name] ?? "" : "";
+      const value = Object.hasOwn(limit, field) && toShown(name, limit[field]);
+      input.value = Object.hasOwn(limit, field) ? (value === limit[field] ? value : +value.toFixed(2)) : offered;
       input.dataset.shown = input.value;
     }
   }

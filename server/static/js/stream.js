@@ -9,21 +9,27 @@
 // indicator says "waiting for the server" rather than "live" over a silent stream.
 // A stream a NAT or a phone's network dropped without a word stays open to the browser for
 // good: a quiet stream gets a `heartbeat` event every `every` seconds (the first as it
-// opens), so one silent for SILENT_BEATS of them is closed and opened again, replaying
-// what it missed.
+// opens). Once one is OVERDUE seconds late, the indicator says no word comes (and no card is
+// stale for that silence, which is the page's); one silent for SILENT_BEATS of them is
+// closed and opened again, replaying what it missed.
 import { newer } from "./format.js";
 
 const RETRY_MS = 3000;
 const SILENT_BEATS = 3;
+const OVERDUE = 5; // seconds
 let heartbeatSeconds = 15; // the server says, in each heartbeat
 const indicator = () => document.getElementById("connection");
 let lastEventId = "";
 let retryDelay = RETRY_MS;
+let heardAt = Date.now(); // when the server last said anything
+export const lastHeard = () => heardAt / 1000; // seconds: a device's silence counts only up to then
 
-const SHOWN = { live: "live", paused: "waiting for the server…", reconnecting: "reconnecting…" };
+const SHOWN = {
+  live: "live", silent: "no word from the server…", paused: "waiting for the server…", reconnecting: "reconnecting…",
+};
 const showing = (state) => indicator().classList.contains(state);
 export const isLive = () => showing("live");
-export const isDown = () => showing("paused") || showing("reconnecting"); // out of touch, not while first connecting
+export const isDown = () => !isLive() && !showing("connecting"); // out of touch, not while first connecting
 
 // Replay from this position on, unless a newer one was seen. On a Redis Cluster a position
 // has a part per shard (`1764000000000-0_1764000000012-3`): each part is the newer of the two.
@@ -54,12 +60,15 @@ export function connect(onOpen, handlers) {
   const source = new EventSource(`/stream${query}`);
   let heard = Date.now();
   const listen = (name, handle) => source.addEventListener(name, (event) => {
-    heard = Date.now();
+    heard = heardAt = Date.now();
+    if (showing("silent")) show("live");
     handle(event);
   });
   const watchdog = setInterval(() => { // open, or opening on a connection that may be as dead
     const closed = source.readyState === EventSource.CLOSED; // then retried later, or the login page is next
-    if (!closed && Date.now() - heard < SILENT_BEATS * heartbeatSeconds * 1000) return;
+    const quiet = (Date.now() - heard) / 1000;
+    if (showing("live") && quiet > heartbeatSeconds + OVERDUE) show("silent");
+    if (!closed && quiet < SILENT_BEATS * heartbeatSeconds) return;
     clearInterval(watchdog);
     if (closed) return;
     source.close();
@@ -67,7 +76,7 @@ export function connect(onOpen, handlers) {
     connect(onOpen, handlers);
   }, 1000);
   source.onopen = () => {
-    heard = Date.now();
+    heard = heardAt = Date.now();
     retryDelay = RETRY_MS;
     show("live");
     onOpen();
