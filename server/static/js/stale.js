@@ -9,8 +9,9 @@
 // sending is stale on its own, and says how old its value is, once it lags the device's
 // newest reading by more than that metric's own allowance. A device's silence counts only
 // until the server last said anything: while the stream is silent or down the silence is
-// the page's, not the devices', and no card is stale for it (down, each says it is out of touch). The card's status says which it is: "online", "stale · last seen 3 min
-// ago", "offline" or "no connection · last seen 3 min ago". A card whose chart could not be
+// the page's, not the devices', and no card is stale for it (down, each says it is out of
+// touch). The card's status says which it is: "online", "stale · last seen 3 min ago",
+// "offline" or "no connection · last seen 3 min ago". A card whose chart could not be
 // fetched says so too, until a fetch works again.
 import { ago, when } from "./format.js";
 import { isDown, isLive, lastHeard } from "./stream.js";
