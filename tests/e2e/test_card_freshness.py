@@ -122,3 +122,16 @@ def test_no_card_is_stale_while_the_stream_is_down(start_server, token_for, brow
     expect(card.locator(".ago")).to_have_text(re.compile(r"^([6-9]|\d\d+) s ago$"), timeout=20_000)  # stale, were it live
     expect(card.locator(".metrics")).not_to_have_class(re.compile("stale"))
     assert [error for error in browser_page.console_errors if not error.startswith("Failed to load resource")] == []
+
+
+def test_a_cards_widest_figures_fit_their_column_on_a_desk(live_server, token_for, open_page):
+    live_server.post("/api/readings", token_for("greenhouse"), json={
+        "temperature": 21.25, "humidity": 46.55, "pressure": 1013.25, "battery": 3.715})
+    page = open_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    expect(page.locator('[data-metric="pressure"] dd')).to_have_text("1,013.25 hPa")
+
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('.metrics dd')]
+        .filter((dd) => dd.scrollWidth > dd.clientWidth || dd.getBoundingClientRect().right >
+                        dd.closest('.card').getBoundingClientRect().right).map((dd) => dd.textContent)""")
+    assert overflowing == []
