@@ -30,16 +30,9 @@ STREAM_CAP = 10_000
 # ``thresholds_of(device)``, metric -> threshold, read once a call).
 # cjson writes a number to 14 significant digits: a value of 50.000000000000007 would read
 # 50 beside its threshold of 50. So each number of an alert is handed to it as text marked
-# with a NUL (which no device or metric name has), with the digits that read back as the
-# same double, and unquoted after.
+# with a NUL (which no device or metric name has), its ``exact`` digits (shards.py's
+# LUA_PREFIX), and unquoted after.
 RAISE_ALERTS = f"""
-local function exact(number)
-  for digits = 14, 17 do
-    local text = string.format('%.' .. digits .. 'g', number)
-    if tonumber(text) == number then return text end
-  end
-end
-
 local function exact_json(value)
   return (string.gsub(cjson.encode(value), '"\\\\u0000([^"]*)"', '%1'))
 end

@@ -130,7 +130,8 @@ def _lua_set(names):
 # ROLLUP_PIECE fields, as Lua's unpack is limited), and an EXPIREAT when needed. Min and
 # max keep the text as sent, unless it is longer than any double needs (a 100-digit
 # integer: a leaked token's way to make each slot weigh 400 bytes); a sum is written with
-# the digits that read back as its double.
+# the digits that read back as its double (``exact``, from LUA_PREFIX, which a script
+# that rolls up begins with).
 ROLL_UP = f"""
 local ROLLUP_TIERS = {{{", ".join(f"{{{size}, {span}, {reach or 0}}}" for size, span, reach in TIERS)}}}
 local ROLLUP_SKIP = {_lua_set(NOT_METRICS)}
@@ -141,12 +142,6 @@ local ROLLUP_TEXT = 24  -- characters of a value's text kept as sent: a double's
 local rollup_pending = {{}}
 local rollup_blocks = {{}}  -- device -> {{tier -> {{span start -> its key's pending}}}}: found with no key name made
 local rollup_from_noted = {{}}  -- device -> true once this call noted it in rollups-from
-
-local function rollup_number(x)
-  local text = string.format('%.15g', x)
-  if tonumber(text) ~= x then text = string.format('%.17g', x) end
-  return text
-end
 
 local function roll_up(device, fields, id, now, retention)
   if not rollup_from_noted[device] then
@@ -187,7 +182,7 @@ local function roll_up(device, fields, id, now, retention)
       end
       for i, k in ipairs(names) do
         local name, text, value = fields[k], fields[k + 1], values[i]
-        if #text > ROLLUP_TEXT then text = rollup_number(value) end  -- 100 digits read back as a double's 17
+        if #text > ROLLUP_TEXT then text = exact(value) end  -- 100 digits read back as a double's 17
         local summary = metrics[name]
         if not summary then
           pending.order[#pending.order + 1] = {{slot, name}}
@@ -211,7 +206,7 @@ local function rollup_merged(summary, old)  -- a slot's text: this call's summar
     if tonumber(was_low) <= low then low_text = was_low end
     if tonumber(was_high) >= high then high_text = was_high end
   end
-  return count .. ' ' .. (total_text or rollup_number(total)) .. ' ' .. low_text .. ' ' .. high_text
+  return count .. ' ' .. (total_text or exact(total)) .. ' ' .. low_text .. ' ' .. high_text
 end
 
 local function write_rollups(now, retention)
