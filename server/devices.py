@@ -77,7 +77,8 @@ def describe(client, device, changes):
             raise ValueError(f"{field}: must be text of at most {TEXTS[field]} printable characters")
     texts = [text for field, value in changes.items()
              for text in (field, value.strip() if isinstance(value, str) else "1" if value else "")]
-    described = client.register_script(_DESCRIBE)(keys=[shards_of(client).prefix(device)], args=[device, CHANNEL, *texts])
+    described = client.register_script(_DESCRIBE)(keys=[shards_of(client).prefix(device)],
+                                                  args=[device, CHANNEL, *texts])
     if described is None:
         raise LookupError(f"no device {device!r} has sent a reading")
     meta = json.loads(described)

@@ -15,8 +15,9 @@ stopped. What was published of each device is kept in ``homeassistant:<device>``
 deletes and offline come as ``device`` events on ``sse``; on taking the lease and every
 ``resync_seconds`` the holder compares every device anyway, so nothing missed while no
 process listened stays wrong; a device whose status topic the broker no longer holds (it
-lost its retained messages: a restart without its database) is published whole again. Only a delete removes a device's entities: hiding its card
-is the dashboard's business, and Home Assistant keeps it.
+lost its retained messages: a restart without its database) is published whole again.
+Only a delete removes a device's entities: hiding its card is the dashboard's business,
+and Home Assistant keeps it.
 
 A metric the device's readings have left out for ``OFFLINE_AFTER`` seconds (by their ``ts``;
 a sensor swapped out, say) is ``null`` in the state, which Home Assistant's MQTT sensor shows

@@ -152,6 +152,13 @@ class DroppingNetwork:
             server.close()
 
 
+def kitchen_through(network, page):
+    """The dashboard opened through ``network``, live: the kitchen's card."""
+    page.goto(network.url + "/")
+    expect(page.locator("#connection")).to_have_text("live")
+    return page.locator('[data-device="kitchen"]')
+
+
 def test_a_stream_the_network_dropped_without_a_word_is_opened_again_and_misses_nothing(
         start_server, token_for, browser_page):
     server = start_server(HEARTBEAT=1)  # the page gives a silent stream three heartbeats
@@ -160,9 +167,7 @@ def test_a_stream_the_network_dropped_without_a_word_is_opened_again_and_misses_
     network = DroppingNetwork(server.url)
     try:
         page = browser_page
-        page.goto(network.url + "/")
-        expect(page.locator("#connection")).to_have_text("live")
-        card = page.locator('[data-device="kitchen"]')
+        card = kitchen_through(network, page)
         expect(card.locator(".metrics")).to_contain_text("20")
 
         network.drop_all()
@@ -187,9 +192,7 @@ def test_while_the_network_holds_a_stream_silent_the_page_says_so_and_blames_no_
     threading.Thread(target=post_every_second, daemon=True).start()
     try:
         page = browser_page
-        page.goto(network.url + "/")
-        expect(page.locator("#connection")).to_have_text("live")
-        card = page.locator('[data-device="kitchen"]')
+        card = kitchen_through(network, page)
         expect(card.locator(".status")).to_have_text("online")
 
         network.drop_all()  # the kitchen goes on posting: the page hears none of it
